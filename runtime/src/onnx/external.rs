@@ -1,0 +1,57 @@
+//! External tensor data (`data_location = EXTERNAL`): safe path resolution and bounded reads.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Component, Path};
+
+use crate::error::{Error, Result};
+use crate::onnx::proto::TensorProto;
+
+/// Reads `expected_len` bytes of external data for `t`, relative to the model's folder.
+/// Absolute paths and paths with `..` are refused.
+pub fn read(t: &TensorProto, base_dir: &Path, expected_len: usize) -> Result<Vec<u8>> {
+    let what = format!("tensor '{}'", t.name);
+    let mut location = None;
+    let mut offset: u64 = 0;
+    let mut length: Option<u64> = None;
+    for entry in &t.external_data {
+        let parse = |v: &str| {
+            v.parse::<u64>()
+                .map_err(|_| Error::Model(format!("{what}: bad external {} '{v}'", entry.key)))
+        };
+        match entry.key.as_str() {
+            "location" => location = Some(entry.value.clone()),
+            "offset" => offset = parse(&entry.value)?,
+            "length" => length = Some(parse(&entry.value)?),
+            _ => {}
+        }
+    }
+    let location = location
+        .ok_or_else(|| Error::Model(format!("{what}: external data without a location")))?;
+    let rel = Path::new(&location);
+    if rel.is_absolute() || rel.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir)) {
+        return Err(Error::Model(format!(
+            "{what}: external data path '{location}' must be relative and stay inside the model's folder"
+        )));
+    }
+    if let Some(len) = length {
+        if len != expected_len as u64 {
+            return Err(Error::Model(format!(
+                "{what}: external length {len} does not match its shape ({expected_len} bytes)"
+            )));
+        }
+    }
+    let path = base_dir.join(rel);
+    let io = |source| Error::Io { path: path.display().to_string(), source };
+    let mut file = File::open(&path).map_err(io)?;
+    let file_len = file.metadata().map_err(io)?.len();
+    if offset.checked_add(expected_len as u64).is_none_or(|end| end > file_len) {
+        return Err(Error::Model(format!(
+            "{what}: external data [{offset}, +{expected_len}) runs past the end of '{location}' ({file_len} bytes)"
+        )));
+    }
+    file.seek(SeekFrom::Start(offset)).map_err(io)?;
+    let mut buf = vec![0u8; expected_len];
+    file.read_exact(&mut buf).map_err(io)?;
+    Ok(buf)
+}

@@ -1,0 +1,122 @@
+//! Operator kernels and the registry that maps (domain, op_type, since-version) to them.
+//!
+//! A node is turned into a [`Kernel`] once, at load: its attributes are parsed there, so a
+//! malformed attribute fails at load, and running does no string look-ups.
+
+mod attrs;
+
+pub use attrs::Attrs;
+
+use std::collections::HashMap;
+
+use crate::error::Result;
+use crate::onnx::proto::NodeProto;
+use crate::tensor::Tensor;
+
+/// A node's computation, built once at load and run many times (from many threads at once).
+pub trait Kernel: Send + Sync {
+    /// Computes the node's outputs. `inputs[i]` is `None` for an omitted optional input.
+    fn run(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>>;
+}
+
+/// What a kernel factory sees of the node it builds for.
+pub struct OpContext<'a> {
+    /// The node itself (name, inputs, outputs, attributes).
+    pub node: &'a NodeProto,
+    /// The opset version the model imports for the node's domain.
+    pub opset: i64,
+    /// Typed access to the node's attributes.
+    pub attrs: Attrs<'a>,
+}
+
+impl OpContext<'_> {
+    /// Number of outputs the node declares (Split and friends need it).
+    pub fn num_outputs(&self) -> usize {
+        self.node.output.len()
+    }
+}
+
+/// Builds a kernel for one node.
+pub type Factory = fn(&OpContext) -> Result<Box<dyn Kernel>>;
+
+/// The op registry, keyed by domain and op type, each with versions ordered by since-version.
+#[derive(Default)]
+pub struct Registry {
+    entries: HashMap<(String, String), Vec<(i64, Factory)>>,
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Every op this runtime knows, in the default ONNX domain.
+    pub fn standard() -> Self {
+        let mut registry = Self::new();
+        registry.register_standard();
+        registry
+    }
+
+    /// Registers `factory` for `domain::op_type` from opset `since` on.
+    pub fn register(&mut self, domain: &str, op_type: &str, since: i64, factory: Factory) {
+        let versions = self
+            .entries
+            .entry((normalize_domain(domain).to_string(), op_type.to_string()))
+            .or_default();
+        versions.push((since, factory));
+        versions.sort_by_key(|(v, _)| *v);
+    }
+
+    /// The factory for the newest version whose since-version is at most `opset`.
+    pub fn resolve(&self, domain: &str, op_type: &str, opset: i64) -> Option<Factory> {
+        let versions = self
+            .entries
+            .get(&(normalize_domain(domain).to_string(), op_type.to_string()))?;
+        versions
+            .iter()
+            .rev()
+            .find(|(since, _)| *since <= opset)
+            .map(|(_, f)| *f)
+    }
+
+    fn register_standard(&mut self) {
+        // Each op family registers its own ops; see the files of this module.
+        let _ = self;
+    }
+}
+
+/// `ai.onnx` and `""` name the same default domain.
+pub fn normalize_domain(domain: &str) -> &str {
+    if domain == "ai.onnx" {
+        ""
+    } else {
+        domain
+    }
+}
+
+/// A helper for kernels that are plain functions of their inputs.
+pub struct FnKernel<F>(pub F);
+
+impl<F> Kernel for FnKernel<F>
+where
+    F: Fn(&[Option<&Tensor>]) -> Result<Vec<Tensor>> + Send + Sync,
+{
+    fn run(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
+        (self.0)(inputs)
+    }
+}
+
+/// Fetches required input `i`, failing with a clear message if it is absent.
+pub fn input<'a>(inputs: &[Option<&'a Tensor>], i: usize) -> Result<&'a Tensor> {
+    inputs
+        .get(i)
+        .copied()
+        .flatten()
+        .ok_or_else(|| crate::error::op_err(format!("missing required input #{i}")))
+}
+
+/// Fetches optional input `i` (absent, or named "" in the graph).
+pub fn optional_input<'a>(inputs: &[Option<&'a Tensor>], i: usize) -> Option<&'a Tensor> {
+    inputs.get(i).copied().flatten()
+}

@@ -1,0 +1,278 @@
+//! The dynamically typed, dynamically shaped tensor every op consumes and produces.
+//!
+//! Arrays are `ArcArray`s, so cloning a tensor (an initializer read by many nodes, an
+//! `Identity`) shares the buffer instead of copying it.
+
+use half::f16;
+use ndarray::{ArcArray, IxDyn};
+
+use crate::error::{op_err, Error, Result};
+
+/// A shared, dynamic-rank array.
+pub type Array<T> = ArcArray<T, IxDyn>;
+
+/// The element types the runtime computes with.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum DType {
+    /// 32-bit float.
+    F32,
+    /// 16-bit IEEE float.
+    F16,
+    /// 64-bit float.
+    F64,
+    /// 64-bit signed integer.
+    I64,
+    /// 32-bit signed integer.
+    I32,
+    /// 8-bit signed integer.
+    I8,
+    /// 8-bit unsigned integer.
+    U8,
+    /// Boolean.
+    Bool,
+}
+
+impl DType {
+    /// Maps an ONNX `TensorProto.DataType` code to a dtype.
+    pub fn from_onnx(code: i32) -> Result<Self> {
+        Ok(match code {
+            1 => DType::F32,
+            2 => DType::U8,
+            3 => DType::I8,
+            6 => DType::I32,
+            7 => DType::I64,
+            9 => DType::Bool,
+            10 => DType::F16,
+            11 => DType::F64,
+            other => return Err(Error::Model(format!("unsupported tensor data type {other}"))),
+        })
+    }
+
+    /// The ONNX `TensorProto.DataType` code of this dtype.
+    pub fn to_onnx(self) -> i32 {
+        match self {
+            DType::F32 => 1,
+            DType::U8 => 2,
+            DType::I8 => 3,
+            DType::I32 => 6,
+            DType::I64 => 7,
+            DType::Bool => 9,
+            DType::F16 => 10,
+            DType::F64 => 11,
+        }
+    }
+
+    /// Size of one element in bytes.
+    pub fn size(self) -> usize {
+        match self {
+            DType::F64 | DType::I64 => 8,
+            DType::F32 | DType::I32 => 4,
+            DType::F16 => 2,
+            DType::I8 | DType::U8 | DType::Bool => 1,
+        }
+    }
+
+    /// The ONNX spelling of the type, as in error messages and `rbe-run` output.
+    pub fn name(self) -> &'static str {
+        match self {
+            DType::F32 => "float32",
+            DType::F16 => "float16",
+            DType::F64 => "float64",
+            DType::I64 => "int64",
+            DType::I32 => "int32",
+            DType::I8 => "int8",
+            DType::U8 => "uint8",
+            DType::Bool => "bool",
+        }
+    }
+}
+
+impl std::fmt::Display for DType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A tensor of one of the supported element types.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Tensor {
+    /// float32 data.
+    F32(Array<f32>),
+    /// float16 data.
+    F16(Array<f16>),
+    /// float64 data.
+    F64(Array<f64>),
+    /// int64 data.
+    I64(Array<i64>),
+    /// int32 data.
+    I32(Array<i32>),
+    /// int8 data.
+    I8(Array<i8>),
+    /// uint8 data.
+    U8(Array<u8>),
+    /// bool data.
+    Bool(Array<bool>),
+}
+
+/// Runs `$body` with `$arr` bound to the inner array, whatever the dtype.
+/// The body is expanded once per dtype, so it may call generic functions.
+#[macro_export]
+macro_rules! with_array {
+    ($tensor:expr, $arr:ident => $body:expr) => {
+        match $tensor {
+            $crate::Tensor::F32($arr) => $body,
+            $crate::Tensor::F16($arr) => $body,
+            $crate::Tensor::F64($arr) => $body,
+            $crate::Tensor::I64($arr) => $body,
+            $crate::Tensor::I32($arr) => $body,
+            $crate::Tensor::I8($arr) => $body,
+            $crate::Tensor::U8($arr) => $body,
+            $crate::Tensor::Bool($arr) => $body,
+        }
+    };
+}
+
+/// An element type that a [`Tensor`] can hold.
+pub trait Element: Copy + Default + PartialEq + PartialOrd + Send + Sync + std::fmt::Debug + 'static {
+    /// The matching dtype.
+    const DTYPE: DType;
+    /// Wraps an array of this type into a tensor.
+    fn wrap(array: Array<Self>) -> Tensor;
+    /// Borrows the array if the tensor holds this type.
+    fn unwrap(tensor: &Tensor) -> Option<&Array<Self>>;
+}
+
+macro_rules! impl_element {
+    ($t:ty, $variant:ident) => {
+        impl Element for $t {
+            const DTYPE: DType = DType::$variant;
+            fn wrap(array: Array<Self>) -> Tensor {
+                Tensor::$variant(array)
+            }
+            fn unwrap(tensor: &Tensor) -> Option<&Array<Self>> {
+                match tensor {
+                    Tensor::$variant(a) => Some(a),
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+impl_element!(f32, F32);
+impl_element!(f16, F16);
+impl_element!(f64, F64);
+impl_element!(i64, I64);
+impl_element!(i32, I32);
+impl_element!(i8, I8);
+impl_element!(u8, U8);
+impl_element!(bool, Bool);
+
+impl<T: Element> From<Array<T>> for Tensor {
+    fn from(array: Array<T>) -> Self {
+        T::wrap(array)
+    }
+}
+
+impl<T: Element> From<ndarray::ArrayD<T>> for Tensor {
+    fn from(array: ndarray::ArrayD<T>) -> Self {
+        T::wrap(array.into_shared())
+    }
+}
+
+impl Tensor {
+    /// The element type.
+    pub fn dtype(&self) -> DType {
+        match self {
+            Tensor::F32(_) => DType::F32,
+            Tensor::F16(_) => DType::F16,
+            Tensor::F64(_) => DType::F64,
+            Tensor::I64(_) => DType::I64,
+            Tensor::I32(_) => DType::I32,
+            Tensor::I8(_) => DType::I8,
+            Tensor::U8(_) => DType::U8,
+            Tensor::Bool(_) => DType::Bool,
+        }
+    }
+
+    /// The shape.
+    pub fn shape(&self) -> &[usize] {
+        with_array!(self, a => a.shape())
+    }
+
+    /// Number of dimensions.
+    pub fn rank(&self) -> usize {
+        self.shape().len()
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.shape().iter().product()
+    }
+
+    /// True when the tensor has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Borrows the array as `T`, or fails naming the expected and actual dtypes.
+    pub fn array<T: Element>(&self) -> Result<&Array<T>> {
+        T::unwrap(self).ok_or_else(|| {
+            op_err(format!("expected a {} tensor, got {}", T::DTYPE, self.dtype()))
+        })
+    }
+
+    /// Borrows float32 data.
+    pub fn as_f32(&self) -> Result<&Array<f32>> {
+        self.array::<f32>()
+    }
+
+    /// Borrows int64 data.
+    pub fn as_i64(&self) -> Result<&Array<i64>> {
+        self.array::<i64>()
+    }
+
+    /// Reads an integer tensor (int64 or int32) as a flat `Vec<i64>`: shapes, axes, indices.
+    pub fn to_i64_vec(&self) -> Result<Vec<i64>> {
+        match self {
+            Tensor::I64(a) => Ok(a.iter().copied().collect()),
+            Tensor::I32(a) => Ok(a.iter().map(|&v| v as i64).collect()),
+            other => Err(op_err(format!("expected an int64 or int32 tensor, got {}", other.dtype()))),
+        }
+    }
+
+    /// Reads a single-element numeric tensor as f64 (scalars of any numeric dtype).
+    pub fn scalar_f64(&self) -> Result<f64> {
+        if self.len() != 1 {
+            return Err(op_err(format!("expected a scalar, got shape {:?}", self.shape())));
+        }
+        Ok(match self {
+            Tensor::F32(a) => a.iter().next().copied().unwrap_or_default() as f64,
+            Tensor::F16(a) => a.iter().next().copied().unwrap_or_default().to_f64(),
+            Tensor::F64(a) => a.iter().next().copied().unwrap_or_default(),
+            Tensor::I64(a) => a.iter().next().copied().unwrap_or_default() as f64,
+            Tensor::I32(a) => a.iter().next().copied().unwrap_or_default() as f64,
+            Tensor::I8(a) => a.iter().next().copied().unwrap_or_default() as f64,
+            Tensor::U8(a) => a.iter().next().copied().unwrap_or_default() as f64,
+            Tensor::Bool(a) => a.iter().next().copied().unwrap_or_default() as u8 as f64,
+        })
+    }
+
+    /// Builds a tensor from a shape and a flat vector, checking that they agree.
+    pub fn from_vec<T: Element>(shape: &[usize], data: Vec<T>) -> Result<Tensor> {
+        let expected: usize = shape.iter().product();
+        if expected != data.len() {
+            return Err(op_err(format!(
+                "shape {shape:?} needs {expected} elements, got {}",
+                data.len()
+            )));
+        }
+        ndarray::ArrayD::from_shape_vec(IxDyn(shape), data)
+            .map(Tensor::from)
+            .map_err(|e| op_err(e.to_string()))
+    }
+
+    /// A 0-d tensor holding one value.
+    pub fn scalar<T: Element>(value: T) -> Tensor {
+        T::wrap(ndarray::arr0(value).into_dyn().into_shared())
+    }
+}
