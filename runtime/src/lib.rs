@@ -10,9 +10,12 @@
 //! ```
 
 pub mod error;
+pub mod graph;
 pub mod onnx;
 pub mod ops;
+pub mod session;
 pub mod tensor;
 
 pub use error::{Error, Result};
+pub use session::Session;
 pub use tensor::{Array, DType, Element, Tensor};

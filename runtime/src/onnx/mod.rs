@@ -39,18 +39,28 @@ pub fn checked_shape(dims: &[i64], what: &str) -> Result<(Vec<usize>, usize)> {
     Ok((shape, count))
 }
 
-/// Decodes a `TensorProto` (raw, typed or external data). `base_dir` is the model's folder,
-/// needed for external data; `None` refuses external data.
-pub fn tensor_from_proto(t: &TensorProto, base_dir: Option<&Path>) -> Result<Tensor> {
+/// Where a tensor's external data (`data_location = EXTERNAL`) may come from.
+#[derive(Clone, Copy)]
+pub enum ExternalData<'a> {
+    /// External data is not allowed (attributes, standalone tensors).
+    Refused,
+    /// Files relative to the model's folder.
+    Folder(&'a Path),
+}
+
+/// Decodes a `TensorProto` (raw, typed or external data).
+pub fn tensor_from_proto(t: &TensorProto, source: ExternalData) -> Result<Tensor> {
     let what = format!("tensor '{}'", t.name);
     let dtype = DType::from_onnx(t.data_type).map_err(|e| Error::Model(format!("{what}: {e}")))?;
     let (shape, count) = checked_shape(&t.dims, &what)?;
     let external;
     let raw: &[u8] = if t.data_location == proto::tensor_proto::DataLocation::External as i32 {
-        let dir = base_dir.ok_or_else(|| {
-            Error::Model(format!("{what}: external data is not allowed here"))
-        })?;
-        external = external::read(t, dir, count * dtype.size())?;
+        external = match source {
+            ExternalData::Folder(dir) => external::read(t, dir, count * dtype.size())?,
+            ExternalData::Refused => {
+                return Err(Error::Model(format!("{what}: external data is not allowed here")))
+            }
+        };
         &external
     } else {
         &t.raw_data

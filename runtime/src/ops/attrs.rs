@@ -70,7 +70,7 @@ impl<'a> Attrs<'a> {
     pub fn tensor(&self, name: &str) -> Result<Option<Tensor>> {
         match self.get(name).and_then(|a| a.t.as_ref()) {
             None => Ok(None),
-            Some(t) => crate::onnx::tensor_from_proto(t, None).map(Some),
+            Some(t) => crate::onnx::tensor_from_proto(t, crate::onnx::ExternalData::Refused).map(Some),
         }
     }
 

@@ -27,9 +27,22 @@ pub struct OpContext<'a> {
     pub opset: i64,
     /// Typed access to the node's attributes.
     pub attrs: Attrs<'a>,
+    /// The value of each input that is a constant (initializer or folded), `None` otherwise.
+    /// Lets a kernel prepare a weight once at load (parse a compressed tensor, pack a matrix).
+    pub constants: Vec<Option<&'a Tensor>>,
 }
 
-impl OpContext<'_> {
+impl<'a> OpContext<'a> {
+    /// A context for a node with no constant inputs (tests, and ops that need none).
+    pub fn new(node: &'a NodeProto, opset: i64) -> Self {
+        Self { node, opset, attrs: Attrs::new(node), constants: Vec::new() }
+    }
+
+    /// The constant value of input `i`, if that input is a constant.
+    pub fn constant(&self, i: usize) -> Option<&'a Tensor> {
+        self.constants.get(i).copied().flatten()
+    }
+
     /// Number of outputs the node declares (Split and friends need it).
     pub fn num_outputs(&self) -> usize {
         self.node.output.len()

@@ -1,0 +1,241 @@
+//! Turning a `ModelProto` into a planned [`Graph`]: name resolution, topological order,
+//! kernel construction, constant folding, and liveness.
+
+use std::collections::HashMap;
+
+use crate::error::{Error, Result};
+use crate::graph::{Graph, InputSpec, Node, ValueId};
+use crate::onnx::proto::{GraphProto, ModelProto, NodeProto};
+use crate::onnx::{tensor_from_proto, ExternalData};
+use crate::ops::{normalize_domain, Attrs, OpContext, Registry};
+use crate::tensor::Tensor;
+
+/// Builds the execution plan of `model`'s main graph.
+pub fn build(model: &ModelProto, data: ExternalData, registry: &Registry) -> Result<Graph> {
+    let graph = model
+        .graph
+        .as_ref()
+        .ok_or_else(|| Error::Model("the model has no graph".into()))?;
+    let opsets: HashMap<&str, i64> = model
+        .opset_import
+        .iter()
+        .map(|o| (normalize_domain(&o.domain), o.version))
+        .collect();
+    let mut b = Builder::default();
+    b.add_initializers(graph, data)?;
+    b.add_inputs(graph)?;
+    let order = b.order_nodes(graph)?;
+    for index in order {
+        b.add_node(&graph.node[index], index, &opsets, registry)?;
+    }
+    b.finish(graph)
+}
+
+#[derive(Default)]
+struct Builder {
+    ids: HashMap<String, ValueId>,
+    names: Vec<String>,
+    constants: Vec<Option<Tensor>>,
+    inputs: Vec<InputSpec>,
+    input_ids: Vec<ValueId>,
+    nodes: Vec<Node>,
+}
+
+impl Builder {
+    fn value(&mut self, name: &str) -> ValueId {
+        if let Some(&id) = self.ids.get(name) {
+            return id;
+        }
+        let id = self.names.len();
+        self.ids.insert(name.to_string(), id);
+        self.names.push(name.to_string());
+        self.constants.push(None);
+        id
+    }
+
+    fn add_initializers(&mut self, graph: &GraphProto, data: ExternalData) -> Result<()> {
+        for init in &graph.initializer {
+            if self.ids.contains_key(&init.name) {
+                return Err(Error::Model(format!("initializer '{}' is defined twice", init.name)));
+            }
+            let tensor = tensor_from_proto(init, data)?;
+            let id = self.value(&init.name);
+            self.constants[id] = Some(tensor);
+        }
+        if !graph.sparse_initializer.is_empty() {
+            return Err(Error::Model("sparse initializers are not supported".into()));
+        }
+        Ok(())
+    }
+
+    fn add_inputs(&mut self, graph: &GraphProto) -> Result<()> {
+        for info in &graph.input {
+            // Older IR versions also list initializers as inputs; those stay constants.
+            if self.ids.contains_key(&info.name) {
+                continue;
+            }
+            let id = self.value(&info.name);
+            self.inputs.push(InputSpec::from_value_info(info)?);
+            self.input_ids.push(id);
+        }
+        Ok(())
+    }
+
+    /// Kahn's algorithm over producer/consumer edges; keeps the file's order among ready nodes.
+    fn order_nodes(&mut self, graph: &GraphProto) -> Result<Vec<usize>> {
+        let mut producer: HashMap<&str, usize> = HashMap::new();
+        for (i, node) in graph.node.iter().enumerate() {
+            for out in node.output.iter().filter(|o| !o.is_empty()) {
+                if self.ids.contains_key(out.as_str()) || producer.insert(out, i).is_some() {
+                    return Err(Error::Model(format!(
+                        "value '{out}' is produced twice (node '{}')",
+                        node.name
+                    )));
+                }
+            }
+        }
+        let mut waiting = vec![0usize; graph.node.len()];
+        let mut readers: Vec<Vec<usize>> = vec![Vec::new(); graph.node.len()];
+        for (i, node) in graph.node.iter().enumerate() {
+            for name in node.input.iter().filter(|n| !n.is_empty()) {
+                if let Some(&p) = producer.get(name.as_str()) {
+                    waiting[i] += 1;
+                    readers[p].push(i);
+                } else if !self.ids.contains_key(name.as_str()) {
+                    return Err(Error::Model(format!(
+                        "node '{}' ({}) reads '{name}', which is neither a graph input, an initializer nor a node output",
+                        node.name, node.op_type
+                    )));
+                }
+            }
+        }
+        let mut ready: std::collections::BTreeSet<usize> =
+            (0..graph.node.len()).filter(|&i| waiting[i] == 0).collect();
+        let mut order = Vec::with_capacity(graph.node.len());
+        while let Some(i) = ready.pop_first() {
+            order.push(i);
+            for &r in &readers[i] {
+                waiting[r] -= 1;
+                if waiting[r] == 0 {
+                    ready.insert(r);
+                }
+            }
+        }
+        if order.len() != graph.node.len() {
+            return Err(Error::Model("the graph has a cycle".into()));
+        }
+        Ok(order)
+    }
+
+    fn add_node(
+        &mut self,
+        proto: &NodeProto,
+        index: usize,
+        opsets: &HashMap<&str, i64>,
+        registry: &Registry,
+    ) -> Result<()> {
+        let name = if proto.name.is_empty() {
+            format!("{}_{index}", proto.op_type)
+        } else {
+            proto.name.clone()
+        };
+        let domain = normalize_domain(&proto.domain);
+        let opset = opsets.get(domain).copied().unwrap_or(0);
+        let unknown = || Error::UnknownOp {
+            domain: proto.domain.clone(),
+            op_type: proto.op_type.clone(),
+            opset,
+            node: name.clone(),
+        };
+        let factory = registry
+            .resolve(domain, &proto.op_type, opset)
+            .ok_or_else(unknown)?;
+        let inputs: Vec<Option<ValueId>> = proto
+            .input
+            .iter()
+            .map(|n| (!n.is_empty()).then(|| self.value(n)))
+            .collect();
+        let outputs: Vec<Option<ValueId>> = proto
+            .output
+            .iter()
+            .map(|n| (!n.is_empty()).then(|| self.value(n)))
+            .collect();
+        let wrap = |e: Error| match e {
+            Error::Op(message) => Error::Node {
+                node: name.clone(),
+                op_type: proto.op_type.clone(),
+                message,
+            },
+            other => other,
+        };
+        let constants: Vec<Option<&Tensor>> = inputs
+            .iter()
+            .map(|id| id.and_then(|id| self.constants[id].as_ref()))
+            .collect();
+        let foldable = constants.iter().zip(&inputs).all(|(c, id)| c.is_some() || id.is_none());
+        let ctx = OpContext { node: proto, opset, attrs: Attrs::new(proto), constants };
+        let kernel = factory(&ctx).map_err(wrap)?;
+        if foldable {
+            let values = kernel.run(&ctx.constants).map_err(wrap)?;
+            drop(ctx);
+            self.store_folded(&name, &outputs, values)?;
+            return Ok(());
+        }
+        drop(ctx);
+        self.nodes.push(Node {
+            name,
+            op_type: proto.op_type.clone(),
+            domain: domain.to_string(),
+            kernel,
+            inputs,
+            outputs,
+        });
+        Ok(())
+    }
+
+    fn store_folded(&mut self, node: &str, outputs: &[Option<ValueId>], values: Vec<Tensor>) -> Result<()> {
+        if values.len() < outputs.iter().flatten().count() {
+            return Err(Error::Model(format!("node '{node}' produced too few outputs")));
+        }
+        for (id, value) in outputs.iter().zip(values) {
+            if let Some(id) = id {
+                self.constants[*id] = Some(value);
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self, graph: &GraphProto) -> Result<Graph> {
+        let mut outputs = Vec::with_capacity(graph.output.len());
+        for out in &graph.output {
+            let id = *self.ids.get(&out.name).ok_or_else(|| {
+                Error::Model(format!("graph output '{}' is never produced", out.name))
+            })?;
+            outputs.push((out.name.clone(), id));
+        }
+        let mut last_reader: Vec<Option<usize>> = vec![None; self.names.len()];
+        for (i, node) in self.nodes.iter().enumerate() {
+            for id in node.inputs.iter().flatten() {
+                last_reader[*id] = Some(i);
+            }
+        }
+        for (_, id) in &outputs {
+            last_reader[*id] = None;
+        }
+        let mut frees = vec![Vec::new(); self.nodes.len()];
+        for (id, reader) in last_reader.iter().enumerate() {
+            if let (Some(i), None) = (reader, &self.constants[id]) {
+                frees[*i].push(id);
+            }
+        }
+        Ok(Graph {
+            names: self.names,
+            constants: self.constants,
+            inputs: self.inputs,
+            input_ids: self.input_ids,
+            outputs,
+            nodes: self.nodes,
+            frees,
+        })
+    }
+}

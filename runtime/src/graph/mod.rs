@@ -1,0 +1,64 @@
+//! The graph IR: values numbered densely, nodes with built kernels in execution order,
+//! constants (initializers and everything folded from them), and the plan that frees
+//! each intermediate value right after its last reader ran.
+
+mod build;
+mod inputs;
+mod run;
+
+pub use build::build;
+pub use inputs::{Dim, InputSpec};
+
+use crate::ops::Kernel;
+use crate::tensor::Tensor;
+
+/// A value's index in the graph's value table.
+pub type ValueId = usize;
+
+/// One node of the execution plan.
+pub struct Node {
+    /// The node's name (or a generated one if the model left it empty).
+    pub name: String,
+    /// Operator type.
+    pub op_type: String,
+    /// Operator domain ("" for the default ONNX domain).
+    pub domain: String,
+    kernel: Box<dyn Kernel>,
+    inputs: Vec<Option<ValueId>>,
+    outputs: Vec<Option<ValueId>>,
+}
+
+/// A loaded, planned graph, ready to run any number of times from any number of threads.
+pub struct Graph {
+    names: Vec<String>,
+    constants: Vec<Option<Tensor>>,
+    inputs: Vec<InputSpec>,
+    input_ids: Vec<ValueId>,
+    outputs: Vec<(String, ValueId)>,
+    nodes: Vec<Node>,
+    /// For each node of the plan, the values whose last reader it is.
+    frees: Vec<Vec<ValueId>>,
+}
+
+impl Graph {
+    /// The inputs the caller must feed, in graph order.
+    pub fn inputs(&self) -> &[InputSpec] {
+        &self.inputs
+    }
+
+    /// The output names, in graph order.
+    pub fn output_names(&self) -> impl Iterator<Item = &str> {
+        self.outputs.iter().map(|(n, _)| n.as_str())
+    }
+
+    /// The nodes that run at each call (constant subgraphs were folded at load).
+    pub fn nodes(&self) -> &[Node] {
+        &self.nodes
+    }
+
+    /// Looks up a constant (initializer or folded value) by name.
+    pub fn constant(&self, name: &str) -> Option<&Tensor> {
+        let id = self.names.iter().position(|n| n == name)?;
+        self.constants[id].as_ref()
+    }
+}

@@ -1,0 +1,93 @@
+//! Executing a planned graph on caller-supplied inputs.
+
+use crate::error::{Error, Result};
+use crate::graph::Graph;
+use crate::tensor::Tensor;
+
+impl Graph {
+    /// Runs the graph. `feeds` must name every graph input exactly once; returns every graph
+    /// output, in graph order, with its name.
+    pub fn run(&self, feeds: Vec<(String, Tensor)>) -> Result<Vec<(String, Tensor)>> {
+        let mut slots: Vec<Option<Tensor>> = vec![None; self.names.len()];
+        self.place_feeds(feeds, &mut slots)?;
+        for (node, frees) in self.nodes.iter().zip(&self.frees) {
+            let mut args = Vec::with_capacity(node.inputs.len());
+            for id in &node.inputs {
+                args.push(match id {
+                    None => None,
+                    Some(id) => Some(self.value(&slots, *id)?),
+                });
+            }
+            let results = node.kernel.run(&args).map_err(|e| match e {
+                Error::Op(message) => Error::Node {
+                    node: node.name.clone(),
+                    op_type: node.op_type.clone(),
+                    message,
+                },
+                other => other,
+            })?;
+            if results.len() < node.outputs.iter().flatten().count() {
+                return Err(Error::Node {
+                    node: node.name.clone(),
+                    op_type: node.op_type.clone(),
+                    message: format!(
+                        "produced {} outputs, the graph expects {}",
+                        results.len(),
+                        node.outputs.len()
+                    ),
+                });
+            }
+            for (id, value) in node.outputs.iter().zip(results) {
+                if let Some(id) = id {
+                    slots[*id] = Some(value);
+                }
+            }
+            for id in frees {
+                slots[*id] = None;
+            }
+        }
+        self.outputs
+            .iter()
+            .map(|(name, id)| Ok((name.clone(), self.value(&slots, *id)?.clone())))
+            .collect()
+    }
+
+    fn value<'a>(&'a self, slots: &'a [Option<Tensor>], id: usize) -> Result<&'a Tensor> {
+        self.constants[id]
+            .as_ref()
+            .or(slots[id].as_ref())
+            .ok_or_else(|| Error::Model(format!("value '{}' was never computed", self.names[id])))
+    }
+
+    fn place_feeds(&self, feeds: Vec<(String, Tensor)>, slots: &mut [Option<Tensor>]) -> Result<()> {
+        let expected = || {
+            let list: Vec<String> = self.inputs.iter().map(|s| s.describe()).collect();
+            format!("the model takes: {}", list.join(", "))
+        };
+        for (name, tensor) in feeds {
+            let Some(pos) = self.inputs.iter().position(|s| s.name == name) else {
+                return Err(Error::Input(format!("unknown input '{name}'; {}", expected())));
+            };
+            self.inputs[pos].check(&tensor)?;
+            let id = self.input_ids[pos];
+            if slots[id].replace(tensor).is_some() {
+                return Err(Error::Input(format!("input '{name}' is given twice")));
+            }
+        }
+        let missing: Vec<&str> = self
+            .inputs
+            .iter()
+            .zip(&self.input_ids)
+            .filter(|(_, id)| slots[**id].is_none())
+            .map(|(s, _)| s.name.as_str())
+            .collect();
+        if !missing.is_empty() {
+            return Err(Error::Input(format!(
+                "missing input(s) {}; {}",
+                missing.join(", "),
+                expected()
+            )));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,119 @@
+//! `rbe-run`: run an `.onnx` or `.rbeonnx` model on given inputs and show its outputs.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use rbe::{feeds, logits, npy};
+use rbe_runtime::{Session, Tensor};
+use serde::Serialize;
+
+/// Run an ONNX or RBE model on given inputs, print its outputs and the top next tokens.
+#[derive(Parser)]
+#[command(version, about)]
+struct Args {
+    /// The model: an .onnx file or an .rbeonnx container.
+    model: PathBuf,
+    /// Token ids of one sequence (batch 1), e.g. 464,2068,7586. Attention mask, position ids
+    /// and an empty past are derived when the model takes them.
+    #[arg(long)]
+    input_ids: Option<String>,
+    /// A graph input from a .npy file: NAME=@file.npy (repeatable).
+    #[arg(long = "input", value_name = "NAME=@FILE")]
+    inputs: Vec<String>,
+    /// How many next-token candidates to show for logits.
+    #[arg(long, default_value_t = 5)]
+    top: usize,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Write every output as DIR/<output name>.npy.
+    #[arg(long, value_name = "DIR")]
+    save_outputs: Option<PathBuf>,
+}
+
+#[derive(Serialize)]
+struct OutputSummary {
+    name: String,
+    dtype: String,
+    shape: Vec<usize>,
+}
+
+#[derive(Serialize)]
+struct Report {
+    outputs: Vec<OutputSummary>,
+    /// Per batch row, the most likely next tokens (when the model outputs logits).
+    next_tokens: Option<Vec<Vec<logits::Candidate>>>,
+}
+
+fn main() -> ExitCode {
+    match run(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("rbe-run: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(args: Args) -> Result<(), String> {
+    let session = Session::load(&args.model).map_err(|e| e.to_string())?;
+    let extra = feeds::read_input_args(&args.inputs)?;
+    let inputs = match &args.input_ids {
+        Some(text) => feeds::token_feeds(session.inputs(), &feeds::parse_token_ids(text)?, extra)?,
+        None => extra,
+    };
+    let outputs = session.run(inputs).map_err(|e| e.to_string())?;
+    if let Some(dir) = &args.save_outputs {
+        save_outputs(dir, &outputs)?;
+    }
+    let report = Report {
+        outputs: outputs
+            .iter()
+            .map(|(name, t)| OutputSummary {
+                name: name.clone(),
+                dtype: t.dtype().to_string(),
+                shape: t.shape().to_vec(),
+            })
+            .collect(),
+        next_tokens: find_logits(&outputs).map(|t| logits::top_k(t, args.top)).transpose()?,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
+    } else {
+        print_human(&report);
+    }
+    Ok(())
+}
+
+/// The output called `logits`, else the first rank-3 float output.
+fn find_logits(outputs: &[(String, Tensor)]) -> Option<&Tensor> {
+    outputs
+        .iter()
+        .find(|(n, _)| n == "logits")
+        .or_else(|| outputs.iter().find(|(_, t)| t.rank() == 3 && t.as_f32().is_ok()))
+        .map(|(_, t)| t)
+}
+
+fn save_outputs(dir: &std::path::Path, outputs: &[(String, Tensor)]) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    for (name, tensor) in outputs {
+        let file = name.replace(['/', '\\'], "_");
+        npy::write(&dir.join(format!("{file}.npy")), tensor)?;
+    }
+    Ok(())
+}
+
+fn print_human(report: &Report) {
+    for o in &report.outputs {
+        println!("{} {} {:?}", o.name, o.dtype, o.shape);
+    }
+    if let Some(rows) = &report.next_tokens {
+        for (b, row) in rows.iter().enumerate() {
+            println!("next token (batch {b}):");
+            for c in row {
+                println!("  {:>7}  {:.4}", c.token, c.prob);
+            }
+        }
+    }
+}
