@@ -9,6 +9,7 @@
 //! # Ok::<(), rbe_runtime::Error>(())
 //! ```
 
+pub mod container;
 pub mod error;
 pub mod graph;
 pub mod onnx;

@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use crate::container;
 use crate::error::Result;
 use crate::graph::{self, Graph, InputSpec};
 use crate::onnx::{self, proto::ModelProto, ExternalData};
@@ -14,8 +15,13 @@ pub struct Session {
 }
 
 impl Session {
-    /// Loads an `.onnx` file (external data is read relative to its folder).
+    /// Loads an `.rbeonnx` container or an `.onnx` file (whose external data is read
+    /// relative to its folder), telling them apart by the container's magic.
     pub fn load(path: &Path) -> Result<Self> {
+        if container::is_container(path)? {
+            let c = container::read_container(path)?;
+            return Self::from_model(&c.model, ExternalData::Sections(&c.sections));
+        }
         let model = onnx::read_model(path)?;
         let dir = path.parent().unwrap_or(Path::new("."));
         Self::from_model(&model, ExternalData::Folder(dir))

@@ -4,12 +4,19 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Component, Path};
 
+use bytes::Bytes;
+
 use crate::error::{Error, Result};
 use crate::onnx::proto::TensorProto;
 
-/// Reads `expected_len` bytes of external data for `t`, relative to the model's folder.
-/// Absolute paths and paths with `..` are refused.
-pub fn read(t: &TensorProto, base_dir: &Path, expected_len: usize) -> Result<Vec<u8>> {
+/// The external-data fields of a tensor: location, offset, length.
+struct Reference {
+    location: String,
+    offset: u64,
+    length: Option<u64>,
+}
+
+fn reference(t: &TensorProto) -> Result<Reference> {
     let what = format!("tensor '{}'", t.name);
     let mut location = None;
     let mut offset: u64 = 0;
@@ -28,6 +35,36 @@ pub fn read(t: &TensorProto, base_dir: &Path, expected_len: usize) -> Result<Vec
     }
     let location = location
         .ok_or_else(|| Error::Model(format!("{what}: external data without a location")))?;
+    Ok(Reference { location, offset, length })
+}
+
+/// The `expected_len` bytes of `t` inside a container section (`location = "@rbe/<n>"`).
+pub fn slice<'a>(t: &TensorProto, sections: &'a [Bytes], expected_len: usize) -> Result<&'a [u8]> {
+    let what = format!("tensor '{}'", t.name);
+    let r = reference(t)?;
+    let section = r
+        .location
+        .strip_prefix(crate::container::SECTION_LOCATION_PREFIX)
+        .and_then(|n| n.parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .and_then(|n| sections.get(n))
+        .ok_or_else(|| Error::Container(format!("{what}: bad section reference '{}'", r.location)))?;
+    let end = r.offset.checked_add(expected_len as u64);
+    if r.length.is_some_and(|l| l != expected_len as u64) || end.is_none_or(|e| e > section.len() as u64) {
+        return Err(Error::Container(format!(
+            "{what}: data [{}, +{expected_len}) does not fit its section of {} bytes",
+            r.offset,
+            section.len()
+        )));
+    }
+    Ok(&section[r.offset as usize..r.offset as usize + expected_len])
+}
+
+/// Reads `expected_len` bytes of external data for `t`, relative to the model's folder.
+/// Absolute paths and paths with `..` are refused.
+pub fn read(t: &TensorProto, base_dir: &Path, expected_len: usize) -> Result<Vec<u8>> {
+    let what = format!("tensor '{}'", t.name);
+    let Reference { location, offset, length } = reference(t)?;
     let rel = Path::new(&location);
     if rel.is_absolute() || rel.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir)) {
         return Err(Error::Model(format!(

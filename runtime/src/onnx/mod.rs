@@ -46,6 +46,8 @@ pub enum ExternalData<'a> {
     Refused,
     /// Files relative to the model's folder.
     Folder(&'a Path),
+    /// The unpacked sections of an `.rbeonnx` container (`location = "@rbe/<n>"`).
+    Sections(&'a [bytes::Bytes]),
 }
 
 /// Decodes a `TensorProto` (raw, typed or external data).
@@ -57,6 +59,7 @@ pub fn tensor_from_proto(t: &TensorProto, source: ExternalData) -> Result<Tensor
     let raw: &[u8] = if t.data_location == proto::tensor_proto::DataLocation::External as i32 {
         external = match source {
             ExternalData::Folder(dir) => external::read(t, dir, count * dtype.size())?,
+            ExternalData::Sections(sections) => external::slice(t, sections, count * dtype.size())?.to_vec(),
             ExternalData::Refused => {
                 return Err(Error::Model(format!("{what}: external data is not allowed here")))
             }
