@@ -85,6 +85,21 @@ impl ContainerBuilder {
     }
 }
 
+/// Reads an `.rbeonnx` and returns its model with every tensor's data inlined as `raw_data`,
+/// so that it can be saved as a plain `.onnx` any ONNX tool opens.
+pub fn unpack_to_onnx(path: &std::path::Path) -> Result<ModelProto, String> {
+    let container = rbe_runtime::container::read_container(path).map_err(|e| e.to_string())?;
+    let mut model = container.model;
+    let sections = rbe_runtime::onnx::ExternalData::Sections(&container.sections);
+    if let Some(graph) = model.graph.as_mut() {
+        for t in graph.initializer.iter_mut() {
+            let value = rbe_runtime::onnx::tensor_from_proto(t, sections).map_err(|e| e.to_string())?;
+            *t = rbe_runtime::onnx::tensor_to_proto(&t.name, &value);
+        }
+    }
+    Ok(model)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
