@@ -305,6 +305,85 @@ def _numel(t) -> int:
     return n
 
 
+# --------------------------------------------------------------------------- export checks
+
+
+def verify_against_torch(model, path: Path, with_mask: bool, tol: float,
+                         shapes=((1, 1), (1, 7), (2, 16), (3, 128))) -> float:
+    """Run ORT and PyTorch on a few shapes (right and left padding when there is a mask);
+    exit if logits at attended positions differ by more than tol. Returns the max |diff|."""
+    torch = require("torch")
+    np = require("numpy")
+    sess = ort_session(path)
+    rng = np.random.default_rng(99)
+    worst = 0.0
+    for b, s in shapes:
+        ids = rng.integers(0, model.config.vocab_size, (b, s), dtype=np.int64)
+        masks = [np.ones((b, s), np.int64)]
+        if with_mask and b > 1 and s > 4:
+            right = masks[0].copy()
+            right[-1, s - 3:] = 0
+            left = masks[0].copy()
+            left[-1, :3] = 0
+            masks += [right, left]
+        for mask in masks:
+            feed = {"input_ids": ids}
+            with torch.no_grad():
+                if with_mask:
+                    feed["attention_mask"] = mask
+                    ref = model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask),
+                                use_cache=False).logits.numpy()
+                else:
+                    ref = model(input_ids=torch.from_numpy(ids), use_cache=False).logits.numpy()
+            got = sess.run(["logits"], feed)[0]
+            if got.shape != ref.shape:
+                fail(f"{path.name}: logits shape {got.shape} != torch {ref.shape} for {b}x{s}")
+            # Compare only positions whose token is attended (padded query rows are garbage
+            # in both and may differ).
+            keep = mask.astype(bool)
+            diff = float(np.abs(got[keep] - ref[keep]).max())
+            worst = max(worst, diff)
+            if not np.isfinite(got).all():
+                print(f"  note: {path.name} gives non-finite logits for {b}x{s} mask={mask.tolist()}")
+    if worst > tol:
+        fail(f"{path.name}: onnxruntime differs from PyTorch by {worst:.3g} (> {tol})")
+    return worst
+
+
+def verify_optimum_against_torch(model, path: Path, tol: float) -> float:
+    """Prompt (past_len 0) then one step with the returned presents, against a full PyTorch
+    forward over prompt + step token, for an unpadded and a left-padded batch."""
+    torch = require("torch")
+    np = require("numpy")
+    sess = ort_session(path)
+    n_layer = model.config.n_layer
+    heads, head_dim = model.config.n_head, model.config.n_embd // model.config.n_head
+    rng = np.random.default_rng(98)
+    worst = 0.0
+    for b, s, pad in [(1, 7, 0), (2, 12, 3)]:
+        ids = rng.integers(0, model.config.vocab_size, (b, s + 1), dtype=np.int64)
+        mask = np.ones((b, s + 1), np.int64)
+        mask[-1, :pad] = 0
+        pos = np.clip(np.cumsum(mask, -1) - 1, 0, None)
+        with torch.no_grad():
+            ref = model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask),
+                        position_ids=torch.from_numpy(pos), use_cache=False).logits.numpy()
+        past = {f"past_key_values.{i}.{kv}": np.zeros((b, heads, 0, head_dim), np.float32)
+                for i in range(n_layer) for kv in ("key", "value")}
+        names = [o.name for o in sess.get_outputs()]
+        out = dict(zip(names, sess.run(names, {"input_ids": ids[:, :s], "attention_mask": mask[:, :s],
+                                               "position_ids": pos[:, :s], **past})))
+        past = {k.replace("present.", "past_key_values."): v for k, v in out.items() if k.startswith("present.")}
+        step = sess.run(["logits"], {"input_ids": ids[:, s:], "attention_mask": mask,
+                                      "position_ids": pos[:, s:], **past})[0]
+        got = np.concatenate([out["logits"], step], axis=1)
+        keep = mask.astype(bool)
+        worst = max(worst, float(np.abs(got[keep] - ref[keep]).max()))
+    if worst > tol:
+        fail(f"{path.name}: onnxruntime differs from PyTorch by {worst:.3g} (> {tol})")
+    return worst
+
+
 # --------------------------------------------------------------------------- reference cases
 
 
