@@ -59,6 +59,7 @@ def main() -> None:
     c.require("onnx")
     c.require("onnxruntime")
     c.require("onnxscript")
+    c.optimum_cli()  # fail early if the optimum venv is missing
 
     model = c.make_gpt2(c.tiny_gpt2_config(), SEED)
     pretrained = c.MODELS / "tiny-gpt2"

@@ -31,6 +31,7 @@ def main() -> None:
     c.require("onnx")
     c.require("onnxruntime")
     np = c.require("numpy")
+    c.optimum_cli()  # fail early if the optimum venv is missing
     out = c.MODELS / "gpt2-small"
     out.mkdir(parents=True, exist_ok=True)
 
