@@ -2,6 +2,7 @@
 //! `.rbeonnx` writer, snapshot-diff, and the command-line tools.
 
 pub mod atomic;
+pub mod bench;
 pub mod container;
 pub mod feeds;
 pub mod logits;

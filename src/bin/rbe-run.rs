@@ -30,6 +30,10 @@ struct Args {
     /// Write every output as DIR/<output name>.npy.
     #[arg(long, value_name = "DIR")]
     save_outputs: Option<PathBuf>,
+    /// Time the model: one warm-up run, then N runs on the same inputs; prints the median and
+    /// minimum latency of one run (model load excluded).
+    #[arg(long, value_name = "N")]
+    bench: Option<usize>,
 }
 
 #[derive(Serialize)]
@@ -63,6 +67,12 @@ fn run(args: Args) -> Result<(), String> {
         Some(text) => feeds::token_feeds(session.inputs(), &feeds::parse_token_ids(text)?, extra)?,
         None => extra,
     };
+    if let Some(n) = args.bench {
+        let (median, min) = rbe::bench::time_runs(n, || session.run(inputs.clone()).map(drop))
+            .map_err(|e| e.to_string())?;
+        println!("median {median:.2} ms, min {min:.2} ms ({n} runs)");
+        return Ok(());
+    }
     let outputs = session.run(inputs).map_err(|e| e.to_string())?;
     if let Some(dir) = &args.save_outputs {
         save_outputs(dir, &outputs)?;
