@@ -12,6 +12,7 @@
 pub mod error;
 pub mod onnx;
 pub mod ops;
+pub mod rbe;
 pub mod tensor;
 
 pub use error::{Error, Result};
