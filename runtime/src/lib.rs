@@ -10,6 +10,7 @@
 //! ```
 
 pub mod error;
+pub mod kernels;
 pub mod onnx;
 pub mod ops;
 pub mod tensor;

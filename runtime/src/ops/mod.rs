@@ -4,6 +4,13 @@
 //! malformed attribute fails at load, and running does no string look-ups.
 
 mod attrs;
+mod broadcast;
+mod cast;
+mod common;
+mod elementwise;
+pub(crate) mod numeric;
+#[cfg(test)]
+mod testutil;
 
 pub use attrs::Attrs;
 
@@ -82,7 +89,8 @@ impl Registry {
 
     fn register_standard(&mut self) {
         // Each op family registers its own ops; see the files of this module.
-        let _ = self;
+        cast::register(self);
+        elementwise::register(self);
     }
 }
 
