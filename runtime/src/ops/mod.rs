@@ -8,9 +8,13 @@ mod broadcast;
 mod cast;
 mod common;
 mod elementwise;
+mod generate;
+mod movement;
 pub(crate) mod numeric;
+mod shape;
 #[cfg(test)]
 mod testutil;
+mod trilu;
 
 pub use attrs::Attrs;
 
@@ -91,6 +95,10 @@ impl Registry {
         // Each op family registers its own ops; see the files of this module.
         cast::register(self);
         elementwise::register(self);
+        generate::register(self);
+        movement::register(self);
+        shape::register(self);
+        trilu::register(self);
     }
 }
 
