@@ -8,6 +8,7 @@ mod broadcast;
 mod cast;
 mod common;
 mod elementwise;
+mod gather;
 mod generate;
 mod movement;
 pub(crate) mod numeric;
@@ -95,6 +96,7 @@ impl Registry {
         // Each op family registers its own ops; see the files of this module.
         cast::register(self);
         elementwise::register(self);
+        gather::register(self);
         generate::register(self);
         movement::register(self);
         shape::register(self);
