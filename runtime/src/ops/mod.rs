@@ -12,6 +12,7 @@ mod gather;
 mod generate;
 mod movement;
 pub(crate) mod numeric;
+mod reduce;
 mod shape;
 #[cfg(test)]
 mod testutil;
@@ -99,6 +100,7 @@ impl Registry {
         gather::register(self);
         generate::register(self);
         movement::register(self);
+        reduce::register(self);
         shape::register(self);
         trilu::register(self);
     }

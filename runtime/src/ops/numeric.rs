@@ -154,8 +154,6 @@ pub(crate) trait Float:
     fn erf(self) -> Self;
     /// `self^e`.
     fn powf(self, e: Self) -> Self;
-    /// True for NaN.
-    fn is_nan(self) -> bool;
 }
 
 macro_rules! impl_float {
@@ -174,7 +172,6 @@ macro_rules! impl_float {
             fn ceil(self) -> Self { <$t>::ceil(self) }
             fn erf(self) -> Self { crate::kernels::erf::erf(self as f64) as $t }
             fn powf(self, e: Self) -> Self { <$t>::powf(self, e) }
-            fn is_nan(self) -> bool { <$t>::is_nan(self) }
         }
     )*};
 }

@@ -121,7 +121,7 @@ pub(crate) fn assert_close(tensor: &Tensor, shape: &[usize], want: &[f32]) {
     assert_eq!(got_shape, shape, "shape");
     assert_eq!(got.len(), want.len(), "length");
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        let ok = (g - w).abs() <= 1e-5 * (1.0 + w.abs()) || (g.is_nan() && w.is_nan());
+        let ok = g == w || (g - w).abs() <= 1e-5 * (1.0 + w.abs()) || (g.is_nan() && w.is_nan());
         assert!(ok, "element {i}: got {g}, want {w} (all: {got:?})");
     }
 }
