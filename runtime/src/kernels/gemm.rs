@@ -3,7 +3,9 @@
 //! Views keep their strides, so a transposed or broadcast operand (`.t()`, a stride-0 batch)
 //! is read in place, never copied.
 
+use gemm::Parallelism;
 use ndarray::{ArrayView2, ArrayViewMut2};
+use rayon::prelude::*;
 
 use crate::error::{op_err, Result};
 
@@ -16,14 +18,18 @@ pub trait GemmScalar:
 {
     /// Additive identity.
     const ZERO: Self;
+    /// Multiplicative identity.
+    const ONE: Self;
 }
 
 impl GemmScalar for f32 {
     const ZERO: Self = 0.0;
+    const ONE: Self = 1.0;
 }
 
 impl GemmScalar for f64 {
     const ZERO: Self = 0.0;
+    const ONE: Self = 1.0;
 }
 
 fn check_dims<T>(a: &ArrayView2<T>, b: &ArrayView2<T>, c: &ArrayViewMut2<T>) -> Result<()> {
@@ -39,13 +45,54 @@ fn check_dims<T>(a: &ArrayView2<T>, b: &ArrayView2<T>, c: &ArrayViewMut2<T>) -> 
 }
 
 /// `c = alpha·(a·b) + beta·c` for `a` m×k, `b` k×n and `c` m×n, on any strides. When `beta` is
-/// zero, `c` is only written (NaNs in it do not leak into the result).
+/// zero, `c` is only written (NaNs in it do not leak into the result). Large products use
+/// rayon's threads.
 pub fn gemm<T: GemmScalar>(
     alpha: T,
     a: ArrayView2<T>,
     b: ArrayView2<T>,
     beta: T,
+    c: ArrayViewMut2<T>,
+) -> Result<()> {
+    let work = a.nrows().saturating_mul(a.ncols()).saturating_mul(b.ncols());
+    let threads = rayon::current_num_threads();
+    let parallelism = if work < PARALLEL_MIN_WORK || threads < 2 {
+        Parallelism::None
+    } else {
+        Parallelism::Rayon(threads)
+    };
+    gemm_with(alpha, a, b, beta, c, parallelism)
+}
+
+/// One product of a batch: `c = a·b`.
+pub struct GemmTask<'a, T> {
+    /// Left operand, m×k.
+    pub a: ArrayView2<'a, T>,
+    /// Right operand, k×n.
+    pub b: ArrayView2<'a, T>,
+    /// Destination, m×n, only written.
+    pub c: ArrayViewMut2<'a, T>,
+}
+
+/// Runs independent products `c = a·b`. With at least as many products as threads, the
+/// products are spread over rayon's threads, each single-threaded; otherwise each product
+/// is parallel inside.
+pub fn gemm_batch<T: GemmScalar>(tasks: Vec<GemmTask<'_, T>>) -> Result<()> {
+    let one = |t: GemmTask<'_, T>, p| gemm_with(T::ONE, t.a, t.b, T::ZERO, t.c, p);
+    if tasks.len() >= rayon::current_num_threads() && tasks.len() > 1 {
+        tasks.into_par_iter().try_for_each(|t| one(t, Parallelism::None))
+    } else {
+        tasks.into_iter().try_for_each(|t| gemm(T::ONE, t.a, t.b, T::ZERO, t.c))
+    }
+}
+
+fn gemm_with<T: GemmScalar>(
+    alpha: T,
+    a: ArrayView2<T>,
+    b: ArrayView2<T>,
+    beta: T,
     mut c: ArrayViewMut2<T>,
+    parallelism: Parallelism,
 ) -> Result<()> {
     check_dims(&a, &b, &c)?;
     let (m, k) = a.dim();
@@ -58,13 +105,6 @@ pub fn gemm<T: GemmScalar>(
         c.mapv_inplace(|v| if beta == T::ZERO { T::ZERO } else { beta * v });
         return Ok(());
     }
-    let work = m.saturating_mul(n).saturating_mul(k);
-    let threads = rayon::current_num_threads();
-    let parallelism = if work < PARALLEL_MIN_WORK || threads < 2 {
-        gemm::Parallelism::None
-    } else {
-        gemm::Parallelism::Rayon(threads)
-    };
     let (a_rs, a_cs) = (a.strides()[0], a.strides()[1]);
     let (b_rs, b_cs) = (b.strides()[0], b.strides()[1]);
     let (c_rs, c_cs) = (c.strides()[0], c.strides()[1]);
@@ -184,6 +224,27 @@ mod tests {
         let mut c = Array2::from_elem((2, 3), 2.0f32);
         gemm(1.0, a.view(), b.view(), 0.5, c.view_mut()).unwrap();
         assert_eq!(c, Array2::from_elem((2, 3), 1.0f32));
+    }
+
+    #[test]
+    fn batch_matches_reference_serial_and_parallel() {
+        for count in [1, 3, 16] {
+            let a: Vec<_> = (0..count).map(|i| filled(9, 7, i)).collect();
+            let b: Vec<_> = (0..count).map(|i| filled(7, 5, i + 100)).collect();
+            let mut got: Vec<_> = (0..count).map(|_| Array2::<f32>::from_elem((9, 5), f32::NAN)).collect();
+            let tasks = a
+                .iter()
+                .zip(&b)
+                .zip(got.iter_mut())
+                .map(|((a, b), c)| GemmTask { a: a.view(), b: b.view(), c: c.view_mut() })
+                .collect();
+            gemm_batch(tasks).unwrap();
+            for i in 0..count as usize {
+                let mut want = Array2::<f32>::zeros((9, 5));
+                reference_gemm(1.0, a[i].view(), b[i].view(), 0.0, want.view_mut()).unwrap();
+                assert_close(&got[i], &want);
+            }
+        }
     }
 
     #[test]

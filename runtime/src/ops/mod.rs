@@ -11,6 +11,7 @@ mod elementwise;
 mod gather;
 mod generate;
 mod movement;
+mod nn;
 pub(crate) mod numeric;
 mod reduce;
 mod shape;
@@ -100,6 +101,7 @@ impl Registry {
         gather::register(self);
         generate::register(self);
         movement::register(self);
+        nn::register(self);
         reduce::register(self);
         shape::register(self);
         trilu::register(self);
