@@ -67,9 +67,11 @@ pub fn erf(x: f64) -> f64 {
     if a < 1.0 {
         return x * horner(&SMALL, x * x);
     }
-    if !(a < 6.0) {
-        // ±1, or NaN for NaN.
-        return if x.is_nan() { x } else { 1.0f64.copysign(x) };
+    if x.is_nan() {
+        return x;
+    }
+    if a >= 6.0 {
+        return 1.0f64.copysign(x);
     }
     let t = 1.0 / a;
     let g = if a < 2.0 {

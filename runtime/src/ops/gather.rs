@@ -1,7 +1,7 @@
 //! Indexing ops: Gather, GatherElements, GatherND, and ScatterND. Every index is checked
 //! (negative ones count from the end); a bad one is an error naming it and the dim.
 
-use super::common::{contiguous, from_shape_vec, kernel, model_err, normalize_axis};
+use super::common::{checked_len, contiguous, from_shape_vec, kernel, model_err, normalize_axis};
 use super::{input, Kernel, OpContext, Registry};
 use crate::error::{op_err, Result};
 use crate::tensor::{Array, Element, Tensor};
@@ -17,25 +17,6 @@ fn resolve_index(i: i64, dim: usize, axis: usize) -> Result<usize> {
     }
 }
 
-/// Offsets into a row-major block of shape `dims ++ [slab]` of the slabs addressed by the
-/// index tuples packed in `tuples` (each `dims.len()` long). `first_axis` is the data axis of
-/// `dims[0]`, for error messages.
-fn tuple_offsets(tuples: &[i64], dims: &[usize], slab: usize, first_axis: usize) -> Result<Vec<usize>> {
-    let k = dims.len();
-    if k == 0 {
-        return Ok(vec![0; tuples.len()]);
-    }
-    tuples
-        .chunks_exact(k)
-        .map(|tuple| {
-            tuple.iter().zip(dims).enumerate().try_fold(0usize, |acc, (j, (&i, &d))| {
-                Ok(acc * d + resolve_index(i, d, first_axis + j)?)
-            })
-        })
-        .map(|flat| flat.map(|f| f * slab))
-        .collect()
-}
-
 fn gather_typed<T: Element>(data: &Array<T>, indices: &Tensor, axis: usize) -> Result<Tensor> {
     let shape = data.shape();
     let dim = shape[axis];
@@ -45,16 +26,16 @@ fn gather_typed<T: Element>(data: &Array<T>, indices: &Tensor, axis: usize) -> R
         .into_iter()
         .map(|i| resolve_index(i, dim, axis))
         .collect::<Result<Vec<_>>>()?;
+    let out_shape = [&shape[..axis], indices.shape(), &shape[axis + 1..]].concat();
     let src = contiguous(data);
-    let mut out = Vec::with_capacity(src.len() / dim.max(1) * positions.len());
-    if inner > 0 {
+    let mut out = Vec::with_capacity(checked_len(&out_shape)?);
+    if inner > 0 && dim > 0 {
         for block in src.chunks_exact(dim * inner) {
             for &p in &positions {
                 out.extend_from_slice(&block[p * inner..(p + 1) * inner]);
             }
         }
     }
-    let out_shape = [&shape[..axis], indices.shape(), &shape[axis + 1..]].concat();
     Ok(from_shape_vec(&out_shape, out)?.into())
 }
 
@@ -105,11 +86,9 @@ fn gather_elements_factory(ctx: &OpContext) -> Result<Box<dyn Kernel>> {
     })
 }
 
-/// The shared geometry of GatherND and ScatterND: `b` batch dims, then index tuples of
-/// length `k` addressing slabs of the data.
+/// The shared geometry of GatherND and ScatterND: batch dims shared by data and indices,
+/// then index tuples of length `k` addressing slabs of the data.
 struct NdLayout {
-    /// Number of leading batch dims shared by data and indices.
-    batch: usize,
     /// Index tuple length (the last dim of `indices`).
     k: usize,
     /// Number of index tuples per batch.
@@ -129,37 +108,36 @@ impl NdLayout {
             return Err(bad("the last indices dim must be between 1 and the data rank minus batch_dims"));
         }
         Ok(Self {
-            batch: data[..batch].iter().product(),
             k,
             tuples_per_batch: outer[batch..].iter().product(),
             slab: data[batch + k..].iter().product(),
         })
     }
 
-    /// Offsets of every addressed slab into the row-major data.
+    /// Offsets into the row-major data of the slabs addressed by `tuples` (the indices,
+    /// flattened). Each component is checked against its dim.
     fn offsets(&self, data: &[usize], tuples: &[i64], batch_dims: usize) -> Result<Vec<usize>> {
         let dims = &data[batch_dims..batch_dims + self.k];
         let per_batch: usize = data[batch_dims..].iter().product();
-        let mut out = Vec::with_capacity(self.batch * self.tuples_per_batch);
-        let chunk = self.tuples_per_batch * self.k;
-        for b in 0..self.batch {
-            let tuples = &tuples[b * chunk..(b + 1) * chunk];
-            out.extend(tuple_offsets(tuples, dims, self.slab, batch_dims)?.into_iter().map(|o| o + b * per_batch));
-        }
-        Ok(out)
+        let per_tuple = tuples.chunks_exact(self.k).enumerate().map(|(t, tuple)| {
+            let flat = tuple.iter().zip(dims).enumerate().try_fold(0usize, |acc, (j, (&i, &d))| {
+                Ok(acc * d + resolve_index(i, d, batch_dims + j)?)
+            })?;
+            Ok(flat * self.slab + t / self.tuples_per_batch.max(1) * per_batch)
+        });
+        per_tuple.collect()
     }
 }
 
 fn gather_nd_typed<T: Element>(data: &Array<T>, indices: &Tensor, batch_dims: usize) -> Result<Tensor> {
     let layout = NdLayout::new(data.shape(), indices.shape(), batch_dims)?;
-    let offsets = layout.offsets(data.shape(), &indices.to_i64_vec()?, batch_dims)?;
-    let src = contiguous(data);
-    let mut out = Vec::with_capacity(offsets.len() * layout.slab);
-    for o in offsets {
-        out.extend_from_slice(&src[o..o + layout.slab]);
-    }
     let index_shape = indices.shape();
     let out_shape = [&index_shape[..index_shape.len() - 1], &data.shape()[batch_dims + layout.k..]].concat();
+    let mut out = Vec::with_capacity(checked_len(&out_shape)?);
+    let src = contiguous(data);
+    for o in layout.offsets(data.shape(), &indices.to_i64_vec()?, batch_dims)? {
+        out.extend_from_slice(&src[o..o + layout.slab]);
+    }
     Ok(from_shape_vec(&out_shape, out)?.into())
 }
 
@@ -237,6 +215,14 @@ mod tests {
         let shape = t(&[3], &[1i64, 128, 768]);
         let y = node("Gather").run1(&[&shape, &Tensor::scalar(1i64)]).unwrap();
         assert_eq!(values::<i64>(&y), (vec![], vec![128]));
+    }
+
+    #[test]
+    fn gather_from_an_empty_axis_with_no_indices() {
+        let empty = t::<f32>(&[0, 3], &[]);
+        let y = node("Gather").run1(&[&empty, &t::<i64>(&[0], &[])]).unwrap();
+        assert_eq!(values::<f32>(&y).0, vec![0, 3]);
+        assert_err(node("Gather").run1(&[&empty, &t(&[1], &[0i64])]), "index 0 is out of range for axis 0 of size 0");
     }
 
     #[test]

@@ -90,7 +90,7 @@ fn split(x: &Tensor, axis: i64, sizes: Option<Vec<i64>>, outputs: usize, equal: 
         None if outputs == 0 => return Err(op_err("Split has no outputs")),
         None => {
             let chunk = dim.div_ceil(outputs);
-            let exact = dim % outputs == 0;
+            let exact = dim.is_multiple_of(outputs);
             if matches!(equal, EqualSplit::Exact) && !exact || chunk * (outputs - 1) > dim {
                 return Err(op_err(format!("dim {dim} of axis {axis} cannot be split into {outputs} parts")));
             }

@@ -160,7 +160,7 @@ fn layer_norm_typed<T: Float>(
     let bias = bias.map(|b| per_row(b, normalized)).transpose()?;
     let eps = T::from_f64(epsilon as f64);
     let data = contiguous(x);
-    let rows = if n == 0 { 0 } else { data.len() / n };
+    let rows = data.len().checked_div(n).unwrap_or(0);
     let (mut y, mut means, mut inv_stds) = (Vec::with_capacity(data.len()), Vec::with_capacity(rows), Vec::with_capacity(rows));
     let count = T::from_usize(n);
     if n > 0 {

@@ -44,7 +44,7 @@ fn reshape_target(input: &[usize], spec: &[i64], allow_zero: bool) -> Result<Vec
     let total: usize = input.iter().product();
     if let Some(i) = inferred {
         let known = checked_len(&out)?;
-        if known == 0 || total % known != 0 {
+        if known == 0 || !total.is_multiple_of(known) {
             return Err(bad("the -1 dimension cannot be inferred"));
         }
         out[i] = total / known;
