@@ -54,7 +54,10 @@ impl EncodeParams {
             "q8" => Ok(EncodeParams { bits: 8, ..q4 }),
             "q4" => Ok(q4),
             "q3" => Ok(EncodeParams { bits: 3, ..q4 }),
-            other => Err(format!("unknown preset '{other}' (known: {})", Self::PRESETS.join(", "))),
+            other => Err(format!(
+                "unknown preset '{other}' (known: {})",
+                Self::PRESETS.join(", ")
+            )),
         }
     }
 
@@ -62,7 +65,10 @@ impl EncodeParams {
     pub fn validate(&self) -> Result<(), String> {
         Geometry::new(1, 1, self.block, self.group, self.bits)?;
         if !(self.threshold.is_finite() && self.threshold >= 0.0) {
-            return Err(format!("threshold must be finite and >= 0, got {}", self.threshold));
+            return Err(format!(
+                "threshold must be finite and >= 0, got {}",
+                self.threshold
+            ));
         }
         if self.k == Some(0) {
             return Err("k must be at least 1".into());

@@ -1,10 +1,20 @@
 //! Scalar quantization of groups and rows. Scales are searched to minimise squared error; every
 //! reconstruction goes through the runtime's dequantizer, so it is what the decoder will produce.
 
-use rbe_runtime::rbe::{dequant, dequant_group, group_offset, group_step, pack_codes, zero_point, Geometry, MAX_GROUP};
+use rbe_runtime::rbe::{
+    dequant, dequant_group, group_offset, group_step, pack_codes, zero_point, Geometry, MAX_GROUP,
+};
 
 /// Candidate scales tried per group (around the absmax or min/max scale).
 const SEARCH_STEPS: i32 = 9;
+
+/// Round to nearest (ties to even) for |x| < 2^22, in two vectorisable adds (`f32::round` is a
+/// libm call on baseline x86-64). Only used to pick codes, never to reconstruct.
+#[inline(always)]
+fn round_fast(x: f32) -> f32 {
+    const MAGIC: f32 = 12_582_912.0; // 1.5 * 2^23
+    (x + MAGIC) - MAGIC
+}
 
 /// The code grid of a group: width, and symmetric (signed levels `-2^(b-1) ..= 2^(b-1) - 1`
 /// around zero) or asymmetric (levels `0 ..= 2^b - 1` above an offset).
@@ -36,7 +46,10 @@ pub(crate) fn search(x: &[f32], grid: Grid) -> (f32, f32, f64) {
 /// Least-squares step over a family of code assignments that map the largest-magnitude value
 /// to about `-half` (the wider side of the signed grid).
 fn search_symmetric(x: &[f32], half: i32) -> (f32, f32, f64) {
-    let a = x.iter().copied().fold(0f32, |m, v| if v.abs() > m.abs() { v } else { m });
+    let a = x
+        .iter()
+        .copied()
+        .fold(0f32, |m, v| if v.abs() > m.abs() { v } else { m });
     let sum_x2: f64 = x.iter().map(|&v| v as f64 * v as f64).sum();
     if a == 0.0 {
         return (0.0, 0.0, sum_x2);
@@ -47,7 +60,7 @@ fn search_symmetric(x: &[f32], half: i32) -> (f32, f32, f64) {
         let iscale = -(half as f32 + 0.1 * is as f32) / a;
         let (mut sum_lx, mut sum_l2) = (0f32, 0f32);
         for &v in x {
-            let l = (iscale * v).round().clamp(lo, hi);
+            let l = round_fast((iscale * v).clamp(lo, hi));
             sum_lx += l * v;
             sum_l2 += l * l;
         }
@@ -77,7 +90,7 @@ fn search_asymmetric(x: &[f32], qmax: i32) -> (f32, f32, f64) {
         let iscale = (qmax as f32 - 0.9 + 0.1 * is as f32) / (mx - mn);
         let (mut sl, mut sl2, mut slx) = (0f64, 0f64, 0f64);
         for &v in x {
-            let l = (iscale * (v - mn)).round().clamp(0.0, qmax as f32) as f64;
+            let l = round_fast((iscale * (v - mn)).clamp(0.0, qmax as f32)) as f64;
             sl += l;
             sl2 += l * l;
             slx += l * v as f64;
@@ -95,7 +108,8 @@ fn search_asymmetric(x: &[f32], qmax: i32) -> (f32, f32, f64) {
                 (a, b) = ((n * slx - sl * sum_x) / det, b2);
             }
         }
-        let sse = sum_x2 + a * a * sl2 + n * b * b + 2.0 * a * b * sl - 2.0 * a * slx - 2.0 * b * sum_x;
+        let sse =
+            sum_x2 + a * a * sl2 + n * b * b + 2.0 * a * b * sl - 2.0 * a * slx - 2.0 * b * sum_x;
         if sse < best.2 {
             best = (a as f32, b as f32, sse.max(0.0));
         }
@@ -105,18 +119,24 @@ fn search_asymmetric(x: &[f32], qmax: i32) -> (f32, f32, f64) {
 
 /// Nearest codes for `x` with a fixed `step` and `offset`; returns the exact squared error of
 /// the dequantized values.
-pub(crate) fn quantize_fixed(x: &[f32], grid: Grid, step: f32, offset: f32, codes: &mut [u8]) -> f64 {
+pub(crate) fn quantize_fixed(
+    x: &[f32],
+    grid: Grid,
+    step: f32,
+    offset: f32,
+    codes: &mut [u8],
+) -> f64 {
     let zp = grid.zero_point();
     let qmax = grid.qmax() as f32;
     let inv = if step != 0.0 { 1.0 / step } else { 0.0 };
-    let mut sse = 0f64;
+    let mut sse = 0f32;
     for (&v, c) in x.iter().zip(codes.iter_mut()) {
-        let q = ((v - offset) * inv).round() + zp as f32;
-        *c = q.clamp(0.0, qmax) as u8;
-        let e = (dequant(*c, zp, step, offset) - v) as f64;
+        let q = round_fast(((v - offset) * inv + zp as f32).clamp(0.0, qmax));
+        *c = q as u8;
+        let e = dequant(*c, zp, step, offset) - v;
         sse += e * e;
     }
-    sse
+    sse as f64
 }
 
 /// Where one row's encoded data goes.
@@ -130,7 +150,11 @@ pub(crate) struct RowOut<'a> {
 
 /// Integer codes within 1 of `round(v / unit)`, inside `lo..=hi`.
 fn code_candidates(v: f32, unit: f32, lo: i32, hi: i32) -> std::ops::RangeInclusive<i32> {
-    let c = if unit > 0.0 { ((v / unit).round() as i32).clamp(lo, hi) } else { 0 };
+    let c = if unit > 0.0 {
+        ((v / unit).round() as i32).clamp(lo, hi)
+    } else {
+        0
+    };
     (c - 1).max(lo)..=(c + 1).min(hi)
 }
 
@@ -149,20 +173,37 @@ pub(crate) fn quantize_row(x: &[f32], g: &Geometry, grid: Grid, out: RowOut, rec
     };
     *out.row_scale = row_scale;
     *out.row_min = row_min;
-    let (scale_lo, scale_hi) = if grid.asymmetric { (0, 255) } else { (-127, 127) };
+    let (scale_lo, scale_hi) = if grid.asymmetric {
+        (0, 255)
+    } else {
+        (-127, 127)
+    };
     let zp = grid.zero_point();
     let mut at = 0;
     let mut codes = [0u8; MAX_GROUP];
     let mut best_codes = [0u8; MAX_GROUP];
-    for (gi, ((xg, rg), o)) in x.chunks(g.group).zip(recon.chunks_mut(g.group)).zip(&opt).enumerate() {
+    for (gi, ((xg, rg), o)) in x
+        .chunks(g.group)
+        .zip(recon.chunks_mut(g.group))
+        .zip(&opt)
+        .enumerate()
+    {
         let n = xg.len();
-        let mins = if grid.asymmetric { code_candidates(-o.1, row_min, 0, 255) } else { 0..=0 };
+        let mins = if grid.asymmetric {
+            code_candidates(-o.1, row_min, 0, 255)
+        } else {
+            0..=0
+        };
         let mut best = (f64::INFINITY, 0u8, 0u8, 0f32, 0f32);
         for sc in code_candidates(o.0, row_scale, scale_lo, scale_hi) {
             let sc = sc as i8 as u8; // two's complement byte for the signed grid
             let step = group_step(row_scale, sc, grid.asymmetric);
             for m in mins.clone() {
-                let offset = if grid.asymmetric { group_offset(row_min, m as u8) } else { 0.0 };
+                let offset = if grid.asymmetric {
+                    group_offset(row_min, m as u8)
+                } else {
+                    0.0
+                };
                 let sse = quantize_fixed(xg, grid, step, offset, &mut codes[..n]);
                 if sse < best.0 {
                     best = (sse, sc, m as u8, step, offset);

@@ -28,8 +28,17 @@ pub(crate) fn looks_smooth(data: &[f32], cols: usize, variance: f64) -> bool {
             s / n as f64
         }
     };
-    let along_cols = mean_sq(&mut data.chunks(cols).flat_map(|r| r.iter().zip(&r[1..]).map(|(a, b)| (*a, *b))));
-    let along_rows = mean_sq(&mut data.iter().zip(&data[cols.min(data.len())..]).map(|(a, b)| (*a, *b)));
+    let along_cols = mean_sq(
+        &mut data
+            .chunks(cols)
+            .flat_map(|r| r.iter().zip(&r[1..]).map(|(a, b)| (*a, *b))),
+    );
+    let along_rows = mean_sq(
+        &mut data
+            .iter()
+            .zip(&data[cols.min(data.len())..])
+            .map(|(a, b)| (*a, *b)),
+    );
     variance > 0.0 && along_cols.min(along_rows) < variance
 }
 
@@ -48,7 +57,10 @@ fn tables(g: &Geometry) -> Vec<DctTable> {
 fn forward(data: &[f32], g: &Geometry, tables: &[DctTable], ti: usize, tj: usize) -> Vec<f32> {
     let (h, w) = (g.tile_height(ti), g.tile_width(tj));
     let (r0, c0) = (ti * g.block, tj * g.block);
-    let (Some(th), Some(tw)) = (tables.iter().find(|t| t.len() == h), tables.iter().find(|t| t.len() == w)) else {
+    let (Some(th), Some(tw)) = (
+        tables.iter().find(|t| t.len() == h),
+        tables.iter().find(|t| t.len() == w),
+    ) else {
         return vec![0.0; h * w];
     };
     // rows first: tmp[i][v] = sum_j T[i][j] C_w[v][j]
@@ -78,11 +90,21 @@ fn quantize_tile(eligible: &[(u32, f32)], n: usize, bits: u8) -> (SparseTile, f6
     let mut kept: Vec<(u32, f32)> = eligible[..n].to_vec();
     kept.sort_unstable_by_key(|e| e.0);
     let values: Vec<f32> = kept.iter().map(|e| e.1).collect();
-    let grid = Grid { bits, asymmetric: false };
+    let grid = Grid {
+        bits,
+        asymmetric: false,
+    };
     let (step, _, _) = search(&values, grid);
     let mut codes = vec![0u8; n];
     let sse = quantize_fixed(&values, grid, step, 0.0, &mut codes);
-    (SparseTile { step, positions: kept.iter().map(|e| e.0).collect(), codes }, sse)
+    (
+        SparseTile {
+            step,
+            positions: kept.iter().map(|e| e.0).collect(),
+            codes,
+        },
+        sse,
+    )
 }
 
 /// Builds the sparse candidate whose squared error is at most `target_sse` with as few
@@ -103,15 +125,22 @@ pub(crate) fn encode_sparse(
         .map(|t| {
             let c = forward(data, g, &tables, t / g.tile_cols(), t % g.tile_cols());
             let energy = c.iter().map(|&v| v as f64 * v as f64).sum();
-            let mut e: Vec<(u32, f32)> =
-                c.iter().enumerate().filter(|(_, v)| v.abs() as f64 > floor).map(|(p, &v)| (p as u32, v)).collect();
+            let mut e: Vec<(u32, f32)> = c
+                .iter()
+                .enumerate()
+                .filter(|(_, v)| v.abs() as f64 > floor)
+                .map(|(p, &v)| (p as u32, v))
+                .collect();
             e.sort_unstable_by(|a, b| b.1.abs().total_cmp(&a.1.abs()));
             e.truncate(cap);
             (e, energy)
         })
         .collect();
     let total: f64 = per_tile.iter().map(|t| t.1).sum();
-    let mut mags: Vec<f32> = per_tile.iter().flat_map(|t| t.0.iter().map(|e| e.1.abs())).collect();
+    let mut mags: Vec<f32> = per_tile
+        .iter()
+        .flat_map(|t| t.0.iter().map(|e| e.1.abs()))
+        .collect();
     mags.sort_unstable_by(|a, b| b.total_cmp(a));
     // Keeping every coefficient of magnitude >= cut: the tiles, and the coefficient-domain
     // error (dropped energy + quantization error; the DCT is orthonormal).
@@ -129,7 +158,9 @@ pub(crate) fn encode_sparse(
         (tiles, sse)
     };
     let target = target_sse * TARGET_MARGIN;
-    let Some(&smallest) = mags.last() else { return Ok(None) };
+    let Some(&smallest) = mags.last() else {
+        return Ok(None);
+    };
     let (mut tiles, sse) = build(smallest);
     if sse > target {
         return Ok(None);

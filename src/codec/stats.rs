@@ -15,7 +15,10 @@ impl Moments {
         let mean = data.iter().map(|&v| v as f64).sum::<f64>() / n;
         let ms = data.iter().map(|&v| v as f64 * v as f64).sum::<f64>() / n;
         let var = data.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
-        Moments { std: var.sqrt(), rms: ms.sqrt() }
+        Moments {
+            std: var.sqrt(),
+            rms: ms.sqrt(),
+        }
     }
 
     /// RMSE over the standard deviation (over the RMS for a constant tensor; 0 if both are 0
@@ -34,7 +37,10 @@ impl Moments {
 
 /// Sum of squared differences, in f64.
 pub(crate) fn sse(a: &[f32], b: &[f32]) -> f64 {
-    a.iter().zip(b).map(|(&x, &y)| (x as f64 - y as f64).powi(2)).sum()
+    a.iter()
+        .zip(b)
+        .map(|(&x, &y)| (x as f64 - y as f64).powi(2))
+        .sum()
 }
 
 /// One candidate encoding the encoder measured.

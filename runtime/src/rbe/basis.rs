@@ -26,7 +26,11 @@ fn axis(n: usize) -> Vec<[f32; 3]> {
     (0..n)
         .map(|i| {
             let t = (2 * i + 1) as f64 / n as f64 - 1.0;
-            [(t * t) as f32, (PI * t).cos() as f32, (2.0 * PI * t).cos() as f32]
+            [
+                (t * t) as f32,
+                (PI * t).cos() as f32,
+                (2.0 * PI * t).cos() as f32,
+            ]
         })
         .collect()
 }
@@ -34,7 +38,12 @@ fn axis(n: usize) -> Vec<[f32; 3]> {
 impl BasisAxes {
     /// Tables for a tile of `h` rows and `w` columns.
     pub fn new(h: usize, w: usize) -> Self {
-        BasisAxes { h, w, cols: axis(w), rows: axis(h) }
+        BasisAxes {
+            h,
+            w,
+            cols: axis(w),
+            rows: axis(h),
+        }
     }
 
     /// Tile shape `(h, w)` these tables are for.

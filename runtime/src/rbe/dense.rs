@@ -52,7 +52,12 @@ impl Dense {
         if !parts.basis.is_empty() && parts.basis.len() != g.tiles() {
             return bad("wrong number of basis flags");
         }
-        if parts.row_scale.iter().chain(&parts.row_min).any(|s| !s.is_finite()) {
+        if parts
+            .row_scale
+            .iter()
+            .chain(&parts.row_min)
+            .any(|s| !s.is_finite())
+        {
             return bad("non-finite row scale");
         }
         let mut axes: Vec<BasisAxes> = Vec::new();
@@ -61,7 +66,10 @@ impl Dense {
                 if c.iter().any(|v| !v.is_finite()) {
                     return bad("non-finite basis coefficient");
                 }
-                let shape = (g.tile_height(t / g.tile_cols()), g.tile_width(t % g.tile_cols()));
+                let shape = (
+                    g.tile_height(t / g.tile_cols()),
+                    g.tile_width(t % g.tile_cols()),
+                );
                 if !axes.iter().any(|a| a.shape() == shape) {
                     axes.push(BasisAxes::new(shape.0, shape.1));
                 }
@@ -99,7 +107,14 @@ impl Dense {
             } else {
                 0.0
             };
-            dequant_group(codes.get(at..at + n).unwrap_or(&[]), g.bits, zp, step, offset, o);
+            dequant_group(
+                codes.get(at..at + n).unwrap_or(&[]),
+                g.bits,
+                zp,
+                step,
+                offset,
+                o,
+            );
             at += n;
         }
         if p.basis.is_empty() {
@@ -110,9 +125,13 @@ impl Dense {
         let h = g.tile_height(ti);
         let mut surface = [0f32; super::geometry::MAX_BLOCK];
         for tj in 0..g.tile_cols() {
-            let Some(Some(c)) = p.basis.get(ti * g.tile_cols() + tj) else { continue };
+            let Some(Some(c)) = p.basis.get(ti * g.tile_cols() + tj) else {
+                continue;
+            };
             let w = g.tile_width(tj);
-            let Some(axes) = self.axes.iter().find(|a| a.shape() == (h, w)) else { continue };
+            let Some(axes) = self.axes.iter().find(|a| a.shape() == (h, w)) else {
+                continue;
+            };
             axes.eval_row(c, i, &mut surface);
             let seg = out.iter_mut().skip(tj * g.block).take(w);
             for (o, s) in seg.zip(&surface) {

@@ -127,7 +127,8 @@ fn bad(msg: impl Into<String>) -> Error {
 
 /// `a * b`, or an error if it overflows.
 fn mul(a: usize, b: usize) -> Result<usize> {
-    a.checked_mul(b).ok_or_else(|| bad("RBE tensor: size overflow"))
+    a.checked_mul(b)
+        .ok_or_else(|| bad("RBE tensor: size overflow"))
 }
 
 /// Parses a serialised tensor.
@@ -147,7 +148,8 @@ pub(crate) fn from_bytes(bytes: &[u8]) -> Result<RbeTensor> {
     let cols = r.u32("cols")? as usize;
     let block = r.u16("block")? as usize;
     let group = r.u16("group")? as usize;
-    let geom = Geometry::new(rows, cols, block, group, bits).map_err(|e| bad(format!("RBE tensor: {e}")))?;
+    let geom = Geometry::new(rows, cols, block, group, bits)
+        .map_err(|e| bad(format!("RBE tensor: {e}")))?;
     let body = match mode {
         MODE_DENSE => {
             if flags & !(FLAG_ASYMMETRIC | FLAG_BASIS) != 0 {
@@ -180,7 +182,11 @@ fn read_dense(r: &mut Reader, g: &Geometry, flags: u8) -> Result<Dense> {
     if flags & FLAG_BASIS != 0 {
         let bitmap = r.take(g.tiles().div_ceil(8), "basis bitmap")?;
         let flagged: usize = bitmap.iter().map(|b| b.count_ones() as usize).sum();
-        if bitmap.iter().enumerate().any(|(k, b)| (0..8).any(|i| b >> i & 1 == 1 && k * 8 + i >= g.tiles())) {
+        if bitmap
+            .iter()
+            .enumerate()
+            .any(|(k, b)| (0..8).any(|i| b >> i & 1 == 1 && k * 8 + i >= g.tiles()))
+        {
             return Err(bad("RBE tensor: basis bitmap flags a tile past the end"));
         }
         if mul(flagged, 2 * BASIS_LEN)? + fixed > r.remaining() {
@@ -200,13 +206,36 @@ fn read_dense(r: &mut Reader, g: &Geometry, flags: u8) -> Result<Dense> {
         }
     }
     if fixed > r.remaining() {
-        return Err(bad(format!("RBE tensor truncated: body needs {fixed} bytes, {} left", r.remaining())));
+        return Err(bad(format!(
+            "RBE tensor truncated: body needs {fixed} bytes, {} left",
+            r.remaining()
+        )));
     }
-    let mut floats = |n: usize, what: &str| -> Result<Vec<f32>> { (0..n).map(|_| r.f32(what)).collect() };
+    let mut floats =
+        |n: usize, what: &str| -> Result<Vec<f32>> { (0..n).map(|_| r.f32(what)).collect() };
     let row_scale = floats(g.rows, "row scales")?;
-    let row_min = if asymmetric { floats(g.rows, "row minima")? } else { Vec::new() };
+    let row_min = if asymmetric {
+        floats(g.rows, "row minima")?
+    } else {
+        Vec::new()
+    };
     let group_scale = r.take(groups, "group scales")?.to_vec();
-    let group_min = if asymmetric { r.take(groups, "group offsets")?.to_vec() } else { Vec::new() };
+    let group_min = if asymmetric {
+        r.take(groups, "group offsets")?.to_vec()
+    } else {
+        Vec::new()
+    };
     let codes = r.take(mul(g.rows, g.row_bytes())?, "codes")?.to_vec();
-    Dense::new(g, DenseParts { asymmetric, row_scale, row_min, group_scale, group_min, codes, basis })
+    Dense::new(
+        g,
+        DenseParts {
+            asymmetric,
+            row_scale,
+            row_min,
+            group_scale,
+            group_min,
+            codes,
+            basis,
+        },
+    )
 }

@@ -18,7 +18,9 @@ pub use dct::DctTable;
 pub use dense::DenseParts;
 pub use format::{FORMAT_VERSION, MAGIC};
 pub use geometry::{Geometry, MAX_BITS, MAX_BLOCK, MAX_GROUP, MIN_BITS, MIN_BLOCK, MIN_GROUP};
-pub use packing::{dequant, dequant_group, group_offset, group_step, pack_codes, read_code, zero_point};
+pub use packing::{
+    dequant, dequant_group, group_offset, group_step, pack_codes, read_code, zero_point,
+};
 pub use sparse::SparseTile;
 
 use crate::error::{Error, Result};
@@ -42,13 +44,19 @@ pub struct RbeTensor {
 impl RbeTensor {
     /// Builds a dense tensor from its parts, checking every length against the geometry.
     pub fn from_dense(geom: Geometry, parts: DenseParts) -> Result<Self> {
-        Ok(RbeTensor { geom, body: Body::Dense(Dense::new(&geom, parts)?) })
+        Ok(RbeTensor {
+            geom,
+            body: Body::Dense(Dense::new(&geom, parts)?),
+        })
     }
 
     /// Builds a sparse tensor from one [`SparseTile`] per tile (tile-row-major), checking them.
     pub fn from_sparse(geom: Geometry, tiles: &[SparseTile]) -> Result<Self> {
         let stream = sparse::write_stream(&geom, tiles)?;
-        Ok(RbeTensor { geom, body: Body::Sparse(Sparse::new(&geom, stream)?) })
+        Ok(RbeTensor {
+            geom,
+            body: Body::Sparse(Sparse::new(&geom, stream)?),
+        })
     }
 
     /// Number of (output) rows.

@@ -38,12 +38,18 @@ pub(crate) struct Sparse {
 /// Serialises tiles into a stream (validating them).
 pub(crate) fn write_stream(g: &Geometry, tiles: &[SparseTile]) -> Result<Vec<u8>> {
     if tiles.len() != g.tiles() {
-        return Err(Error::Container(format!("sparse tensor: {} tiles, want {}", tiles.len(), g.tiles())));
+        return Err(Error::Container(format!(
+            "sparse tensor: {} tiles, want {}",
+            tiles.len(),
+            g.tiles()
+        )));
     }
     let mut out = Vec::new();
     for t in tiles {
         if t.positions.len() != t.codes.len() || t.positions.len() > u32::MAX as usize {
-            return Err(Error::Container("sparse tile: positions and codes differ".into()));
+            return Err(Error::Container(
+                "sparse tile: positions and codes differ".into(),
+            ));
         }
         put_varint(&mut out, t.positions.len() as u32);
         if t.positions.is_empty() {
@@ -55,7 +61,11 @@ pub(crate) fn write_stream(g: &Geometry, tiles: &[SparseTile]) -> Result<Vec<u8>
             let gap = match prev {
                 None => p,
                 Some(q) if p > q => p - q - 1,
-                Some(_) => return Err(Error::Container("sparse tile: positions not ascending".into())),
+                Some(_) => {
+                    return Err(Error::Container(
+                        "sparse tile: positions not ascending".into(),
+                    ))
+                }
             };
             put_varint(&mut out, gap);
             prev = Some(p);
@@ -77,13 +87,25 @@ struct TileView<'a> {
 
 /// Parses the tile at the reader's position, checking positions are ascending and < `area`.
 /// Returns the tile with its gap reader positioned on the first gap.
-fn parse_tile<'a>(r: &mut Reader<'a>, bytes: &'a [u8], bits: u8, area: usize) -> Result<TileView<'a>> {
+fn parse_tile<'a>(
+    r: &mut Reader<'a>,
+    bytes: &'a [u8],
+    bits: u8,
+    area: usize,
+) -> Result<TileView<'a>> {
     let n = r.varint("sparse count")? as usize;
     if n > area {
-        return Err(Error::Container(format!("sparse tile keeps {n} of {area} coefficients")));
+        return Err(Error::Container(format!(
+            "sparse tile keeps {n} of {area} coefficients"
+        )));
     }
     if n == 0 {
-        return Ok(TileView { step: 0.0, gaps: Reader::new(&[]), codes: &[], n });
+        return Ok(TileView {
+            step: 0.0,
+            gaps: Reader::new(&[]),
+            codes: &[],
+            n,
+        });
     }
     let step = r.f32("sparse step")?;
     if !step.is_finite() {
@@ -95,19 +117,28 @@ fn parse_tile<'a>(r: &mut Reader<'a>, bytes: &'a [u8], bits: u8, area: usize) ->
         let gap = r.varint("sparse position")? as u64;
         pos = if k == 0 { gap } else { pos + gap + 1 };
         if pos >= area as u64 {
-            return Err(Error::Container("sparse tile: position out of the tile".into()));
+            return Err(Error::Container(
+                "sparse tile: position out of the tile".into(),
+            ));
         }
     }
     let gaps = Reader::new(bytes.get(gaps_at..r.position()).unwrap_or(&[]));
     let codes = r.take((n * bits as usize).div_ceil(8), "sparse codes")?;
-    Ok(TileView { step, gaps, codes, n })
+    Ok(TileView {
+        step,
+        gaps,
+        codes,
+        n,
+    })
 }
 
 impl Sparse {
     /// Validates a whole stream against the geometry; the stream must end exactly at the end.
     pub(crate) fn new(g: &Geometry, stream: Vec<u8>) -> Result<Self> {
         if g.tiles() > stream.len() {
-            return Err(Error::Container("sparse tensor: fewer bytes than tiles".into()));
+            return Err(Error::Container(
+                "sparse tensor: fewer bytes than tiles".into(),
+            ));
         }
         let mut offsets = Vec::with_capacity(g.tiles());
         let mut kept = 0;
@@ -128,7 +159,12 @@ impl Sparse {
                 tables.push(DctTable::new(n));
             }
         }
-        Ok(Sparse { stream, offsets, kept, tables })
+        Ok(Sparse {
+            stream,
+            offsets,
+            kept,
+            tables,
+        })
     }
 
     /// Number of kept coefficients.
@@ -147,10 +183,13 @@ impl Sparse {
         let i = r % g.block;
         let h = g.tile_height(ti);
         let zp = zero_point(g.bits, false);
-        let (Some(th), mut t) = (self.table(h), [0f32; MAX_BLOCK]) else { return };
+        let (Some(th), mut t) = (self.table(h), [0f32; MAX_BLOCK]) else {
+            return;
+        };
         for tj in 0..g.tile_cols() {
             let w = g.tile_width(tj);
-            let (Some(tw), Some(&at)) = (self.table(w), self.offsets.get(ti * g.tile_cols() + tj)) else {
+            let (Some(tw), Some(&at)) = (self.table(w), self.offsets.get(ti * g.tile_cols() + tj))
+            else {
                 continue;
             };
             let bytes = self.stream.get(at..).unwrap_or(&[]);
@@ -168,7 +207,9 @@ impl Sparse {
                 t[v] += value * th.at(u, i);
             }
             // row[j] = sum_v t[v] * C_w[v][j]
-            let Some(seg) = out.get_mut(tj * g.block..tj * g.block + w) else { continue };
+            let Some(seg) = out.get_mut(tj * g.block..tj * g.block + w) else {
+                continue;
+            };
             for (v, &tv) in t[..w].iter().enumerate() {
                 if tv != 0.0 {
                     for (o, c) in seg.iter_mut().zip(tw.freq(v)) {
