@@ -12,6 +12,8 @@ mod matmul;
 mod packing;
 mod reader;
 mod sparse;
+#[cfg(test)]
+mod tests;
 
 pub use basis::{BasisAxes, BasisCoeffs, BASIS_LEN};
 pub use dct::DctTable;
