@@ -1,7 +1,8 @@
 //! The dense candidate: basis where it pays, then every row's residual quantized.
 
+use half::bf16;
 use rayon::prelude::*;
-use rbe_runtime::rbe::{DenseParts, Geometry, RbeTensor};
+use rbe_runtime::rbe::{scale_row_bytes, DenseParts, Geometry, RbeTensor};
 
 use super::basis_fit::{choose_basis, Fitter};
 use super::params::EncodeParams;
@@ -26,9 +27,10 @@ pub(crate) fn encode_dense(
     if basis.iter().all(Option::is_none) {
         basis.clear();
     }
-    let (rows, cols, gpr, rb) = (g.rows, g.cols, g.groups_per_row(), g.row_bytes());
-    let mut row_scale = vec![0f32; rows];
-    let mut row_min = vec![0f32; rows];
+    let sb = params.scale_bits;
+    let (rows, cols, gpr, rb) = (g.rows, g.cols, scale_row_bytes(g, sb), g.row_bytes());
+    let mut row_scale = vec![bf16::ZERO; rows];
+    let mut row_min = vec![bf16::ZERO; rows];
     let mut group_scale = vec![0u8; rows * gpr];
     let mut group_min = vec![0u8; rows * gpr];
     let mut codes = vec![0u8; rows * rb];
@@ -73,6 +75,7 @@ pub(crate) fn encode_dense(
                     if tiles_with.is_empty() { x } else { &residual },
                     g,
                     grid,
+                    sb,
                     out,
                     recon,
                 );
@@ -90,6 +93,7 @@ pub(crate) fn encode_dense(
     }
     let parts = DenseParts {
         asymmetric: params.asymmetric,
+        scale_bits: sb,
         row_scale,
         row_min,
         group_scale,

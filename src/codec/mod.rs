@@ -15,11 +15,11 @@ mod stats;
 #[cfg(test)]
 mod tests;
 
-pub use params::{EncodeParams, SPARSE_BITS};
+pub use params::EncodeParams;
 pub use rtn::rtn_absmax;
 pub use stats::{CandidateStats, EncodeStats};
 
-use rbe_runtime::rbe::{Geometry, RbeTensor};
+use rbe_runtime::rbe::{Geometry, RbeTensor, SPARSE_BITS};
 use stats::{sse, Moments};
 
 /// An encoded tensor and its report.

@@ -1,6 +1,7 @@
 //! Scalar quantization of groups and rows. Scales are searched to minimise squared error; every
 //! reconstruction goes through the runtime's dequantizer, so it is what the decoder will produce.
 
+use half::bf16;
 use rbe_runtime::rbe::{
     dequant, dequant_group, group_offset, group_step, pack_codes, zero_point, Geometry, MAX_GROUP,
 };
@@ -141,8 +142,8 @@ pub(crate) fn quantize_fixed(
 
 /// Where one row's encoded data goes.
 pub(crate) struct RowOut<'a> {
-    pub row_scale: &'a mut f32,
-    pub row_min: &'a mut f32,
+    pub row_scale: &'a mut bf16,
+    pub row_min: &'a mut bf16,
     pub group_scale: &'a mut [u8],
     pub group_min: &'a mut [u8],
     pub codes: &'a mut [u8],
@@ -158,49 +159,72 @@ fn code_candidates(v: f32, unit: f32, lo: i32, hi: i32) -> std::ops::RangeInclus
     (c - 1).max(lo)..=(c + 1).min(hi)
 }
 
-/// Quantizes one row `x` (`cols` values): per-group scale codes under a per-row scale (and, in
-/// asymmetric mode, offset codes under a per-row minimum), chosen per group among the codes
-/// nearest the searched optimum by exact squared error. Writes the packed row into `out` and
-/// its dequantized values (the runtime's [`dequant_group`]) into `recon`.
-pub(crate) fn quantize_row(x: &[f32], g: &Geometry, grid: Grid, out: RowOut, recon: &mut [f32]) {
+/// The smallest bf16 >= `x` (for `x >= 0`), so the largest group's code still fits.
+fn bf16_at_least(x: f32) -> bf16 {
+    let b = bf16::from_f32(x);
+    if b.to_f32() < x {
+        bf16::from_bits(b.to_bits() + 1)
+    } else {
+        b
+    }
+}
+
+/// Quantizes one row `x` (`cols` values): per-group `scale_bits`-bit scale codes under a bf16
+/// per-row unit (and, in asymmetric mode, offset codes under a per-row offset unit), chosen per
+/// group among the codes nearest the searched optimum by exact squared error. Writes the packed
+/// row into `out` and its dequantized values (the runtime's [`dequant_group`]) into `recon`.
+pub(crate) fn quantize_row(
+    x: &[f32],
+    g: &Geometry,
+    grid: Grid,
+    scale_bits: u8,
+    out: RowOut,
+    recon: &mut [f32],
+) {
     let opt: Vec<(f32, f32, f64)> = x.chunks(g.group).map(|xg| search(xg, grid)).collect();
-    let (row_scale, row_min) = if grid.asymmetric {
+    // Scale codes: 0..=2^sb-1 (asymmetric), or signed -(2^(sb-1)-1)..=2^(sb-1)-1 stored
+    // offset by 2^(sb-1).
+    let top = (1i32 << scale_bits) - 1;
+    let half = 1i32 << (scale_bits - 1);
+    let (lo, hi, bias) = if grid.asymmetric {
+        (0, top, 0)
+    } else {
+        (1 - half, half - 1, half)
+    };
+    let (unit, min_unit) = if grid.asymmetric {
         let smax = opt.iter().fold(0f32, |m, o| m.max(o.0));
         let omax = opt.iter().fold(0f32, |m, o| m.max(-o.1));
-        (smax / 255.0, omax / 255.0)
+        (
+            bf16_at_least(smax / top as f32),
+            bf16_at_least(omax / top as f32),
+        )
     } else {
-        (opt.iter().fold(0f32, |m, o| m.max(o.0.abs())) / 127.0, 0.0)
+        let smax = opt.iter().fold(0f32, |m, o| m.max(o.0.abs()));
+        (bf16_at_least(smax / hi as f32), bf16::ZERO)
     };
-    *out.row_scale = row_scale;
-    *out.row_min = row_min;
-    let (scale_lo, scale_hi) = if grid.asymmetric {
-        (0, 255)
-    } else {
-        (-127, 127)
-    };
+    *out.row_scale = unit;
+    *out.row_min = min_unit;
+    let (unit, min_unit) = (unit.to_f32(), min_unit.to_f32());
     let zp = grid.zero_point();
     let mut at = 0;
     let mut codes = [0u8; MAX_GROUP];
     let mut best_codes = [0u8; MAX_GROUP];
-    for (gi, ((xg, rg), o)) in x
-        .chunks(g.group)
-        .zip(recon.chunks_mut(g.group))
-        .zip(&opt)
-        .enumerate()
-    {
+    let mut scale_codes = Vec::with_capacity(opt.len());
+    let mut min_codes = Vec::with_capacity(opt.len());
+    for ((xg, rg), o) in x.chunks(g.group).zip(recon.chunks_mut(g.group)).zip(&opt) {
         let n = xg.len();
         let mins = if grid.asymmetric {
-            code_candidates(-o.1, row_min, 0, 255)
+            code_candidates(-o.1, min_unit, 0, top)
         } else {
             0..=0
         };
         let mut best = (f64::INFINITY, 0u8, 0u8, 0f32, 0f32);
-        for sc in code_candidates(o.0, row_scale, scale_lo, scale_hi) {
-            let sc = sc as i8 as u8; // two's complement byte for the signed grid
-            let step = group_step(row_scale, sc, grid.asymmetric);
+        for sc in code_candidates(o.0, unit, lo, hi) {
+            let sc = (sc + bias) as u8;
+            let step = group_step(unit, sc, grid.asymmetric, scale_bits);
             for m in mins.clone() {
                 let offset = if grid.asymmetric {
-                    group_offset(row_min, m as u8)
+                    group_offset(min_unit, m as u8)
                 } else {
                     0.0
                 };
@@ -211,14 +235,16 @@ pub(crate) fn quantize_row(x: &[f32], g: &Geometry, grid: Grid, out: RowOut, rec
                 }
             }
         }
-        out.group_scale[gi] = best.1;
-        if grid.asymmetric {
-            out.group_min[gi] = best.2;
-        }
+        scale_codes.push(best.1);
+        min_codes.push(best.2);
         let nb = g.packed_bytes(n);
         let packed = &mut out.codes[at..at + nb];
         pack_codes(&best_codes[..n], g.bits, packed);
         dequant_group(packed, g.bits, zp, best.3, best.4, rg);
         at += nb;
+    }
+    pack_codes(&scale_codes, scale_bits, out.group_scale);
+    if grid.asymmetric {
+        pack_codes(&min_codes, scale_bits, out.group_min);
     }
 }

@@ -117,7 +117,7 @@ impl Geometry {
 
     /// Bytes of `n` codes packed (each group starts on a byte).
     pub fn packed_bytes(&self, n: usize) -> usize {
-        (n * self.bits as usize).div_ceil(8)
+        super::packing::packed_len(n, self.bits)
     }
 
     /// Bytes of one row's packed codes.

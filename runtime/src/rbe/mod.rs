@@ -17,13 +17,13 @@ mod tests;
 
 pub use basis::{BasisAxes, BasisCoeffs, BASIS_LEN};
 pub use dct::DctTable;
-pub use dense::DenseParts;
+pub use dense::{scale_row_bytes, DenseParts, MAX_SCALE_BITS, MIN_SCALE_BITS};
 pub use format::{FORMAT_VERSION, MAGIC};
 pub use geometry::{Geometry, MAX_BITS, MAX_BLOCK, MAX_GROUP, MIN_BITS, MIN_BLOCK, MIN_GROUP};
 pub use packing::{
-    dequant, dequant_group, group_offset, group_step, pack_codes, read_code, zero_point,
+    dequant, dequant_group, group_offset, group_step, pack_codes, packed_len, read_code, zero_point,
 };
-pub use sparse::SparseTile;
+pub use sparse::{level_value, SparseTile, SPARSE_BITS};
 
 use crate::error::{Error, Result};
 use dense::Dense;
@@ -52,9 +52,10 @@ impl RbeTensor {
         })
     }
 
-    /// Builds a sparse tensor from one [`SparseTile`] per tile (tile-row-major), checking them.
-    pub fn from_sparse(geom: Geometry, tiles: &[SparseTile]) -> Result<Self> {
-        let stream = sparse::write_stream(&geom, tiles)?;
+    /// Builds a sparse tensor (`geom.bits` must be [`SPARSE_BITS`]) from the uniform `step`
+    /// and one [`SparseTile`] per tile (tile-row-major), checking them.
+    pub fn from_sparse(geom: Geometry, step: f32, tiles: &[SparseTile]) -> Result<Self> {
+        let stream = sparse::write_stream(&geom, step, tiles)?;
         Ok(RbeTensor {
             geom,
             body: Body::Sparse(Sparse::new(&geom, stream)?),
@@ -76,7 +77,7 @@ impl RbeTensor {
         &self.geom
     }
 
-    /// Code width in bits (of the residual codes in dense mode, of the kept values in sparse).
+    /// Code width in bits of the dense residual codes ([`SPARSE_BITS`], nominal, in sparse mode).
     pub fn bits(&self) -> u8 {
         self.geom.bits
     }

@@ -98,14 +98,19 @@ pub fn zero_point(bits: u8, asymmetric: bool) -> i32 {
     }
 }
 
-/// Step of a group: the row scale times the group's scale code (a signed byte in symmetric mode,
-/// unsigned in asymmetric mode).
+/// Bytes of `n` codes of `bits` bits packed.
+pub fn packed_len(n: usize, bits: u8) -> usize {
+    (n * bits as usize).div_ceil(8)
+}
+
+/// Step of a group: the row scale times the group's `scale_bits`-bit scale code, read as
+/// unsigned in asymmetric mode and as signed (offset by `2^(scale_bits-1)`) in symmetric mode.
 #[inline(always)]
-pub fn group_step(row_scale: f32, code: u8, asymmetric: bool) -> f32 {
+pub fn group_step(row_scale: f32, code: u8, asymmetric: bool, scale_bits: u8) -> f32 {
     if asymmetric {
         row_scale * code as f32
     } else {
-        row_scale * (code as i8) as f32
+        row_scale * (code as i32 - (1 << (scale_bits - 1))) as f32
     }
 }
 

@@ -1,6 +1,6 @@
 //! Format tests that need no encoder: hand-built tensors against an independent decode.
 
-use half::f16;
+use half::{bf16, f16};
 
 use super::*;
 
@@ -18,8 +18,8 @@ fn bytes(n: usize, seed: u64) -> Vec<u8> {
 }
 
 /// A dense tensor over `g` with arbitrary codes and scales, a basis on every other tile.
-fn hand_dense(g: Geometry, asymmetric: bool) -> RbeTensor {
-    let groups = g.rows * g.groups_per_row();
+fn hand_dense(g: Geometry, asymmetric: bool, scale_bits: u8) -> RbeTensor {
+    let groups = g.rows * scale_row_bytes(&g, scale_bits);
     let side = |n: usize| if asymmetric { n } else { 0 };
     let mut codes = bytes(g.rows * g.row_bytes(), 1);
     // Keep codes inside each group's bits (the pad bits of a group's last byte stay zero).
@@ -35,8 +35,13 @@ fn hand_dense(g: Geometry, asymmetric: bool) -> RbeTensor {
     }
     let parts = DenseParts {
         asymmetric,
-        row_scale: (0..g.rows).map(|r| 1e-3 * (1.0 + r as f32 / 7.0)).collect(),
-        row_min: (0..side(g.rows)).map(|r| 2e-3 / (1.0 + r as f32)).collect(),
+        scale_bits,
+        row_scale: (0..g.rows)
+            .map(|r| bf16::from_f32(1e-3 * (1.0 + r as f32 / 7.0)))
+            .collect(),
+        row_min: (0..side(g.rows))
+            .map(|r| bf16::from_f32(2e-3 / (1.0 + r as f32)))
+            .collect(),
         group_scale: bytes(groups, 2),
         group_min: bytes(side(groups), 3),
         codes,
@@ -56,10 +61,14 @@ fn reference(t: &RbeTensor, parts: &DenseParts, r: usize, c: usize) -> f32 {
     let (gi, j) = (c / g.group, c % g.group);
     let at = r * g.row_bytes() + gi * g.packed_bytes(g.group);
     let q = read_code(&parts.codes[at..], g.bits, j);
-    let k = r * g.groups_per_row() + gi;
-    let step = group_step(parts.row_scale[r], parts.group_scale[k], parts.asymmetric);
+    let (sb, srb) = (parts.scale_bits, scale_row_bytes(g, parts.scale_bits));
+    let sc = read_code(&parts.group_scale[r * srb..], sb, gi);
+    let step = group_step(parts.row_scale[r].to_f32(), sc, parts.asymmetric, sb);
     let offset = if parts.asymmetric {
-        group_offset(parts.row_min[r], parts.group_min[k])
+        group_offset(
+            parts.row_min[r].to_f32(),
+            read_code(&parts.group_min[r * srb..], sb, gi),
+        )
     } else {
         0.0
     };
@@ -83,14 +92,14 @@ fn parts_of(t: &RbeTensor) -> DenseParts {
 
 #[test]
 fn hand_built_dense_decodes_by_definition_and_round_trips() {
-    for (rows, cols, block, group, bits, asym) in [
-        (70, 100, 32, 16, 3, false),
-        (40, 72, 64, 32, 4, true),
-        (33, 260, 256, 256, 8, false),
-        (5, 50, 32, 16, 2, true),
+    for (rows, cols, block, group, bits, asym, sb) in [
+        (70, 100, 32, 16, 3, false, 5),
+        (40, 72, 64, 32, 4, true, 6),
+        (33, 260, 256, 256, 8, false, 8),
+        (5, 50, 32, 16, 2, true, 4),
     ] {
         let g = Geometry::new(rows, cols, block, group, bits).unwrap();
-        let t = hand_dense(g, asym);
+        let t = hand_dense(g, asym, sb);
         let parts = parts_of(&t);
         let d = t.decode();
         for r in 0..rows {
@@ -118,12 +127,12 @@ fn hand_built_sparse_is_the_inverse_dct() {
     let g = Geometry::new(40, 70, 32, 16, 8).unwrap();
     let tiles: Vec<SparseTile> = (0..g.tiles())
         .map(|t| SparseTile {
-            step: 0.01 * (t + 1) as f32,
             positions: vec![0, 3, 33 + t as u32],
-            codes: vec![200, 10, 129],
+            levels: vec![-700, 10, 1 + t as i32],
         })
         .collect();
-    let t = RbeTensor::from_sparse(g, &tiles).unwrap();
+    let step = 0.003;
+    let t = RbeTensor::from_sparse(g, step, &tiles).unwrap();
     let d = t.decode();
     for r in 0..g.rows {
         for c in 0..g.cols {
@@ -134,10 +143,11 @@ fn hand_built_sparse_is_the_inverse_dct() {
             let want: f64 = tile
                 .positions
                 .iter()
-                .zip(&tile.codes)
-                .map(|(&p, &q)| {
+                .zip(&tile.levels)
+                .map(|(&p, &l)| {
                     let (u, v) = (p as usize / w, p as usize % w);
-                    dequant(q, 128, tile.step, 0.0) as f64
+                    step as f64
+                        * l as f64
                         * th.at(u, r % g.block) as f64
                         * tw.at(v, c % g.block) as f64
                 })
@@ -147,18 +157,23 @@ fn hand_built_sparse_is_the_inverse_dct() {
     }
     let b = t.to_bytes();
     assert_eq!(RbeTensor::from_bytes(&b).unwrap().decode(), d);
-    assert!(RbeTensor::from_sparse(g, &tiles[1..]).is_err());
+    assert!(RbeTensor::from_sparse(g, step, &tiles[1..]).is_err());
     let mut bad = tiles.clone();
     bad[2].positions = vec![5, 5, 6];
-    assert!(RbeTensor::from_sparse(g, &bad).is_err());
+    assert!(RbeTensor::from_sparse(g, step, &bad).is_err());
     bad[2].positions = vec![5, 6, 32 * 32];
-    assert!(RbeTensor::from_sparse(g, &bad).is_err());
+    assert!(RbeTensor::from_sparse(g, step, &bad).is_err());
+    bad[2].positions = vec![5, 6, 7];
+    bad[2].levels[1] = 0;
+    assert!(RbeTensor::from_sparse(g, step, &bad).is_err());
+    let g4 = Geometry { bits: 4, ..g };
+    assert!(RbeTensor::from_sparse(g4, step, &tiles).is_err());
 }
 
 #[test]
 fn matmul_agrees_with_decode() {
     let g = Geometry::new(150, 100, 64, 32, 4).unwrap();
-    let t = hand_dense(g, true);
+    let t = hand_dense(g, true, 7);
     let w = t.decode();
     for m in [1, 3] {
         let x: Vec<f32> = bytes(m * g.cols, 9)
