@@ -176,6 +176,9 @@ fn decide_tile(
         .copied()
         .collect();
     let coeffs = fitter.fit(&tile, h, w)?;
+    if coeffs.iter().any(|c| !c.is_finite()) {
+        return None; // beyond f16's range: such a tile keeps no basis
+    }
     let axes = fitter.axes(h, w)?;
     let mut residual = tile.clone();
     let mut surface = vec![0f32; w];

@@ -6,8 +6,11 @@ use rbe_runtime::rbe::{
     dequant, dequant_group, group_offset, group_step, pack_codes, zero_point, Geometry, MAX_GROUP,
 };
 
-/// Candidate scales tried per group (around the absmax or min/max scale).
-const SEARCH_STEPS: i32 = 9;
+/// Candidate scales tried per group: `2 * SEARCH_STEPS + 1`, spread over ±0.9 levels around
+/// the absmax (or min/max) scale.
+const SEARCH_STEPS: i32 = 4;
+/// Spacing of the candidates, in levels.
+const SEARCH_DELTA: f32 = 0.9 / SEARCH_STEPS as f32;
 
 /// Round to nearest (ties to even) for |x| < 2^22, in two vectorisable adds (`f32::round` is a
 /// libm call on baseline x86-64). Only used to pick codes, never to reconstruct.
@@ -58,7 +61,7 @@ fn search_symmetric(x: &[f32], half: i32) -> (f32, f32, f64) {
     let (lo, hi) = (-half as f32, (half - 1) as f32);
     let mut best = (0f32, sum_x2);
     for is in -SEARCH_STEPS..=SEARCH_STEPS {
-        let iscale = -(half as f32 + 0.1 * is as f32) / a;
+        let iscale = -(half as f32 + SEARCH_DELTA * is as f32) / a;
         let (mut sum_lx, mut sum_l2) = (0f32, 0f32);
         for &v in x {
             let l = round_fast((iscale * v).clamp(lo, hi));
@@ -87,15 +90,16 @@ fn search_asymmetric(x: &[f32], qmax: i32) -> (f32, f32, f64) {
         return (0.0, mn, 0.0);
     }
     let mut best = (0f32, mn, f64::INFINITY);
-    for is in 0..=2 * SEARCH_STEPS {
-        let iscale = (qmax as f32 - 0.9 + 0.1 * is as f32) / (mx - mn);
-        let (mut sl, mut sl2, mut slx) = (0f64, 0f64, 0f64);
+    for is in -SEARCH_STEPS..=SEARCH_STEPS {
+        let iscale = (qmax as f32 + SEARCH_DELTA * is as f32) / (mx - mn);
+        let (mut sl, mut sl2, mut slx) = (0f32, 0f32, 0f32);
         for &v in x {
-            let l = round_fast((iscale * (v - mn)).clamp(0.0, qmax as f32)) as f64;
+            let l = round_fast((iscale * (v - mn)).clamp(0.0, qmax as f32));
             sl += l;
             sl2 += l * l;
-            slx += l * v as f64;
+            slx += l * v;
         }
+        let (sl, sl2, slx) = (sl as f64, sl2 as f64, slx as f64);
         if sl2 == 0.0 {
             continue;
         }
