@@ -3,7 +3,7 @@
 
 use half::bf16;
 
-use super::basis::{BasisAxes, BasisCoeffs};
+use super::basis::{add_basis_row, basis_axes, BasisAxes, BasisCoeffs};
 use super::geometry::Geometry;
 use super::packing::{dequant_group, group_offset, group_step, packed_len, read_code, zero_point};
 use crate::error::{Error, Result};
@@ -78,21 +78,16 @@ impl Dense {
         {
             return bad("non-finite row scale");
         }
-        let mut axes: Vec<BasisAxes> = Vec::new();
-        for (t, c) in parts.basis.iter().enumerate() {
-            if let Some(c) = c {
-                if c.iter().any(|v| !v.is_finite()) {
-                    return bad("non-finite basis coefficient");
-                }
-                let shape = (
-                    g.tile_height(t / g.tile_cols()),
-                    g.tile_width(t % g.tile_cols()),
-                );
-                if !axes.iter().any(|a| a.shape() == shape) {
-                    axes.push(BasisAxes::new(shape.0, shape.1));
-                }
-            }
+        if parts
+            .basis
+            .iter()
+            .flatten()
+            .flatten()
+            .any(|v| !v.is_finite())
+        {
+            return bad("non-finite basis coefficient");
         }
+        let axes = basis_axes(g, &parts.basis);
         Ok(Dense { parts, axes })
     }
 
@@ -139,26 +134,6 @@ impl Dense {
             );
             at += n;
         }
-        if p.basis.is_empty() {
-            return;
-        }
-        let ti = r / g.block;
-        let i = r % g.block;
-        let h = g.tile_height(ti);
-        let mut surface = [0f32; super::geometry::MAX_BLOCK];
-        for tj in 0..g.tile_cols() {
-            let Some(Some(c)) = p.basis.get(ti * g.tile_cols() + tj) else {
-                continue;
-            };
-            let w = g.tile_width(tj);
-            let Some(axes) = self.axes.iter().find(|a| a.shape() == (h, w)) else {
-                continue;
-            };
-            axes.eval_row(c, i, &mut surface);
-            let seg = out.iter_mut().skip(tj * g.block).take(w);
-            for (o, s) in seg.zip(&surface) {
-                *o += *s;
-            }
-        }
+        add_basis_row(g, &p.basis, &self.axes, r, out);
     }
 }

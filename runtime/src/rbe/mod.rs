@@ -15,7 +15,9 @@ mod sparse;
 #[cfg(test)]
 mod tests;
 
-pub use basis::{BasisAxes, BasisCoeffs, BASIS_LEN};
+pub use basis::{
+    add_basis_row, basis_axes, for_each_basis_segment, BasisAxes, BasisCoeffs, BASIS_LEN,
+};
 pub use dct::DctTable;
 pub use dense::{scale_row_bytes, DenseParts, MAX_SCALE_BITS, MIN_SCALE_BITS};
 pub use format::{FORMAT_VERSION, MAGIC};
