@@ -1,5 +1,5 @@
 //! The RBE encoder: chooses, per tensor, how to encode it in the runtime's
-//! [`RbeTensor`](rbe_runtime::rbe::RbeTensor) format, and reports what it cost.
+//! [`RbeTensor`] format, and reports what it cost.
 //!
 //! Candidates: dense (group quantization of every value, with the smooth basis on the tiles
 //! where it lowers the rate–distortion cost) and, for smooth tensors, sparse (a few DCT
