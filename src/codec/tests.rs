@@ -623,30 +623,33 @@ fn cpu_seconds() -> f64 {
 #[ignore]
 fn measure_presets_768x3072() {
     let (rows, cols) = (768, 3072);
-    let data = Rng(9).gaussian(rows * cols, 0.02);
-    for (preset, bits) in [("q4", 4), ("q8", 8), ("q3", 3)] {
-        let p = EncodeParams::preset(preset).unwrap();
-        let (t0, c0) = (Instant::now(), cpu_seconds());
-        let enc = encode(&data, rows, cols, &p).unwrap();
-        let (secs, cpu) = (t0.elapsed().as_secs_f64(), cpu_seconds() - c0);
-        let rtn = rel_rmse(&data, &rtn_absmax(&data, rows, cols, bits, 32));
-        println!(
-            "{preset}: {} bpw {:.4}, rel RMSE {:.5} | RTN int{bits} g32 (f16 scale, {} bpw) {:.5} | encode {:.3} s wall, {cpu:.2} CPU-s ({:.1} Mweights/s wall)",
-            enc.stats.mode,
-            enc.stats.bits_per_weight,
-            enc.stats.rel_rmse,
-            bits as f64 + 0.5,
-            rtn,
-            secs,
-            (rows * cols) as f64 / secs / 1e6
-        );
-        let x = Rng(10).gaussian(cols, 1.0);
-        let mut out = vec![0f32; rows];
-        let t0 = Instant::now();
-        for _ in 0..20 {
-            enc.tensor.matmul(&x, 1, &mut out).unwrap();
+    let sets = [
+        ("gaussian", Rng(9).gaussian(rows * cols, 0.02)),
+        ("student-t3", Rng(11).student_t3(rows * cols, 0.02)),
+    ];
+    for (name, data) in &sets {
+        for (preset, bits) in [("q4", 4), ("q8", 8), ("q3", 3)] {
+            let p = EncodeParams::preset(preset).unwrap();
+            let (t0, c0) = (Instant::now(), cpu_seconds());
+            let enc = encode(data, rows, cols, &p).unwrap();
+            let (secs, cpu) = (t0.elapsed().as_secs_f64(), cpu_seconds() - c0);
+            let rtn = rel_rmse(data, &rtn_absmax(data, rows, cols, bits, 32));
+            println!(
+                "{name} {preset}: {} {:.4} bpw, rel RMSE {:.5} | RTN int{bits} g32 (f16 scale, {} bpw) {:.5} | encode {secs:.3} s wall, {cpu:.2} CPU-s",
+                enc.stats.mode,
+                enc.stats.bits_per_weight,
+                enc.stats.rel_rmse,
+                bits as f64 + 0.5,
+                rtn,
+            );
+            let x = Rng(10).gaussian(cols, 1.0);
+            let mut out = vec![0f32; rows];
+            let t0 = Instant::now();
+            for _ in 0..20 {
+                enc.tensor.matmul(&x, 1, &mut out).unwrap();
+            }
+            println!("  gemv {:.3} ms", t0.elapsed().as_secs_f64() / 20.0 * 1e3);
         }
-        println!("  gemv {:.3} ms", t0.elapsed().as_secs_f64() / 20.0 * 1e3);
     }
 }
 
