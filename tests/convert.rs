@@ -58,8 +58,13 @@ fn every_fixture_and_preset_converts_runs_and_beats_rtn() {
             for t in &encoded {
                 assert!(t.bits_per_weight <= max_bpw, "{name}/{preset}/{}: {} bpw", t.name, t.bits_per_weight);
             }
+            let rtn = rtn_logits_rel_rmse(name, bits, &reference, &inputs);
+            let max_bpw_seen = encoded.iter().map(|t| t.bits_per_weight).fold(0.0, f64::max);
+            println!(
+                "{name:24} {preset}: logits rel RMSE {err:.5} (RTN-int{bits} g32 {rtn:.5}), max bpw {max_bpw_seen:.3}, file ratio {:.2}",
+                report.file_ratio
+            );
             if rtn_factor.is_finite() {
-                let rtn = rtn_logits_rel_rmse(name, bits, &reference, &inputs);
                 assert!(
                     err <= rtn * rtn_factor,
                     "{name}/{preset}: logits rel RMSE {err:.5} vs RTN-int{bits} {rtn:.5}"

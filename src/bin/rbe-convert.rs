@@ -23,6 +23,10 @@ struct Args {
     /// Bits per residual code (2..=8), overriding the preset.
     #[arg(long)]
     bits: Option<u8>,
+    /// Bit budget per weight, all bytes counted (presets: q8 8.5, q4 4.5, q3 3.5; none when
+    /// --bits is given without it).
+    #[arg(long)]
+    max_bpw: Option<f64>,
     /// Group size along a row (16..=256, a multiple of 8), overriding the preset.
     #[arg(long)]
     group: Option<usize>,
@@ -78,6 +82,10 @@ fn params(args: &Args) -> Result<EncodeParams, String> {
     let mut p = EncodeParams::preset(&args.preset)?;
     if let Some(bits) = args.bits {
         p.bits = bits;
+        p.max_bpw = args.max_bpw;
+    }
+    if args.max_bpw.is_some() {
+        p.max_bpw = args.max_bpw;
     }
     if let Some(group) = args.group {
         p.group = group;

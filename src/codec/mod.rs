@@ -53,6 +53,28 @@ impl Candidate {
     }
 }
 
+/// Symmetric scale layouts tried, most accurate first, when the preset's layout is over budget.
+const FALLBACK_SCALE_BITS: [u8; 4] = [8, 6, 5, 4];
+
+/// The dense candidate in the params' layout or, if that exceeds `max_bpw`, the most accurate
+/// fallback layout within it (the cheapest one if none is).
+fn encode_dense_within_budget(data: &[f32], geom: &Geometry, params: &EncodeParams) -> Result<Candidate, String> {
+    let mut best = dense::encode_dense(data, geom, params)?;
+    let Some(budget) = params.max_bpw else { return Ok(best) };
+    let fits = |c: &Candidate| c.tensor.stored_bytes() as f64 * 8.0 <= budget * data.len() as f64;
+    for scale_bits in FALLBACK_SCALE_BITS {
+        if fits(&best) {
+            break;
+        }
+        let p = EncodeParams { asymmetric: false, scale_bits, ..params.clone() };
+        let c = dense::encode_dense(data, geom, &p)?;
+        if c.tensor.stored_bytes() < best.tensor.stored_bytes() {
+            best = c;
+        }
+    }
+    Ok(best)
+}
+
 /// Encodes a `rows x cols` matrix (row-major, one row per output; transpose a MatMul weight
 /// `B[K, N]` to `N x K` first). Errors on invalid knobs, a length mismatch or a non-finite value.
 pub fn encode(
@@ -85,7 +107,7 @@ pub fn encode_with_reconstruction(
     let geom = Geometry::new(rows, cols, params.block, params.group, params.bits)?;
     let moments = Moments::of(data);
     let weights = rows * cols;
-    let mut best = dense::encode_dense(data, &geom, params)?;
+    let mut best = encode_dense_within_budget(data, &geom, params)?;
     let mut candidates = vec![best.stats(&moments, weights)];
     if params.allow_sparse && sparse::looks_smooth(data, cols, moments.std * moments.std) {
         let sgeom = Geometry {

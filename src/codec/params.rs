@@ -26,6 +26,10 @@ pub struct EncodeParams {
     pub asymmetric: bool,
     /// Width of the per-group scale (and offset) codes, 4..=8; they count in the bits per weight.
     pub scale_bits: u8,
+    /// Bit budget per weight, all bytes counted. When the layout above exceeds it (short rows
+    /// make per-row units expensive), cheaper symmetric scale layouts are tried, most accurate
+    /// first. `None`: no budget.
+    pub max_bpw: Option<f64>,
 }
 
 impl Default for EncodeParams {
@@ -41,6 +45,7 @@ impl Default for EncodeParams {
             threshold: 0.01,
             asymmetric: true,
             scale_bits: 6,
+            max_bpw: Some(4.5),
         }
     }
 }
@@ -52,19 +57,22 @@ impl EncodeParams {
     /// A named preset: "q8" (near-lossless), "q4" (default) or "q3": 8, 4 or 3-bit codes, groups
     /// of 32 with 6-bit scale and offset codes under bf16 per-row units, tiles of 128, basis and
     /// sparse allowed. Bits per weight = code bits + 0.375 + 32/cols (+ 21 header bytes and 16
-    /// bytes per basis tile): q4 is <= 4.5 for rows of >= 512 values.
+    /// bytes per basis tile); each preset has a budget (q8 8.5, q4 4.5, q3 3.5 bits per weight)
+    /// that short rows meet with a cheaper symmetric scale layout.
     pub fn preset(name: &str) -> Result<Self, String> {
         let q4 = EncodeParams::default();
         match name {
             "q8" => Ok(EncodeParams {
                 bits: 8,
                 threshold: 0.001,
+                max_bpw: Some(8.5),
                 ..q4
             }),
             "q4" => Ok(q4),
             "q3" => Ok(EncodeParams {
                 bits: 3,
                 threshold: 0.03,
+                max_bpw: Some(3.5),
                 ..q4
             }),
             other => Err(format!(
@@ -88,6 +96,9 @@ impl EncodeParams {
                 "scale_bits must be in {MIN_SCALE_BITS}..={MAX_SCALE_BITS}, got {}",
                 self.scale_bits
             ));
+        }
+        if self.max_bpw.is_some_and(|b| !(b.is_finite() && b > 0.0)) {
+            return Err(format!("max_bpw must be a positive number, got {:?}", self.max_bpw));
         }
         if self.k == Some(0) {
             return Err("k must be at least 1".into());
