@@ -64,6 +64,11 @@ pub fn gemm<T: GemmScalar>(
     gemm_with(alpha, a, b, beta, c, parallelism)
 }
 
+/// `c = a·b` on the calling thread only (for callers that parallelise around it).
+pub fn gemm_serial<T: GemmScalar>(a: ArrayView2<T>, b: ArrayView2<T>, c: ArrayViewMut2<T>) -> Result<()> {
+    gemm_with(T::ONE, a, b, T::ZERO, c, Parallelism::None)
+}
+
 /// One product of a batch: `c = a·b`.
 pub struct GemmTask<'a, T> {
     /// Left operand, m×k.

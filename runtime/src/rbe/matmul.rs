@@ -9,6 +9,8 @@ use crate::error::{Error, Result};
 
 /// Target size of one decoded band, in f32 values (~128 KiB: stays in L2).
 const BAND_VALUES: usize = 32 * 1024;
+/// Fewest rows in a panel on the GEMM path (fewer makes the GEMM kernel inefficient).
+const PANEL_MIN_ROWS: usize = 256;
 
 /// Dot product with 8 independent accumulators (vectorises).
 fn dot(a: &[f32], b: &[f32]) -> f32 {
@@ -56,21 +58,28 @@ impl RbeTensor {
             );
             return Ok(());
         }
-        // outT[rows x m], filled band by band, then transposed into out.
+        // outT[rows x m], band by band: a decoded panel W[band x cols] times xᵀ, by the GEMM kernel.
+        let xt = ndarray::ArrayView2::from_shape((m, cols), x)
+            .map_err(|e| Error::Input(e.to_string()))?
+            .reversed_axes();
+        let band = band.max(PANEL_MIN_ROWS.min(rows));
         let mut out_t = vec![0f32; rows * m];
-        out_t.par_chunks_mut(band * m).enumerate().for_each_init(
-            || vec![0f32; band * cols],
-            |w, (b, o)| {
-                let n = o.len() / m;
-                let w = &mut w[..n * cols];
-                self.decode_rows_into(b * band, w);
-                for (wr, or) in w.chunks_exact(cols).zip(o.chunks_exact_mut(m)) {
-                    for (xi, oi) in x.chunks_exact(cols).zip(or.iter_mut()) {
-                        *oi = dot(xi, wr);
-                    }
-                }
-            },
-        );
+        out_t
+            .par_chunks_mut(band * m)
+            .enumerate()
+            .try_for_each_init(
+                || vec![0f32; band * cols],
+                |w, (b, o)| {
+                    let n = o.len() / m;
+                    let w = &mut w[..n * cols];
+                    self.decode_rows_into(b * band, w);
+                    let panel = ndarray::ArrayView2::from_shape((n, cols), &*w)
+                        .map_err(|e| Error::Input(e.to_string()))?;
+                    let c = ndarray::ArrayViewMut2::from_shape((n, m), o)
+                        .map_err(|e| Error::Input(e.to_string()))?;
+                    crate::kernels::gemm::gemm_serial(panel, xt, c)
+                },
+            )?;
         for (r, col) in out_t.chunks_exact(m).enumerate() {
             for (i, v) in col.iter().enumerate() {
                 out[i * rows + r] = *v;
