@@ -2,3 +2,4 @@
 
 pub mod erf;
 pub mod gemm;
+pub mod layout;

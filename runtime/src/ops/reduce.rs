@@ -10,6 +10,7 @@ use super::common::{contiguous, from_shape_vec, input_int, kernel, normalize_axe
 use super::numeric::{numeric, on_float, Float, FloatFn, Num};
 use super::{input, Kernel, OpContext, Registry};
 use crate::error::{op_err, Result};
+use crate::kernels::layout::to_row_major;
 use crate::tensor::{Array, DType, Element, Tensor};
 use crate::with_array;
 
@@ -20,13 +21,13 @@ fn axes_last(rank: usize, axes: &[usize]) -> Vec<usize> {
 
 /// The elements with `axes` moved last, in row-major order, and the row length (the product
 /// of those dims). Borrowed when nothing has to move.
-fn rows_along<'a, T: Clone, S: Data<Elem = T>>(a: &'a ArrayBase<S, IxDyn>, axes: &[usize]) -> (Cow<'a, [T]>, usize) {
+fn rows_along<'a, T: Copy, S: Data<Elem = T>>(a: &'a ArrayBase<S, IxDyn>, axes: &[usize]) -> (Cow<'a, [T]>, usize) {
     let perm = axes_last(a.ndim(), axes);
     let row: usize = axes.iter().map(|&d| a.shape()[d]).product();
     if perm.iter().enumerate().all(|(i, &p)| i == p) {
         return (contiguous(a), row);
     }
-    (Cow::Owned(a.view().permuted_axes(IxDyn(&perm)).iter().cloned().collect()), row)
+    (Cow::Owned(to_row_major(a.view().permuted_axes(IxDyn(&perm)))), row)
 }
 
 /// The reductions.
