@@ -12,7 +12,7 @@ mod gather;
 mod generate;
 mod movement;
 mod nn;
-pub(crate) mod numeric;
+mod numeric;
 mod reduce;
 mod shape;
 #[cfg(test)]
