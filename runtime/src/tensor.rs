@@ -291,11 +291,14 @@ impl Tensor {
     }
 }
 
-fn reshape_array<T: Clone>(a: &Array<T>, shape: &[usize]) -> Result<Array<T>> {
+fn reshape_array<T: Copy>(a: &Array<T>, shape: &[usize]) -> Result<Array<T>> {
     let standard = if a.is_standard_layout() {
         a.clone()
     } else {
-        a.as_standard_layout().into_owned().into_shared()
+        let data = crate::kernels::layout::to_row_major(a.view());
+        ndarray::ArrayD::from_shape_vec(a.raw_dim(), data)
+            .map_err(|e| op_err(format!("cannot reshape to {shape:?}: {e}")))?
+            .into_shared()
     };
     standard
         .into_shape_with_order(IxDyn(shape))

@@ -1,4 +1,6 @@
 //! Compute kernels: the numeric inner loops that ops call. SIMD and rayon live here only.
 
+pub mod activation;
 pub mod erf;
 pub mod gemm;
+pub mod layout;

@@ -1,8 +1,9 @@
-//! ONNX (numpy) multidirectional broadcasting, with direct loops for the common layouts.
+//! ONNX (numpy) multidirectional broadcasting: shapes, views, and the elementwise loops of
+//! binary ops and Where.
 
-use ndarray::{ArrayD, ArrayViewD, IxDyn, Zip};
+use ndarray::{ArrayD, ArrayViewD, IxDyn};
 
-use super::common::from_shape_vec;
+use super::common::{checked_len, contiguous, from_shape_vec};
 use crate::error::{op_err, Result};
 use crate::tensor::Array;
 
@@ -25,85 +26,107 @@ pub(crate) fn broadcast_to<'a, T>(a: &'a Array<T>, shape: &[usize]) -> Result<Ar
         .ok_or_else(|| op_err(format!("shape {:?} cannot be broadcast to {shape:?}", a.shape())))
 }
 
-/// How a smaller contiguous operand lines up with a contiguous operand of the output's shape.
-#[derive(Clone, Copy)]
-enum Repeat {
-    /// One element, used everywhere.
-    Scalar,
-    /// The small operand matches the trailing dims: it repeats every `n` elements (this
-    /// includes equal shapes, with `n` the whole length).
-    Tiled(usize),
-    /// The small operand matches the leading dims, with ones after: each of its elements
-    /// covers `n` consecutive elements.
-    Stretched(usize),
+/// A broadcast over `K` row-major operands, with dims of size one dropped and adjacent dims
+/// merged wherever every operand steps through them alike. Strides count elements; a
+/// broadcast dim has stride 0.
+struct Plan<const K: usize> {
+    dims: Vec<usize>,
+    strides: Vec<[usize; K]>,
 }
 
-/// Recognizes the fast layouts of `small` against the full `shape`.
-fn repeat_pattern(small: &[usize], shape: &[usize]) -> Option<Repeat> {
-    let len: usize = small.iter().product();
-    if len == 1 {
-        return Some(Repeat::Scalar);
-    }
-    let significant = &small[small.iter().take_while(|&&d| d == 1).count()..];
-    if shape.ends_with(significant) {
-        return Some(Repeat::Tiled(len));
-    }
-    let kept = small.len() - small.iter().rev().take_while(|&&d| d == 1).count();
-    if small.len() == shape.len() && small[..kept] == shape[..kept] {
-        return Some(Repeat::Stretched(shape[kept..].iter().product()));
-    }
-    None
-}
-
-/// `f(full[i], small[j])` over the full operand, `small` repeated as `pattern` says.
-fn repeat_map<A: Copy, B: Copy, O>(full: &[A], small: &[B], pattern: Repeat, f: impl Fn(A, B) -> O) -> Vec<O> {
-    let mut out = Vec::with_capacity(full.len());
-    match pattern {
-        Repeat::Scalar => {
-            let s = small[0];
-            out.extend(full.iter().map(|&x| f(x, s)));
-        }
-        Repeat::Tiled(n) => {
-            for chunk in full.chunks_exact(n) {
-                out.extend(chunk.iter().zip(small).map(|(&x, &y)| f(x, y)));
+impl<const K: usize> Plan<K> {
+    fn new(shape: &[usize], operands: [&[usize]; K]) -> Self {
+        let rank = shape.len();
+        let stride = |op: &[usize], d: usize| -> usize {
+            match (d + op.len()).checked_sub(rank) {
+                Some(i) if op[i] != 1 => op[i + 1..].iter().product(),
+                _ => 0,
+            }
+        };
+        let mut plan = Plan { dims: Vec::new(), strides: Vec::new() };
+        for (d, &size) in shape.iter().enumerate() {
+            if size == 1 {
+                continue;
+            }
+            let s = operands.map(|op| stride(op, d));
+            let mergeable = plan.strides.last().is_some_and(|outer| (0..K).all(|k| outer[k] == s[k] * size));
+            match (plan.dims.last_mut(), plan.strides.last_mut()) {
+                (Some(dim), Some(outer)) if mergeable => {
+                    *dim *= size;
+                    *outer = s;
+                }
+                _ => {
+                    plan.dims.push(size);
+                    plan.strides.push(s);
+                }
             }
         }
-        Repeat::Stretched(n) => {
-            for (chunk, &y) in full.chunks_exact(n).zip(small) {
-                out.extend(chunk.iter().map(|&x| f(x, y)));
+        plan
+    }
+
+    /// Calls `row(offsets, len, strides)` for each innermost row, in row-major order.
+    fn for_each_row(&self, mut row: impl FnMut([usize; K], usize, [usize; K])) {
+        let Some((&len, outer)) = self.dims.split_last() else {
+            return row([0; K], 1, [0; K]);
+        };
+        let inner = self.strides[outer.len()];
+        let rows: usize = outer.iter().product();
+        let mut index = vec![0; outer.len()];
+        let mut offsets = [0; K];
+        for _ in 0..rows {
+            row(offsets, len, inner);
+            for d in (0..outer.len()).rev() {
+                index[d] += 1;
+                (0..K).for_each(|k| offsets[k] += self.strides[d][k]);
+                if index[d] < outer[d] {
+                    break;
+                }
+                index[d] = 0;
+                (0..K).for_each(|k| offsets[k] -= self.strides[d][k] * outer[d]);
             }
         }
     }
-    out
 }
 
-/// `f(a, b)` elementwise under multidirectional broadcasting. Contiguous operands in the
-/// common layouts (same shape, a scalar, a trailing bias, a keepdims statistic) take a direct
-/// loop; anything else goes through strided broadcast views.
+/// `f(a, b)` elementwise under multidirectional broadcasting. Operands are read row-major
+/// (copied first only if they are not contiguous); rows where both step by one or one side
+/// stays put (same shape, a scalar, a bias, a keepdims statistic) run as plain slice loops.
 pub(crate) fn zip_broadcast<A: Copy, B: Copy, O>(
     a: &Array<A>,
     b: &Array<B>,
     f: impl Fn(A, B) -> O,
 ) -> Result<ArrayD<O>> {
     let shape = broadcast_shape(a.shape(), b.shape())?;
-    let out_len: usize = shape.iter().product();
-    if out_len > 0 {
-        if let (Some(x), Some(y)) = (a.as_slice(), b.as_slice()) {
-            if a.shape() == shape.as_slice() {
-                if let Some(p) = repeat_pattern(b.shape(), &shape) {
-                    return from_shape_vec(&shape, repeat_map(x, y, p, f));
-                }
+    let mut out = Vec::with_capacity(checked_len(&shape)?);
+    if shape.iter().all(|&d| d > 0) {
+        let (x, y) = (contiguous(a), contiguous(b));
+        Plan::new(&shape, [a.shape(), b.shape()]).for_each_row(|[i, j], len, strides| match strides {
+            [1, 1] => out.extend(x[i..i + len].iter().zip(&y[j..j + len]).map(|(&p, &q)| f(p, q))),
+            [1, 0] => {
+                let q = y[j];
+                out.extend(x[i..i + len].iter().map(|&p| f(p, q)));
             }
-            if b.shape() == shape.as_slice() {
-                if let Some(p) = repeat_pattern(a.shape(), &shape) {
-                    return from_shape_vec(&shape, repeat_map(y, x, p, |q, p| f(p, q)));
-                }
+            [0, 1] => {
+                let p = x[i];
+                out.extend(y[j..j + len].iter().map(|&q| f(p, q)));
             }
-        }
+            [s, t] => out.extend((0..len).map(|n| f(x[i + n * s], y[j + n * t]))),
+        });
     }
-    let av = broadcast_to(a, &shape)?;
-    let bv = broadcast_to(b, &shape)?;
-    Ok(Zip::from(&av).and(&bv).map_collect(|&x, &y| f(x, y)))
+    from_shape_vec(&shape, out)
+}
+
+/// `if cond { x } else { y }` elementwise, all three broadcast together.
+pub(crate) fn select_broadcast<T: Copy>(cond: &Array<bool>, x: &Array<T>, y: &Array<T>) -> Result<ArrayD<T>> {
+    let shape = broadcast_shape(&broadcast_shape(cond.shape(), x.shape())?, y.shape())?;
+    let mut out = Vec::with_capacity(checked_len(&shape)?);
+    if shape.iter().all(|&d| d > 0) {
+        let (c, p, q) = (contiguous(cond), contiguous(x), contiguous(y));
+        Plan::new(&shape, [cond.shape(), x.shape(), y.shape()]).for_each_row(|[i, j, k], len, [sc, sp, sq]| {
+            out.extend((0..len).map(|n| if c[i + n * sc] { p[j + n * sp] } else { q[k + n * sq] }));
+        });
+    }
+    from_shape_vec(&shape, out)
 }
 
 #[cfg(test)]
@@ -163,6 +186,31 @@ mod tests {
         let t = arr(&[2, 3], (0..6).collect()).reversed_axes(); // non-contiguous
         let out = zip_broadcast(&t, &arr(&[2], vec![1, 1]), |x, y| x + y).unwrap();
         assert_eq!(out.iter().copied().collect::<Vec<_>>(), vec![1, 4, 2, 5, 3, 6]);
+    }
+
+    #[test]
+    fn select_broadcasts_three_operands() {
+        let cond = ArrayD::from_shape_vec(IxDyn(&[2, 1]), vec![true, false]).unwrap().into_shared();
+        let x = arr(&[3], vec![1, 2, 3]);
+        let y = arr(&[2, 3], vec![10, 20, 30, 40, 50, 60]).reversed_axes().reversed_axes();
+        let out = select_broadcast(&cond, &x, &y).unwrap();
+        assert_eq!(out.shape(), &[2, 3]);
+        assert_eq!(out.iter().copied().collect::<Vec<_>>(), vec![1, 2, 3, 40, 50, 60]);
+        let scalar = select_broadcast(&cond.clone().into_shape_with_order(IxDyn(&[2])).unwrap(), &arr(&[], vec![7]), &arr(&[], vec![8]));
+        assert_eq!(scalar.unwrap().iter().copied().collect::<Vec<_>>(), vec![7, 8]);
+        assert!(select_broadcast(&cond, &arr(&[2], vec![1, 2]), &arr(&[3], vec![1, 2, 3])).is_err());
+    }
+
+    #[test]
+    fn plan_merges_dims_that_step_alike() {
+        let plan = Plan::new(&[2, 3, 4], [&[2, 3, 4], &[4]]);
+        assert_eq!(plan.dims, vec![6, 4]);
+        assert_eq!(plan.strides, vec![[4, 0], [1, 1]]);
+        let plan = Plan::new(&[2, 3, 4], [&[2, 3, 4], &[2, 3, 4]]);
+        assert_eq!(plan.dims, vec![24]);
+        let plan = Plan::new(&[2, 1, 4], [&[2, 1, 1], &[1, 1, 4]]);
+        assert_eq!(plan.dims, vec![2, 4]);
+        assert_eq!(plan.strides, vec![[1, 0], [0, 1]]);
     }
 
     #[test]

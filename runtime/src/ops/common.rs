@@ -6,6 +6,7 @@ use ndarray::{ArrayBase, Data, IxDyn};
 
 use super::{input, FnKernel, Kernel, OpContext};
 use crate::error::{op_err, Error, Result};
+use crate::kernels::layout::to_row_major;
 use crate::onnx::MAX_TENSOR_ELEMENTS;
 use crate::tensor::Tensor;
 
@@ -108,10 +109,10 @@ pub(super) fn input_int(inputs: &[Option<&Tensor>], i: usize) -> Result<i64> {
 }
 
 /// The array's elements in row-major order, borrowed when it is already contiguous.
-pub(super) fn contiguous<T: Clone, S: Data<Elem = T>>(a: &ArrayBase<S, IxDyn>) -> Cow<'_, [T]> {
+pub(super) fn contiguous<T: Copy, S: Data<Elem = T>>(a: &ArrayBase<S, IxDyn>) -> Cow<'_, [T]> {
     match a.as_slice() {
         Some(s) => Cow::Borrowed(s),
-        None => Cow::Owned(a.iter().cloned().collect()),
+        None => Cow::Owned(to_row_major(a.view())),
     }
 }
 

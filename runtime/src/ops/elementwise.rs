@@ -1,9 +1,9 @@
 //! Elementwise ops: unary math, broadcasting arithmetic, comparisons and logic, Pow, Where.
 
 use half::f16;
-use ndarray::{ArrayD, ArrayViewD, Zip};
+use ndarray::{ArrayD, ArrayViewD};
 
-use super::broadcast::{broadcast_shape, broadcast_to, zip_broadcast};
+use super::broadcast::{select_broadcast, zip_broadcast};
 use super::cast::cast;
 use super::common::kernel;
 use super::numeric::{not_float, numeric, numeric_pair, on_float, same_pair, Float, FloatFn, Num};
@@ -190,15 +190,9 @@ fn pow(base: &Tensor, exponent: &Tensor) -> Result<Tensor> {
     })
 }
 
-fn select<T: Element>(cond: &Array<bool>, x: &Array<T>, y: &Array<T>) -> Result<ArrayD<T>> {
-    let shape = broadcast_shape(&broadcast_shape(cond.shape(), x.shape())?, y.shape())?;
-    let (c, a, b) = (broadcast_to(cond, &shape)?, broadcast_to(x, &shape)?, broadcast_to(y, &shape)?);
-    Ok(Zip::from(&c).and(&a).and(&b).map_collect(|&c, &p, &q| if c { p } else { q }))
-}
-
 fn where_op(cond: &Tensor, x: &Tensor, y: &Tensor) -> Result<Tensor> {
     let c = cond.array::<bool>()?;
-    same_pair!(x, y, a, b => select(c, a, b).map(Tensor::from))
+    same_pair!(x, y, a, b => select_broadcast(c, a, b).map(Tensor::from))
 }
 
 fn float_unary(op: FloatUnary) -> Result<Box<dyn Kernel>> {

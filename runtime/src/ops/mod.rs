@@ -12,8 +12,8 @@ mod gather;
 mod generate;
 mod movement;
 mod nn;
+mod numeric;
 mod rbe;
-pub(crate) mod numeric;
 mod reduce;
 mod shape;
 #[cfg(test)]

@@ -103,12 +103,16 @@ fn split(x: &Tensor, axis: i64, sizes: Option<Vec<i64>>, outputs: usize, equal: 
 fn split_factory(ctx: &OpContext) -> Result<Box<dyn Kernel>> {
     let axis = ctx.attrs.int_or("axis", 0);
     let sizes = IntsFrom::for_opset(ctx, 13, "split", 1);
-    let outputs = match ctx.attrs.int("num_outputs") {
-        Some(n) => usize::try_from(n).map_err(|_| model_err(ctx, format!("num_outputs {n} is negative")))?,
-        None => ctx.num_outputs(),
-    };
+    let outputs = ctx.num_outputs();
+    if let Some(n) = ctx.attrs.int("num_outputs").filter(|&n| n != outputs as i64) {
+        return Err(model_err(ctx, format!("num_outputs is {n} but the node has {outputs} outputs")));
+    }
     let equal = if ctx.opset >= 18 { EqualSplit::LastSmaller } else { EqualSplit::Exact };
-    kernel(move |inputs| split(input(inputs, 0)?, axis, sizes.get(inputs)?, outputs, equal))
+    kernel(move |inputs| {
+        // An empty `split` list means equal parts, as when it is absent.
+        let sizes = sizes.get(inputs)?.filter(|s| !s.is_empty());
+        split(input(inputs, 0)?, axis, sizes, outputs, equal)
+    })
 }
 
 /// The ndarray slice selecting `start:end:step` on a dim of size `dim`, clamped as the ONNX
@@ -284,6 +288,8 @@ mod tests {
         assert_eq!(values::<i64>(&out[2]).1, vec![4, 9]);
         let out = node("Split").opset(13).outputs(2).run(&[&x]).unwrap();
         assert_eq!(values::<i64>(&out[1]), (vec![1, 5], vec![5, 6, 7, 8, 9]));
+        let out = node("Split").opset(13).outputs(2).run(&[&x, &t::<i64>(&[0], &[])]).unwrap();
+        assert_eq!(values::<i64>(&out[0]), (vec![1, 5], vec![0, 1, 2, 3, 4]));
     }
 
     #[test]
@@ -293,6 +299,7 @@ mod tests {
         assert_err(node("Split").opset(13).outputs(2).int("axis", 1).run(&[&x, &t(&[2], &[2i64, 2])]), "do not add up");
         assert_err(node("Split").opset(13).outputs(2).int("axis", 1).run(&[&x, &t(&[2], &[6i64, -1])]), "negative");
         assert_err(node("Split").opset(18).outputs(4).int("axis", 1).run(&[&x]), "cannot be split into 4");
+        assert_err(node("Split").opset(18).outputs(2).int("num_outputs", 3).run(&[&x]), "num_outputs is 3");
         assert_err(node("Split").opset(13).outputs(2).int("axis", 2).run(&[&x]), "out of range");
     }
 

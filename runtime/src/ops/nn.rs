@@ -294,6 +294,15 @@ mod tests {
     }
 
     #[test]
+    fn matmul_strided_input_with_a_plain_weight() {
+        let a = node("Transpose").ints("perm", &[1, 0, 2]).run1(&[&seq(&[2, 3, 4], 1.0)]).unwrap();
+        let w = seq(&[4, 2], 0.5);
+        let y = node("MatMul").run1(&[&a, &w]).unwrap();
+        let contiguous = a.reshape(&[3, 2, 4]).unwrap();
+        assert_close(&y, &[3, 2, 2], &reference_matmul(&contiguous, &w));
+    }
+
+    #[test]
     fn matmul_float16_and_errors() {
         let h = |v: &[f32]| t(&[v.len()], &v.iter().map(|&x| f16::from_f32(x)).collect::<Vec<_>>());
         let y = node("MatMul").run1(&[&h(&[1.0, 2.0]), &h(&[3.0, 4.0])]).unwrap();

@@ -157,15 +157,15 @@ pub(crate) trait Float:
 }
 
 macro_rules! impl_float {
-    ($($t:ty),*) => {$(
+    ($t:ty, $exp:path, $tanh:path) => {
         impl Float for $t {
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
             fn from_f64(v: f64) -> Self { v as $t }
-            fn exp(self) -> Self { <$t>::exp(self) }
+            fn exp(self) -> Self { $exp(self) }
             fn ln(self) -> Self { <$t>::ln(self) }
             fn sqrt(self) -> Self { <$t>::sqrt(self) }
-            fn tanh(self) -> Self { <$t>::tanh(self) }
+            fn tanh(self) -> Self { $tanh(self) }
             fn sin(self) -> Self { <$t>::sin(self) }
             fn cos(self) -> Self { <$t>::cos(self) }
             fn floor(self) -> Self { <$t>::floor(self) }
@@ -173,10 +173,12 @@ macro_rules! impl_float {
             fn erf(self) -> Self { crate::kernels::erf::erf(self as f64) as $t }
             fn powf(self, e: Self) -> Self { <$t>::powf(self, e) }
         }
-    )*};
+    };
 }
 
-impl_float!(f32, f64);
+// float32 takes the vectorizable kernels (a few ulp); float64 keeps libm.
+impl_float!(f32, crate::kernels::activation::exp, crate::kernels::activation::tanh);
+impl_float!(f64, f64::exp, f64::tanh);
 
 /// A computation written once for any [`Float`]; run it on a tensor with [`on_float`].
 pub(crate) trait FloatFn {

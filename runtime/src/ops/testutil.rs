@@ -133,3 +133,34 @@ pub(crate) fn assert_err<T: std::fmt::Debug>(result: Result<T>, needle: &str) {
         Err(e) => assert!(e.to_string().contains(needle), "error '{e}' lacks '{needle}'"),
     }
 }
+
+mod tests {
+    use crate::ops::Registry;
+
+    /// Every op of the contract resolves at the opsets GPT-2/BERT/Llama exports use, and ops
+    /// newer than an opset do not.
+    #[test]
+    fn standard_registry_covers_the_exported_ops() {
+        let registry = Registry::standard();
+        let ops = [
+            "Neg", "Abs", "Sqrt", "Exp", "Log", "Erf", "Tanh", "Sigmoid", "Sin", "Cos", "Not", "IsNaN",
+            "Reciprocal", "Relu", "Floor", "Ceil", "Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Sum",
+            "Equal", "Less", "LessOrEqual", "Greater", "GreaterOrEqual", "And", "Or", "Xor", "Where", "Cast",
+            "CastLike", "Shape", "Size", "Reshape", "Squeeze", "Unsqueeze", "Flatten", "Concat", "Split",
+            "Slice", "Transpose", "Expand", "Tile", "Identity", "Constant", "ConstantOfShape", "Range",
+            "Trilu", "Gather", "GatherND", "GatherElements", "ScatterND", "ReduceMean", "ReduceSum",
+            "ReduceMax", "CumSum", "Softmax", "ArgMax", "LayerNormalization", "MatMul", "Gemm",
+        ];
+        for opset in [17, 18, 21] {
+            for op in ops {
+                assert!(registry.resolve("", op, opset).is_some(), "{op} at opset {opset}");
+                assert!(registry.resolve("ai.onnx", op, opset).is_some(), "ai.onnx {op}");
+            }
+        }
+        assert!(registry.resolve("", "Gather", 11).is_some());
+        assert!(registry.resolve("", "Trilu", 13).is_none());
+        assert!(registry.resolve("", "LayerNormalization", 16).is_none());
+        assert!(registry.resolve("", "Range", 10).is_none());
+        assert!(registry.resolve("com.microsoft", "Gather", 17).is_none());
+    }
+}
