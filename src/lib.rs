@@ -4,6 +4,7 @@
 pub mod atomic;
 pub mod bench;
 pub mod container;
+pub mod diff;
 pub mod feeds;
 pub mod logits;
 pub mod npy;
