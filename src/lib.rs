@@ -3,7 +3,9 @@
 
 pub mod atomic;
 pub mod bench;
+pub mod codec;
 pub mod container;
+pub mod convert;
 pub mod diff;
 pub mod feeds;
 pub mod logits;

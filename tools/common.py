@@ -56,10 +56,12 @@ def require(module: str, hint: str = TORCH_VENV_HINT):
 
 
 def rel(path: Path) -> str:
-    try:
-        return str(Path(path).resolve().relative_to(REPO))
-    except ValueError:
-        return str(path)
+    for p in (Path(path).absolute(), Path(path).resolve()):  # a symlink in the repo stays relative
+        try:
+            return str(p.relative_to(REPO))
+        except ValueError:
+            pass
+    return str(path)
 
 
 # --------------------------------------------------------------------------- model building
@@ -223,7 +225,13 @@ def save_single_or_with_data(src: Path, dst: Path) -> None:
     """Re-save an ONNX model at dst: embedded when it fits under 2 GB, else with one external
     data file '<dst name>.data' beside it (relative location)."""
     onnx = require("onnx")
-    m = onnx.load(str(src))  # loads external data, if any, from src's directory
+    save_proto(onnx.load(str(src)), dst)  # loads external data, if any, from src's directory
+
+
+def save_proto(m, dst: Path) -> None:
+    """Save an in-memory ModelProto at dst: embedded when it fits under 2 GB, else with one
+    external data file '<dst name>.data' beside it (relative location). Replaces old files."""
+    onnx = require("onnx")
     dst.parent.mkdir(parents=True, exist_ok=True)
     for old in (dst, dst.with_name(dst.name + ".data")):
         old.unlink(missing_ok=True)
@@ -259,10 +267,13 @@ def check_model(path: Path) -> None:
 
 
 def ort_session(path: Path):
+    """onnxruntime CPU session as every figure uses it: intra_op_num_threads=ORT_THREADS (2),
+    inter_op_num_threads=1, sequential execution (MEASURING.md)."""
     ort = require("onnxruntime")
     so = ort.SessionOptions()
     so.intra_op_num_threads = ORT_THREADS
     so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 
@@ -434,3 +445,36 @@ def run_and_save(session, inputs: dict, case_dir: Path) -> dict:
         if arr.dtype.kind == "f" and not np.isfinite(arr).all():
             print(f"  warning: {case_dir.name}/{name} has non-finite values", flush=True)
     return results
+
+
+def gpt2_feed(session, batch: int, seq: int, past: int = 0, seed: int = 0) -> dict:
+    """Inputs for a GPT-2-style ONNX graph, built from its declared inputs: input_ids (token_ids
+    of a name derived from the shape, below the logits' vocab), attention_mask ones
+    [batch, past + seq], position_ids past..past+seq-1, token_type_ids zeros, and
+    past_key_values.* N(0, 1) float [batch, heads, past, head_dim] (heads, head_dim from the
+    graph). Dtypes as declared. Exits on any other input."""
+    np = require("numpy")
+    dtypes = graph_dtypes(session)
+    vocab = next((o.shape[-1] for o in session.get_outputs() if o.name == "logits"), None)
+    if not isinstance(vocab, int):
+        vocab = 1000  # symbolic or no logits: ids below 1000 are valid for every GPT-2 here
+    rng = np.random.default_rng(seed)
+    feed = {}
+    for i in session.get_inputs():
+        if i.name == "input_ids":
+            v = token_ids(f"b{batch}_s{seq}", batch, seq, vocab)
+        elif i.name == "attention_mask":
+            v = np.ones((batch, past + seq))
+        elif i.name == "position_ids":
+            v = np.broadcast_to(np.arange(past, past + seq), (batch, seq))
+        elif i.name == "token_type_ids":
+            v = np.zeros((batch, seq))
+        elif i.name.startswith("past_key_values."):
+            heads, head_dim = i.shape[1], i.shape[3]
+            if not (isinstance(heads, int) and isinstance(head_dim, int)):
+                fail(f"{i.name}: heads/head_dim must be static, got shape {i.shape}")
+            v = rng.standard_normal((batch, heads, past, head_dim))
+        else:
+            fail(f"don't know how to feed graph input {i.name} {i.shape}")
+        feed[i.name] = np.ascontiguousarray(np.asarray(v).astype(dtypes[i.name]))
+    return feed

@@ -14,6 +14,7 @@ pub mod error;
 pub mod graph;
 pub mod onnx;
 pub mod ops;
+pub mod rbe;
 pub mod session;
 pub mod tensor;
 

@@ -16,9 +16,10 @@ pub struct Session {
 
 impl Session {
     /// Loads an `.rbeonnx` container or an `.onnx` file (whose external data is read
-    /// relative to its folder), telling them apart by the container's magic.
+    /// relative to its folder), telling them apart by the container's magic (or extension).
     pub fn load(path: &Path) -> Result<Self> {
-        if container::is_container(path)? {
+        let named_container = path.extension().is_some_and(|e| e == "rbeonnx");
+        if named_container || container::is_container(path)? {
             let c = container::read_container(path)?;
             return Self::from_model(&c.model, ExternalData::Sections(&c.sections));
         }

@@ -1,14 +1,12 @@
 //! `rbe-convert`: compress an ONNX model's weights with the RBE codec into an `.rbeonnx`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use rbe::codec::EncodeParams;
-use rbe::container::ContainerBuilder;
-use rbe::convert::{self, ConvertReport};
-use rbe_runtime::onnx::{self, ExternalData};
+use rbe::convert::{self, Progress};
 
 /// Compress an ONNX model's MatMul/Gemm, Gather and LayerNorm weights into an .rbeonnx container.
 #[derive(Parser)]
@@ -104,49 +102,19 @@ fn run(args: Args) -> Result<(), String> {
         return rbe::atomic::write(&args.output, &prost::Message::encode_to_vec(&model));
     }
     let params = params(&args)?;
-    let mut model = onnx::read_model(&args.input).map_err(|e| e.to_string())?;
-    let dir = args.input.parent().unwrap_or(Path::new("."));
-    let input_bytes = model_size(&args.input, &model);
     let bar = ProgressBar::new(0).with_style(
         ProgressStyle::with_template("encoding {bar:40} {pos}/{len} tensors ({elapsed})")
             .map_err(|e| e.to_string())?,
     );
-    let tensors = convert::convert(
-        &mut model,
-        ExternalData::Folder(dir),
-        &params,
-        &|n| bar.set_length(n as u64),
-        &|| bar.inc(1),
-    )?;
+    let progress = Progress { on_plan: &|n| bar.set_length(n as u64), tick: &|| bar.inc(1) };
+    let (bytes, report) =
+        convert::convert_file(&args.input, &params, &args.preset, args.zstd_level, &progress)?;
     bar.finish_and_clear();
-    let mut builder = ContainerBuilder::new(args.zstd_level);
-    if let Some(graph) = model.graph.as_mut() {
-        graph.initializer.iter_mut().for_each(|t| builder.externalize(t));
-    }
-    let bytes = builder.finish(&model)?;
     rbe::atomic::write(&args.output, &bytes)?;
-    let report = ConvertReport::new(args.preset.clone(), tensors, input_bytes, bytes.len() as u64);
     print!("{}", report.table());
     if let Some(path) = &args.report {
         let json = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
         rbe::atomic::write(path, json.as_bytes())?;
     }
     Ok(())
-}
-
-/// The model file's size plus every external data file it references.
-fn model_size(path: &Path, model: &onnx::proto::ModelProto) -> u64 {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut files: Vec<&str> = model
-        .graph
-        .iter()
-        .flat_map(|g| g.initializer.iter())
-        .flat_map(|t| t.external_data.iter())
-        .filter(|e| e.key == "location")
-        .map(|e| e.value.as_str())
-        .collect();
-    files.sort_unstable();
-    files.dedup();
-    let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
-    size(path) + files.iter().map(|f| size(&dir.join(f))).sum::<u64>()
 }

@@ -18,18 +18,30 @@ fn param(ix: &GraphIndex, name: &str) -> Option<PlannedInput> {
     Some(PlannedInput::Encoded(Weight { source: name.to_string(), rows: 1, cols: data.len(), data }))
 }
 
-fn rewrite(name: &str, removed: Vec<usize>, x: &str, gamma: &str, beta: Option<&str>, output: &str, axis: i64, eps: f32, ix: &GraphIndex) -> Option<Rewrite> {
-    let mut inputs = vec![PlannedInput::Value(x.to_string()), param(ix, gamma)?];
-    if let Some(b) = beta {
+/// A matched LayerNorm, whichever form it had in the graph.
+struct Matched<'a> {
+    name: &'a str,
+    removed: Vec<usize>,
+    x: &'a str,
+    gamma: &'a str,
+    beta: Option<&'a str>,
+    output: &'a str,
+    axis: i64,
+    epsilon: f32,
+}
+
+fn rewrite(m: Matched, ix: &GraphIndex) -> Option<Rewrite> {
+    let mut inputs = vec![PlannedInput::Value(m.x.to_string()), param(ix, m.gamma)?];
+    if let Some(b) = m.beta {
         inputs.push(param(ix, b)?);
     }
     Some(Rewrite {
-        removed,
+        removed: m.removed,
         op_type: "RbeLayerNorm",
-        name: name.to_string(),
+        name: m.name.to_string(),
         inputs,
-        output: output.to_string(),
-        attributes: vec![int_attr("axis", axis), float_attr("epsilon", eps)],
+        output: m.output.to_string(),
+        attributes: vec![int_attr("axis", m.axis), float_attr("epsilon", m.epsilon)],
     })
 }
 
@@ -42,17 +54,17 @@ pub fn plan_layernorm(ix: &GraphIndex, i: usize) -> Option<Rewrite> {
     }
     let attrs = rbe_runtime::ops::Attrs::new(node);
     let beta = node.input.get(2).filter(|n| !n.is_empty()).map(String::as_str);
-    rewrite(
-        &node.name,
-        vec![i],
-        node.input.first()?,
-        node.input.get(1)?,
+    let matched = Matched {
+        name: &node.name,
+        removed: vec![i],
+        x: node.input.first()?,
+        gamma: node.input.get(1)?,
         beta,
-        node.output.first()?,
-        attrs.int_or("axis", -1),
-        attrs.float_or("epsilon", 1e-5),
-        ix,
-    )
+        output: node.output.first()?,
+        axis: attrs.int_or("axis", -1),
+        epsilon: attrs.float_or("epsilon", 1e-5),
+    };
+    rewrite(matched, ix)
 }
 
 /// The other input of a two-input node, given one of them.
@@ -101,12 +113,21 @@ pub fn plan_decomposed(ix: &GraphIndex, div: usize) -> Option<Rewrite> {
     let add = ix.sole_consumer(m_out).filter(|&c| ix.node(c).op_type == "Add")?;
     let beta = other_input(ix, add, m_out)?;
     // Every intermediate must be private to the pattern.
-    let private = [(m, 1), (d.as_str(), 2), (ix.node(pow).output.first()?.as_str(), 1),
-        (var, 1), (ix.node(add_eps).output.first()?.as_str(), 1), (s.as_str(), 1)];
+    let private = [(m.as_str(), 1), (d.as_str(), 2), (ix.node(pow).output.first()?.as_str(), 1),
+        (var.as_str(), 1), (ix.node(add_eps).output.first()?.as_str(), 1), (s.as_str(), 1)];
     if private.iter().any(|(v, n)| ix.consumers(v).len() != *n || ix.consumers(v).contains(&usize::MAX)) {
         return None;
     }
     let removed = vec![mean1, sub, pow, mean2, add_eps, sqrt, div, mul, add];
-    let output = ix.node(add).output.first()?;
-    rewrite(&dnode.name, removed, x, gamma, Some(beta), output, -1, eps as f32, ix)
+    let matched = Matched {
+        name: &dnode.name,
+        removed,
+        x,
+        gamma,
+        beta: Some(beta),
+        output: ix.node(add).output.first()?,
+        axis: -1,
+        epsilon: eps as f32,
+    };
+    rewrite(matched, ix)
 }

@@ -22,6 +22,43 @@ use crate::codec::EncodeParams;
 use index::GraphIndex;
 use plan::{PlannedInput, Rewrite, Weight};
 
+/// Progress callbacks: told the number of tensors to encode, then ticked once per tensor.
+pub struct Progress<'a> {
+    /// Called once with the number of weights planned for encoding.
+    pub on_plan: &'a dyn Fn(usize),
+    /// Called after each tensor is encoded (from worker threads).
+    pub tick: &'a (dyn Fn() + Sync),
+}
+
+impl Progress<'_> {
+    /// No progress reporting.
+    pub fn none() -> Progress<'static> {
+        Progress { on_plan: &|_| {}, tick: &|| {} }
+    }
+}
+
+/// Reads `input` (an `.onnx`, with external data beside it), converts it with `params`, and
+/// returns the container's bytes and the report. Nothing is written.
+pub fn convert_file(
+    input: &std::path::Path,
+    params: &EncodeParams,
+    preset: &str,
+    zstd_level: i32,
+    progress: &Progress,
+) -> Result<(Vec<u8>, ConvertReport), String> {
+    let mut model = rbe_runtime::onnx::read_model(input).map_err(|e| e.to_string())?;
+    let dir = input.parent().unwrap_or(std::path::Path::new("."));
+    let input_bytes = report::model_size(input, &model);
+    let tensors = convert(&mut model, ExternalData::Folder(dir), params, progress)?;
+    let mut builder = crate::container::ContainerBuilder::new(zstd_level);
+    if let Some(graph) = model.graph.as_mut() {
+        graph.initializer.iter_mut().for_each(|t| builder.externalize(t));
+    }
+    let bytes = builder.finish(&model)?;
+    let report = ConvertReport::new(preset.to_string(), tensors, input_bytes, bytes.len() as u64);
+    Ok((bytes, report))
+}
+
 /// Finds every rewrite, claiming each node at most once.
 fn plan_rewrites(ix: &GraphIndex) -> Vec<Rewrite> {
     let mut claimed = HashSet::new();
@@ -43,14 +80,12 @@ fn plan_rewrites(ix: &GraphIndex) -> Vec<Rewrite> {
     rewrites
 }
 
-/// Converts `model` in place. `tick` is called once per encoded tensor (progress), after
-/// `on_plan` was told how many there will be at most.
+/// Converts `model` in place and returns one report row per stored tensor.
 pub fn convert(
     model: &mut ModelProto,
     data: ExternalData,
     params: &EncodeParams,
-    on_plan: &dyn Fn(usize),
-    tick: &(dyn Fn() + Sync),
+    progress: &Progress,
 ) -> Result<Vec<TensorReport>, String> {
     let graph = model.graph.as_ref().ok_or("the model has no graph")?;
     let ix = GraphIndex::new(graph, data)?;
@@ -63,8 +98,8 @@ pub fn convert(
             _ => None,
         })
         .collect();
-    on_plan(weights.len());
-    let (encoded, assignment) = encode::encode_weights(&weights, params, tick)?;
+    (progress.on_plan)(weights.len());
+    let (encoded, assignment) = encode::encode_weights(&weights, params, progress.tick)?;
     let mut initializers: Vec<TensorProto> = graph
         .initializer
         .iter()

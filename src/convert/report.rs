@@ -134,3 +134,20 @@ impl ConvertReport {
         out
     }
 }
+
+/// The model file's size plus every external data file it references.
+pub fn model_size(path: &std::path::Path, model: &rbe_runtime::onnx::proto::ModelProto) -> u64 {
+    let dir = path.parent().unwrap_or(std::path::Path::new("."));
+    let mut files: Vec<&str> = model
+        .graph
+        .iter()
+        .flat_map(|g| g.initializer.iter())
+        .flat_map(|t| t.external_data.iter())
+        .filter(|e| e.key == "location")
+        .map(|e| e.value.as_str())
+        .collect();
+    files.sort_unstable();
+    files.dedup();
+    let size = |p: &std::path::Path| std::fs::metadata(p).map_or(0, |m| m.len());
+    size(path) + files.iter().map(|f| size(&dir.join(f))).sum::<u64>()
+}

@@ -1,0 +1,183 @@
+//! Scalar quantization of groups and rows. Scales are searched to minimise squared error; every
+//! reconstruction goes through the runtime's dequantizer, so it is what the decoder will produce.
+
+use rbe_runtime::rbe::{dequant, dequant_group, group_offset, group_step, pack_codes, zero_point, Geometry, MAX_GROUP};
+
+/// Candidate scales tried per group (around the absmax or min/max scale).
+const SEARCH_STEPS: i32 = 9;
+
+/// The code grid of a group: width, and symmetric (signed levels `-2^(b-1) ..= 2^(b-1) - 1`
+/// around zero) or asymmetric (levels `0 ..= 2^b - 1` above an offset).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Grid {
+    pub bits: u8,
+    pub asymmetric: bool,
+}
+
+impl Grid {
+    fn qmax(self) -> i32 {
+        (1 << self.bits) - 1
+    }
+
+    fn zero_point(self) -> i32 {
+        zero_point(self.bits, self.asymmetric)
+    }
+}
+
+/// The best unconstrained `(step, offset)` for `x` on `grid`, and its squared error.
+pub(crate) fn search(x: &[f32], grid: Grid) -> (f32, f32, f64) {
+    if grid.asymmetric {
+        search_asymmetric(x, grid.qmax())
+    } else {
+        search_symmetric(x, grid.zero_point())
+    }
+}
+
+/// Least-squares step over a family of code assignments that map the largest-magnitude value
+/// to about `-half` (the wider side of the signed grid).
+fn search_symmetric(x: &[f32], half: i32) -> (f32, f32, f64) {
+    let a = x.iter().copied().fold(0f32, |m, v| if v.abs() > m.abs() { v } else { m });
+    let sum_x2: f64 = x.iter().map(|&v| v as f64 * v as f64).sum();
+    if a == 0.0 {
+        return (0.0, 0.0, sum_x2);
+    }
+    let (lo, hi) = (-half as f32, (half - 1) as f32);
+    let mut best = (0f32, sum_x2);
+    for is in -SEARCH_STEPS..=SEARCH_STEPS {
+        let iscale = -(half as f32 + 0.1 * is as f32) / a;
+        let (mut sum_lx, mut sum_l2) = (0f32, 0f32);
+        for &v in x {
+            let l = (iscale * v).round().clamp(lo, hi);
+            sum_lx += l * v;
+            sum_l2 += l * l;
+        }
+        if sum_l2 > 0.0 {
+            let sse = sum_x2 - (sum_lx as f64).powi(2) / sum_l2 as f64;
+            if sse < best.1 {
+                best = (sum_lx / sum_l2, sse);
+            }
+        }
+    }
+    (best.0, 0.0, best.1.max(0.0))
+}
+
+/// Least-squares `(step, offset <= 0)` over code assignments spanning `[min(x, 0), max(x)]`.
+fn search_asymmetric(x: &[f32], qmax: i32) -> (f32, f32, f64) {
+    let mn = x.iter().copied().fold(0f32, f32::min);
+    let mx = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum_x: f64 = x.iter().map(|&v| v as f64).sum();
+    let sum_x2: f64 = x.iter().map(|&v| v as f64 * v as f64).sum();
+    let n = x.len() as f64;
+    if mx <= mn {
+        // Every value equals mn (<= 0): the offset alone is exact.
+        return (0.0, mn, 0.0);
+    }
+    let mut best = (0f32, mn, f64::INFINITY);
+    for is in 0..=2 * SEARCH_STEPS {
+        let iscale = (qmax as f32 - 0.9 + 0.1 * is as f32) / (mx - mn);
+        let (mut sl, mut sl2, mut slx) = (0f64, 0f64, 0f64);
+        for &v in x {
+            let l = (iscale * (v - mn)).round().clamp(0.0, qmax as f32) as f64;
+            sl += l;
+            sl2 += l * l;
+            slx += l * v as f64;
+        }
+        if sl2 == 0.0 {
+            continue;
+        }
+        // Least squares x ~ a*l + b, with b forced to 0 when it would be positive (or when
+        // all codes are equal and the 2-parameter fit is degenerate).
+        let det = n * sl2 - sl * sl;
+        let (mut a, mut b) = (slx / sl2, 0.0);
+        if det > 0.0 {
+            let b2 = (sl2 * sum_x - sl * slx) / det;
+            if b2 <= 0.0 {
+                (a, b) = ((n * slx - sl * sum_x) / det, b2);
+            }
+        }
+        let sse = sum_x2 + a * a * sl2 + n * b * b + 2.0 * a * b * sl - 2.0 * a * slx - 2.0 * b * sum_x;
+        if sse < best.2 {
+            best = (a as f32, b as f32, sse.max(0.0));
+        }
+    }
+    best
+}
+
+/// Nearest codes for `x` with a fixed `step` and `offset`; returns the exact squared error of
+/// the dequantized values.
+pub(crate) fn quantize_fixed(x: &[f32], grid: Grid, step: f32, offset: f32, codes: &mut [u8]) -> f64 {
+    let zp = grid.zero_point();
+    let qmax = grid.qmax() as f32;
+    let inv = if step != 0.0 { 1.0 / step } else { 0.0 };
+    let mut sse = 0f64;
+    for (&v, c) in x.iter().zip(codes.iter_mut()) {
+        let q = ((v - offset) * inv).round() + zp as f32;
+        *c = q.clamp(0.0, qmax) as u8;
+        let e = (dequant(*c, zp, step, offset) - v) as f64;
+        sse += e * e;
+    }
+    sse
+}
+
+/// Where one row's encoded data goes.
+pub(crate) struct RowOut<'a> {
+    pub row_scale: &'a mut f32,
+    pub row_min: &'a mut f32,
+    pub group_scale: &'a mut [u8],
+    pub group_min: &'a mut [u8],
+    pub codes: &'a mut [u8],
+}
+
+/// Integer codes within 1 of `round(v / unit)`, inside `lo..=hi`.
+fn code_candidates(v: f32, unit: f32, lo: i32, hi: i32) -> std::ops::RangeInclusive<i32> {
+    let c = if unit > 0.0 { ((v / unit).round() as i32).clamp(lo, hi) } else { 0 };
+    (c - 1).max(lo)..=(c + 1).min(hi)
+}
+
+/// Quantizes one row `x` (`cols` values): per-group scale codes under a per-row scale (and, in
+/// asymmetric mode, offset codes under a per-row minimum), chosen per group among the codes
+/// nearest the searched optimum by exact squared error. Writes the packed row into `out` and
+/// its dequantized values (the runtime's [`dequant_group`]) into `recon`.
+pub(crate) fn quantize_row(x: &[f32], g: &Geometry, grid: Grid, out: RowOut, recon: &mut [f32]) {
+    let opt: Vec<(f32, f32, f64)> = x.chunks(g.group).map(|xg| search(xg, grid)).collect();
+    let (row_scale, row_min) = if grid.asymmetric {
+        let smax = opt.iter().fold(0f32, |m, o| m.max(o.0));
+        let omax = opt.iter().fold(0f32, |m, o| m.max(-o.1));
+        (smax / 255.0, omax / 255.0)
+    } else {
+        (opt.iter().fold(0f32, |m, o| m.max(o.0.abs())) / 127.0, 0.0)
+    };
+    *out.row_scale = row_scale;
+    *out.row_min = row_min;
+    let (scale_lo, scale_hi) = if grid.asymmetric { (0, 255) } else { (-127, 127) };
+    let zp = grid.zero_point();
+    let mut at = 0;
+    let mut codes = [0u8; MAX_GROUP];
+    let mut best_codes = [0u8; MAX_GROUP];
+    for (gi, ((xg, rg), o)) in x.chunks(g.group).zip(recon.chunks_mut(g.group)).zip(&opt).enumerate() {
+        let n = xg.len();
+        let mins = if grid.asymmetric { code_candidates(-o.1, row_min, 0, 255) } else { 0..=0 };
+        let mut best = (f64::INFINITY, 0u8, 0u8, 0f32, 0f32);
+        for sc in code_candidates(o.0, row_scale, scale_lo, scale_hi) {
+            let sc = sc as i8 as u8; // two's complement byte for the signed grid
+            let step = group_step(row_scale, sc, grid.asymmetric);
+            for m in mins.clone() {
+                let offset = if grid.asymmetric { group_offset(row_min, m as u8) } else { 0.0 };
+                let sse = quantize_fixed(xg, grid, step, offset, &mut codes[..n]);
+                if sse < best.0 {
+                    best = (sse, sc, m as u8, step, offset);
+                    best_codes[..n].copy_from_slice(&codes[..n]);
+                }
+            }
+        }
+        out.group_scale[gi] = best.1;
+        if grid.asymmetric {
+            out.group_min[gi] = best.2;
+        }
+        let nb = g.packed_bytes(n);
+        let packed = &mut out.codes[at..at + nb];
+        pack_codes(&best_codes[..n], g.bits, packed);
+        dequant_group(packed, g.bits, zp, best.3, best.4, rg);
+        at += nb;
+    }
+}
