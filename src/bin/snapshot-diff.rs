@@ -30,14 +30,14 @@ struct Args {
     converted: Option<PathBuf>,
     /// Inputs: a folder of saved tensors DIR/<input name>.npy (e.g.
     /// golden/refs/gpt2_legacy_op17/b1_s64/inputs).
-    #[arg(long, value_name = "DIR", conflicts_with_all = ["text", "vocab"])]
+    #[arg(long, value_name = "DIR")]
     inputs: Option<PathBuf>,
     /// Inputs: a UTF-8 text, tokenized with --tokenizer and cut into non-overlapping windows;
     /// adds each model's perplexity.
-    #[arg(long, value_name = "FILE", requires = "tokenizer", conflicts_with = "vocab")]
+    #[arg(long, value_name = "FILE")]
     text: Option<PathBuf>,
     /// The model's tokenizer.json, for --text.
-    #[arg(long, value_name = "FILE", requires = "text")]
+    #[arg(long, value_name = "FILE")]
     tokenizer: Option<PathBuf>,
     /// Tokens per window: default 512 for --text (pass the model's context if it is smaller),
     /// 64 for the default random sequences.
@@ -54,7 +54,7 @@ struct Args {
     vocab: Option<usize>,
     /// onnxruntime outputs for --inputs (DIR/<output name>.npy): also compares each model
     /// with onnxruntime.
-    #[arg(long, value_name = "DIR", requires = "inputs")]
+    #[arg(long, value_name = "DIR")]
     reference: Option<PathBuf>,
     /// Fail unless top-1 agreement of the logits is at least this (0.99 or 99%).
     #[arg(long, value_name = "FRACTION")]
@@ -117,7 +117,17 @@ enum Outcome {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = match Args::try_parse() {
+        Ok(args) => args,
+        Err(e) if e.use_stderr() => {
+            // Clap's first paragraph says what is wrong; the usage that follows is in --help.
+            let text = e.render().to_string();
+            let lines: Vec<&str> = text.lines().map(str::trim).take_while(|l| !l.is_empty()).collect();
+            eprintln!("snapshot-diff: {} (see --help)", lines.join(" ").trim_start_matches("error: "));
+            return ExitCode::from(2);
+        }
+        Err(e) => e.exit(),
+    };
     let result = match &args.command {
         Some(Command::Report { runs, convert_report, output }) => report(runs, convert_report, output),
         None => diff(&args),
@@ -152,14 +162,21 @@ fn job(args: &Args) -> Result<Job, String> {
     let (Some(original), Some(converted)) = (&args.original, &args.converted) else {
         return Err("usage: snapshot-diff ORIGINAL.onnx CONVERTED.rbeonnx [options] (see --help)".into());
     };
+    if args.vocab.is_some() && (args.inputs.is_some() || args.text.is_some()) {
+        return Err("--vocab applies only to the default random sequences".into());
+    }
     let source = match (&args.inputs, &args.text, &args.tokenizer) {
-        (Some(dir), _, _) => Source::Dir(dir.clone()),
+        (Some(_), Some(_), _) => return Err("--inputs and --text are alternatives: pass one".into()),
+        (Some(dir), None, None) => Source::Dir(dir.clone()),
         (None, Some(text), Some(tokenizer)) => Source::Text {
             text: text.clone(),
             tokenizer: tokenizer.clone(),
             window: args.window.unwrap_or(512),
         },
-        _ => Source::Random {
+        (_, None, Some(_)) | (None, Some(_), None) => {
+            return Err("--text and --tokenizer go together (and not with --inputs)".into())
+        }
+        (None, None, None) => Source::Random {
             sequences: args.sequences,
             len: args.window.unwrap_or(64),
             seed: args.seed,
