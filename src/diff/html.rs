@@ -58,7 +58,7 @@ struct Bar {
 /// A horizontal bar chart, scaled to `max` (or to the largest value).
 fn bar_chart(title: &str, bars: &[Bar], max: Option<f64>, color: &str) -> String {
     const LABEL_W: f64 = 330.0;
-    const BAR_W: f64 = 560.0;
+    const BAR_W: f64 = 470.0;
     const ROW_H: f64 = 22.0;
     const TOP: f64 = 30.0;
     let finite = bars.iter().map(|b| b.value).filter(|v| v.is_finite());
@@ -130,7 +130,7 @@ fn run_section(r: &Report) -> String {
                 fmt_value(m.max_abs_diff),
                 fmt_value(m.rmse),
                 fmt_value(m.rel_rmse),
-                fmt_value(m.cosine),
+                format!("{:.6}", m.cosine),
                 opt(m.top1),
                 opt(m.kl)
             );
@@ -150,10 +150,20 @@ fn run_section(r: &Report) -> String {
     html
 }
 
-/// Top-1 and KL of each run's logits outputs (converted vs original), one bar per run.
+/// Top-1 and KL of each run's logits outputs (converted vs original), and the perplexity
+/// increase of runs on a text: one bar per run.
 fn per_run_charts(reports: &[Report]) -> String {
     let mut top1 = Vec::new();
     let mut kl = Vec::new();
+    let ppl: Vec<Bar> = reports
+        .iter()
+        .filter_map(|r| r.perplexity.as_ref().map(|p| (r, p)))
+        .map(|(r, p)| Bar {
+            label: r.label.clone(),
+            value: p.increase * 100.0,
+            note: format!("% ({:.4} -> {:.4})", p.original, p.converted),
+        })
+        .collect();
     for r in reports {
         for m in r.main().iter().flat_map(|c| c.outputs.iter()) {
             let label = if r.main().is_some_and(|c| c.outputs.len() > 1) {
@@ -167,11 +177,15 @@ fn per_run_charts(reports: &[Report]) -> String {
             }
         }
     }
-    if top1.is_empty() {
-        return String::new();
+    let mut html = String::new();
+    if !top1.is_empty() {
+        html += &bar_chart("Top-1 agreement with the original (converted vs original)", &top1, Some(1.0), "#4e79a7");
+        html += &bar_chart("Mean KL(original || converted), nats", &kl, None, "#f28e2b");
     }
-    bar_chart("Top-1 agreement with the original (converted vs original)", &top1, Some(1.0), "#4e79a7")
-        + &bar_chart("Mean KL(original || converted), nats", &kl, None, "#f28e2b")
+    if !ppl.is_empty() {
+        html += &bar_chart("Perplexity increase over the original, %", &ppl, None, "#e15759");
+    }
+    html
 }
 
 /// Per-tensor relative RMSE of one conversion (tensors stored raw are counted, not drawn).
@@ -234,7 +248,7 @@ mod tests {
         ];
         let svg = bar_chart("t", &bars, None, "#000");
         assert!(svg.contains("&lt;a&amp;b&gt;") && !svg.contains("<a&b>"));
-        assert!(svg.contains("width=\"560.0\"") && svg.contains("width=\"280.0\""), "{svg}");
+        assert!(svg.contains("width=\"470.0\"") && svg.contains("width=\"235.0\""), "{svg}");
     }
 
     #[test]

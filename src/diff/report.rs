@@ -84,7 +84,7 @@ impl Report {
     pub fn table(&self, checks: &[Check]) -> String {
         let mut out = format!("snapshot-diff: {} vs {}\n", self.converted, self.original);
         let tokens = self.inputs.tokens.map_or(String::new(), |t| format!(", {t} tokens"));
-        out += &format!("inputs: {} ({} runs{tokens})\n", self.inputs.source, self.inputs.runs);
+        out += &format!("inputs: {}\nmeasured: {} runs{tokens}\n", self.inputs.source, self.inputs.runs);
         for c in &self.comparisons {
             out += &format!(
                 "\n{}\n{:<24} {:>10} {:>10} {:>10} {:>10} {:>10} {:>8} {:>10}\n",
@@ -99,7 +99,7 @@ impl Report {
                     fmt_value(m.max_abs_diff),
                     fmt_value(m.rmse),
                     fmt_value(m.rel_rmse),
-                    fmt_value(m.cosine),
+                    format!("{:.6}", m.cosine),
                     opt(m.top1),
                     opt(m.kl),
                 );
