@@ -12,6 +12,7 @@
 pub mod container;
 pub mod error;
 pub mod graph;
+pub mod kernels;
 pub mod onnx;
 pub mod ops;
 pub mod rbe;

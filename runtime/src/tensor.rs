@@ -271,8 +271,50 @@ impl Tensor {
             .map_err(|e| op_err(e.to_string()))
     }
 
+    /// The same elements under another shape with the same element count. Shares the buffer
+    /// when the tensor is in standard (row-major, contiguous) layout; copies otherwise.
+    pub fn reshape(&self, shape: &[usize]) -> Result<Tensor> {
+        let len = shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
+        if len != Some(self.len()) {
+            return Err(op_err(format!(
+                "cannot reshape {:?} ({} elements) to {shape:?}",
+                self.shape(),
+                self.len()
+            )));
+        }
+        with_array!(self, a => reshape_array(a, shape).map(Tensor::from))
+    }
+
     /// A 0-d tensor holding one value.
     pub fn scalar<T: Element>(value: T) -> Tensor {
         T::wrap(ndarray::arr0(value).into_dyn().into_shared())
+    }
+}
+
+fn reshape_array<T: Clone>(a: &Array<T>, shape: &[usize]) -> Result<Array<T>> {
+    let standard = if a.is_standard_layout() {
+        a.clone()
+    } else {
+        a.as_standard_layout().into_owned().into_shared()
+    };
+    standard
+        .into_shape_with_order(IxDyn(shape))
+        .map_err(|e| op_err(format!("cannot reshape to {shape:?}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reshape_shares_contiguous_buffers_and_copies_strided_ones() {
+        let t = Tensor::from_vec(&[2, 3], (0..6).collect::<Vec<i64>>()).unwrap();
+        let r = t.reshape(&[3, 2]).unwrap();
+        assert_eq!(r.as_i64().unwrap().as_ptr(), t.as_i64().unwrap().as_ptr());
+        let transposed = Tensor::I64(t.as_i64().unwrap().clone().reversed_axes());
+        let r = transposed.reshape(&[6]).unwrap();
+        assert_eq!(r.to_i64_vec().unwrap(), vec![0, 3, 1, 4, 2, 5]);
+        assert!(t.reshape(&[4]).is_err());
+        assert!(t.reshape(&[usize::MAX, 2]).is_err());
     }
 }

@@ -4,6 +4,21 @@
 //! malformed attribute fails at load, and running does no string look-ups.
 
 mod attrs;
+mod broadcast;
+mod cast;
+mod common;
+mod elementwise;
+mod gather;
+mod generate;
+mod movement;
+mod nn;
+mod rbe;
+pub(crate) mod numeric;
+mod reduce;
+mod shape;
+#[cfg(test)]
+mod testutil;
+mod trilu;
 
 pub use attrs::Attrs;
 
@@ -95,7 +110,16 @@ impl Registry {
 
     fn register_standard(&mut self) {
         // Each op family registers its own ops; see the files of this module.
-        let _ = self;
+        cast::register(self);
+        elementwise::register(self);
+        gather::register(self);
+        generate::register(self);
+        movement::register(self);
+        nn::register(self);
+        rbe::register(self);
+        reduce::register(self);
+        shape::register(self);
+        trilu::register(self);
     }
 }
 

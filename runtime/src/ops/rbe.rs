@@ -126,40 +126,31 @@ impl Kernel for RbeGather {
     }
 }
 
-/// LayerNorm over the trailing axes from `axis`, with raw or encoded scale and bias.
+/// LayerNorm over the trailing axes from `axis`, with raw or encoded scale and bias
+/// (decoded once at load: they are vectors).
 struct RbeLayerNorm {
     axis: i64,
     epsilon: f32,
-    scale: Vec<f32>,
-    bias: Option<Vec<f32>>,
+    scale: Tensor,
+    bias: Option<Tensor>,
 }
 
 fn layer_norm(ctx: &OpContext) -> Result<Box<dyn Kernel>> {
     let scale = param_vector(ctx, 1, None)?
         .ok_or_else(|| Error::Model(format!("node '{}': RbeLayerNorm needs a scale", ctx.node.name)))?;
-    let bias = param_vector(ctx, 2, Some(scale.len()))?;
+    let n = scale.len();
+    let bias = param_vector(ctx, 2, Some(n))?;
     Ok(Box::new(RbeLayerNorm {
         axis: ctx.attrs.int_or("axis", -1),
         epsilon: ctx.attrs.float_or("epsilon", 1e-5),
-        scale,
-        bias,
+        scale: Tensor::from_vec(&[n], scale)?,
+        bias: bias.map(|b| Tensor::from_vec(&[n], b)).transpose()?,
     }))
 }
 
 impl Kernel for RbeLayerNorm {
     fn run(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
-        let (shape, x) = contiguous(input(inputs, 0)?)?;
-        let rank = shape.len() as i64;
-        let axis = if self.axis < 0 { self.axis + rank } else { self.axis };
-        if axis < 0 || axis >= rank {
-            return Err(op_err(format!("axis {} is out of range for rank {rank}", self.axis)));
-        }
-        let d: usize = shape[axis as usize..].iter().product();
-        if d != self.scale.len() {
-            return Err(op_err(format!("normalized size {d} does not match the scale's {}", self.scale.len())));
-        }
-        let mut out = vec![0f32; x.len()];
-        crate::kernels::norm::layer_norm(&x, d, &self.scale, self.bias.as_deref(), self.epsilon, &mut out);
-        Tensor::from_vec(&shape, out).map(|t| vec![t])
+        let [y, _, _] = super::nn::layer_norm(input(inputs, 0)?, &self.scale, self.bias.as_ref(), self.axis, self.epsilon)?;
+        Ok(vec![y])
     }
 }

@@ -1,0 +1,4 @@
+//! Compute kernels: the numeric inner loops that ops call. SIMD and rayon live here only.
+
+pub mod erf;
+pub mod gemm;
