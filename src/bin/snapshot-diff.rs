@@ -1,7 +1,7 @@
 //! `snapshot-diff`: run an original and a converted model on the same inputs and report how
 //! far apart their outputs are; check limits and golden snapshots; write an HTML report.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -143,7 +143,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn report(runs: &[PathBuf], convert_reports: &[PathBuf], output: &PathBuf) -> Result<Outcome, String> {
+fn report(runs: &[PathBuf], convert_reports: &[PathBuf], output: &Path) -> Result<Outcome, String> {
     if runs.is_empty() && convert_reports.is_empty() {
         return Err("report needs at least one run JSON or --convert-report".into());
     }
@@ -152,7 +152,7 @@ fn report(runs: &[PathBuf], convert_reports: &[PathBuf], output: &PathBuf) -> Re
     Ok(Outcome::Pass)
 }
 
-fn write_html(path: &PathBuf, reports: &[Report], convert_reports: &[PathBuf]) -> Result<(), String> {
+fn write_html(path: &Path, reports: &[Report], convert_reports: &[PathBuf]) -> Result<(), String> {
     let conversions =
         convert_reports.iter().map(|p| ConvertSummary::load(p)).collect::<Result<Vec<_>, _>>()?;
     rbe::atomic::write(path, html::render(reports, &conversions).as_bytes())

@@ -124,13 +124,13 @@ fn run_section(r: &Report) -> String {
         for m in &c.outputs {
             let opt = |v: Option<f64>| v.map_or("–".to_string(), fmt_value);
             html += &format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.6}</td><td>{}</td><td>{}</td></tr>",
                 esc(&m.name),
                 m.elements,
                 fmt_value(m.max_abs_diff),
                 fmt_value(m.rmse),
                 fmt_value(m.rel_rmse),
-                format!("{:.6}", m.cosine),
+                m.cosine,
                 opt(m.top1),
                 opt(m.kl)
             );

@@ -84,7 +84,8 @@ impl Report {
     pub fn table(&self, checks: &[Check]) -> String {
         let mut out = format!("snapshot-diff: {} vs {}\n", self.converted, self.original);
         let tokens = self.inputs.tokens.map_or(String::new(), |t| format!(", {t} tokens"));
-        out += &format!("inputs: {}\nmeasured: {} runs{tokens}\n", self.inputs.source, self.inputs.runs);
+        let runs = if self.inputs.runs == 1 { "run" } else { "runs" };
+        out += &format!("inputs: {}\nmeasured: {} {runs}{tokens}\n", self.inputs.source, self.inputs.runs);
         for c in &self.comparisons {
             out += &format!(
                 "\n{}\n{:<24} {:>10} {:>10} {:>10} {:>10} {:>10} {:>8} {:>10}\n",
