@@ -12,14 +12,19 @@ const BASIS_BITS: f64 = (BASIS_LEN * 16) as f64;
 
 /// Eigen-decomposition of a symmetric 8x8 matrix by cyclic Jacobi rotations:
 /// returns (eigenvalues, eigenvectors as columns).
-fn jacobi_eigen(mut a: [[f64; BASIS_LEN]; BASIS_LEN]) -> ([f64; BASIS_LEN], [[f64; BASIS_LEN]; BASIS_LEN]) {
+fn jacobi_eigen(
+    mut a: [[f64; BASIS_LEN]; BASIS_LEN],
+) -> ([f64; BASIS_LEN], [[f64; BASIS_LEN]; BASIS_LEN]) {
     let n = BASIS_LEN;
     let mut v = [[0f64; BASIS_LEN]; BASIS_LEN];
     for (i, row) in v.iter_mut().enumerate() {
         row[i] = 1.0;
     }
     for _sweep in 0..64 {
-        let off: f64 = (0..n).flat_map(|p| (0..n).filter(move |&q| q != p).map(move |q| (p, q))).map(|(p, q)| a[p][q] * a[p][q]).sum();
+        let off: f64 = (0..n)
+            .flat_map(|p| (0..n).filter(move |&q| q != p).map(move |q| (p, q)))
+            .map(|(p, q)| a[p][q] * a[p][q])
+            .sum();
         if off < 1e-30 {
             break;
         }
@@ -33,15 +38,15 @@ fn jacobi_eigen(mut a: [[f64; BASIS_LEN]; BASIS_LEN]) -> ([f64; BASIS_LEN], [[f6
                 let t = if theta == 0.0 { 1.0 } else { t };
                 let c = 1.0 / (t * t + 1.0).sqrt();
                 let s = t * c;
-                for k in 0..n {
-                    let (akp, akq) = (a[k][p], a[k][q]);
-                    a[k][p] = c * akp - s * akq;
-                    a[k][q] = s * akp + c * akq;
+                for row in a.iter_mut() {
+                    let (akp, akq) = (row[p], row[q]);
+                    row[p] = c * akp - s * akq;
+                    row[q] = s * akp + c * akq;
                 }
+                let (rp, rq) = (a[p], a[q]);
                 for k in 0..n {
-                    let (apk, aqk) = (a[p][k], a[q][k]);
-                    a[p][k] = c * apk - s * aqk;
-                    a[q][k] = s * apk + c * aqk;
+                    a[p][k] = c * rp[k] - s * rq[k];
+                    a[q][k] = s * rp[k] + c * rq[k];
                 }
                 for row in v.iter_mut() {
                     let (vp, vq) = (row[p], row[q]);
@@ -116,7 +121,12 @@ impl Fitter {
                 }
             }
         }
-        Fitter { shapes: dims.into_par_iter().map(|(h, w)| Shape::new(h, w)).collect() }
+        Fitter {
+            shapes: dims
+                .into_par_iter()
+                .map(|(h, w)| Shape::new(h, w))
+                .collect(),
+        }
     }
 
     fn shape(&self, h: usize, w: usize) -> Option<&Shape> {
@@ -141,18 +151,34 @@ impl Fitter {
 
 /// Squared error of quantizing a tile's rows group by group with searched (unquantized) scales.
 fn tile_sse(tile: &[f32], w: usize, group: usize, grid: Grid) -> f64 {
-    tile.chunks(w).flat_map(|row| row.chunks(group)).map(|xg| search(xg, grid).2).sum()
+    tile.chunks(w)
+        .flat_map(|row| row.chunks(group))
+        .map(|xg| search(xg, grid).2)
+        .sum()
 }
 
 /// Decides the basis of tile `(ti, tj)`: fitted, rounded to f16, and kept only if the residual
 /// quantizes with squared error below `SSE_without * 2^(-2 * 128 / n)` (the 128 extra bits
 /// bought at 6 dB per bit). Tiles whose basis removes too little energy to possibly pass are
 /// skipped without quantizing.
-fn decide_tile(data: &[f32], g: &Geometry, grid: Grid, fitter: &Fitter, ti: usize, tj: usize) -> Option<BasisCoeffs> {
+fn decide_tile(
+    data: &[f32],
+    g: &Geometry,
+    grid: Grid,
+    fitter: &Fitter,
+    ti: usize,
+    tj: usize,
+) -> Option<BasisCoeffs> {
     let (h, w) = (g.tile_height(ti), g.tile_width(tj));
     let (r0, c0) = (ti * g.block, tj * g.block);
-    let tile: Vec<f32> = (0..h).flat_map(|i| &data[(r0 + i) * g.cols + c0..][..w]).copied().collect();
+    let tile: Vec<f32> = (0..h)
+        .flat_map(|i| &data[(r0 + i) * g.cols + c0..][..w])
+        .copied()
+        .collect();
     let coeffs = fitter.fit(&tile, h, w)?;
+    if coeffs.iter().any(|c| !c.is_finite()) {
+        return None; // beyond f16's range: such a tile keeps no basis
+    }
     let axes = fitter.axes(h, w)?;
     let mut residual = tile.clone();
     let mut surface = vec![0f32; w];
@@ -174,7 +200,12 @@ fn decide_tile(data: &[f32], g: &Geometry, grid: Grid, fitter: &Fitter, ti: usiz
 }
 
 /// The basis decision of every tile (tile-row-major), in parallel.
-pub(crate) fn choose_basis(data: &[f32], g: &Geometry, grid: Grid, fitter: &Fitter) -> Vec<Option<BasisCoeffs>> {
+pub(crate) fn choose_basis(
+    data: &[f32],
+    g: &Geometry,
+    grid: Grid,
+    fitter: &Fitter,
+) -> Vec<Option<BasisCoeffs>> {
     (0..g.tiles())
         .into_par_iter()
         .map(|t| decide_tile(data, g, grid, fitter, t / g.tile_cols(), t % g.tile_cols()))

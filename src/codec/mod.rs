@@ -1,5 +1,5 @@
 //! The RBE encoder: chooses, per tensor, how to encode it in the runtime's
-//! [`RbeTensor`](rbe_runtime::rbe::RbeTensor) format, and reports what it cost.
+//! [`RbeTensor`] format, and reports what it cost.
 //!
 //! Candidates: dense (group quantization of every value, with the smooth basis on the tiles
 //! where it lowers the rate–distortion cost) and, for smooth tensors, sparse (a few DCT
@@ -15,11 +15,11 @@ mod stats;
 #[cfg(test)]
 mod tests;
 
-pub use params::{EncodeParams, SPARSE_BITS};
+pub use params::EncodeParams;
 pub use rtn::rtn_absmax;
 pub use stats::{CandidateStats, EncodeStats};
 
-use rbe_runtime::rbe::{Geometry, RbeTensor};
+use rbe_runtime::rbe::{Geometry, RbeTensor, SPARSE_BITS};
 use stats::{sse, Moments};
 
 /// An encoded tensor and its report.
@@ -55,7 +55,12 @@ impl Candidate {
 
 /// Encodes a `rows x cols` matrix (row-major, one row per output; transpose a MatMul weight
 /// `B[K, N]` to `N x K` first). Errors on invalid knobs, a length mismatch or a non-finite value.
-pub fn encode(data: &[f32], rows: usize, cols: usize, params: &EncodeParams) -> Result<Encoded, String> {
+pub fn encode(
+    data: &[f32],
+    rows: usize,
+    cols: usize,
+    params: &EncodeParams,
+) -> Result<Encoded, String> {
     encode_with_reconstruction(data, rows, cols, params).map(|(e, _)| e)
 }
 
@@ -69,7 +74,10 @@ pub fn encode_with_reconstruction(
 ) -> Result<(Encoded, Vec<f32>), String> {
     params.validate()?;
     if rows.checked_mul(cols) != Some(data.len()) {
-        return Err(format!("{} values for a {rows} x {cols} matrix", data.len()));
+        return Err(format!(
+            "{} values for a {rows} x {cols} matrix",
+            data.len()
+        ));
     }
     if let Some(k) = data.iter().position(|v| !v.is_finite()) {
         return Err(format!("non-finite value {} at index {k}", data[k]));
@@ -80,7 +88,10 @@ pub fn encode_with_reconstruction(
     let mut best = dense::encode_dense(data, &geom, params)?;
     let mut candidates = vec![best.stats(&moments, weights)];
     if params.allow_sparse && sparse::looks_smooth(data, cols, moments.std * moments.std) {
-        let sgeom = Geometry { bits: SPARSE_BITS, ..geom };
+        let sgeom = Geometry {
+            bits: SPARSE_BITS,
+            ..geom
+        };
         if let Some(s) = sparse::encode_sparse(data, &sgeom, params, moments.std, best.sse)? {
             candidates.push(s.stats(&moments, weights));
             if s.sse <= best.sse && s.tensor.stored_bytes() < best.tensor.stored_bytes() {
@@ -104,5 +115,11 @@ pub fn encode_with_reconstruction(
         sparse_coefficients: best.tensor.sparse_coefficients(),
         candidates,
     };
-    Ok((Encoded { tensor: best.tensor, stats }, best.recon))
+    Ok((
+        Encoded {
+            tensor: best.tensor,
+            stats,
+        },
+        best.recon,
+    ))
 }

@@ -1,10 +1,24 @@
 //! Scalar quantization of groups and rows. Scales are searched to minimise squared error; every
 //! reconstruction goes through the runtime's dequantizer, so it is what the decoder will produce.
 
-use rbe_runtime::rbe::{dequant, dequant_group, group_offset, group_step, pack_codes, zero_point, Geometry, MAX_GROUP};
+use half::bf16;
+use rbe_runtime::rbe::{
+    dequant, dequant_group, group_offset, group_step, pack_codes, zero_point, Geometry, MAX_GROUP,
+};
 
-/// Candidate scales tried per group (around the absmax or min/max scale).
-const SEARCH_STEPS: i32 = 9;
+/// Candidate scales tried per group: `2 * SEARCH_STEPS + 1`, spread over ±0.9 levels around
+/// the absmax (or min/max) scale.
+const SEARCH_STEPS: i32 = 4;
+/// Spacing of the candidates, in levels.
+const SEARCH_DELTA: f32 = 0.9 / SEARCH_STEPS as f32;
+
+/// Round to nearest (ties to even) for |x| < 2^22, in two vectorisable adds (`f32::round` is a
+/// libm call on baseline x86-64). Only used to pick codes, never to reconstruct.
+#[inline(always)]
+fn round_fast(x: f32) -> f32 {
+    const MAGIC: f32 = 12_582_912.0; // 1.5 * 2^23
+    (x + MAGIC) - MAGIC
+}
 
 /// The code grid of a group: width, and symmetric (signed levels `-2^(b-1) ..= 2^(b-1) - 1`
 /// around zero) or asymmetric (levels `0 ..= 2^b - 1` above an offset).
@@ -36,7 +50,10 @@ pub(crate) fn search(x: &[f32], grid: Grid) -> (f32, f32, f64) {
 /// Least-squares step over a family of code assignments that map the largest-magnitude value
 /// to about `-half` (the wider side of the signed grid).
 fn search_symmetric(x: &[f32], half: i32) -> (f32, f32, f64) {
-    let a = x.iter().copied().fold(0f32, |m, v| if v.abs() > m.abs() { v } else { m });
+    let a = x
+        .iter()
+        .copied()
+        .fold(0f32, |m, v| if v.abs() > m.abs() { v } else { m });
     let sum_x2: f64 = x.iter().map(|&v| v as f64 * v as f64).sum();
     if a == 0.0 {
         return (0.0, 0.0, sum_x2);
@@ -44,10 +61,10 @@ fn search_symmetric(x: &[f32], half: i32) -> (f32, f32, f64) {
     let (lo, hi) = (-half as f32, (half - 1) as f32);
     let mut best = (0f32, sum_x2);
     for is in -SEARCH_STEPS..=SEARCH_STEPS {
-        let iscale = -(half as f32 + 0.1 * is as f32) / a;
+        let iscale = -(half as f32 + SEARCH_DELTA * is as f32) / a;
         let (mut sum_lx, mut sum_l2) = (0f32, 0f32);
         for &v in x {
-            let l = (iscale * v).round().clamp(lo, hi);
+            let l = round_fast((iscale * v).clamp(lo, hi));
             sum_lx += l * v;
             sum_l2 += l * l;
         }
@@ -73,15 +90,16 @@ fn search_asymmetric(x: &[f32], qmax: i32) -> (f32, f32, f64) {
         return (0.0, mn, 0.0);
     }
     let mut best = (0f32, mn, f64::INFINITY);
-    for is in 0..=2 * SEARCH_STEPS {
-        let iscale = (qmax as f32 - 0.9 + 0.1 * is as f32) / (mx - mn);
-        let (mut sl, mut sl2, mut slx) = (0f64, 0f64, 0f64);
+    for is in -SEARCH_STEPS..=SEARCH_STEPS {
+        let iscale = (qmax as f32 + SEARCH_DELTA * is as f32) / (mx - mn);
+        let (mut sl, mut sl2, mut slx) = (0f32, 0f32, 0f32);
         for &v in x {
-            let l = (iscale * (v - mn)).round().clamp(0.0, qmax as f32) as f64;
+            let l = round_fast((iscale * (v - mn)).clamp(0.0, qmax as f32));
             sl += l;
             sl2 += l * l;
-            slx += l * v as f64;
+            slx += l * v;
         }
+        let (sl, sl2, slx) = (sl as f64, sl2 as f64, slx as f64);
         if sl2 == 0.0 {
             continue;
         }
@@ -95,7 +113,8 @@ fn search_asymmetric(x: &[f32], qmax: i32) -> (f32, f32, f64) {
                 (a, b) = ((n * slx - sl * sum_x) / det, b2);
             }
         }
-        let sse = sum_x2 + a * a * sl2 + n * b * b + 2.0 * a * b * sl - 2.0 * a * slx - 2.0 * b * sum_x;
+        let sse =
+            sum_x2 + a * a * sl2 + n * b * b + 2.0 * a * b * sl - 2.0 * a * slx - 2.0 * b * sum_x;
         if sse < best.2 {
             best = (a as f32, b as f32, sse.max(0.0));
         }
@@ -105,24 +124,30 @@ fn search_asymmetric(x: &[f32], qmax: i32) -> (f32, f32, f64) {
 
 /// Nearest codes for `x` with a fixed `step` and `offset`; returns the exact squared error of
 /// the dequantized values.
-pub(crate) fn quantize_fixed(x: &[f32], grid: Grid, step: f32, offset: f32, codes: &mut [u8]) -> f64 {
+pub(crate) fn quantize_fixed(
+    x: &[f32],
+    grid: Grid,
+    step: f32,
+    offset: f32,
+    codes: &mut [u8],
+) -> f64 {
     let zp = grid.zero_point();
     let qmax = grid.qmax() as f32;
     let inv = if step != 0.0 { 1.0 / step } else { 0.0 };
-    let mut sse = 0f64;
+    let mut sse = 0f32;
     for (&v, c) in x.iter().zip(codes.iter_mut()) {
-        let q = ((v - offset) * inv).round() + zp as f32;
-        *c = q.clamp(0.0, qmax) as u8;
-        let e = (dequant(*c, zp, step, offset) - v) as f64;
+        let q = round_fast(((v - offset) * inv + zp as f32).clamp(0.0, qmax));
+        *c = q as u8;
+        let e = dequant(*c, zp, step, offset) - v;
         sse += e * e;
     }
-    sse
+    sse as f64
 }
 
 /// Where one row's encoded data goes.
 pub(crate) struct RowOut<'a> {
-    pub row_scale: &'a mut f32,
-    pub row_min: &'a mut f32,
+    pub row_scale: &'a mut bf16,
+    pub row_min: &'a mut bf16,
     pub group_scale: &'a mut [u8],
     pub group_min: &'a mut [u8],
     pub codes: &'a mut [u8],
@@ -130,39 +155,83 @@ pub(crate) struct RowOut<'a> {
 
 /// Integer codes within 1 of `round(v / unit)`, inside `lo..=hi`.
 fn code_candidates(v: f32, unit: f32, lo: i32, hi: i32) -> std::ops::RangeInclusive<i32> {
-    let c = if unit > 0.0 { ((v / unit).round() as i32).clamp(lo, hi) } else { 0 };
+    let c = if unit > 0.0 {
+        ((v / unit).round() as i32).clamp(lo, hi)
+    } else {
+        0
+    };
     (c - 1).max(lo)..=(c + 1).min(hi)
 }
 
-/// Quantizes one row `x` (`cols` values): per-group scale codes under a per-row scale (and, in
-/// asymmetric mode, offset codes under a per-row minimum), chosen per group among the codes
-/// nearest the searched optimum by exact squared error. Writes the packed row into `out` and
-/// its dequantized values (the runtime's [`dequant_group`]) into `recon`.
-pub(crate) fn quantize_row(x: &[f32], g: &Geometry, grid: Grid, out: RowOut, recon: &mut [f32]) {
+/// The smallest bf16 >= `x` (for `x >= 0`), so the largest group's code still fits.
+fn bf16_at_least(x: f32) -> bf16 {
+    let b = bf16::from_f32(x);
+    if b.to_f32() < x {
+        bf16::from_bits(b.to_bits() + 1)
+    } else {
+        b
+    }
+}
+
+/// Quantizes one row `x` (`cols` values): per-group `scale_bits`-bit scale codes under a bf16
+/// per-row unit (and, in asymmetric mode, offset codes under a per-row offset unit), chosen per
+/// group among the codes nearest the searched optimum by exact squared error. Writes the packed
+/// row into `out` and its dequantized values (the runtime's [`dequant_group`]) into `recon`.
+pub(crate) fn quantize_row(
+    x: &[f32],
+    g: &Geometry,
+    grid: Grid,
+    scale_bits: u8,
+    out: RowOut,
+    recon: &mut [f32],
+) {
     let opt: Vec<(f32, f32, f64)> = x.chunks(g.group).map(|xg| search(xg, grid)).collect();
-    let (row_scale, row_min) = if grid.asymmetric {
+    // Scale codes: 0..=2^sb-1 (asymmetric), or signed -(2^(sb-1)-1)..=2^(sb-1)-1 stored
+    // offset by 2^(sb-1).
+    let top = (1i32 << scale_bits) - 1;
+    let half = 1i32 << (scale_bits - 1);
+    let (lo, hi, bias) = if grid.asymmetric {
+        (0, top, 0)
+    } else {
+        (1 - half, half - 1, half)
+    };
+    let (unit, min_unit) = if grid.asymmetric {
         let smax = opt.iter().fold(0f32, |m, o| m.max(o.0));
         let omax = opt.iter().fold(0f32, |m, o| m.max(-o.1));
-        (smax / 255.0, omax / 255.0)
+        (
+            bf16_at_least(smax / top as f32),
+            bf16_at_least(omax / top as f32),
+        )
     } else {
-        (opt.iter().fold(0f32, |m, o| m.max(o.0.abs())) / 127.0, 0.0)
+        let smax = opt.iter().fold(0f32, |m, o| m.max(o.0.abs()));
+        (bf16_at_least(smax / hi as f32), bf16::ZERO)
     };
-    *out.row_scale = row_scale;
-    *out.row_min = row_min;
-    let (scale_lo, scale_hi) = if grid.asymmetric { (0, 255) } else { (-127, 127) };
+    *out.row_scale = unit;
+    *out.row_min = min_unit;
+    let (unit, min_unit) = (unit.to_f32(), min_unit.to_f32());
     let zp = grid.zero_point();
     let mut at = 0;
     let mut codes = [0u8; MAX_GROUP];
     let mut best_codes = [0u8; MAX_GROUP];
-    for (gi, ((xg, rg), o)) in x.chunks(g.group).zip(recon.chunks_mut(g.group)).zip(&opt).enumerate() {
+    let mut scale_codes = Vec::with_capacity(opt.len());
+    let mut min_codes = Vec::with_capacity(opt.len());
+    for ((xg, rg), o) in x.chunks(g.group).zip(recon.chunks_mut(g.group)).zip(&opt) {
         let n = xg.len();
-        let mins = if grid.asymmetric { code_candidates(-o.1, row_min, 0, 255) } else { 0..=0 };
+        let mins = if grid.asymmetric {
+            code_candidates(-o.1, min_unit, 0, top)
+        } else {
+            0..=0
+        };
         let mut best = (f64::INFINITY, 0u8, 0u8, 0f32, 0f32);
-        for sc in code_candidates(o.0, row_scale, scale_lo, scale_hi) {
-            let sc = sc as i8 as u8; // two's complement byte for the signed grid
-            let step = group_step(row_scale, sc, grid.asymmetric);
+        for sc in code_candidates(o.0, unit, lo, hi) {
+            let sc = (sc + bias) as u8;
+            let step = group_step(unit, sc, grid.asymmetric, scale_bits);
             for m in mins.clone() {
-                let offset = if grid.asymmetric { group_offset(row_min, m as u8) } else { 0.0 };
+                let offset = if grid.asymmetric {
+                    group_offset(min_unit, m as u8)
+                } else {
+                    0.0
+                };
                 let sse = quantize_fixed(xg, grid, step, offset, &mut codes[..n]);
                 if sse < best.0 {
                     best = (sse, sc, m as u8, step, offset);
@@ -170,14 +239,16 @@ pub(crate) fn quantize_row(x: &[f32], g: &Geometry, grid: Grid, out: RowOut, rec
                 }
             }
         }
-        out.group_scale[gi] = best.1;
-        if grid.asymmetric {
-            out.group_min[gi] = best.2;
-        }
+        scale_codes.push(best.1);
+        min_codes.push(best.2);
         let nb = g.packed_bytes(n);
         let packed = &mut out.codes[at..at + nb];
         pack_codes(&best_codes[..n], g.bits, packed);
         dequant_group(packed, g.bits, zp, best.3, best.4, rg);
         at += nb;
+    }
+    pack_codes(&scale_codes, scale_bits, out.group_scale);
+    if grid.asymmetric {
+        pack_codes(&min_codes, scale_bits, out.group_min);
     }
 }

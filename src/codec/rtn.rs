@@ -14,7 +14,11 @@ pub fn rtn_absmax(data: &[f32], rows: usize, cols: usize, bits: u8, group: usize
             let amax = xg.iter().fold(0f32, |m, v| m.max(v.abs()));
             let scale = f16::from_f32(amax / qmax).to_f32();
             for (x, o) in xg.iter().zip(og.iter_mut()) {
-                *o = if scale > 0.0 { (x / scale).round().clamp(-qmax, qmax) * scale } else { 0.0 };
+                *o = if scale > 0.0 {
+                    (x / scale).round().clamp(-qmax, qmax) * scale
+                } else {
+                    0.0
+                };
             }
         }
     }

@@ -1,12 +1,11 @@
-//! The sparse candidate: per tile, the orthonormal 2-D DCT-II, the largest coefficients kept
-//! (above `threshold * sigma`, at most `k` per tile, and no more than the quality target needs),
-//! their values quantized.
+//! The sparse candidate: per tile, the orthonormal 2-D DCT-II; coefficients above
+//! `threshold * sigma` (at most `k` per tile, largest first) are quantized with one uniform step,
+//! the largest step that still meets the quality target; zero levels are dropped.
 
 use rayon::prelude::*;
-use rbe_runtime::rbe::{DctTable, Geometry, RbeTensor, SparseTile};
+use rbe_runtime::rbe::{level_value, DctTable, Geometry, RbeTensor, SparseTile};
 
 use super::params::EncodeParams;
-use super::quantize::{quantize_fixed, search, Grid};
 use super::Candidate;
 
 /// Fraction of the target error the coefficient-domain estimate may use (the rest is slack for
@@ -28,8 +27,17 @@ pub(crate) fn looks_smooth(data: &[f32], cols: usize, variance: f64) -> bool {
             s / n as f64
         }
     };
-    let along_cols = mean_sq(&mut data.chunks(cols).flat_map(|r| r.iter().zip(&r[1..]).map(|(a, b)| (*a, *b))));
-    let along_rows = mean_sq(&mut data.iter().zip(&data[cols.min(data.len())..]).map(|(a, b)| (*a, *b)));
+    let along_cols = mean_sq(
+        &mut data
+            .chunks(cols)
+            .flat_map(|r| r.iter().zip(&r[1..]).map(|(a, b)| (*a, *b))),
+    );
+    let along_rows = mean_sq(
+        &mut data
+            .iter()
+            .zip(&data[cols.min(data.len())..])
+            .map(|(a, b)| (*a, *b)),
+    );
     variance > 0.0 && along_cols.min(along_rows) < variance
 }
 
@@ -48,7 +56,10 @@ fn tables(g: &Geometry) -> Vec<DctTable> {
 fn forward(data: &[f32], g: &Geometry, tables: &[DctTable], ti: usize, tj: usize) -> Vec<f32> {
     let (h, w) = (g.tile_height(ti), g.tile_width(tj));
     let (r0, c0) = (ti * g.block, tj * g.block);
-    let (Some(th), Some(tw)) = (tables.iter().find(|t| t.len() == h), tables.iter().find(|t| t.len() == w)) else {
+    let (Some(th), Some(tw)) = (
+        tables.iter().find(|t| t.len() == h),
+        tables.iter().find(|t| t.len() == w),
+    ) else {
         return vec![0.0; h * w];
     };
     // rows first: tmp[i][v] = sum_j T[i][j] C_w[v][j]
@@ -72,21 +83,39 @@ fn forward(data: &[f32], g: &Geometry, tables: &[DctTable], ti: usize, tj: usize
     c
 }
 
-/// Quantizes the first `n` (largest) of a tile's eligible coefficients; returns the tile and
-/// the squared error of those kept values.
-fn quantize_tile(eligible: &[(u32, f32)], n: usize, bits: u8) -> (SparseTile, f64) {
-    let mut kept: Vec<(u32, f32)> = eligible[..n].to_vec();
-    kept.sort_unstable_by_key(|e| e.0);
-    let values: Vec<f32> = kept.iter().map(|e| e.1).collect();
-    let grid = Grid { bits, asymmetric: false };
-    let (step, _, _) = search(&values, grid);
-    let mut codes = vec![0u8; n];
-    let sse = quantize_fixed(&values, grid, step, 0.0, &mut codes);
-    (SparseTile { step, positions: kept.iter().map(|e| e.0).collect(), codes }, sse)
+/// The tiles kept at uniform step `step` (every eligible coefficient whose level is nonzero),
+/// and the coefficient-domain squared error: dropped energy plus rounding error of the kept.
+fn quantize(per_tile: &[(Vec<(u32, f32)>, f64)], total: f64, step: f32) -> (Vec<SparseTile>, f64) {
+    let (tiles, kept_sse): (Vec<SparseTile>, Vec<f64>) = per_tile
+        .par_iter()
+        .map(|(eligible, _)| {
+            let mut kept: Vec<(u32, i32, f32)> = eligible
+                .iter()
+                .map(|&(p, c)| (p, (c / step).round() as i32, c))
+                .take_while(|e| e.1 != 0)
+                .collect();
+            // error of the kept minus their energy (their energy is in `total`)
+            let delta: f64 = kept
+                .iter()
+                .map(|&(_, l, c)| {
+                    let e = (level_value(step, l) - c) as f64;
+                    e * e - c as f64 * c as f64
+                })
+                .sum();
+            kept.sort_unstable_by_key(|e| e.0);
+            let tile = SparseTile {
+                positions: kept.iter().map(|e| e.0).collect(),
+                levels: kept.iter().map(|e| e.1).collect(),
+            };
+            (tile, delta)
+        })
+        .unzip();
+    (tiles, total + kept_sse.iter().sum::<f64>())
 }
 
-/// Builds the sparse candidate whose squared error is at most `target_sse` with as few
-/// coefficients as possible; `None` if even every eligible coefficient misses the target.
+/// Builds the sparse candidate with the largest uniform step whose squared error is at most
+/// `target_sse` (fewest, smallest levels); `None` if even the finest step misses the target
+/// (the `threshold` floor or the `k` cap dropped too much).
 pub(crate) fn encode_sparse(
     data: &[f32],
     g: &Geometry,
@@ -97,56 +126,53 @@ pub(crate) fn encode_sparse(
     let tables = tables(g);
     let floor = params.threshold as f64 * sigma;
     let cap = params.k.unwrap_or(usize::MAX);
-    // Per tile: eligible coefficients, largest first; and the total coefficient energy.
+    // Per tile: eligible coefficients, largest first; and the tile's coefficient energy.
     let per_tile: Vec<(Vec<(u32, f32)>, f64)> = (0..g.tiles())
         .into_par_iter()
         .map(|t| {
             let c = forward(data, g, &tables, t / g.tile_cols(), t % g.tile_cols());
             let energy = c.iter().map(|&v| v as f64 * v as f64).sum();
-            let mut e: Vec<(u32, f32)> =
-                c.iter().enumerate().filter(|(_, v)| v.abs() as f64 > floor).map(|(p, &v)| (p as u32, v)).collect();
+            let mut e: Vec<(u32, f32)> = c
+                .iter()
+                .enumerate()
+                .filter(|(_, v)| v.abs() as f64 > floor)
+                .map(|(p, &v)| (p as u32, v))
+                .collect();
             e.sort_unstable_by(|a, b| b.1.abs().total_cmp(&a.1.abs()));
             e.truncate(cap);
             (e, energy)
         })
         .collect();
     let total: f64 = per_tile.iter().map(|t| t.1).sum();
-    let mut mags: Vec<f32> = per_tile.iter().flat_map(|t| t.0.iter().map(|e| e.1.abs())).collect();
-    mags.sort_unstable_by(|a, b| b.total_cmp(a));
-    // Keeping every coefficient of magnitude >= cut: the tiles, and the coefficient-domain
-    // error (dropped energy + quantization error; the DCT is orthonormal).
-    let build = |cut: f32| -> (Vec<SparseTile>, f64) {
-        let (tiles, kept_sse): (Vec<SparseTile>, Vec<f64>) = per_tile
-            .par_iter()
-            .map(|(e, _)| {
-                let n = e.iter().take_while(|x| x.1.abs() >= cut).count();
-                let kept_energy: f64 = e[..n].iter().map(|x| x.1 as f64 * x.1 as f64).sum();
-                let (tile, sse) = quantize_tile(e, n, g.bits);
-                (tile, sse - kept_energy)
-            })
-            .unzip();
-        let sse = total + kept_sse.iter().sum::<f64>();
-        (tiles, sse)
-    };
+    let cmax = per_tile
+        .iter()
+        .flat_map(|t| t.0.first())
+        .fold(0f32, |m, e| m.max(e.1.abs()));
+    if cmax == 0.0 {
+        return Ok(None);
+    }
     let target = target_sse * TARGET_MARGIN;
-    let Some(&smallest) = mags.last() else { return Ok(None) };
-    let (mut tiles, sse) = build(smallest);
+    // Levels stay below 2^20, far inside the format's 2^24.
+    let mut lo = cmax / (1 << 20) as f32;
+    let (mut best, sse) = quantize(&per_tile, total, lo);
     if sse > target {
         return Ok(None);
     }
-    // Smallest count of largest coefficients that still meets the target.
-    let (mut lo, mut hi) = (0usize, mags.len()); // mags[..hi] is known to be enough
-    while lo + 1 < hi {
-        let mid = (lo + hi) / 2;
-        let (t, s) = build(mags[mid - 1]);
-        if s <= target {
-            hi = mid;
-            tiles = t;
+    // Bisect the step on a log scale: `lo` meets the target, `hi` keeps nothing.
+    let mut hi = 2.0 * cmax;
+    for _ in 0..40 {
+        let mid = (lo * hi).sqrt();
+        let (tiles, sse) = quantize(&per_tile, total, mid);
+        if sse <= target {
+            (lo, best) = (mid, tiles);
         } else {
-            lo = mid;
+            hi = mid;
+        }
+        if hi / lo < 1.001 {
+            break;
         }
     }
-    let tensor = RbeTensor::from_sparse(*g, &tiles).map_err(|e| e.to_string())?;
+    let tensor = RbeTensor::from_sparse(*g, lo, &best).map_err(|e| e.to_string())?;
     let recon = tensor.decode();
     Ok(Some(Candidate::new(tensor, recon, data)))
 }

@@ -1,6 +1,19 @@
 //! What the conversion report says about an encoded tensor.
 
+use rayon::prelude::*;
 use serde::Serialize;
+
+/// Values per parallel work item of the whole-tensor sums.
+const CHUNK: usize = 1 << 16;
+
+/// `sum f(x)` in f64: chunks in parallel, then the chunk sums in order (deterministic).
+fn par_sum(data: &[f32], f: impl Fn(f32) -> f64 + Sync) -> f64 {
+    let parts: Vec<f64> = data
+        .par_chunks(CHUNK)
+        .map(|c| c.iter().map(|&v| f(v)).sum())
+        .collect();
+    parts.iter().sum()
+}
 
 /// Standard deviation (population) and RMS of a tensor, in f64.
 #[derive(Clone, Copy, Debug)]
@@ -12,10 +25,13 @@ pub(crate) struct Moments {
 impl Moments {
     pub(crate) fn of(data: &[f32]) -> Self {
         let n = data.len().max(1) as f64;
-        let mean = data.iter().map(|&v| v as f64).sum::<f64>() / n;
-        let ms = data.iter().map(|&v| v as f64 * v as f64).sum::<f64>() / n;
-        let var = data.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
-        Moments { std: var.sqrt(), rms: ms.sqrt() }
+        let mean = par_sum(data, |v| v as f64) / n;
+        let ms = par_sum(data, |v| v as f64 * v as f64) / n;
+        let var = par_sum(data, |v| (v as f64 - mean).powi(2)) / n;
+        Moments {
+            std: var.sqrt(),
+            rms: ms.sqrt(),
+        }
     }
 
     /// RMSE over the standard deviation (over the RMS for a constant tensor; 0 if both are 0
@@ -34,7 +50,17 @@ impl Moments {
 
 /// Sum of squared differences, in f64.
 pub(crate) fn sse(a: &[f32], b: &[f32]) -> f64 {
-    a.iter().zip(b).map(|(&x, &y)| (x as f64 - y as f64).powi(2)).sum()
+    let parts: Vec<f64> = a
+        .par_chunks(CHUNK)
+        .zip(b.par_chunks(CHUNK))
+        .map(|(x, y)| {
+            x.iter()
+                .zip(y)
+                .map(|(&p, &q)| (p as f64 - q as f64).powi(2))
+                .sum()
+        })
+        .collect();
+    parts.iter().sum()
 }
 
 /// One candidate encoding the encoder measured.

@@ -66,7 +66,9 @@ fn smooth(rows: usize, cols: usize) -> Vec<f32> {
 fn tile_surfaces(rows: usize, cols: usize, block: usize, amp: f64, rng: &mut Rng) -> Vec<f32> {
     use std::f64::consts::PI;
     let (tr, tc) = (rows.div_ceil(block), cols.div_ceil(block));
-    let coeffs: Vec<Vec<f64>> = (0..tr * tc).map(|_| (0..8).map(|_| amp * rng.gauss()).collect()).collect();
+    let coeffs: Vec<Vec<f64>> = (0..tr * tc)
+        .map(|_| (0..8).map(|_| amp * rng.gauss()).collect())
+        .collect();
     let mut v = vec![0f32; rows * cols];
     for r in 0..rows {
         for c in 0..cols {
@@ -76,8 +78,21 @@ fn tile_surfaces(rows: usize, cols: usize, block: usize, amp: f64, rng: &mut Rng
             let y = (2.0 * (r % block) as f64 + 1.0) / h - 1.0;
             let x = (2.0 * (c % block) as f64 + 1.0) / w - 1.0;
             let d = (x * x + y * y).sqrt();
-            let f = [1.0, d, d * d, (PI * x).cos(), (PI * y).cos(), (2.0 * PI * x).cos(), (2.0 * PI * y).cos(), (PI * x).cos() * (PI * y).cos()];
-            v[r * cols + c] = f.iter().zip(&coeffs[ti * tc + tj]).map(|(a, b)| a * b).sum::<f64>() as f32;
+            let f = [
+                1.0,
+                d,
+                d * d,
+                (PI * x).cos(),
+                (PI * y).cos(),
+                (2.0 * PI * x).cos(),
+                (2.0 * PI * y).cos(),
+                (PI * x).cos() * (PI * y).cos(),
+            ];
+            v[r * cols + c] = f
+                .iter()
+                .zip(&coeffs[ti * tc + tj])
+                .map(|(a, b)| a * b)
+                .sum::<f64>() as f32;
         }
     }
     v
@@ -98,11 +113,18 @@ fn round_trip(data: &[f32], rows: usize, cols: usize, params: &EncodeParams) -> 
     let bytes = enc.tensor.to_bytes();
     assert_eq!(bytes.len(), enc.tensor.stored_bytes());
     assert_eq!(enc.stats.bytes, bytes.len());
-    assert_eq!(enc.stats.bits_per_weight, bytes.len() as f64 * 8.0 / (rows * cols) as f64);
+    assert_eq!(
+        enc.stats.bits_per_weight,
+        bytes.len() as f64 * 8.0 / (rows * cols) as f64
+    );
     let back = RbeTensor::from_bytes(&bytes).unwrap();
     assert_eq!(back.to_bytes(), bytes);
     let decoded = back.decode();
-    assert_eq!(bits_of(&decoded), bits_of(&recon), "decode != encoder reconstruction");
+    assert_eq!(
+        bits_of(&decoded),
+        bits_of(&recon),
+        "decode != encoder reconstruction"
+    );
     let mut row = vec![0f32; cols];
     for r in [0, rows / 2, rows - 1] {
         back.decode_row(r, &mut row).unwrap();
@@ -119,16 +141,29 @@ fn dense_round_trip_odd_shapes_every_grid() {
         let data = rng.gaussian(rows * cols, 0.02);
         for preset in EncodeParams::PRESETS {
             for asymmetric in [false, true] {
-                let p = EncodeParams { asymmetric, allow_sparse: false, ..EncodeParams::preset(preset).unwrap() };
+                let p = EncodeParams {
+                    asymmetric,
+                    allow_sparse: false,
+                    ..EncodeParams::preset(preset).unwrap()
+                };
                 let enc = round_trip(&data, rows, cols, &p);
                 assert_eq!(enc.tensor.mode_name(), "dense", "{rows}x{cols} {preset}");
-                assert!(enc.stats.rel_rmse < 0.5, "{rows}x{cols} {preset} {}", enc.stats.rel_rmse);
+                assert!(
+                    enc.stats.rel_rmse < 0.5,
+                    "{rows}x{cols} {preset} {}",
+                    enc.stats.rel_rmse
+                );
             }
         }
     }
     for bits in 2..=8 {
         let data = rng.laplace(100 * 72, 0.01);
-        let p = EncodeParams { bits, group: 16, block: 32, ..EncodeParams::default() };
+        let p = EncodeParams {
+            bits,
+            group: 16,
+            block: 32,
+            ..EncodeParams::default()
+        };
         round_trip(&data, 100, 72, &p);
     }
 }
@@ -141,21 +176,42 @@ fn basis_round_trip_and_kept_on_smooth_plus_noise() {
     let surfaces = tile_surfaces(rows, cols, 128, 0.01, &mut rng);
     let data: Vec<f32> = surfaces.iter().zip(&noise).map(|(s, n)| s + n).collect();
     for asymmetric in [false, true] {
-        let p = EncodeParams { asymmetric, allow_sparse: false, ..EncodeParams::default() };
+        let p = EncodeParams {
+            asymmetric,
+            allow_sparse: false,
+            ..EncodeParams::default()
+        };
         let enc = round_trip(&data, rows, cols, &p);
         assert_eq!(enc.tensor.mode_name(), "dense+basis");
         assert_eq!(enc.stats.total_tiles, 4);
         assert_eq!(enc.stats.basis_tiles, 4, "{:?}", enc.stats);
         // The basis must have bought accuracy, not just bytes.
-        let plain = encode(&data, rows, cols, &EncodeParams { allow_basis: false, ..p.clone() }).unwrap();
-        assert!(enc.stats.rel_rmse < plain.stats.rel_rmse, "{:?} vs {:?}", enc.stats, plain.stats);
+        let plain = encode(
+            &data,
+            rows,
+            cols,
+            &EncodeParams {
+                allow_basis: false,
+                ..p.clone()
+            },
+        )
+        .unwrap();
+        assert!(
+            enc.stats.rel_rmse < plain.stats.rel_rmse,
+            "{:?} vs {:?}",
+            enc.stats,
+            plain.stats
+        );
     }
 }
 
 #[test]
 fn basis_not_kept_on_pure_noise() {
     let mut rng = Rng(3);
-    for data in [rng.gaussian(128 * 128, 0.02), rng.student_t3(128 * 128, 0.02)] {
+    for data in [
+        rng.gaussian(128 * 128, 0.02),
+        rng.student_t3(128 * 128, 0.02),
+    ] {
         let enc = round_trip(&data, 128, 128, &EncodeParams::default());
         assert_eq!(enc.stats.basis_tiles, 0);
         assert_eq!(enc.tensor.mode_name(), "dense");
@@ -174,7 +230,15 @@ fn basis_kept_on_one_smooth_tile_only() {
             data[r * cols + c] = s[r * cols + c] + data[r * cols + c] / 10.0;
         }
     }
-    let enc = round_trip(&data, rows, cols, &EncodeParams { allow_sparse: false, ..EncodeParams::default() });
+    let enc = round_trip(
+        &data,
+        rows,
+        cols,
+        &EncodeParams {
+            allow_sparse: false,
+            ..EncodeParams::default()
+        },
+    );
     assert_eq!(enc.stats.basis_tiles, 1);
     assert_eq!(enc.stats.total_tiles, 2);
 }
@@ -186,7 +250,11 @@ fn sparse_chosen_for_smooth_not_for_noise() {
     let enc = round_trip(&data, rows, cols, &EncodeParams::default());
     assert_eq!(enc.tensor.mode_name(), "sparse", "{:?}", enc.stats);
     let dense = &enc.stats.candidates[0];
-    assert!(enc.stats.bytes < dense.bytes && enc.stats.rel_rmse <= dense.rel_rmse, "{:?}", enc.stats);
+    assert!(
+        enc.stats.bytes < dense.bytes && enc.stats.rel_rmse <= dense.rel_rmse,
+        "{:?}",
+        enc.stats
+    );
     assert!(enc.stats.sparse_coefficients > 0);
     // q8 too: the target moves with the dense candidate's quality.
     let enc8 = round_trip(&data, rows, cols, &EncodeParams::preset("q8").unwrap());
@@ -204,7 +272,11 @@ fn sparse_chosen_for_smooth_not_for_noise() {
 fn sparse_round_trip_with_cap_and_edges() {
     let (rows, cols) = (70, 300);
     let data = smooth(rows, cols);
-    let p = EncodeParams { k: Some(40), block: 64, ..EncodeParams::default() };
+    let p = EncodeParams {
+        k: Some(40),
+        block: 64,
+        ..EncodeParams::default()
+    };
     let enc = round_trip(&data, rows, cols, &p);
     if enc.tensor.mode_name() == "sparse" {
         assert!(enc.stats.sparse_coefficients <= 40 * enc.stats.total_tiles);
@@ -221,10 +293,17 @@ fn check_matmul(t: &RbeTensor, m: usize, rng: &mut Rng) {
     t.matmul(&x, m, &mut out).unwrap();
     for i in 0..m {
         for r in 0..rows {
-            let terms = x[i * cols..(i + 1) * cols].iter().zip(&w[r * cols..(r + 1) * cols]);
-            let (dot, mag) = terms.fold((0f64, 0f64), |(d, a), (&p, &q)| (d + p as f64 * q as f64, a + (p as f64 * q as f64).abs()));
+            let terms = x[i * cols..(i + 1) * cols]
+                .iter()
+                .zip(&w[r * cols..(r + 1) * cols]);
+            let (dot, mag) = terms.fold((0f64, 0f64), |(d, a), (&p, &q)| {
+                (d + p as f64 * q as f64, a + (p as f64 * q as f64).abs())
+            });
             let got = out[i * rows + r] as f64;
-            assert!((got - dot).abs() <= 1e-5 * mag.max(f64::MIN_POSITIVE), "m {m} ({i},{r}): {got} vs {dot}");
+            assert!(
+                (got - dot).abs() <= 1e-5 * mag.max(f64::MIN_POSITIVE),
+                "m {m} ({i},{r}): {got} vs {dot}"
+            );
         }
     }
 }
@@ -233,14 +312,45 @@ fn check_matmul(t: &RbeTensor, m: usize, rng: &mut Rng) {
 fn matmul_matches_decode_then_naive() {
     let mut rng = Rng(6);
     let noise = rng.gaussian(300 * 520, 0.02);
-    let smooth_noisy: Vec<f32> = smooth(256, 200).iter().zip(rng.gaussian(256 * 200, 0.002)).map(|(s, n)| s + n).collect();
+    let smooth_noisy: Vec<f32> = smooth(256, 200)
+        .iter()
+        .zip(rng.gaussian(256 * 200, 0.002))
+        .map(|(s, n)| s + n)
+        .collect();
     let tensors = [
-        encode(&noise, 300, 520, &EncodeParams::default()).unwrap().tensor,
-        encode(&noise, 300, 520, &EncodeParams { asymmetric: true, ..EncodeParams::preset("q3").unwrap() }).unwrap().tensor,
-        encode(&smooth_noisy, 256, 200, &EncodeParams { allow_sparse: false, ..EncodeParams::default() }).unwrap().tensor,
-        encode(&smooth(200, 150), 200, 150, &EncodeParams::default()).unwrap().tensor,
+        encode(&noise, 300, 520, &EncodeParams::default())
+            .unwrap()
+            .tensor,
+        encode(
+            &noise,
+            300,
+            520,
+            &EncodeParams {
+                asymmetric: true,
+                ..EncodeParams::preset("q3").unwrap()
+            },
+        )
+        .unwrap()
+        .tensor,
+        encode(
+            &smooth_noisy,
+            256,
+            200,
+            &EncodeParams {
+                allow_sparse: false,
+                ..EncodeParams::default()
+            },
+        )
+        .unwrap()
+        .tensor,
+        encode(&smooth(200, 150), 200, 150, &EncodeParams::default())
+            .unwrap()
+            .tensor,
     ];
-    assert_eq!(tensors.iter().map(|t| t.mode_name()).collect::<Vec<_>>(), ["dense", "dense", "dense+basis", "sparse"]);
+    assert_eq!(
+        tensors.iter().map(|t| t.mode_name()).collect::<Vec<_>>(),
+        ["dense", "dense", "dense+basis", "sparse"]
+    );
     for t in &tensors {
         for m in [1, 7] {
             check_matmul(t, m, &mut rng);
@@ -256,16 +366,40 @@ fn matmul_matches_decode_then_naive() {
 fn presets_beat_rtn_at_budget() {
     let (rows, cols) = (256, 512);
     let mut rng = Rng(7);
-    let sets = [("gaussian", rng.gaussian(rows * cols, 0.02)), ("student-t3", rng.student_t3(rows * cols, 0.02)), ("laplace", rng.laplace(rows * cols, 0.014))];
+    let sets = [
+        ("gaussian", rng.gaussian(rows * cols, 0.02)),
+        ("student-t3", rng.student_t3(rows * cols, 0.02)),
+        ("laplace", rng.laplace(rows * cols, 0.014)),
+    ];
     for (name, data) in &sets {
-        let q4 = encode(data, rows, cols, &EncodeParams::preset("q4").unwrap()).unwrap().stats;
+        let q4 = encode(data, rows, cols, &EncodeParams::preset("q4").unwrap())
+            .unwrap()
+            .stats;
         let rtn4 = rel_rmse(data, &rtn_absmax(data, rows, cols, 4, 32));
-        assert!(q4.bits_per_weight <= 4.5, "{name}: q4 {} bpw", q4.bits_per_weight);
-        assert!(q4.rel_rmse <= rtn4, "{name}: q4 {} vs rtn4 {rtn4}", q4.rel_rmse);
-        let q8 = encode(data, rows, cols, &EncodeParams::preset("q8").unwrap()).unwrap().stats;
+        assert!(
+            q4.bits_per_weight <= 4.5,
+            "{name}: q4 {} bpw",
+            q4.bits_per_weight
+        );
+        assert!(
+            q4.rel_rmse <= rtn4,
+            "{name}: q4 {} vs rtn4 {rtn4}",
+            q4.rel_rmse
+        );
+        let q8 = encode(data, rows, cols, &EncodeParams::preset("q8").unwrap())
+            .unwrap()
+            .stats;
         let rtn8 = rel_rmse(data, &rtn_absmax(data, rows, cols, 8, 32));
-        assert!(q8.bits_per_weight <= 8.5, "{name}: q8 {} bpw", q8.bits_per_weight);
-        assert!(q8.rel_rmse <= 1.1 * rtn8, "{name}: q8 {} vs rtn8 {rtn8}", q8.rel_rmse);
+        assert!(
+            q8.bits_per_weight <= 8.5,
+            "{name}: q8 {} bpw",
+            q8.bits_per_weight
+        );
+        assert!(
+            q8.rel_rmse <= 1.1 * rtn8,
+            "{name}: q8 {} vs rtn8 {rtn8}",
+            q8.rel_rmse
+        );
     }
 }
 
@@ -291,23 +425,71 @@ fn bad_inputs_and_knobs_are_rejected() {
     assert!(EncodeParams::preset("q5").is_err());
     let q4 = EncodeParams::default();
     for bad in [
-        EncodeParams { bits: 1, ..q4.clone() },
-        EncodeParams { bits: 9, ..q4.clone() },
-        EncodeParams { group: 8, ..q4.clone() },
-        EncodeParams { group: 20, block: 100, ..q4.clone() },
-        EncodeParams { group: 512, ..q4.clone() },
-        EncodeParams { block: 16, group: 16, ..q4.clone() },
-        EncodeParams { block: 512, ..q4.clone() },
-        EncodeParams { block: 128, group: 48, ..q4.clone() },
-        EncodeParams { k: Some(0), ..q4.clone() },
-        EncodeParams { threshold: -1.0, ..q4.clone() },
+        EncodeParams {
+            bits: 1,
+            ..q4.clone()
+        },
+        EncodeParams {
+            bits: 9,
+            ..q4.clone()
+        },
+        EncodeParams {
+            group: 8,
+            ..q4.clone()
+        },
+        EncodeParams {
+            group: 20,
+            block: 100,
+            ..q4.clone()
+        },
+        EncodeParams {
+            group: 512,
+            ..q4.clone()
+        },
+        EncodeParams {
+            block: 16,
+            group: 16,
+            ..q4.clone()
+        },
+        EncodeParams {
+            block: 512,
+            ..q4.clone()
+        },
+        EncodeParams {
+            block: 128,
+            group: 48,
+            ..q4.clone()
+        },
+        EncodeParams {
+            k: Some(0),
+            ..q4.clone()
+        },
+        EncodeParams {
+            threshold: -1.0,
+            ..q4.clone()
+        },
     ] {
         let err = bad.validate().unwrap_err();
         assert!(encode(&data, 8, 8, &bad).is_err(), "{err}");
     }
     // A constant tensor is exact or nearly so, and does not divide by zero.
     let enc = encode(&data, 8, 8, &EncodeParams::default()).unwrap();
-    assert!(enc.stats.rel_rmse < 1e-3, "{:?}", enc.stats);
+    assert!(enc.stats.rel_rmse < 1e-2, "{:?}", enc.stats);
+    // Values past f16's range: no basis can be stored, the tensor still encodes.
+    let huge: Vec<f32> = smooth(64, 64).iter().map(|v| v * 1e8).collect();
+    let enc = encode(
+        &huge,
+        64,
+        64,
+        &EncodeParams {
+            allow_sparse: false,
+            block: 64,
+            ..EncodeParams::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(enc.tensor.mode_name(), "dense");
+    assert!(enc.stats.rel_rmse < 0.1, "{:?}", enc.stats);
     let zeros = encode(&[0.0; 64], 8, 8, &EncodeParams::default()).unwrap();
     assert_eq!(zeros.stats.rel_rmse, 0.0);
 }
@@ -317,13 +499,51 @@ fn bad_inputs_and_knobs_are_rejected() {
 #[test]
 fn from_bytes_never_panics() {
     let mut rng = Rng(8);
-    let noisy: Vec<f32> = smooth(70, 96).iter().zip(rng.gaussian(70 * 96, 0.002)).map(|(s, n)| s + n).collect();
+    let noisy: Vec<f32> = smooth(70, 96)
+        .iter()
+        .zip(rng.gaussian(70 * 96, 0.002))
+        .map(|(s, n)| s + n)
+        .collect();
     let samples = [
-        encode(&noisy, 70, 96, &EncodeParams { block: 32, group: 16, allow_sparse: false, asymmetric: true, ..EncodeParams::default() }).unwrap().tensor,
-        encode(&rng.gaussian(40 * 72, 0.02), 40, 72, &EncodeParams::preset("q3").unwrap()).unwrap().tensor,
-        encode(&smooth(70, 96), 70, 96, &EncodeParams { block: 32, group: 16, ..EncodeParams::default() }).unwrap().tensor,
+        encode(
+            &noisy,
+            70,
+            96,
+            &EncodeParams {
+                block: 32,
+                group: 16,
+                allow_sparse: false,
+                asymmetric: true,
+                ..EncodeParams::default()
+            },
+        )
+        .unwrap()
+        .tensor,
+        encode(
+            &rng.gaussian(40 * 72, 0.02),
+            40,
+            72,
+            &EncodeParams::preset("q3").unwrap(),
+        )
+        .unwrap()
+        .tensor,
+        encode(
+            &smooth(70, 96),
+            70,
+            96,
+            &EncodeParams {
+                block: 32,
+                group: 16,
+                ..EncodeParams::default()
+            },
+        )
+        .unwrap()
+        .tensor,
     ];
-    assert_eq!(samples.iter().map(|t| t.mode_name()).collect::<Vec<_>>(), ["dense+basis", "dense", "sparse"]);
+    assert_eq!(
+        samples.iter().map(|t| t.mode_name()).collect::<Vec<_>>(),
+        ["dense+basis", "dense", "sparse"]
+    );
     let exercise = |b: &[u8]| {
         if let Ok(t) = RbeTensor::from_bytes(b) {
             if t.rows() * t.cols() <= 1 << 20 {
@@ -337,7 +557,10 @@ fn from_bytes_never_panics() {
     for t in &samples {
         let bytes = t.to_bytes();
         for n in 0..bytes.len() {
-            assert!(RbeTensor::from_bytes(&bytes[..n]).is_err(), "truncated to {n} parsed");
+            assert!(
+                RbeTensor::from_bytes(&bytes[..n]).is_err(),
+                "truncated to {n} parsed"
+            );
         }
         let mut longer = bytes.clone();
         longer.push(0);
@@ -376,34 +599,81 @@ fn from_bytes_never_panics() {
     assert!(RbeTensor::from_bytes(&huge).is_err());
 }
 
+/// CPU seconds used by this process so far (user + system, Linux `/proc`; 0 elsewhere), to
+/// report encode cost independently of how loaded the shared machine is.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 /// The measurement behind the report: `cargo test -p rbe --lib --release measure -- --ignored --nocapture`.
 #[test]
 #[ignore]
 fn measure_presets_768x3072() {
     let (rows, cols) = (768, 3072);
-    let data = Rng(9).gaussian(rows * cols, 0.02);
-    for (preset, bits) in [("q4", 4), ("q8", 8), ("q3", 3)] {
-        let p = EncodeParams::preset(preset).unwrap();
-        let t0 = Instant::now();
-        let enc = encode(&data, rows, cols, &p).unwrap();
-        let secs = t0.elapsed().as_secs_f64();
-        let rtn = rel_rmse(&data, &rtn_absmax(&data, rows, cols, bits, 32));
-        println!(
-            "{preset}: {} bpw {:.4}, rel RMSE {:.5} | RTN int{bits} g32 (f16 scale, {} bpw) {:.5} | encode {:.3} s ({:.1} Mweights/s)",
-            enc.stats.mode,
-            enc.stats.bits_per_weight,
-            enc.stats.rel_rmse,
-            bits as f64 + 0.5,
-            rtn,
-            secs,
-            (rows * cols) as f64 / secs / 1e6
-        );
-        let x = Rng(10).gaussian(cols, 1.0);
-        let mut out = vec![0f32; rows];
-        let t0 = Instant::now();
-        for _ in 0..20 {
-            enc.tensor.matmul(&x, 1, &mut out).unwrap();
+    let sets = [
+        ("gaussian", Rng(9).gaussian(rows * cols, 0.02)),
+        ("student-t3", Rng(11).student_t3(rows * cols, 0.02)),
+    ];
+    for (name, data) in &sets {
+        for (preset, bits) in [("q4", 4), ("q8", 8), ("q3", 3)] {
+            let p = EncodeParams::preset(preset).unwrap();
+            let (t0, c0) = (Instant::now(), cpu_seconds());
+            let enc = encode(data, rows, cols, &p).unwrap();
+            let (secs, cpu) = (t0.elapsed().as_secs_f64(), cpu_seconds() - c0);
+            let rtn = rel_rmse(data, &rtn_absmax(data, rows, cols, bits, 32));
+            println!(
+                "{name} {preset}: {} {:.4} bpw, rel RMSE {:.5} | RTN int{bits} g32 (f16 scale, {} bpw) {:.5} | encode {secs:.3} s wall, {cpu:.2} CPU-s",
+                enc.stats.mode,
+                enc.stats.bits_per_weight,
+                enc.stats.rel_rmse,
+                bits as f64 + 0.5,
+                rtn,
+            );
+            let x = Rng(10).gaussian(cols, 1.0);
+            let mut out = vec![0f32; rows];
+            let t0 = Instant::now();
+            for _ in 0..20 {
+                enc.tensor.matmul(&x, 1, &mut out).unwrap();
+            }
+            println!("  gemv {:.3} ms", t0.elapsed().as_secs_f64() / 20.0 * 1e3);
         }
-        println!("  gemv {:.3} ms", t0.elapsed().as_secs_f64() / 20.0 * 1e3);
     }
+}
+
+/// GPT-2 small's weight shapes (124M weights, Gaussian stand-ins) at q4, tensor after tensor:
+/// `cargo test -p rbe --lib --release gpt2 -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn measure_gpt2_small_shapes_q4() {
+    let mut shapes = vec![(50257, 768), (1024, 768)];
+    for _ in 0..12 {
+        shapes.extend([(2304, 768), (768, 768), (3072, 768), (768, 3072)]);
+    }
+    let pool = Rng(12).gaussian(50257 * 768, 0.02);
+    let p = EncodeParams::preset("q4").unwrap();
+    let (mut weights, mut bytes) = (0usize, 0usize);
+    let (t0, c0) = (Instant::now(), cpu_seconds());
+    for (rows, cols) in shapes {
+        let enc = encode(&pool[..rows * cols], rows, cols, &p).unwrap();
+        weights += rows * cols;
+        bytes += enc.stats.bytes;
+    }
+    let (secs, cpu) = (t0.elapsed().as_secs_f64(), cpu_seconds() - c0);
+    println!(
+        "gpt2-small shapes: {weights} weights, q4 {:.4} bpw, encode {secs:.2} s wall, {cpu:.1} CPU-s",
+        bytes as f64 * 8.0 / weights as f64
+    );
 }

@@ -5,6 +5,8 @@ use std::f64::consts::PI;
 
 use half::f16;
 
+use super::geometry::{Geometry, MAX_BLOCK};
+
 /// Number of basis functions (and of f16 coefficients stored per tile that has a basis).
 pub const BASIS_LEN: usize = 8;
 
@@ -26,7 +28,11 @@ fn axis(n: usize) -> Vec<[f32; 3]> {
     (0..n)
         .map(|i| {
             let t = (2 * i + 1) as f64 / n as f64 - 1.0;
-            [(t * t) as f32, (PI * t).cos() as f32, (2.0 * PI * t).cos() as f32]
+            [
+                (t * t) as f32,
+                (PI * t).cos() as f32,
+                (2.0 * PI * t).cos() as f32,
+            ]
         })
         .collect()
 }
@@ -34,7 +40,12 @@ fn axis(n: usize) -> Vec<[f32; 3]> {
 impl BasisAxes {
     /// Tables for a tile of `h` rows and `w` columns.
     pub fn new(h: usize, w: usize) -> Self {
-        BasisAxes { h, w, cols: axis(w), rows: axis(h) }
+        BasisAxes {
+            h,
+            w,
+            cols: axis(w),
+            rows: axis(h),
+        }
     }
 
     /// Tile shape `(h, w)` these tables are for.
@@ -65,4 +76,63 @@ impl BasisAxes {
             *o = v;
         }
     }
+}
+
+/// Tables for every tile shape of `g` that carries a basis (`basis`: per tile, tile-row-major).
+pub fn basis_axes(g: &Geometry, basis: &[Option<BasisCoeffs>]) -> Vec<BasisAxes> {
+    let mut axes: Vec<BasisAxes> = Vec::new();
+    for (t, c) in basis.iter().enumerate() {
+        let shape = (
+            g.tile_height(t / g.tile_cols()),
+            g.tile_width(t % g.tile_cols()),
+        );
+        if c.is_some() && !axes.iter().any(|a| a.shape() == shape) {
+            axes.push(BasisAxes::new(shape.0, shape.1));
+        }
+    }
+    axes
+}
+
+/// Calls `each(first_col, surface)` for every tile crossed by row `r` that carries a basis, with
+/// that tile's basis surface on the row (`axes` from [`basis_axes`]).
+pub fn for_each_basis_segment(
+    g: &Geometry,
+    basis: &[Option<BasisCoeffs>],
+    axes: &[BasisAxes],
+    r: usize,
+    mut each: impl FnMut(usize, &[f32]),
+) {
+    if basis.is_empty() {
+        return;
+    }
+    let (ti, i) = (r / g.block, r % g.block);
+    let h = g.tile_height(ti);
+    let mut surface = [0f32; MAX_BLOCK];
+    for tj in 0..g.tile_cols() {
+        let Some(Some(c)) = basis.get(ti * g.tile_cols() + tj) else {
+            continue;
+        };
+        let w = g.tile_width(tj);
+        let Some(a) = axes.iter().find(|a| a.shape() == (h, w)) else {
+            continue;
+        };
+        a.eval_row(c, i, &mut surface);
+        each(tj * g.block, &surface[..w]);
+    }
+}
+
+/// Adds the basis surfaces of row `r` to `out` (a decoded row of residuals): the last step of
+/// decoding, and of the encoder's reconstruction.
+pub fn add_basis_row(
+    g: &Geometry,
+    basis: &[Option<BasisCoeffs>],
+    axes: &[BasisAxes],
+    r: usize,
+    out: &mut [f32],
+) {
+    for_each_basis_segment(g, basis, axes, r, |c0, s| {
+        for (o, v) in out.iter_mut().skip(c0).zip(s) {
+            *o += *v;
+        }
+    });
 }

@@ -17,7 +17,11 @@ impl DctTable {
     pub fn new(n: usize) -> Self {
         let mut c = Vec::with_capacity(n * n);
         for k in 0..n {
-            let a = if k == 0 { (1.0 / n as f64).sqrt() } else { (2.0 / n as f64).sqrt() };
+            let a = if k == 0 {
+                (1.0 / n as f64).sqrt()
+            } else {
+                (2.0 / n as f64).sqrt()
+            };
             for i in 0..n {
                 c.push((a * (PI * (2 * i + 1) as f64 * k as f64 / (2 * n) as f64).cos()) as f32);
             }
@@ -60,8 +64,12 @@ mod tests {
             let t = DctTable::new(n);
             for a in 0..n {
                 for b in 0..n {
-                    let dot: f64 =
-                        t.freq(a).iter().zip(t.freq(b)).map(|(x, y)| *x as f64 * *y as f64).sum();
+                    let dot: f64 = t
+                        .freq(a)
+                        .iter()
+                        .zip(t.freq(b))
+                        .map(|(x, y)| *x as f64 * *y as f64)
+                        .sum();
                     let want = if a == b { 1.0 } else { 0.0 };
                     assert!((dot - want).abs() < 1e-5, "n {n} ({a},{b}) {dot}");
                 }

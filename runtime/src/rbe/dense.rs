@@ -1,10 +1,17 @@
 //! Dense mode: every value has a code; per-group scale (and offset) under a per-row scale; an
 //! optional smooth basis per tile added back on decode.
 
-use super::basis::{BasisAxes, BasisCoeffs};
+use half::bf16;
+
+use super::basis::{add_basis_row, basis_axes, BasisAxes, BasisCoeffs};
 use super::geometry::Geometry;
-use super::packing::{dequant_group, group_offset, group_step, zero_point};
+use super::packing::{dequant_group, group_offset, group_step, packed_len, read_code, zero_point};
 use crate::error::{Error, Result};
+
+/// Narrowest group scale code.
+pub const MIN_SCALE_BITS: u8 = 4;
+/// Widest group scale code.
+pub const MAX_SCALE_BITS: u8 = 8;
 
 /// The parts of a dense tensor, as the encoder produces them and the format stores them.
 #[derive(Clone, Debug, PartialEq)]
@@ -12,18 +19,26 @@ pub struct DenseParts {
     /// Codes carry an offset per group (`q` in `0..2^bits`, value `step*q + offset`) instead of
     /// a symmetric signed grid.
     pub asymmetric: bool,
-    /// Per row: the unit of the group scale codes (f32, `rows` values).
-    pub row_scale: Vec<f32>,
+    /// Width of the group scale (and offset) codes, 4..=8.
+    pub scale_bits: u8,
+    /// Per row: the unit of the group scale codes (`rows` values).
+    pub row_scale: Vec<bf16>,
     /// Per row, asymmetric mode only: the unit of the group offset codes (else empty).
-    pub row_min: Vec<f32>,
-    /// Per group (row-major, `rows * groups_per_row`): scale code, `i8` when symmetric.
+    pub row_min: Vec<bf16>,
+    /// Per row, [`scale_row_bytes`] bytes: the row's group scale codes packed at `scale_bits`
+    /// (see [`group_step`](super::group_step) for how they are read).
     pub group_scale: Vec<u8>,
-    /// Per group, asymmetric mode only: offset code (else empty).
+    /// Asymmetric mode only (else empty): the group offset codes, packed like `group_scale`.
     pub group_min: Vec<u8>,
     /// Packed codes, `rows * row_bytes`, each group starting on a byte.
     pub codes: Vec<u8>,
     /// Per tile (tile-row-major): the basis coefficients, or `None`. Empty = no tile has one.
     pub basis: Vec<Option<BasisCoeffs>>,
+}
+
+/// Bytes of one row's packed group scale codes.
+pub fn scale_row_bytes(g: &Geometry, scale_bits: u8) -> usize {
+    packed_len(g.groups_per_row(), scale_bits)
 }
 
 /// A validated dense body, ready to decode.
@@ -38,7 +53,10 @@ impl Dense {
     /// Checks every length against the geometry and every scale for finiteness.
     pub(crate) fn new(g: &Geometry, parts: DenseParts) -> Result<Self> {
         let bad = |what: &str| Err(Error::Container(format!("dense tensor: {what}")));
-        let groups = g.rows * g.groups_per_row();
+        if !(MIN_SCALE_BITS..=MAX_SCALE_BITS).contains(&parts.scale_bits) {
+            return bad("scale code width outside 4..=8");
+        }
+        let groups = g.rows * scale_row_bytes(g, parts.scale_bits);
         let side = |v: usize| if parts.asymmetric { v } else { 0 };
         if parts.row_scale.len() != g.rows || parts.row_min.len() != side(g.rows) {
             return bad("wrong number of row scales");
@@ -52,21 +70,24 @@ impl Dense {
         if !parts.basis.is_empty() && parts.basis.len() != g.tiles() {
             return bad("wrong number of basis flags");
         }
-        if parts.row_scale.iter().chain(&parts.row_min).any(|s| !s.is_finite()) {
+        if parts
+            .row_scale
+            .iter()
+            .chain(&parts.row_min)
+            .any(|s| !s.is_finite())
+        {
             return bad("non-finite row scale");
         }
-        let mut axes: Vec<BasisAxes> = Vec::new();
-        for (t, c) in parts.basis.iter().enumerate() {
-            if let Some(c) = c {
-                if c.iter().any(|v| !v.is_finite()) {
-                    return bad("non-finite basis coefficient");
-                }
-                let shape = (g.tile_height(t / g.tile_cols()), g.tile_width(t % g.tile_cols()));
-                if !axes.iter().any(|a| a.shape() == shape) {
-                    axes.push(BasisAxes::new(shape.0, shape.1));
-                }
-            }
+        if parts
+            .basis
+            .iter()
+            .flatten()
+            .flatten()
+            .any(|v| !v.is_finite())
+        {
+            return bad("non-finite basis coefficient");
         }
+        let axes = basis_axes(g, &parts.basis);
         Ok(Dense { parts, axes })
     }
 
@@ -83,41 +104,36 @@ impl Dense {
     /// Decodes row `r` (< rows) into `out[..cols]`.
     pub(crate) fn decode_row(&self, g: &Geometry, r: usize, out: &mut [f32]) {
         let p = &self.parts;
-        let gpr = g.groups_per_row();
-        let zp = zero_point(g.bits, p.asymmetric);
-        let rb = g.row_bytes();
+        let (sb, zp, rb) = (
+            p.scale_bits,
+            zero_point(g.bits, p.asymmetric),
+            g.row_bytes(),
+        );
+        let srb = scale_row_bytes(g, sb);
         let codes = p.codes.get(r * rb..(r + 1) * rb).unwrap_or(&[]);
-        let scales = p.group_scale.get(r * gpr..(r + 1) * gpr).unwrap_or(&[]);
-        let row_scale = p.row_scale.get(r).copied().unwrap_or(0.0);
+        let scales = p.group_scale.get(r * srb..(r + 1) * srb).unwrap_or(&[]);
+        let mins = p.group_min.get(r * srb..(r + 1) * srb).unwrap_or(&[]);
+        let row_scale = p.row_scale.get(r).map_or(0.0, |v| v.to_f32());
+        let row_min = p.row_min.get(r).map_or(0.0, |v| v.to_f32());
         let mut at = 0;
-        for (gi, (o, &sc)) in out.chunks_mut(g.group).zip(scales).enumerate() {
+        for (gi, o) in out.chunks_mut(g.group).enumerate() {
             let n = g.packed_bytes(o.len());
-            let step = group_step(row_scale, sc, p.asymmetric);
+            let step = group_step(row_scale, read_code(scales, sb, gi), p.asymmetric, sb);
             let offset = if p.asymmetric {
-                let m = p.group_min.get(r * gpr + gi).copied().unwrap_or(0);
-                group_offset(p.row_min.get(r).copied().unwrap_or(0.0), m)
+                group_offset(row_min, read_code(mins, sb, gi))
             } else {
                 0.0
             };
-            dequant_group(codes.get(at..at + n).unwrap_or(&[]), g.bits, zp, step, offset, o);
+            dequant_group(
+                codes.get(at..at + n).unwrap_or(&[]),
+                g.bits,
+                zp,
+                step,
+                offset,
+                o,
+            );
             at += n;
         }
-        if p.basis.is_empty() {
-            return;
-        }
-        let ti = r / g.block;
-        let i = r % g.block;
-        let h = g.tile_height(ti);
-        let mut surface = [0f32; super::geometry::MAX_BLOCK];
-        for tj in 0..g.tile_cols() {
-            let Some(Some(c)) = p.basis.get(ti * g.tile_cols() + tj) else { continue };
-            let w = g.tile_width(tj);
-            let Some(axes) = self.axes.iter().find(|a| a.shape() == (h, w)) else { continue };
-            axes.eval_row(c, i, &mut surface);
-            let seg = out.iter_mut().skip(tj * g.block).take(w);
-            for (o, s) in seg.zip(&surface) {
-                *o += *s;
-            }
-        }
+        add_basis_row(g, &p.basis, &self.axes, r, out);
     }
 }

@@ -12,17 +12,25 @@
 //! | 16 | 2 | block (u16) |
 //! | 18 | 2 | group (u16) |
 //!
-//! Dense body: [basis bitmap, `ceil(tiles/8)` bytes, bit `t` = tile `t` has a basis; then
-//! 8 f16 coefficients (16 bytes) per flagged tile, in tile order] if flag bit 1; row scales
-//! (`rows` f32); [row minima (`rows` f32) if asymmetric]; group scale codes
-//! (`rows * groups_per_row` bytes); [group offset codes, same count, if asymmetric]; packed codes
-//! (`rows * row_bytes`). Sparse body: the tile stream described in `sparse.rs`.
-//! Nothing may follow the body.
+//! Dense body, in order:
+//!
+//! | size | field |
+//! |---|---|
+//! | 1 | scale_bits (4..=8): width of the group scale / offset codes |
+//! | `ceil(tiles/8)` | if flag bit 1: basis bitmap, bit `t` = tile `t` (tile-row-major) has a basis |
+//! | 16 per flagged tile | if flag bit 1: 8 f16 coefficients per flagged tile, in tile order |
+//! | 2 * rows | row scale units (bf16) |
+//! | 2 * rows | if asymmetric: row offset units (bf16) |
+//! | rows * ceil(groups_per_row * scale_bits / 8) | group scale codes, packed per row |
+//! | same | if asymmetric: group offset codes, packed per row |
+//! | rows * row_bytes | codes, `bits` each, packed per group (each group starts on a byte) |
+//!
+//! Sparse body (bits must be 8): f32 step, then the tile stream described in `sparse.rs`. Nothing may follow the body.
 
-use half::f16;
+use half::{bf16, f16};
 
 use super::basis::{BasisCoeffs, BASIS_LEN};
-use super::dense::{Dense, DenseParts};
+use super::dense::{scale_row_bytes, Dense, DenseParts, MAX_SCALE_BITS, MIN_SCALE_BITS};
 use super::geometry::Geometry;
 use super::reader::Reader;
 use super::sparse::Sparse;
@@ -68,8 +76,8 @@ pub(crate) fn stored_bytes(t: &RbeTensor) -> usize {
                 } else {
                     g.tiles().div_ceil(8) + 2 * BASIS_LEN * d.basis_tiles()
                 };
-                basis
-                    + 4 * (p.row_scale.len() + p.row_min.len())
+                1 + basis
+                    + 2 * (p.row_scale.len() + p.row_min.len())
                     + p.group_scale.len()
                     + p.group_min.len()
                     + p.codes.len()
@@ -95,6 +103,7 @@ pub(crate) fn to_bytes(t: &RbeTensor) -> Vec<u8> {
     match &t.body {
         Body::Dense(d) => {
             let p = &d.parts;
+            out.push(p.scale_bits);
             if !p.basis.is_empty() {
                 let mut bitmap = vec![0u8; g.tiles().div_ceil(8)];
                 for (k, c) in p.basis.iter().enumerate() {
@@ -110,7 +119,7 @@ pub(crate) fn to_bytes(t: &RbeTensor) -> Vec<u8> {
                 }
             }
             for s in p.row_scale.iter().chain(&p.row_min) {
-                out.extend_from_slice(&s.to_le_bytes());
+                out.extend_from_slice(&s.to_bits().to_le_bytes());
             }
             out.extend_from_slice(&p.group_scale);
             out.extend_from_slice(&p.group_min);
@@ -127,7 +136,8 @@ fn bad(msg: impl Into<String>) -> Error {
 
 /// `a * b`, or an error if it overflows.
 fn mul(a: usize, b: usize) -> Result<usize> {
-    a.checked_mul(b).ok_or_else(|| bad("RBE tensor: size overflow"))
+    a.checked_mul(b)
+        .ok_or_else(|| bad("RBE tensor: size overflow"))
 }
 
 /// Parses a serialised tensor.
@@ -147,7 +157,8 @@ pub(crate) fn from_bytes(bytes: &[u8]) -> Result<RbeTensor> {
     let cols = r.u32("cols")? as usize;
     let block = r.u16("block")? as usize;
     let group = r.u16("group")? as usize;
-    let geom = Geometry::new(rows, cols, block, group, bits).map_err(|e| bad(format!("RBE tensor: {e}")))?;
+    let geom = Geometry::new(rows, cols, block, group, bits)
+        .map_err(|e| bad(format!("RBE tensor: {e}")))?;
     let body = match mode {
         MODE_DENSE => {
             if flags & !(FLAG_ASYMMETRIC | FLAG_BASIS) != 0 {
@@ -172,15 +183,23 @@ pub(crate) fn from_bytes(bytes: &[u8]) -> Result<RbeTensor> {
 
 fn read_dense(r: &mut Reader, g: &Geometry, flags: u8) -> Result<Dense> {
     let asymmetric = flags & FLAG_ASYMMETRIC != 0;
+    let scale_bits = r.u8("scale code width")?;
+    if !(MIN_SCALE_BITS..=MAX_SCALE_BITS).contains(&scale_bits) {
+        return Err(bad(format!("RBE tensor: scale code width {scale_bits}")));
+    }
     let sides = if asymmetric { 2 } else { 1 };
-    let groups = mul(g.rows, g.groups_per_row())?;
+    let groups = mul(g.rows, scale_row_bytes(g, scale_bits))?;
     // Everything after the basis has a size fixed by the header: check it all fits first.
-    let fixed = mul(sides, mul(g.rows, 4)? + groups)? + mul(g.rows, g.row_bytes())?;
+    let fixed = mul(sides, mul(g.rows, 2)? + groups)? + mul(g.rows, g.row_bytes())?;
     let mut basis: Vec<Option<BasisCoeffs>> = Vec::new();
     if flags & FLAG_BASIS != 0 {
         let bitmap = r.take(g.tiles().div_ceil(8), "basis bitmap")?;
         let flagged: usize = bitmap.iter().map(|b| b.count_ones() as usize).sum();
-        if bitmap.iter().enumerate().any(|(k, b)| (0..8).any(|i| b >> i & 1 == 1 && k * 8 + i >= g.tiles())) {
+        if bitmap
+            .iter()
+            .enumerate()
+            .any(|(k, b)| (0..8).any(|i| b >> i & 1 == 1 && k * 8 + i >= g.tiles()))
+        {
             return Err(bad("RBE tensor: basis bitmap flags a tile past the end"));
         }
         if mul(flagged, 2 * BASIS_LEN)? + fixed > r.remaining() {
@@ -200,13 +219,38 @@ fn read_dense(r: &mut Reader, g: &Geometry, flags: u8) -> Result<Dense> {
         }
     }
     if fixed > r.remaining() {
-        return Err(bad(format!("RBE tensor truncated: body needs {fixed} bytes, {} left", r.remaining())));
+        return Err(bad(format!(
+            "RBE tensor truncated: body needs {fixed} bytes, {} left",
+            r.remaining()
+        )));
     }
-    let mut floats = |n: usize, what: &str| -> Result<Vec<f32>> { (0..n).map(|_| r.f32(what)).collect() };
+    let mut floats = |n: usize, what: &str| -> Result<Vec<bf16>> {
+        (0..n).map(|_| r.u16(what).map(bf16::from_bits)).collect()
+    };
     let row_scale = floats(g.rows, "row scales")?;
-    let row_min = if asymmetric { floats(g.rows, "row minima")? } else { Vec::new() };
+    let row_min = if asymmetric {
+        floats(g.rows, "row minima")?
+    } else {
+        Vec::new()
+    };
     let group_scale = r.take(groups, "group scales")?.to_vec();
-    let group_min = if asymmetric { r.take(groups, "group offsets")?.to_vec() } else { Vec::new() };
+    let group_min = if asymmetric {
+        r.take(groups, "group offsets")?.to_vec()
+    } else {
+        Vec::new()
+    };
     let codes = r.take(mul(g.rows, g.row_bytes())?, "codes")?.to_vec();
-    Dense::new(g, DenseParts { asymmetric, row_scale, row_min, group_scale, group_min, codes, basis })
+    Dense::new(
+        g,
+        DenseParts {
+            asymmetric,
+            scale_bits,
+            row_scale,
+            row_min,
+            group_scale,
+            group_min,
+            codes,
+            basis,
+        },
+    )
 }

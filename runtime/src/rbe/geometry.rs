@@ -41,23 +41,33 @@ impl Geometry {
         bits: u8,
     ) -> std::result::Result<Self, String> {
         if !(MIN_BITS..=MAX_BITS).contains(&bits) {
-            return Err(format!("bits must be in {MIN_BITS}..={MAX_BITS}, got {bits}"));
+            return Err(format!(
+                "bits must be in {MIN_BITS}..={MAX_BITS}, got {bits}"
+            ));
         }
-        if !(MIN_GROUP..=MAX_GROUP).contains(&group) || group % 8 != 0 {
+        if !(MIN_GROUP..=MAX_GROUP).contains(&group) || !group.is_multiple_of(8) {
             return Err(format!(
                 "group must be a multiple of 8 in {MIN_GROUP}..={MAX_GROUP}, got {group}"
             ));
         }
         if !(MIN_BLOCK..=MAX_BLOCK).contains(&block) {
-            return Err(format!("block must be in {MIN_BLOCK}..={MAX_BLOCK}, got {block}"));
+            return Err(format!(
+                "block must be in {MIN_BLOCK}..={MAX_BLOCK}, got {block}"
+            ));
         }
-        if block % group != 0 {
+        if !block.is_multiple_of(group) {
             return Err(format!("group {group} must divide block {block}"));
         }
         if rows == 0 || cols == 0 || rows > u32::MAX as usize || cols > u32::MAX as usize {
             return Err(format!("bad matrix shape {rows} x {cols}"));
         }
-        Ok(Geometry { rows, cols, block, group, bits })
+        Ok(Geometry {
+            rows,
+            cols,
+            block,
+            group,
+            bits,
+        })
     }
 
     /// Number of weights.
@@ -107,7 +117,7 @@ impl Geometry {
 
     /// Bytes of `n` codes packed (each group starts on a byte).
     pub fn packed_bytes(&self, n: usize) -> usize {
-        (n * self.bits as usize).div_ceil(8)
+        super::packing::packed_len(n, self.bits)
     }
 
     /// Bytes of one row's packed codes.

@@ -12,14 +12,20 @@ mod matmul;
 mod packing;
 mod reader;
 mod sparse;
+#[cfg(test)]
+mod tests;
 
-pub use basis::{BasisAxes, BasisCoeffs, BASIS_LEN};
+pub use basis::{
+    add_basis_row, basis_axes, for_each_basis_segment, BasisAxes, BasisCoeffs, BASIS_LEN,
+};
 pub use dct::DctTable;
-pub use dense::DenseParts;
+pub use dense::{scale_row_bytes, DenseParts, MAX_SCALE_BITS, MIN_SCALE_BITS};
 pub use format::{FORMAT_VERSION, MAGIC};
 pub use geometry::{Geometry, MAX_BITS, MAX_BLOCK, MAX_GROUP, MIN_BITS, MIN_BLOCK, MIN_GROUP};
-pub use packing::{dequant, dequant_group, group_offset, group_step, pack_codes, read_code, zero_point};
-pub use sparse::SparseTile;
+pub use packing::{
+    dequant, dequant_group, group_offset, group_step, pack_codes, packed_len, read_code, zero_point,
+};
+pub use sparse::{level_value, SparseTile, SPARSE_BITS};
 
 use crate::error::{Error, Result};
 use dense::Dense;
@@ -42,13 +48,20 @@ pub struct RbeTensor {
 impl RbeTensor {
     /// Builds a dense tensor from its parts, checking every length against the geometry.
     pub fn from_dense(geom: Geometry, parts: DenseParts) -> Result<Self> {
-        Ok(RbeTensor { geom, body: Body::Dense(Dense::new(&geom, parts)?) })
+        Ok(RbeTensor {
+            geom,
+            body: Body::Dense(Dense::new(&geom, parts)?),
+        })
     }
 
-    /// Builds a sparse tensor from one [`SparseTile`] per tile (tile-row-major), checking them.
-    pub fn from_sparse(geom: Geometry, tiles: &[SparseTile]) -> Result<Self> {
-        let stream = sparse::write_stream(&geom, tiles)?;
-        Ok(RbeTensor { geom, body: Body::Sparse(Sparse::new(&geom, stream)?) })
+    /// Builds a sparse tensor (`geom.bits` must be [`SPARSE_BITS`]) from the uniform `step`
+    /// and one [`SparseTile`] per tile (tile-row-major), checking them.
+    pub fn from_sparse(geom: Geometry, step: f32, tiles: &[SparseTile]) -> Result<Self> {
+        let stream = sparse::write_stream(&geom, step, tiles)?;
+        Ok(RbeTensor {
+            geom,
+            body: Body::Sparse(Sparse::new(&geom, stream)?),
+        })
     }
 
     /// Number of (output) rows.
@@ -66,7 +79,7 @@ impl RbeTensor {
         &self.geom
     }
 
-    /// Code width in bits (of the residual codes in dense mode, of the kept values in sparse).
+    /// Code width in bits of the dense residual codes ([`SPARSE_BITS`], nominal, in sparse mode).
     pub fn bits(&self) -> u8 {
         self.geom.bits
     }

@@ -38,7 +38,14 @@ pub fn dequant(q: u8, zero_point: i32, step: f32, offset: f32) -> f32 {
 }
 
 /// Dequantizes `out.len()` packed codes into `out` (see [`dequant`]).
-pub fn dequant_group(packed: &[u8], bits: u8, zero_point: i32, step: f32, offset: f32, out: &mut [f32]) {
+pub fn dequant_group(
+    packed: &[u8],
+    bits: u8,
+    zero_point: i32,
+    step: f32,
+    offset: f32,
+    out: &mut [f32],
+) {
     match bits {
         8 => {
             for (o, &q) in out.iter_mut().zip(packed) {
@@ -61,8 +68,21 @@ pub fn dequant_group(packed: &[u8], bits: u8, zero_point: i32, step: f32, offset
             }
         }
         _ => {
-            for (j, o) in out.iter_mut().enumerate() {
-                *o = dequant(read_code(packed, bits, j), zero_point, step, offset);
+            // 8 codes fill exactly `bits` bytes: read them as one little-endian word.
+            let b = bits as usize;
+            let mask = (1u64 << b) - 1;
+            let done = out.len() / 8 * 8;
+            let mut eights = out.chunks_exact_mut(8);
+            for (o8, p) in (&mut eights).zip(packed.chunks_exact(b)) {
+                let mut word = [0u8; 8];
+                word[..b].copy_from_slice(p);
+                let word = u64::from_le_bytes(word);
+                for (k, o) in o8.iter_mut().enumerate() {
+                    *o = dequant(((word >> (k * b)) & mask) as u8, zero_point, step, offset);
+                }
+            }
+            for (j, o) in eights.into_remainder().iter_mut().enumerate() {
+                *o = dequant(read_code(packed, bits, done + j), zero_point, step, offset);
             }
         }
     }
@@ -78,14 +98,19 @@ pub fn zero_point(bits: u8, asymmetric: bool) -> i32 {
     }
 }
 
-/// Step of a group: the row scale times the group's scale code (a signed byte in symmetric mode,
-/// unsigned in asymmetric mode).
+/// Bytes of `n` codes of `bits` bits packed.
+pub fn packed_len(n: usize, bits: u8) -> usize {
+    (n * bits as usize).div_ceil(8)
+}
+
+/// Step of a group: the row scale times the group's `scale_bits`-bit scale code, read as
+/// unsigned in asymmetric mode and as signed (offset by `2^(scale_bits-1)`) in symmetric mode.
 #[inline(always)]
-pub fn group_step(row_scale: f32, code: u8, asymmetric: bool) -> f32 {
+pub fn group_step(row_scale: f32, code: u8, asymmetric: bool, scale_bits: u8) -> f32 {
     if asymmetric {
         row_scale * code as f32
     } else {
-        row_scale * (code as i8) as f32
+        row_scale * (code as i32 - (1 << (scale_bits - 1))) as f32
     }
 }
 
@@ -102,10 +127,14 @@ mod tests {
     #[test]
     fn pack_then_read_every_width() {
         for bits in 2..=8u8 {
-            let codes: Vec<u8> = (0..37u32).map(|j| ((j * 7 + 3) % (1 << bits)) as u8).collect();
+            let codes: Vec<u8> = (0..37u32)
+                .map(|j| ((j * 7 + 3) % (1 << bits)) as u8)
+                .collect();
             let mut packed = vec![0u8; (codes.len() * bits as usize).div_ceil(8)];
             pack_codes(&codes, bits, &mut packed);
-            let back: Vec<u8> = (0..codes.len()).map(|j| read_code(&packed, bits, j)).collect();
+            let back: Vec<u8> = (0..codes.len())
+                .map(|j| read_code(&packed, bits, j))
+                .collect();
             assert_eq!(back, codes, "bits {bits}");
             let mut out = vec![0f32; codes.len()];
             dequant_group(&packed, bits, 1, 0.5, 0.25, &mut out);

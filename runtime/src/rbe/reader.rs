@@ -76,7 +76,9 @@ impl<'a> Reader<'a> {
                     .map_err(|_| Error::Container(format!("varint too large in {what}")));
             }
         }
-        Err(Error::Container(format!("varint longer than 5 bytes in {what}")))
+        Err(Error::Container(format!(
+            "varint longer than 5 bytes in {what}"
+        )))
     }
 }
 

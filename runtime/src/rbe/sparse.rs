@@ -1,33 +1,51 @@
 //! Sparse mode: per tile, a few quantized coefficients of the orthonormal 2-D DCT-II; decode is
 //! the inverse DCT of the kept coefficients.
 //!
-//! Tile stream (tiles in tile-row-major order), per tile: varint `n` kept coefficients; if
-//! `n > 0`: f32 step, `n` varint position gaps (position = `u * w + v` for frequency `u` along
-//! rows and `v` along columns, ascending; the first gap is the position, later ones are
-//! `pos - prev - 1`), then the `n` codes packed at `bits` bits (symmetric, value
-//! `step * (q - 2^(bits-1))`).
+//! Body: f32 `step` (one uniform step for every coefficient of the tensor, the rate–distortion
+//! optimum for squared error), then per tile, in tile-row-major order: varint `n` kept
+//! coefficients, then `n` pairs (varint position gap, varint zigzag level). Position =
+//! `u * w + v` for frequency `u` along rows and `v` along columns, ascending; the first gap is
+//! the position, later ones are `pos - prev - 1`. Value = `step * level` ([`level_value`]).
 
 use super::dct::DctTable;
 use super::geometry::{Geometry, MAX_BLOCK};
-use super::packing::{dequant, pack_codes, read_code, zero_point};
 use super::reader::{put_varint, Reader};
 use crate::error::{Error, Result};
+
+/// The header's `bits` field of a sparse tensor (levels are varints; this is fixed).
+pub const SPARSE_BITS: u8 = 8;
+
+/// Largest |level| (levels stay exact in f32).
+const MAX_LEVEL: u32 = 1 << 24;
 
 /// One tile's kept coefficients, as the encoder produces them.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SparseTile {
-    /// Quantization step of the tile's values.
-    pub step: f32,
     /// Positions `u * w + v`, strictly ascending, each < `h * w`.
     pub positions: Vec<u32>,
-    /// One code per position, each < `2^bits`.
-    pub codes: Vec<u8>,
+    /// One nonzero level per position, |level| <= 2^24.
+    pub levels: Vec<i32>,
+}
+
+/// The value of a quantized coefficient (the one expression the encoder and decoder share).
+#[inline(always)]
+pub fn level_value(step: f32, level: i32) -> f32 {
+    step * level as f32
+}
+
+fn zigzag(l: i32) -> u32 {
+    ((l << 1) ^ (l >> 31)) as u32
+}
+
+fn unzigzag(z: u32) -> i32 {
+    (z >> 1) as i32 ^ -((z & 1) as i32)
 }
 
 /// A validated sparse body.
 #[derive(Clone, Debug)]
 pub(crate) struct Sparse {
     pub(crate) stream: Vec<u8>,
+    step: f32,
     /// Byte offset of each tile in `stream`.
     offsets: Vec<usize>,
     /// Number of kept coefficients over all tiles.
@@ -35,92 +53,94 @@ pub(crate) struct Sparse {
     tables: Vec<DctTable>,
 }
 
-/// Serialises tiles into a stream (validating them).
-pub(crate) fn write_stream(g: &Geometry, tiles: &[SparseTile]) -> Result<Vec<u8>> {
+/// Serialises a step and tiles into a body (validated afterwards by [`Sparse::new`]).
+pub(crate) fn write_stream(g: &Geometry, step: f32, tiles: &[SparseTile]) -> Result<Vec<u8>> {
     if tiles.len() != g.tiles() {
-        return Err(Error::Container(format!("sparse tensor: {} tiles, want {}", tiles.len(), g.tiles())));
+        return Err(Error::Container(format!(
+            "sparse tensor: {} tiles, want {}",
+            tiles.len(),
+            g.tiles()
+        )));
     }
-    let mut out = Vec::new();
+    let mut out = step.to_le_bytes().to_vec();
     for t in tiles {
-        if t.positions.len() != t.codes.len() || t.positions.len() > u32::MAX as usize {
-            return Err(Error::Container("sparse tile: positions and codes differ".into()));
+        if t.positions.len() != t.levels.len() || t.positions.len() > u32::MAX as usize {
+            return Err(Error::Container(
+                "sparse tile: positions and levels differ".into(),
+            ));
         }
         put_varint(&mut out, t.positions.len() as u32);
-        if t.positions.is_empty() {
-            continue;
-        }
-        out.extend_from_slice(&t.step.to_le_bytes());
         let mut prev: Option<u32> = None;
-        for &p in &t.positions {
+        for (&p, &l) in t.positions.iter().zip(&t.levels) {
             let gap = match prev {
                 None => p,
                 Some(q) if p > q => p - q - 1,
-                Some(_) => return Err(Error::Container("sparse tile: positions not ascending".into())),
+                Some(_) => {
+                    return Err(Error::Container(
+                        "sparse tile: positions not ascending".into(),
+                    ))
+                }
             };
             put_varint(&mut out, gap);
+            put_varint(&mut out, zigzag(l));
             prev = Some(p);
         }
-        let start = out.len();
-        out.resize(start + g.packed_bytes(t.codes.len()), 0);
-        pack_codes(&t.codes, g.bits, &mut out[start..]);
     }
     Ok(out)
 }
 
-/// One parsed tile header: where its codes are and how to read positions.
-struct TileView<'a> {
-    step: f32,
-    gaps: Reader<'a>,
-    codes: &'a [u8],
-    n: usize,
-}
-
-/// Parses the tile at the reader's position, checking positions are ascending and < `area`.
-/// Returns the tile with its gap reader positioned on the first gap.
-fn parse_tile<'a>(r: &mut Reader<'a>, bytes: &'a [u8], bits: u8, area: usize) -> Result<TileView<'a>> {
+/// Reads one tile at the reader's position, calling `each(position, level)` per coefficient;
+/// checks positions are ascending and < `area`, and levels nonzero and in range.
+fn read_tile(r: &mut Reader, area: usize, mut each: impl FnMut(usize, i32)) -> Result<usize> {
     let n = r.varint("sparse count")? as usize;
     if n > area {
-        return Err(Error::Container(format!("sparse tile keeps {n} of {area} coefficients")));
+        return Err(Error::Container(format!(
+            "sparse tile keeps {n} of {area} coefficients"
+        )));
     }
-    if n == 0 {
-        return Ok(TileView { step: 0.0, gaps: Reader::new(&[]), codes: &[], n });
-    }
-    let step = r.f32("sparse step")?;
-    if !step.is_finite() {
-        return Err(Error::Container("sparse tile: non-finite step".into()));
-    }
-    let gaps_at = r.position();
-    let mut pos: u64 = 0;
+    let mut pos = 0usize;
     for k in 0..n {
-        let gap = r.varint("sparse position")? as u64;
+        let gap = r.varint("sparse position")? as usize;
         pos = if k == 0 { gap } else { pos + gap + 1 };
-        if pos >= area as u64 {
-            return Err(Error::Container("sparse tile: position out of the tile".into()));
+        let z = r.varint("sparse level")?;
+        if pos >= area || z == 0 || z > 2 * MAX_LEVEL {
+            return Err(Error::Container(
+                "sparse tile: position or level out of range".into(),
+            ));
         }
+        each(pos, unzigzag(z));
     }
-    let gaps = Reader::new(bytes.get(gaps_at..r.position()).unwrap_or(&[]));
-    let codes = r.take((n * bits as usize).div_ceil(8), "sparse codes")?;
-    Ok(TileView { step, gaps, codes, n })
+    Ok(n)
 }
 
 impl Sparse {
-    /// Validates a whole stream against the geometry; the stream must end exactly at the end.
+    /// Validates a whole body against the geometry; it must end exactly at the end.
     pub(crate) fn new(g: &Geometry, stream: Vec<u8>) -> Result<Self> {
-        if g.tiles() > stream.len() {
-            return Err(Error::Container("sparse tensor: fewer bytes than tiles".into()));
+        if g.bits != SPARSE_BITS {
+            return Err(Error::Container(format!(
+                "sparse tensor: bits {} != 8",
+                g.bits
+            )));
+        }
+        let mut r = Reader::new(&stream);
+        let step = r.f32("sparse step")?;
+        if !step.is_finite() {
+            return Err(Error::Container("sparse tensor: non-finite step".into()));
+        }
+        if g.tiles() > r.remaining() {
+            return Err(Error::Container(
+                "sparse tensor: fewer bytes than tiles".into(),
+            ));
         }
         let mut offsets = Vec::with_capacity(g.tiles());
         let mut kept = 0;
-        {
-            let mut r = Reader::new(&stream);
-            for t in 0..g.tiles() {
-                offsets.push(r.position());
-                let area = g.tile_height(t / g.tile_cols()) * g.tile_width(t % g.tile_cols());
-                kept += parse_tile(&mut r, &stream, g.bits, area)?.n;
-            }
-            if r.remaining() != 0 {
-                return Err(Error::Container("sparse tensor: trailing bytes".into()));
-            }
+        for t in 0..g.tiles() {
+            offsets.push(r.position());
+            let area = g.tile_height(t / g.tile_cols()) * g.tile_width(t % g.tile_cols());
+            kept += read_tile(&mut r, area, |_, _| ())?;
+        }
+        if r.remaining() != 0 {
+            return Err(Error::Container("sparse tensor: trailing bytes".into()));
         }
         let mut tables: Vec<DctTable> = Vec::new();
         for n in [g.block, g.rows % g.block, g.cols % g.block] {
@@ -128,7 +148,13 @@ impl Sparse {
                 tables.push(DctTable::new(n));
             }
         }
-        Ok(Sparse { stream, offsets, kept, tables })
+        Ok(Sparse {
+            stream,
+            step,
+            offsets,
+            kept,
+            tables,
+        })
     }
 
     /// Number of kept coefficients.
@@ -146,29 +172,27 @@ impl Sparse {
         let ti = r / g.block;
         let i = r % g.block;
         let h = g.tile_height(ti);
-        let zp = zero_point(g.bits, false);
-        let (Some(th), mut t) = (self.table(h), [0f32; MAX_BLOCK]) else { return };
+        let Some(th) = self.table(h) else { return };
+        let mut t = [0f32; MAX_BLOCK];
         for tj in 0..g.tile_cols() {
             let w = g.tile_width(tj);
-            let (Some(tw), Some(&at)) = (self.table(w), self.offsets.get(ti * g.tile_cols() + tj)) else {
-                continue;
-            };
-            let bytes = self.stream.get(at..).unwrap_or(&[]);
-            let Ok(mut tile) = parse_tile(&mut Reader::new(bytes), bytes, g.bits, h * w) else {
+            let (Some(tw), Some(&at)) = (self.table(w), self.offsets.get(ti * g.tile_cols() + tj))
+            else {
                 continue;
             };
             // t[v] = sum over kept (u, v) of value * C_h[u][i]
             t[..w].fill(0.0);
-            let mut pos = 0usize;
-            for k in 0..tile.n {
-                let gap = tile.gaps.varint("gap").unwrap_or(0) as usize;
-                pos = if k == 0 { gap } else { pos + gap + 1 };
-                let (u, v) = (pos / w, pos % w);
-                let value = dequant(read_code(tile.codes, g.bits, k), zp, tile.step, 0.0);
-                t[v] += value * th.at(u, i);
+            let mut reader = Reader::new(self.stream.get(at..).unwrap_or(&[]));
+            let parsed = read_tile(&mut reader, h * w, |pos, level| {
+                t[pos % w] += level_value(self.step, level) * th.at(pos / w, i);
+            });
+            let Some(seg) = out.get_mut(tj * g.block..tj * g.block + w) else {
+                continue;
+            };
+            if parsed.is_err() {
+                continue; // cannot happen: the body was validated at construction
             }
             // row[j] = sum_v t[v] * C_w[v][j]
-            let Some(seg) = out.get_mut(tj * g.block..tj * g.block + w) else { continue };
             for (v, &tv) in t[..w].iter().enumerate() {
                 if tv != 0.0 {
                     for (o, c) in seg.iter_mut().zip(tw.freq(v)) {
@@ -177,5 +201,31 @@ impl Sparse {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zigzag_round_trips() {
+        for l in [
+            0,
+            1,
+            -1,
+            2,
+            -2,
+            63,
+            -64,
+            1 << 24,
+            -(1 << 24),
+            i32::MAX,
+            i32::MIN,
+        ] {
+            assert_eq!(unzigzag(zigzag(l)), l);
+        }
+        assert_eq!(zigzag(-1), 1);
+        assert_eq!(zigzag(1), 2);
     }
 }
