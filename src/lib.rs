@@ -6,6 +6,7 @@ pub mod bench;
 pub mod codec;
 pub mod container;
 pub mod convert;
+pub mod diff;
 pub mod feeds;
 pub mod logits;
 pub mod npy;
