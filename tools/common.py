@@ -80,6 +80,22 @@ def gpt2_small_config():
     return transformers.GPT2Config(n_layer=12, n_embd=768, n_head=12, vocab_size=50257, n_positions=1024)
 
 
+def max_positions(config) -> int:
+    """Context length of a GPT-2 (n_positions) or Llama-style (max_position_embeddings) config."""
+    return getattr(config, "n_positions", None) or config.max_position_embeddings
+
+
+def kv_layout(config) -> tuple[int, int, int]:
+    """(layers, key/value heads, head size) of the past_key_values.* tensors
+    [batch, kv heads, past, head size], for GPT-2 and Llama-style (grouped-query) configs."""
+    if getattr(config, "n_layer", None) is not None:  # GPT2Config
+        return config.n_layer, config.n_head, config.n_embd // config.n_head
+    heads = config.num_attention_heads
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    return config.num_hidden_layers, kv_heads, head_dim
+
+
 def make_gpt2(config, seed: int):
     """GPT-2 with random init (seeded) and every parameter perturbed with N(0, PERTURB_STD).
 
@@ -168,7 +184,7 @@ def export_dynamo(model, path: Path, opset: int, with_mask: bool) -> None:
     torch = require("torch")
     names = ["input_ids", "attention_mask"] if with_mask else ["input_ids"]
     batch = torch.export.Dim("batch", min=1, max=1024)
-    seq = torch.export.Dim("sequence", min=1, max=model.config.n_positions)
+    seq = torch.export.Dim("sequence", min=1, max=max_positions(model.config))
     shapes = {n: {0: batch, 1: seq} for n in names}
     path.parent.mkdir(parents=True, exist_ok=True)
     with torch.no_grad():
@@ -367,8 +383,7 @@ def verify_optimum_against_torch(model, path: Path, tol: float) -> float:
     torch = require("torch")
     np = require("numpy")
     sess = ort_session(path)
-    n_layer = model.config.n_layer
-    heads, head_dim = model.config.n_head, model.config.n_embd // model.config.n_head
+    n_layer, heads, head_dim = kv_layout(model.config)
     rng = np.random.default_rng(98)
     worst = 0.0
     for b, s, pad in [(1, 7, 0), (2, 12, 3)]:
