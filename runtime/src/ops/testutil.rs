@@ -84,7 +84,7 @@ impl NodeSpec {
                 node: self.node.name.clone(),
             }
         })?;
-        factory(&OpContext { node: &self.node, opset: self.opset, attrs: Attrs::new(&self.node) })
+        factory(&OpContext::new(&self.node, self.opset))
     }
 
     /// Builds and runs with optional inputs.
