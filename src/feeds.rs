@@ -44,7 +44,20 @@ pub fn token_feeds(
     ids: &[i64],
     extra: Vec<(String, Tensor)>,
 ) -> Result<Vec<(String, Tensor)>, String> {
+    token_feeds_after(inputs, ids, 0, extra)
+}
+
+/// [`token_feeds`] for tokens that follow `past_len` cached positions: the attention mask
+/// covers `past_len + n` positions and position ids start at `past_len`. The cached
+/// `past_key_values.*` must then come in `extra`.
+pub fn token_feeds_after(
+    inputs: &[InputSpec],
+    ids: &[i64],
+    past_len: usize,
+    extra: Vec<(String, Tensor)>,
+) -> Result<Vec<(String, Tensor)>, String> {
     let n = ids.len();
+    let total = past_len + n;
     let mut feeds = Vec::new();
     for spec in inputs {
         if let Some(pos) = extra.iter().position(|(name, _)| *name == spec.name) {
@@ -55,12 +68,12 @@ pub fn token_feeds(
         let tensor = if name == "input_ids" {
             Tensor::from_vec(&[1, n], ids.to_vec())
         } else if name == "attention_mask" {
-            Tensor::from_vec(&[1, n], vec![1i64; n])
+            Tensor::from_vec(&[1, total], vec![1i64; total])
         } else if name == "position_ids" {
-            Tensor::from_vec(&[1, n], (0..n as i64).collect())
+            Tensor::from_vec(&[1, n], (past_len as i64..total as i64).collect())
         } else if name == "token_type_ids" {
             Tensor::from_vec(&[1, n], vec![0i64; n])
-        } else if name.starts_with("past_key_values") || name.starts_with("past.") {
+        } else if past_len == 0 && (name.starts_with("past_key_values") || name.starts_with("past.")) {
             let shape = empty_past_shape(spec)?;
             Tensor::from_vec(&shape, Vec::<f32>::new())
         } else {

@@ -8,5 +8,6 @@ pub mod container;
 pub mod convert;
 pub mod diff;
 pub mod feeds;
+pub mod generate;
 pub mod logits;
 pub mod npy;

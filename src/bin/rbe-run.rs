@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use rbe::{feeds, logits, npy};
+use rbe::{feeds, generate, logits, npy};
 use rbe_runtime::{Session, Tensor};
 use serde::Serialize;
 
@@ -30,6 +30,24 @@ struct Args {
     /// Write every output as DIR/<output name>.npy.
     #[arg(long, value_name = "DIR")]
     save_outputs: Option<PathBuf>,
+    /// Generate text after this prompt (needs --tokenizer); streams tokens as they come.
+    #[arg(long)]
+    prompt: Option<String>,
+    /// The model's tokenizer.json (for --prompt).
+    #[arg(long, value_name = "FILE")]
+    tokenizer: Option<PathBuf>,
+    /// How many tokens to generate after the prompt.
+    #[arg(long, default_value_t = 32)]
+    max_new_tokens: usize,
+    /// Sampling temperature; 0 (the default) is greedy.
+    #[arg(long, default_value_t = 0.0)]
+    temperature: f32,
+    /// Sample among the K most likely tokens only (0: all).
+    #[arg(long, default_value_t = 0)]
+    top_k: usize,
+    /// Seed for sampling.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
     /// Time the model: one warm-up run, then N runs on the same inputs; prints the median and
     /// minimum latency of one run (model load excluded).
     #[arg(long, value_name = "N")]
@@ -62,6 +80,9 @@ fn main() -> ExitCode {
 
 fn run(args: Args) -> Result<(), String> {
     let session = Session::load(&args.model).map_err(|e| e.to_string())?;
+    if let Some(prompt) = &args.prompt {
+        return run_prompt(&session, prompt, &args);
+    }
     let extra = feeds::read_input_args(&args.inputs)?;
     let inputs = match &args.input_ids {
         Some(text) => feeds::token_feeds(session.inputs(), &feeds::parse_token_ids(text)?, extra)?,
@@ -93,6 +114,37 @@ fn run(args: Args) -> Result<(), String> {
     } else {
         print_human(&report);
     }
+    Ok(())
+}
+
+fn run_prompt(session: &Session, prompt: &str, args: &Args) -> Result<(), String> {
+    use std::io::Write;
+    let path = args.tokenizer.as_ref().ok_or("--prompt needs --tokenizer tokenizer.json")?;
+    let tokenizer = generate::load_tokenizer(path)?;
+    if !(args.temperature.is_finite() && args.temperature >= 0.0) {
+        return Err(format!("--temperature must be >= 0, got {}", args.temperature));
+    }
+    let sampling = generate::SamplingOptions { temperature: args.temperature, top_k: args.top_k, seed: args.seed };
+    if generate::Stepper::new(session)?.mode() == generate::StepMode::Recompute {
+        eprintln!("rbe-run: this export has no past_key_values inputs: every step recomputes the whole sequence");
+    }
+    let mut stdout = std::io::stdout();
+    print!("{prompt}");
+    let mut emit = |piece: &str| {
+        print!("{piece}");
+        let _ = stdout.flush();
+    };
+    let (_, stats) = generate::generate(session, &tokenizer, prompt, args.max_new_tokens, &sampling, &mut emit)?;
+    println!();
+    eprintln!(
+        "prompt: {} tokens in {:.1} ms ({:.1} tokens/s); generated: {} tokens, {:.2} tokens/s{}",
+        stats.prompt_tokens,
+        stats.prompt_ms,
+        stats.prompt_tokens_per_s(),
+        stats.new_tokens,
+        stats.generate_tokens_per_s(),
+        if stats.kv_cache { " (KV cache)" } else { " (recomputing, no KV cache)" }
+    );
     Ok(())
 }
 
