@@ -87,3 +87,18 @@ pub fn rel_rmse(reference: &Tensor, candidate: &Tensor) -> f64 {
     let mse = a.iter().zip(b.iter()).map(|(&x, &y)| (x as f64 - y as f64).powi(2)).sum::<f64>() / n;
     (mse / var).sqrt()
 }
+
+/// Writes a word-level `tokenizer.json` whose words `t0`..`t{n-1}` are token ids 0..n, for
+/// driving the tiny fixtures (vocab 1000) with text.
+pub fn numbered_word_tokenizer(dir: &Path, n: usize) -> PathBuf {
+    let vocab: Vec<String> = (0..n).map(|i| format!("\"t{i}\": {i}")).collect();
+    let json = format!(
+        r#"{{"version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
+          "normalizer": null, "pre_tokenizer": {{"type": "Whitespace"}}, "post_processor": null,
+          "decoder": null, "model": {{"type": "WordLevel", "vocab": {{{}}}, "unk_token": "t0"}}}}"#,
+        vocab.join(", ")
+    );
+    let path = dir.join("tokenizer.json");
+    std::fs::write(&path, json).unwrap();
+    path
+}
