@@ -44,15 +44,15 @@ fn json(out: &Output) -> Value {
 }
 
 #[test]
-fn every_fixture_vs_q4_passes_loose_limits_and_fails_impossible_ones() {
+fn every_fixture_and_preset_passes_loose_limits_and_fails_impossible_ones() {
     let dir = tempfile::tempdir().unwrap();
-    for name in FIXTURES {
+    for (name, preset) in FIXTURES.iter().flat_map(|n| ["q8", "q4", "q3"].map(|p| (n, p))) {
         let original = fixture(name);
-        let converted = convert(dir.path(), name, "q4");
+        let converted = convert(dir.path(), name, preset);
         let loose = ["--min-top1", "50%", "--max-kl", "0.5", "--max-rel-rmse", "1"];
         let out = snapshot_diff(&[&[s(&original), s(&converted)][..], &loose[..]].concat());
         let text = stdout(&out);
-        assert_eq!(out.status.code(), Some(0), "{name}: {text}{}", stderr(&out));
+        assert_eq!(out.status.code(), Some(0), "{name}/{preset}: {text}{}", stderr(&out));
         for needle in ["converted vs original", "max|diff|", "rel_rmse", "cosine", "top-1", "KL nats", "result: PASS"] {
             assert!(text.contains(needle), "{name}: '{needle}' not in\n{text}");
         }
@@ -61,7 +61,7 @@ fn every_fixture_vs_q4_passes_loose_limits_and_fails_impossible_ones() {
 
         let out = snapshot_diff(&[s(&original), s(&converted), "--max-kl", "0", "--min-top1", "1.01"]);
         let text = stdout(&out);
-        assert_eq!(out.status.code(), Some(1), "{name}: {text}{}", stderr(&out));
+        assert_eq!(out.status.code(), Some(1), "{name}/{preset}: {text}{}", stderr(&out));
         assert!(text.contains("FAIL top-1 of logits") && text.contains("FAIL KL of logits"), "{text}");
         assert!(text.contains("result: FAIL (top-1 of logits; KL of logits"), "{text}");
     }
