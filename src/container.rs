@@ -32,11 +32,11 @@ impl ContainerBuilder {
         if t.raw_data.len() < INLINE_LIMIT {
             return;
         }
-        if self.sections.last().is_some_and(|s| s.len() >= SECTION_TARGET) {
+        if self.sections.last().is_none_or(|s| s.len() >= SECTION_TARGET) {
             self.sections.push(Vec::new());
         }
         let index = self.sections.len(); // section 0 of the file is the graph
-        let section = self.sections.last_mut().expect("sections is never empty");
+        let Some(section) = self.sections.last_mut() else { return };
         section.resize(section.len().next_multiple_of(ALIGN), 0);
         let offset = section.len();
         section.extend_from_slice(&t.raw_data);

@@ -2,7 +2,7 @@
 
 use crate::error::{Error, Result};
 use crate::onnx::proto::{attribute_proto::AttributeType, AttributeProto, NodeProto};
-use crate::ops::{Attrs, Kernel, OpContext, Registry};
+use crate::ops::{Kernel, OpContext, Registry};
 use crate::tensor::{Element, Tensor};
 
 /// A node under test: op type, attributes, output count and the opset it is built at.
