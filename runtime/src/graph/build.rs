@@ -182,6 +182,11 @@ impl Builder {
             return Ok(());
         }
         drop(ctx);
+        let inputs = inputs
+            .into_iter()
+            .enumerate()
+            .map(|(i, id)| id.filter(|_| !kernel.absorbs(i)))
+            .collect();
         self.nodes.push(Node {
             name,
             op_type: proto.op_type.clone(),
@@ -205,7 +210,24 @@ impl Builder {
         Ok(())
     }
 
-    fn finish(self, graph: &GraphProto) -> Result<Graph> {
+    /// Drops constants that no remaining node reads (absorbed by kernels, or only read by
+    /// folded nodes) and that are not graph outputs.
+    fn drop_unread_constants(&mut self, outputs: &[(String, ValueId)]) {
+        let mut read = vec![false; self.names.len()];
+        for id in self.nodes.iter().flat_map(|n| n.inputs.iter().flatten()) {
+            read[*id] = true;
+        }
+        for (_, id) in outputs {
+            read[*id] = true;
+        }
+        for (constant, read) in self.constants.iter_mut().zip(read) {
+            if !read {
+                *constant = None;
+            }
+        }
+    }
+
+    fn finish(mut self, graph: &GraphProto) -> Result<Graph> {
         let mut outputs = Vec::with_capacity(graph.output.len());
         for out in &graph.output {
             let id = *self.ids.get(&out.name).ok_or_else(|| {
@@ -213,6 +235,7 @@ impl Builder {
             })?;
             outputs.push((out.name.clone(), id));
         }
+        self.drop_unread_constants(&outputs);
         let mut last_reader: Vec<Option<usize>> = vec![None; self.names.len()];
         for (i, node) in self.nodes.iter().enumerate() {
             for id in node.inputs.iter().flatten() {

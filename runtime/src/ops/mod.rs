@@ -32,6 +32,12 @@ use crate::tensor::Tensor;
 pub trait Kernel: Send + Sync {
     /// Computes the node's outputs. `inputs[i]` is `None` for an omitted optional input.
     fn run(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>>;
+
+    /// True when the kernel took constant input `i` over at load (parsed or copied it) and no
+    /// longer needs it: the graph then passes `None` for it and can free the constant.
+    fn absorbs(&self, _input: usize) -> bool {
+        false
+    }
 }
 
 /// What a kernel factory sees of the node it builds for.

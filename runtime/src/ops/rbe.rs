@@ -80,6 +80,10 @@ fn matmul(ctx: &OpContext) -> Result<Box<dyn Kernel>> {
 }
 
 impl Kernel for RbeMatMul {
+    fn absorbs(&self, input: usize) -> bool {
+        input >= 1
+    }
+
     fn run(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
         let (shape, x) = contiguous(input(inputs, 0)?)?;
         let (k, n) = (self.weight.cols(), self.weight.rows());
@@ -108,6 +112,10 @@ fn gather(ctx: &OpContext) -> Result<Box<dyn Kernel>> {
 }
 
 impl Kernel for RbeGather {
+    fn absorbs(&self, input: usize) -> bool {
+        input == 0
+    }
+
     fn run(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
         let indices = input(inputs, 1)?;
         let ids = indices.to_i64_vec()?;
@@ -149,6 +157,10 @@ fn layer_norm(ctx: &OpContext) -> Result<Box<dyn Kernel>> {
 }
 
 impl Kernel for RbeLayerNorm {
+    fn absorbs(&self, input: usize) -> bool {
+        input >= 1
+    }
+
     fn run(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
         let [y, _, _] = super::nn::layer_norm(input(inputs, 0)?, &self.scale, self.bias.as_ref(), self.axis, self.epsilon)?;
         Ok(vec![y])
