@@ -25,6 +25,7 @@ pub fn build(model: &ModelProto, data: ExternalData, registry: &Registry) -> Res
     b.add_initializers(graph, data)?;
     b.add_inputs(graph)?;
     let order = b.order_nodes(graph)?;
+    b.count_readers(graph);
     for index in order {
         b.add_node(&graph.node[index], index, &opsets, registry)?;
     }
@@ -39,6 +40,8 @@ struct Builder {
     inputs: Vec<InputSpec>,
     input_ids: Vec<ValueId>,
     nodes: Vec<Node>,
+    /// Per value, the nodes that will still read it (to free absorbed constants early).
+    readers_left: Vec<usize>,
 }
 
 impl Builder {
@@ -79,6 +82,20 @@ impl Builder {
             self.input_ids.push(id);
         }
         Ok(())
+    }
+
+    fn count_readers(&mut self, graph: &GraphProto) {
+        self.readers_left = vec![0; self.names.len()];
+        for name in graph.node.iter().flat_map(|n| n.input.iter()).filter(|n| !n.is_empty()) {
+            if let Some(&id) = self.ids.get(name.as_str()) {
+                self.readers_left[id] += 1;
+            }
+        }
+        for out in &graph.output {
+            if let Some(&id) = self.ids.get(out.name.as_str()) {
+                self.readers_left[id] += 1;
+            }
+        }
     }
 
     /// Kahn's algorithm over producer/consumer edges; keeps the file's order among ready nodes.
@@ -187,6 +204,7 @@ impl Builder {
             .enumerate()
             .map(|(i, id)| id.filter(|_| !kernel.absorbs(i)))
             .collect();
+        self.release_absorbed(proto, kernel.as_ref());
         self.nodes.push(Node {
             name,
             op_type: proto.op_type.clone(),
@@ -196,6 +214,18 @@ impl Builder {
             outputs,
         });
         Ok(())
+    }
+
+    /// Frees constants this node's kernel absorbed once no other node will read them.
+    fn release_absorbed(&mut self, proto: &NodeProto, kernel: &dyn crate::ops::Kernel) {
+        for (_, name) in proto.input.iter().enumerate().filter(|(i, _)| kernel.absorbs(*i)) {
+            if let Some(&id) = self.ids.get(name.as_str()) {
+                self.readers_left[id] = self.readers_left[id].saturating_sub(1);
+                if self.readers_left[id] == 0 {
+                    self.constants[id] = None;
+                }
+            }
+        }
     }
 
     fn store_folded(&mut self, node: &str, outputs: &[Option<ValueId>], values: Vec<Tensor>) -> Result<()> {
