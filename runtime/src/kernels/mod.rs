@@ -4,3 +4,4 @@ pub mod activation;
 pub mod erf;
 pub mod gemm;
 pub mod layout;
+pub mod qmm;

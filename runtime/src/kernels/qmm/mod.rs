@@ -1,0 +1,88 @@
+//! Fused dequantize-and-multiply of group-quantized matrices ([`QuantMatrix`]): the weights
+//! are unpacked in registers, never expanded to an f32 copy of the matrix.
+//!
+//! - [`gemv`] (one activation row, the generation hot path): per row, per group, the codes
+//!   are unpacked with SIMD and multiplied with the activation; per group only a scale (and
+//!   an offset times the group's activation sum) is applied. [`Activations::Int8`] quantizes
+//!   the activation row once per call to int8 and uses integer dot products (ggml's way).
+//! - [`gemm`] (several rows): panels of rows are decoded with SIMD into a per-thread buffer
+//!   and multiplied by the GEMM kernel; exact f32.
+//!
+//! AVX2 + FMA is detected at run time; other CPUs run portable loops with the same results up
+//! to f32 rounding. Work is split over rayon's threads by bands of output rows.
+
+mod act;
+mod decode;
+mod matrix;
+mod par;
+mod rows;
+#[cfg(target_arch = "x86_64")]
+mod rows_x86;
+mod unpack;
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+#[cfg(test)]
+mod tests;
+
+pub use act::Activations;
+pub use matrix::{QuantMatrix, QuantParts, SUB};
+pub use par::{gemm_by, gemv_by, PANEL_ROWS};
+pub use unpack::{unpack_codes, unpack_f32};
+
+use crate::error::Result;
+use act::{Order, Prepared};
+use rows::{Ctx, RowsFn, Scratch};
+
+/// `out[r] = Σ_c x[c] · W[r, c]` for every row `r` of `q` (`x`: `cols` values, `out`: `rows`).
+pub fn gemv(q: &QuantMatrix, x: &[f32], out: &mut [f32], mode: Activations) -> Result<()> {
+    par::check(q.rows(), q.cols(), x, 1, out)?;
+    if !q.has_sub_blocks() {
+        return gemv_by(q.rows(), q.cols(), x, out, || Scratch::new(q), |s, first, w| {
+            decode::decode_rows(q, s, first, w)
+        });
+    }
+    let (kernel, order) = row_kernel(q.bits());
+    gemv_using(q, x, out, mode, kernel, order)
+}
+
+/// [`gemv`] on the fused path with a given row kernel.
+fn gemv_using(
+    q: &QuantMatrix,
+    x: &[f32],
+    out: &mut [f32],
+    mode: Activations,
+    kernel: RowsFn,
+    order: Order,
+) -> Result<()> {
+    let act = Prepared::new(q, x, mode, order);
+    let ctx = Ctx { q, act: &act, mode };
+    let chunk = par::gemv_chunk(q.rows(), q.row_bytes());
+    par::for_row_chunks(out, 1, chunk, || Scratch::new(q), |s, first, o| {
+        kernel(&ctx, s, first, o);
+        Ok(())
+    })
+}
+
+/// The fastest row kernel this CPU has for `bits`-wide codes, and the activation order it reads.
+fn row_kernel(bits: u8) -> (RowsFn, Order) {
+    #[cfg(target_arch = "x86_64")]
+    if rows_x86::available() {
+        return rows_x86::gemv_rows(bits);
+    }
+    let _ = bits;
+    (rows::rows_portable, Order::Natural)
+}
+
+/// `out[m x rows] = x[m x cols] · Wᵀ` for `W` = `q`, exact f32 (see the module doc).
+pub fn gemm(q: &QuantMatrix, x: &[f32], m: usize, out: &mut [f32]) -> Result<()> {
+    gemm_by(q.rows(), q.cols(), x, m, out, || Scratch::new(q), |s, first, w| {
+        decode::decode_rows(q, s, first, w)
+    })
+}
+
+/// Decodes rows `first..first + out.len() / cols` of `q` into `out` (whole rows; the caller
+/// keeps them inside the matrix), bit for bit like `step * (q - zero_point) + offset`.
+pub fn decode_rows(q: &QuantMatrix, first: usize, out: &mut [f32]) {
+    decode::decode_rows(q, &mut Scratch::new(q), first, out)
+}

@@ -1,0 +1,124 @@
+//! Splitting a product over rayon's threads by bands of output rows, and the decode-based
+//! drivers (GEMM by panels; GEMV for layouts the fused loops do not cover).
+
+use ndarray::{ArrayView2, ArrayViewMut2};
+use rayon::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::kernels::gemm::gemm_serial;
+
+/// Smallest share of the weights worth sending to another thread, in bytes.
+const MIN_CHUNK_BYTES: usize = 32 << 10;
+/// Chunks per thread: enough for rayon to even out uneven cores, few enough to amortise it.
+const CHUNKS_PER_THREAD: usize = 4;
+/// Rows of one decoded GEMM panel (tuned on the layer benches: see BENCHMARKS.md).
+pub const PANEL_ROWS: usize = 128;
+/// Values of one decoded band on the decode-then-dot GEMV path (~128 KiB: stays in L2).
+const BAND_VALUES: usize = 32 * 1024;
+
+/// Rows per chunk for `rows` rows of `row_bytes` bytes each.
+fn chunk_rows(rows: usize, row_bytes: usize) -> usize {
+    let threads = rayon::current_num_threads().max(1);
+    let by_count = rows.div_ceil(threads * CHUNKS_PER_THREAD);
+    let by_size = (MIN_CHUNK_BYTES / row_bytes.max(1)).max(1);
+    by_count.max(by_size).clamp(1, rows.max(1))
+}
+
+/// Calls `body(state, first_row, out_rows)` on bands of `rows` rows (`width` values of `out`
+/// each), in parallel when the weights (`row_bytes` per row) are worth splitting; `init` makes
+/// one state per worker.
+pub(super) fn for_row_chunks<S>(
+    out: &mut [f32],
+    width: usize,
+    chunk: usize,
+    init: impl Fn() -> S + Sync + Send,
+    body: impl Fn(&mut S, usize, &mut [f32]) -> Result<()> + Sync + Send,
+) -> Result<()> {
+    let step = chunk.max(1) * width.max(1);
+    if out.len() <= step {
+        return body(&mut init(), 0, out);
+    }
+    out.par_chunks_mut(step)
+        .enumerate()
+        .try_for_each_init(init, |s, (i, o)| body(s, i * chunk.max(1), o))
+}
+
+/// Rows per GEMV chunk (see [`for_row_chunks`]).
+pub(super) fn gemv_chunk(rows: usize, row_bytes: usize) -> usize {
+    chunk_rows(rows, row_bytes)
+}
+
+/// `out[r] = x · row r` where `decode(state, first, buf)` writes whole rows `first..` into `buf`.
+pub fn gemv_by<S>(
+    rows: usize,
+    cols: usize,
+    x: &[f32],
+    out: &mut [f32],
+    init: impl Fn() -> S + Sync + Send,
+    decode: impl Fn(&mut S, usize, &mut [f32]) + Sync + Send,
+) -> Result<()> {
+    check(rows, cols, x, 1, out)?;
+    let band = (BAND_VALUES / cols.max(1)).max(1);
+    let chunk = chunk_rows(rows, cols * 4).next_multiple_of(band);
+    let init = || (init(), vec![0f32; band * cols]);
+    for_row_chunks(out, 1, chunk, init, |(s, buf), first, o| {
+        for (b, ob) in o.chunks_mut(band).enumerate() {
+            let w = &mut buf[..ob.len() * cols];
+            decode(s, first + b * band, w);
+            for (y, row) in ob.iter_mut().zip(w.chunks_exact(cols)) {
+                *y = super::rows::dot(x, row);
+            }
+        }
+        Ok(())
+    })
+}
+
+/// `out[m x rows] = x[m x cols] · Wᵀ`, W decoded by `decode` (as in [`gemv_by`]) panel by
+/// panel into a per-thread buffer and multiplied there by the GEMM kernel.
+pub fn gemm_by<S>(
+    rows: usize,
+    cols: usize,
+    x: &[f32],
+    m: usize,
+    out: &mut [f32],
+    init: impl Fn() -> S + Sync + Send,
+    decode: impl Fn(&mut S, usize, &mut [f32]) + Sync + Send,
+) -> Result<()> {
+    check(rows, cols, x, m, out)?;
+    if m == 0 {
+        return Ok(());
+    }
+    let shape = |e: ndarray::ShapeError| Error::Input(e.to_string());
+    let xt = ArrayView2::from_shape((m, cols), x).map_err(shape)?.reversed_axes();
+    let threads = rayon::current_num_threads().max(1);
+    let panel = PANEL_ROWS.min(rows.div_ceil(threads)).max(1);
+    // outT[rows x m], panel by panel: W[panel x cols] times xᵀ.
+    let mut out_t = vec![0f32; rows * m];
+    let init = || (init(), vec![0f32; panel * cols]);
+    for_row_chunks(&mut out_t, m, panel, init, |(s, w), first, o| {
+        let n = o.len() / m;
+        let w = &mut w[..n * cols];
+        decode(s, first, w);
+        let a = ArrayView2::from_shape((n, cols), &*w).map_err(shape)?;
+        let c = ArrayViewMut2::from_shape((n, m), o).map_err(shape)?;
+        gemm_serial(a, xt, c)
+    })?;
+    for (r, col) in out_t.chunks_exact(m).enumerate() {
+        for (i, v) in col.iter().enumerate() {
+            out[i * rows + r] = *v;
+        }
+    }
+    Ok(())
+}
+
+/// Errors unless `x` holds `m x cols` and `out` `m x rows` values.
+pub(super) fn check(rows: usize, cols: usize, x: &[f32], m: usize, out: &[f32]) -> Result<()> {
+    if x.len() != m * cols || out.len() != m * rows {
+        return Err(Error::Input(format!(
+            "matmul: x has {} values and out {}, want {m} x {cols} and {m} x {rows}",
+            x.len(),
+            out.len()
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,252 @@
+//! AVX2 row loops: the fused GEMV (f32 and int8 activations) and the row decoder, one
+//! instance per code width `B` (`N = 4 * B` bytes per sub-block; the unpacker is chosen at
+//! compile time).
+
+use std::arch::x86_64::*;
+
+use super::act::{Activations, Order};
+use super::matrix::{QuantMatrix, SUB};
+use super::rows::{block_factors, each_row, rows_portable, Ctx, RowsFn, Scratch};
+use super::x86::{
+    centre, codes_block, decode_block, dot_f32, dot_i8, dot_i8_bias, hsum, load_ps, store_ps, unpack,
+    unpack_even_odd4,
+};
+
+/// Whether this CPU runs the AVX2 kernels.
+pub(super) fn available() -> bool {
+    is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
+}
+
+/// The AVX2 GEMV row kernel for `bits`-wide codes, and the activation order it reads.
+pub(super) fn gemv_rows(bits: u8) -> (RowsFn, Order) {
+    let f: RowsFn = match bits {
+        2 => rows::<2, 8>,
+        3 => rows::<3, 12>,
+        4 => return (rows::<4, 16>, Order::EvenOdd),
+        5 => rows::<5, 20>,
+        6 => rows::<6, 24>,
+        7 => rows::<7, 28>,
+        8 => rows::<8, 32>,
+        _ => rows_portable,
+    };
+    (f, Order::Natural)
+}
+
+fn rows<const B: u8, const N: usize>(c: &Ctx, s: &mut Scratch, first: usize, out: &mut [f32]) {
+    if available() {
+        // SAFETY: AVX2 and FMA are present (checked just above).
+        unsafe { rows_avx2::<B, N>(c, s, first, out) }
+    } else {
+        rows_portable(c, s, first, out)
+    }
+}
+
+#[target_feature(enable = "avx2,fma")]
+fn rows_avx2<const B: u8, const N: usize>(c: &Ctx, s: &mut Scratch, first: usize, out: &mut [f32]) {
+    let q = c.q;
+    // The zero-point correction only exists in int8 mode, when the dot leaves a zero point in.
+    let corr = c.mode == Activations::Int8 && q.zero_point() != dot_i8_bias(B);
+    let zsums: &[f32] = if corr { &c.act.zsums } else { &[] };
+    let prologue = |r: usize, s: &mut Scratch| factors(q, r, &c.act.sums, zsums, &mut s.sf, &mut []);
+    match (c.mode, q.asymmetric()) {
+        (Activations::Exact, true) => {
+            each_row(c, s, first, out, prologue, |w, s| main_f32::<B, N, false>(c, w, s), 0)
+        }
+        (Activations::Exact, false) => {
+            each_row(c, s, first, out, prologue, |w, s| main_f32::<B, N, true>(c, w, s), 0)
+        }
+        (Activations::Int8, _) => {
+            each_row(c, s, first, out, prologue, |w, s| main_i8::<B, N>(c, w, s), dot_i8_bias(B))
+        }
+    }
+}
+
+/// Row `r`'s scale codes minus the scale bias into `sf` (and its offset codes into `of` unless
+/// `of` is empty); returns `(Σ sf * zsums, Σ of * sums)` as [`each_row`] wants. `sf` and `of`
+/// hold whole blocks of 32 groups; `sums` and `zsums` may be shorter (missing entries are 0).
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn factors(q: &QuantMatrix, r: usize, sums: &[f32], zsums: &[f32], sf: &mut [f32], of: &mut [f32]) -> (f32, f32) {
+    match q.scale_bits() {
+        2 => factors_sb::<2, 8>(q, r, sums, zsums, sf, of),
+        3 => factors_sb::<3, 12>(q, r, sums, zsums, sf, of),
+        4 => factors_sb::<4, 16>(q, r, sums, zsums, sf, of),
+        5 => factors_sb::<5, 20>(q, r, sums, zsums, sf, of),
+        6 => factors_sb::<6, 24>(q, r, sums, zsums, sf, of),
+        7 => factors_sb::<7, 28>(q, r, sums, zsums, sf, of),
+        _ => factors_sb::<8, 32>(q, r, sums, zsums, sf, of),
+    }
+}
+
+/// [`factors`] for `SB`-bit scale codes (`N = 4 * SB` bytes per block of 32).
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn factors_sb<const SB: u8, const N: usize>(
+    q: &QuantMatrix,
+    r: usize,
+    sums: &[f32],
+    zsums: &[f32],
+    sf: &mut [f32],
+    of: &mut [f32],
+) -> (f32, f32) {
+    let (scales, mins) = (q.scales_from(r), q.mins_from(r));
+    let (mut corr, mut off) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+    let (sf8, _) = sf.as_chunks_mut::<8>();
+    let (of8, _) = of.as_chunks_mut::<8>();
+    let (sums8, _) = sums.as_chunks::<8>();
+    let (zsums8, _) = zsums.as_chunks::<8>();
+    for k in 0..sf8.len() / 4 {
+        let f = if q.asymmetric() {
+            codes_block::<SB, N, false>(scales, k, 0)
+        } else {
+            codes_block::<SB, N, true>(scales, k, q.scale_bias())
+        };
+        for (j, v) in f.into_iter().enumerate() {
+            if let Some(d) = sf8.get_mut(4 * k + j) {
+                store_ps(d, v);
+            }
+            if let Some(z) = zsums8.get(4 * k + j) {
+                corr = _mm256_fmadd_ps(v, load_ps(z), corr);
+            }
+        }
+        if q.asymmetric() {
+            for (j, v) in codes_block::<SB, N, false>(mins, k, 0).into_iter().enumerate() {
+                if let Some(d) = of8.get_mut(4 * k + j) {
+                    store_ps(d, v);
+                }
+                if let Some(x) = sums8.get(4 * k + j) {
+                    off = _mm256_fmadd_ps(v, load_ps(x), off);
+                }
+            }
+        }
+    }
+    (hsum(corr), hsum(off))
+}
+
+/// The GEMV's unpacker of one sub-block: 4-bit codes in [`Order::EvenOdd`], other widths in
+/// code order.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn gemv_unpack<const B: u8, const N: usize>(c: &[u8; N]) -> __m256i {
+    match c.first_chunk::<16>() {
+        Some(c4) if B == 4 => unpack_even_odd4(c4),
+        _ => unpack::<B, N>(c),
+    }
+}
+
+/// `Σ_s sd[s] * dot(c_s, x_s)` over the sub-blocks `s` of a row (as many as `xs` and `sd`
+/// have), `c_s` the `N` bytes of sub-block `s` in `codes`, `x_s` its activations and `dot`
+/// their 8-lane partial dot product. Two sub-blocks per step into two accumulators; every
+/// length in the loop is known at compile time, so it has no branch but its own.
+#[inline(always)]
+fn sum_blocks<const N: usize, X>(codes: &[u8], xs: &[X], sd: &[f32], dot: impl Fn(&[u8; N], &X) -> __m256) -> f32 {
+    let (chunks, _) = codes.as_chunks::<N>();
+    let mut blocks = chunks.iter().zip(xs).zip(sd);
+    // SAFETY: `#[inline(always)]` puts this body inside its callers, which all enable AVX2 and
+    // FMA and run only after `available()` said yes.
+    unsafe {
+        let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        while let Some(((c, x), d)) = blocks.next() {
+            acc0 = _mm256_fmadd_ps(dot(c, x), _mm256_broadcast_ss(d), acc0);
+            let Some(((c, x), d)) = blocks.next() else { break };
+            acc1 = _mm256_fmadd_ps(dot(c, x), _mm256_broadcast_ss(d), acc1);
+        }
+        hsum(_mm256_add_ps(acc0, acc1))
+    }
+}
+
+/// `Σ_g sf[g] * Σ_{i in g} x_i * (q_i - zero_point)` over the full groups of one row
+/// (`SIGNED`: symmetric codes, centred on the zero point before the products).
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn main_f32<const B: u8, const N: usize, const SIGNED: bool>(c: &Ctx, codes: &[u8], s: &mut Scratch) -> f32 {
+    let spg = c.q.group() / SUB;
+    let zp = c.q.zero_point();
+    let (xs, _) = c.act.xk.as_chunks::<SUB>();
+    let n = c.q.full_groups() * spg;
+    let sd: &[f32] = if spg == 1 {
+        s.sf.get(..n).unwrap_or(&[])
+    } else {
+        block_factors(c.q, &s.sf, &[], &mut s.sd);
+        &s.sd
+    };
+    let zero = _mm256_setzero_ps();
+    sum_blocks::<N, _>(codes, xs, sd, |w, x| {
+        let w = gemv_unpack::<B, N>(w);
+        dot_f32::<SIGNED>(if SIGNED { centre(w, zp) } else { w }, x, zero)
+    })
+}
+
+/// `Σ_s sd[s] * Σ_{i in s} xq_i * (q_i - dot_i8_bias(B))` over the full sub-blocks of a row.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn main_i8<const B: u8, const N: usize>(c: &Ctx, codes: &[u8], s: &mut Scratch) -> f32 {
+    block_factors(c.q, &s.sf, &c.act.dx, &mut s.sd);
+    let (xq, _) = c.act.xq.as_chunks::<SUB>();
+    sum_blocks::<N, _>(codes, xq, &s.sd, |w, x| {
+        _mm256_cvtepi32_ps(dot_i8::<B>(gemv_unpack::<B, N>(w), x))
+    })
+}
+
+/// The AVX2 row decoder for `bits`-wide codes, or `None` if this CPU lacks AVX2.
+pub(super) fn decode_rows(bits: u8) -> Option<fn(&QuantMatrix, &mut Scratch, usize, &mut [f32])> {
+    if !available() {
+        return None;
+    }
+    Some(match bits {
+        2 => decode::<2, 8>,
+        3 => decode::<3, 12>,
+        4 => decode::<4, 16>,
+        5 => decode::<5, 20>,
+        6 => decode::<6, 24>,
+        7 => decode::<7, 28>,
+        _ => decode::<8, 32>,
+    })
+}
+
+fn decode<const B: u8, const N: usize>(q: &QuantMatrix, s: &mut Scratch, first: usize, out: &mut [f32]) {
+    if available() {
+        // SAFETY: AVX2 and FMA are present (checked just above).
+        unsafe {
+            if q.asymmetric() {
+                decode_avx2::<B, N, false>(q, s, first, out)
+            } else {
+                decode_avx2::<B, N, true>(q, s, first, out)
+            }
+        }
+    } else {
+        super::decode::decode_portable(q, s, first, out)
+    }
+}
+
+/// Decodes rows `first..` of `q` into `out` (whole rows), bit for bit like the reference
+/// (`SIGNED`: symmetric codes).
+#[target_feature(enable = "avx2,fma")]
+fn decode_avx2<const B: u8, const N: usize, const SIGNED: bool>(
+    q: &QuantMatrix,
+    s: &mut Scratch,
+    first: usize,
+    out: &mut [f32],
+) {
+    let spg = q.group() / SUB;
+    let (zp, full) = (q.zero_point(), q.full_groups());
+    for (k, row) in out.chunks_exact_mut(q.cols()).enumerate() {
+        let r = first + k;
+        let (unit, min_unit) = q.units(r);
+        factors(q, r, &[], &[], &mut s.sf, &mut s.of);
+        let (codes, _) = q.codes_from(r).as_chunks::<N>();
+        let mut codes = codes.iter();
+        let (blocks, _) = row.as_chunks_mut::<SUB>();
+        for (g, grp) in blocks.chunks_exact_mut(spg).take(full).enumerate() {
+            let step = unit * s.sf.get(g).copied().unwrap_or(0.0);
+            let offset = if q.asymmetric() { -(min_unit * s.of.get(g).copied().unwrap_or(0.0)) } else { 0.0 };
+            for (b, c) in grp.iter_mut().zip(&mut codes) {
+                let w = unpack::<B, N>(c);
+                decode_block::<SIGNED>(if SIGNED { centre(w, zp) } else { w }, step, offset, b);
+            }
+        }
+        if full < q.groups_per_row() {
+            super::decode::decode_tail(q, r, &s.sf, &s.of, row);
+        }
+    }
+}

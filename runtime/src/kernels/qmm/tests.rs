@@ -1,0 +1,352 @@
+//! The fused kernels against an independent element-by-element decode and an f64 product.
+
+use half::bf16;
+
+use super::*;
+
+/// A deterministic stream of pseudo-random words.
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self) -> u32 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (self.0 >> 33) as u32
+    }
+    fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next() as u8).collect()
+    }
+    /// Roughly N(0, 1) (sum of uniforms), with a few large outliers like LM activations.
+    fn normal(&mut self) -> f32 {
+        let s: f32 = (0..4).map(|_| self.next() as f32 / u32::MAX as f32).sum();
+        let v = (s - 2.0) * 1.7;
+        if self.next() % 97 == 0 {
+            v * 20.0
+        } else {
+            v
+        }
+    }
+}
+
+/// Owned parts of a random matrix.
+struct Owned {
+    rows: usize,
+    cols: usize,
+    group: usize,
+    bits: u8,
+    scale_bits: u8,
+    asymmetric: bool,
+    row_scale: Vec<bf16>,
+    row_min: Vec<bf16>,
+    group_scale: Vec<u8>,
+    group_min: Vec<u8>,
+    codes: Vec<u8>,
+}
+
+fn random(rows: usize, cols: usize, group: usize, bits: u8, scale_bits: u8, asymmetric: bool, seed: u64) -> Owned {
+    let mut g = Lcg(seed);
+    let gpr = cols.div_ceil(group);
+    let srb = (gpr * scale_bits as usize).div_ceil(8);
+    let row_bytes = cols / group * (group * bits as usize).div_ceil(8)
+        + ((cols % group) * bits as usize).div_ceil(8);
+    let side = |n: usize| if asymmetric { n } else { 0 };
+    Owned {
+        rows,
+        cols,
+        group,
+        bits,
+        scale_bits,
+        asymmetric,
+        row_scale: (0..rows).map(|r| bf16::from_f32(0.01 * (1.0 + (r % 7) as f32))).collect(),
+        row_min: (0..side(rows)).map(|r| bf16::from_f32(0.02 / (1.0 + (r % 5) as f32))).collect(),
+        group_scale: g.bytes(rows * srb),
+        group_min: g.bytes(side(rows * srb)),
+        codes: g.bytes(rows * row_bytes),
+    }
+}
+
+impl Owned {
+    fn view(&self) -> QuantMatrix<'_> {
+        QuantMatrix::new(QuantParts {
+            rows: self.rows,
+            cols: self.cols,
+            group: self.group,
+            bits: self.bits,
+            scale_bits: self.scale_bits,
+            asymmetric: self.asymmetric,
+            row_scale: &self.row_scale,
+            row_min: &self.row_min,
+            group_scale: &self.group_scale,
+            group_min: &self.group_min,
+            codes: &self.codes,
+        })
+        .unwrap()
+    }
+
+    /// Bit `i` of a packed stream.
+    fn bit(packed: &[u8], i: usize) -> u32 {
+        (packed[i / 8] >> (i % 8)) as u32 & 1
+    }
+
+    /// Code `j` (of `bits` bits) of a stream starting at byte `at`.
+    fn code(packed: &[u8], at: usize, bits: u8, j: usize) -> i32 {
+        (0..bits as usize).map(|i| Self::bit(packed, at * 8 + j * bits as usize + i) << i).sum::<u32>() as i32
+    }
+
+    /// Element (r, c) straight from the definition in `QuantMatrix`'s doc.
+    fn value(&self, r: usize, c: usize) -> f32 {
+        let (g, j) = (c / self.group, c % self.group);
+        let gb = (self.group * self.bits as usize).div_ceil(8);
+        let srb = (self.cols.div_ceil(self.group) * self.scale_bits as usize).div_ceil(8);
+        let row_bytes = self.codes.len() / self.rows;
+        let q = Self::code(&self.codes, r * row_bytes + g * gb, self.bits, j);
+        let sc = Self::code(&self.group_scale, r * srb, self.scale_bits, g);
+        let (zp, bias) = if self.asymmetric {
+            (0, 0)
+        } else {
+            (1 << (self.bits - 1), 1 << (self.scale_bits - 1))
+        };
+        let step = self.row_scale[r].to_f32() * (sc - bias) as f32;
+        let offset = if self.asymmetric {
+            -(self.row_min[r].to_f32() * Self::code(&self.group_min, r * srb, self.scale_bits, g) as f32)
+        } else {
+            0.0
+        };
+        step * (q - zp) as f32 + offset
+    }
+
+    fn dense(&self) -> Vec<f32> {
+        (0..self.rows * self.cols).map(|i| self.value(i / self.cols, i % self.cols)).collect()
+    }
+}
+
+fn activations(n: usize, seed: u64) -> Vec<f32> {
+    let mut g = Lcg(seed);
+    (0..n).map(|_| g.normal()).collect()
+}
+
+/// Σ x·w in f64, and Σ |x·w| (the scale of f32 rounding in any summation order).
+fn reference_dot(x: &[f32], w: &[f32]) -> (f64, f64) {
+    x.iter().zip(w).fold((0.0, 0.0), |(s, a), (&x, &w)| {
+        let p = x as f64 * w as f64;
+        (s + p, a + p.abs())
+    })
+}
+
+/// Bound on the int8 path's error for one row: each activation moves by at most half its
+/// sub-block's step `max|x| / 127`, weighted by |w|; only full groups are quantized.
+fn int8_bound(q: &QuantMatrix, x: &[f32], w: &[f32]) -> f64 {
+    let full = q.full_groups() * q.group();
+    x[..full]
+        .chunks(SUB)
+        .zip(w[..full].chunks(SUB))
+        .map(|(xs, ws)| {
+            let amax = xs.iter().fold(0f32, |m, v| m.max(v.abs())) as f64;
+            amax / 254.0 * ws.iter().map(|v| v.abs() as f64).sum::<f64>()
+        })
+        .sum()
+}
+
+const SHAPES: [(usize, usize, usize); 5] = [
+    (1, 32, 32),    // one row, one group
+    (37, 96, 32),   // rows not a multiple of any chunk
+    (70, 200, 32),  // short last group (200 = 6 * 32 + 8)
+    (33, 256, 64),  // two sub-blocks per group
+    (300, 131, 64), // short last group of 3 values, parallel chunks
+];
+
+/// Every (bits, asymmetric, scale_bits) case of the tests.
+fn cases() -> Vec<(u8, bool, u8)> {
+    let mut v = Vec::new();
+    for bits in 2..=8u8 {
+        for asym in [false, true] {
+            v.push((bits, asym, if bits % 2 == 0 { 6 } else { 4 + bits % 5 }));
+        }
+    }
+    v
+}
+
+/// Checks `got` against the f64 product, within `rel` of Σ|x·w| plus `extra(row)`.
+fn assert_rows(o: &Owned, x: &[f32], m: usize, got: &[f32], rel: f64, extra: impl Fn(usize, &[f32], &[f32]) -> f64, what: &str) {
+    let w = o.dense();
+    for i in 0..m {
+        let xi = &x[i * o.cols..(i + 1) * o.cols];
+        for r in 0..o.rows {
+            let wr = &w[r * o.cols..(r + 1) * o.cols];
+            let (want, scale) = reference_dot(xi, wr);
+            let tol = rel * scale + extra(r, xi, wr) + 1e-30;
+            let g = got[i * o.rows + r] as f64;
+            assert!((g - want).abs() <= tol, "{what}: m {i} row {r}: got {g}, want {want}, tol {tol}");
+        }
+    }
+}
+
+#[test]
+fn exact_gemv_matches_reference_for_every_width_and_mode() {
+    for (bits, asym, sb) in cases() {
+        for (k, &(rows, cols, group)) in SHAPES.iter().enumerate() {
+            let o = random(rows, cols, group, bits, sb, asym, 1 + k as u64 + 10 * bits as u64);
+            let x = activations(cols, 7 + k as u64);
+            let mut out = vec![f32::NAN; rows];
+            gemv(&o.view(), &x, &mut out, Activations::Exact).unwrap();
+            let what = format!("exact gemv bits {bits} asym {asym} {rows}x{cols}/{group}");
+            assert_rows(&o, &x, 1, &out, 1e-5, |_, _, _| 0.0, &what);
+        }
+    }
+}
+
+#[test]
+fn portable_kernels_match_reference() {
+    for (bits, asym, sb) in cases() {
+        for (k, &(rows, cols, group)) in SHAPES.iter().enumerate() {
+            let o = random(rows, cols, group, bits, sb, asym, 40 + k as u64 + bits as u64);
+            let (q, x) = (o.view(), activations(cols, 41 + k as u64));
+            for mode in [Activations::Exact, Activations::Int8] {
+                let mut out = vec![f32::NAN; rows];
+                gemv_using(&q, &x, &mut out, mode, rows::rows_portable, act::Order::Natural).unwrap();
+                let what = format!("portable {mode:?} bits {bits} asym {asym} {rows}x{cols}/{group}");
+                let extra = |_: usize, xi: &[f32], wr: &[f32]| match mode {
+                    Activations::Exact => 0.0,
+                    Activations::Int8 => int8_bound(&q, xi, wr),
+                };
+                assert_rows(&o, &x, 1, &out, 1e-5, extra, &what);
+            }
+            let mut got = vec![f32::NAN; rows * cols];
+            decode::decode_portable(&q, &mut rows::Scratch::new(&q), 0, &mut got);
+            assert!(got.iter().zip(o.dense()).all(|(a, b)| a.to_bits() == b.to_bits()));
+        }
+    }
+}
+
+#[test]
+fn int8_gemv_stays_within_its_quantization_bound() {
+    for (bits, asym, sb) in cases() {
+        for (k, &(rows, cols, group)) in SHAPES.iter().enumerate() {
+            let o = random(rows, cols, group, bits, sb, asym, 100 + k as u64 + 10 * bits as u64);
+            let x = activations(cols, 70 + k as u64);
+            let mut out = vec![f32::NAN; rows];
+            let q = o.view();
+            gemv(&q, &x, &mut out, Activations::Int8).unwrap();
+            let what = format!("int8 gemv bits {bits} asym {asym} {rows}x{cols}/{group}");
+            assert_rows(&o, &x, 1, &out, 1e-5, |_, xi, wr| int8_bound(&q, xi, wr), &what);
+        }
+    }
+}
+
+#[test]
+fn gemm_matches_reference_for_several_rows() {
+    for (bits, asym, sb) in [(4, true, 6), (8, false, 6), (3, true, 6), (5, false, 4), (2, true, 8)] {
+        for m in [2usize, 7, 128] {
+            for &(rows, cols, group) in &SHAPES[1..] {
+                let o = random(rows, cols, group, bits, sb, asym, m as u64 + bits as u64);
+                let x = activations(m * cols, 3 + m as u64);
+                let mut out = vec![f32::NAN; m * rows];
+                gemm(&o.view(), &x, m, &mut out).unwrap();
+                let what = format!("gemm m {m} bits {bits} asym {asym} {rows}x{cols}/{group}");
+                assert_rows(&o, &x, m, &out, 1e-5, |_, _, _| 0.0, &what);
+            }
+        }
+    }
+}
+
+#[test]
+fn decode_is_bit_exact_including_groups_without_sub_blocks() {
+    for (bits, asym, sb) in cases() {
+        for &(rows, cols, group) in SHAPES.iter().chain(&[(9, 100, 16), (5, 77, 48)]) {
+            let o = random(rows, cols, group, bits, sb, asym, 5 + bits as u64);
+            let mut got = vec![f32::NAN; (rows - 1) * cols];
+            decode_rows(&o.view(), 1, &mut got);
+            let want = o.dense();
+            assert!(
+                got.iter().zip(&want[cols..]).all(|(a, b)| a.to_bits() == b.to_bits()),
+                "bits {bits} asym {asym} {rows}x{cols}/{group}"
+            );
+        }
+    }
+}
+
+#[test]
+fn groups_without_sub_blocks_take_the_decode_path() {
+    for &(rows, cols, group) in &[(9usize, 100usize, 16usize), (40, 77, 48)] {
+        let o = random(rows, cols, group, 4, 6, true, 9);
+        let x = activations(cols, 9);
+        for mode in [Activations::Exact, Activations::Int8] {
+            let mut out = vec![f32::NAN; rows];
+            gemv(&o.view(), &x, &mut out, mode).unwrap();
+            assert_rows(&o, &x, 1, &out, 1e-5, |_, _, _| 0.0, "decode path");
+        }
+    }
+}
+
+#[test]
+fn the_checker_sees_a_single_wrong_code() {
+    // The comparisons above can fail: one flipped code bit moves a row far past the tolerance.
+    let mut o = random(8, 64, 32, 4, 6, true, 3);
+    let x = vec![1.0f32; 64];
+    let mut out = vec![0f32; 8];
+    gemv(&o.view(), &x, &mut out, Activations::Exact).unwrap();
+    o.codes[0] ^= 1;
+    let w = o.dense();
+    let (want, scale) = reference_dot(&x, &w[..64]);
+    assert!((out[0] as f64 - want).abs() > 1e-5 * scale);
+}
+
+#[test]
+fn wrong_lengths_are_errors_not_panics() {
+    let o = random(4, 64, 32, 4, 6, false, 1);
+    let q = o.view();
+    assert!(gemv(&q, &[0.0; 63], &mut [0.0; 4], Activations::Exact).is_err());
+    assert!(gemv(&q, &[0.0; 64], &mut [0.0; 3], Activations::Int8).is_err());
+    assert!(gemm(&q, &[0.0; 128], 2, &mut [0.0; 7]).is_err());
+    let mut bad = random(4, 64, 32, 4, 6, false, 1);
+    bad.codes.pop();
+    assert!(QuantMatrix::new(QuantParts { codes: &bad.codes, ..parts(&o) }).is_err());
+}
+
+fn parts(o: &Owned) -> QuantParts<'_> {
+    QuantParts {
+        rows: o.rows,
+        cols: o.cols,
+        group: o.group,
+        bits: o.bits,
+        scale_bits: o.scale_bits,
+        asymmetric: o.asymmetric,
+        row_scale: &o.row_scale,
+        row_min: &o.row_min,
+        group_scale: &o.group_scale,
+        group_min: &o.group_min,
+        codes: &o.codes,
+    }
+}
+
+#[test]
+#[ignore]
+fn speed_probe() {
+    let o = random(768, 768, 32, 4, 6, true, 1);
+    let o8 = random(768, 768, 32, 8, 6, true, 1);
+    let o3 = random(768, 768, 32, 3, 6, true, 1);
+    let wide = random(192, 3072, 32, 4, 6, true, 1);
+    let xw = activations(3072, 2);
+    let x = activations(768, 2);
+    let mut out = vec![0f32; 768];
+    let only = std::env::var("PROBE").unwrap_or_default();
+    for threads in [1usize, 2] {
+        if only == "1" && threads == 2 { continue; }
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| {
+            for (name, o) in [("q4", &o), ("q8", &o8), ("q3", &o3), ("q4-192x3072", &wide)] {
+                let (x, out) = if o.cols == 768 { (&x, &mut out) } else { (&xw, &mut vec![0f32; 192]) };
+                for mode in [Activations::Exact, Activations::Int8] {
+                    if only == "1" && (name != "q4" || format!("{mode:?}") != std::env::var("MODE").unwrap_or_default()) { continue; }
+                    let q = o.view();
+                    let mut best = f64::MAX;
+                    for _ in 0..if only == "1" { 100000 } else { 2000 } {
+                        let t = std::time::Instant::now();
+                        gemv(&q, x, out, mode).unwrap();
+                        best = best.min(t.elapsed().as_secs_f64());
+                    }
+                    eprintln!("threads {threads} {name} {mode:?}: min {:.1} us", best * 1e6);
+                }
+            }
+        });
+    }
+}

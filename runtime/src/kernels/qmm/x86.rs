@@ -1,0 +1,308 @@
+//! AVX2 building blocks of the fused kernels: unpacking 32 codes of any width into one
+//! register, the per-sub-block dot products (f32 and int8 activations), and sub-block decode.
+//! Every function needs AVX2 and FMA; callers check both at run time before calling.
+
+use std::arch::x86_64::*;
+
+use super::matrix::SUB;
+
+
+/// Shuffle and shift tables of the generic unpacker for width `B` (2..=7): each 16-bit lane
+/// picks the two bytes holding one code (codes 0..8 of its 128-bit half in `a`, codes 8..16
+/// in `b`), and a multiply by `2^(16 - shift - B)` moves that code to the top bits.
+struct Tables<const B: u8>;
+
+impl<const B: u8> Tables<B> {
+    const PICK_A: [u8; 32] = pick(B, 0);
+    const PICK_B: [u8; 32] = pick(B, 8);
+    const MUL_A: [u16; 16] = mul(B, 0);
+    const MUL_B: [u16; 16] = mul(B, 8);
+}
+
+const fn pick(b: u8, first: usize) -> [u8; 32] {
+    let mut t = [0u8; 32];
+    let mut k = 0;
+    while k < 16 {
+        let j = first + k % 8;
+        let byte = (j * b as usize / 8) as u8;
+        t[2 * k] = byte;
+        t[2 * k + 1] = byte + 1;
+        k += 1;
+    }
+    t
+}
+
+const fn mul(b: u8, first: usize) -> [u16; 16] {
+    let mut t = [0u16; 16];
+    let mut k = 0;
+    while k < 16 {
+        let j = first + k % 8;
+        let shift = (j * b as usize % 8) as u32;
+        t[k] = 1 << (16 - shift - b as u32);
+        k += 1;
+    }
+    t
+}
+
+/// Each byte twice, low half for codes 0..16 and high half for codes 16..32 of a 4-bit block.
+const DUP4: [u8; 32] = {
+    let mut t = [0u8; 32];
+    let mut k = 0;
+    while k < 16 {
+        t[k] = (k / 2) as u8;
+        t[16 + k] = (8 + k / 2) as u8;
+        k += 1;
+    }
+    t
+};
+
+#[inline]
+#[target_feature(enable = "avx2")]
+fn load256(a: &[u8; 32]) -> __m256i {
+    // SAFETY: 32 readable bytes; loadu has no alignment requirement; AVX2 is enabled here.
+    unsafe { _mm256_loadu_si256(a.as_ptr().cast()) }
+}
+
+#[inline]
+#[target_feature(enable = "avx2")]
+fn load128(a: &[u8; 16]) -> __m128i {
+    // SAFETY: 16 readable bytes; unaligned load; SSE2 is implied by AVX2 (enabled here).
+    unsafe { _mm_loadu_si128(a.as_ptr().cast()) }
+}
+
+#[inline]
+#[target_feature(enable = "avx2")]
+fn load_i8(a: &[i8; 32]) -> __m256i {
+    // SAFETY: 32 readable bytes; unaligned load; AVX2 is enabled on this function.
+    unsafe { _mm256_loadu_si256(a.as_ptr().cast()) }
+}
+
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(super) fn load_ps(a: &[f32; 8]) -> __m256 {
+    // SAFETY: 32 readable bytes; unaligned load; AVX is implied by AVX2 (enabled here).
+    unsafe { _mm256_loadu_ps(a.as_ptr()) }
+}
+
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(super) fn store_ps(a: &mut [f32; 8], v: __m256) {
+    // SAFETY: 32 writable bytes behind a unique reference; unaligned store.
+    unsafe { _mm256_storeu_ps(a.as_mut_ptr(), v) }
+}
+
+/// The 8 bytes of `c` from offset `o` as a little-endian word, zeros past the end of `c`
+/// (`N` >= 8). With `N` and `o` known at compile time this is one load and at most one shift.
+#[inline(always)]
+fn le64<const N: usize>(c: &[u8; N], o: usize) -> u64 {
+    if o >= N {
+        return 0;
+    }
+    let end = (o + 8).min(N);
+    let w = c.get(end.saturating_sub(8)..end).and_then(|w| w.first_chunk::<8>()).copied();
+    w.map_or(0, |w| u64::from_le_bytes(w) >> (8 * (o + 8 - end)))
+}
+
+/// `src` (at most `N` bytes of it) at the start of a zeroed array of `N` bytes.
+#[inline]
+pub(super) fn padded<const N: usize>(src: &[u8]) -> [u8; N] {
+    let mut out = [0u8; N];
+    for (o, &b) in out.iter_mut().zip(src) {
+        *o = b;
+    }
+    out
+}
+
+/// The 32 `B`-bit codes of one sub-block (`c`: its `N = 4 * B` bytes), in order, one per byte.
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(super) fn unpack<const B: u8, const N: usize>(c: &[u8; N]) -> __m256i {
+    const { assert!(N == 4 * B as usize && B >= 2 && B <= 8) };
+    match B {
+        8 => load256(&padded::<32>(c)),
+        4 => {
+            let v = load128(&padded::<16>(c));
+            let t = _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(v), load256(&DUP4));
+            let lo = _mm256_and_si256(t, _mm256_set1_epi16(0x000f));
+            let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(t), _mm256_set1_epi16(0x0f00));
+            _mm256_or_si256(lo, hi)
+        }
+        _ => {
+            // Codes 0..16 live in bytes 0..2B, codes 16..32 in bytes 2B..4B: one per lane.
+            let half = 2 * B as usize;
+            let word = |o: usize| le64(c, o) as i64;
+            let v = _mm256_set_epi64x(word(half + 8), word(half), word(8), word(0));
+            let a = _mm256_shuffle_epi8(v, load256(&Tables::<B>::PICK_A));
+            let b = _mm256_shuffle_epi8(v, load256(&Tables::<B>::PICK_B));
+            let a = _mm256_mullo_epi16(a, load256_u16(&Tables::<B>::MUL_A));
+            let b = _mm256_mullo_epi16(b, load256_u16(&Tables::<B>::MUL_B));
+            let a = _mm256_srl_epi16(a, _mm_cvtsi32_si128(16 - B as i32));
+            let b = _mm256_srl_epi16(b, _mm_cvtsi32_si128(16 - B as i32));
+            _mm256_packus_epi16(a, b)
+        }
+    }
+}
+
+/// The 32 4-bit codes of one sub-block (`c`: 16 bytes), even codes then odd codes (the low
+/// then the high nibbles).
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(super) fn unpack_even_odd4(c: &[u8; 16]) -> __m256i {
+    let v = load128(c);
+    let w = _mm256_set_m128i(_mm_srli_epi16::<4>(v), v);
+    _mm256_and_si256(w, _mm256_set1_epi8(0x0f))
+}
+
+#[inline]
+#[target_feature(enable = "avx2")]
+fn load256_u16(a: &[u16; 16]) -> __m256i {
+    // SAFETY: 32 readable bytes; unaligned load; AVX2 is enabled on this function.
+    unsafe { _mm256_loadu_si256(a.as_ptr().cast()) }
+}
+
+/// The four groups of 8 bytes of `w` as f32: read as i8 when `SIGNED`, else as u8.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn widen<const SIGNED: bool>(w: __m256i) -> [__m256; 4] {
+    let lo = _mm256_castsi256_si128(w);
+    let hi = _mm256_extracti128_si256::<1>(w);
+    let f = |h: __m128i| {
+        _mm256_cvtepi32_ps(if SIGNED { _mm256_cvtepi8_epi32(h) } else { _mm256_cvtepu8_epi32(h) })
+    };
+    [f(lo), f(_mm_srli_si128::<8>(lo)), f(hi), f(_mm_srli_si128::<8>(hi))]
+}
+
+/// Unpacked codes minus `zp` (0..=128; the result must fit in i8 when `zp` > 0, so `SIGNED`
+/// must be `zp > 0`).
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(super) fn centre(w: __m256i, zp: i32) -> __m256i {
+    _mm256_sub_epi8(w, _mm256_set1_epi8(zp as u8 as i8))
+}
+
+/// `acc + x * codes` lane-wise over one sub-block of centred codes (see [`centre`]).
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+pub(super) fn dot_f32<const SIGNED: bool>(w: __m256i, x: &[f32; SUB], acc: __m256) -> __m256 {
+    let (x8, _) = x.as_chunks::<8>();
+    let mut acc = acc;
+    for (q, xk) in widen::<SIGNED>(w).into_iter().zip(x8) {
+        acc = _mm256_fmadd_ps(q, load_ps(xk), acc);
+    }
+    acc
+}
+
+/// `Σ codes * xq` as 8 partial i32 sums. Exact for codes < 128 (`B` <= 7); for `B` == 8 it
+/// returns `Σ (codes - 128) * xq` (see [`dot_i8_bias`]). `|xq|` must be <= 127.
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(super) fn dot_i8<const B: u8>(w: __m256i, xq: &[i8; SUB]) -> __m256i {
+    let x = load_i8(xq);
+    let p = if B == 8 {
+        // Signed codes: |c| * (sign(c) * x) keeps every pair sum inside i16.
+        let c = _mm256_xor_si256(w, _mm256_set1_epi8(i8::MIN));
+        _mm256_maddubs_epi16(_mm256_abs_epi8(c), _mm256_sign_epi8(x, c))
+    } else {
+        _mm256_maddubs_epi16(w, x)
+    };
+    _mm256_madd_epi16(p, _mm256_set1_epi16(1))
+}
+
+/// What [`dot_i8`] subtracts from every code (its result is `Σ (codes - bias) * xq`).
+pub(super) const fn dot_i8_bias(b: u8) -> i32 {
+    if b == 8 {
+        128
+    } else {
+        0
+    }
+}
+
+/// Writes `step * codes + offset` for one sub-block of centred codes: a multiply then an add,
+/// rounded like the scalar reference decoder.
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(super) fn decode_block<const SIGNED: bool>(w: __m256i, step: f32, offset: f32, out: &mut [f32; SUB]) {
+    let (s, o) = (_mm256_set1_ps(step), _mm256_set1_ps(offset));
+    let (out8, _) = out.as_chunks_mut::<8>();
+    for (q, dst) in widen::<SIGNED>(w).into_iter().zip(out8) {
+        store_ps(dst, _mm256_add_ps(_mm256_mul_ps(q, s), o));
+    }
+}
+
+/// Block `k` (codes `32k..32k + 32`) of a stream of `B`-bit codes (`N = 4 * B` bytes per
+/// block), minus `bias` (0, or `2^(B-1)` with `SIGNED`), as f32. Codes past the end of `src`
+/// read as 0.
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(super) fn codes_block<const B: u8, const N: usize, const SIGNED: bool>(
+    src: &[u8],
+    k: usize,
+    bias: i32,
+) -> [__m256; 4] {
+    let rest = src.get(k * N..).unwrap_or(&[]);
+    let w = match rest.first_chunk::<N>() {
+        Some(c) => unpack::<B, N>(c),
+        None => unpack::<B, N>(&padded::<N>(rest)),
+    };
+    widen::<SIGNED>(if SIGNED { centre(w, bias) } else { w })
+}
+
+/// Sum of the 8 lanes.
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(super) fn hsum(v: __m256) -> f32 {
+    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    _mm_cvtss_f32(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::unpack::unpack_codes;
+    use super::*;
+
+    #[test]
+    fn simd_unpack_matches_portable_for_every_width_and_offset() {
+        if !(is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")) {
+            return;
+        }
+        let bytes: Vec<u8> = (0..200u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+        fn check<const B: u8, const N: usize>(bytes: &[u8]) {
+            for at in [0usize, 1, 5, bytes.len() - 40, bytes.len() - N] {
+                let mut want = [0u8; SUB];
+                unpack_codes(&bytes[at..], B, &mut want);
+                let c: &[u8; N] = bytes[at..].first_chunk().unwrap();
+                // SAFETY: AVX2 and FMA were detected at the top of the test.
+                let got: [u8; SUB] = unsafe { std::mem::transmute(unpack::<B, N>(c)) };
+                assert_eq!(got, want, "bits {B} at {at}");
+                // SAFETY: as above.
+                let f = unsafe { codes_block::<B, N, false>(&bytes[at..], 0, 0) };
+                // SAFETY: as above.
+                let f: [f32; SUB] = unsafe { std::mem::transmute(f) };
+                assert!(f.iter().zip(&want).all(|(a, &b)| *a == b as f32), "block bits {B} at {at}");
+            }
+            // A short stream reads as zero codes past its end.
+            let mut want = [0u8; SUB];
+            unpack_codes(&bytes[bytes.len() - 3..], B, &mut want);
+            // SAFETY: as above.
+            let f: [f32; SUB] = unsafe { std::mem::transmute(codes_block::<B, N, false>(&bytes[bytes.len() - 3..], 0, 0)) };
+            assert!(f.iter().zip(&want).all(|(a, &b)| *a == b as f32), "short bits {B}");
+        }
+        check::<2, 8>(&bytes);
+        check::<3, 12>(&bytes);
+        check::<4, 16>(&bytes);
+        check::<5, 20>(&bytes);
+        check::<6, 24>(&bytes);
+        check::<7, 28>(&bytes);
+        check::<8, 32>(&bytes);
+        for at in [0usize, 3, bytes.len() - 16] {
+            let mut natural = [0u8; SUB];
+            unpack_codes(&bytes[at..], 4, &mut natural);
+            let want: Vec<u8> = (0..SUB).map(|k| natural[(2 * k) % SUB + k / 16]).collect();
+            // SAFETY: AVX2 and FMA were detected at the top of the test.
+            let got: [u8; SUB] = unsafe { std::mem::transmute(unpack_even_odd4(bytes[at..].first_chunk().unwrap())) };
+            assert_eq!(got.to_vec(), want, "even-odd at {at}");
+        }
+    }
+}
