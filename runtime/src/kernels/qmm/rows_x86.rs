@@ -189,7 +189,10 @@ fn main_i8<const B: u8, const N: usize>(c: &Ctx, codes: &[u8], s: &mut Scratch) 
 }
 
 /// The AVX2 row decoder for `bits`-wide codes, or `None` if this CPU lacks AVX2.
-pub(super) fn decode_rows(bits: u8) -> Option<fn(&QuantMatrix, &mut Scratch, usize, &mut [f32])> {
+/// A SIMD decoder of whole rows into f32.
+pub(super) type DecodeRowsFn = fn(&QuantMatrix, &mut Scratch, usize, &mut [f32]);
+
+pub(super) fn decode_rows(bits: u8) -> Option<DecodeRowsFn> {
     if !available() {
         return None;
     }
