@@ -33,7 +33,9 @@ const COLD_BYTES: usize = 64 << 20;
 fn gaussian(n: usize, seed: u64) -> Vec<f32> {
     let mut s = seed;
     let mut uniform = || {
-        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         ((s >> 11) as f64 + 0.5) / (1u64 << 53) as f64
     };
     (0..n)
@@ -46,7 +48,9 @@ fn gaussian(n: usize, seed: u64) -> Vec<f32> {
 
 fn encoded(w: &[f32], rows: usize, cols: usize, preset: &str) -> RbeTensor {
     let params = EncodeParams::preset(preset).expect("known preset");
-    encode(w, rows, cols, &params).expect("encodable weights").tensor
+    encode(w, rows, cols, &params)
+        .expect("encodable weights")
+        .tensor
 }
 
 /// The plain f32 GEMV: rows split over rayon's threads like the fused kernels, a dot product
@@ -73,7 +77,9 @@ fn copy_bandwidth(c: &mut Criterion) {
     let mut dst = vec![0u8; n];
     let mut g = c.benchmark_group("copy");
     g.throughput(Throughput::Bytes(2 * n as u64));
-    g.bench_function("1thread", |b| b.iter(|| dst.copy_from_slice(black_box(&src))));
+    g.bench_function("1thread", |b| {
+        b.iter(|| dst.copy_from_slice(black_box(&src)))
+    });
     g.bench_function("2thread", |b| {
         b.iter(|| {
             dst.par_chunks_mut(n / 2)
@@ -126,9 +132,15 @@ impl Lazy<'_> {
                 .collect()
         });
         let t = &all.iter().find(|(p, _)| p == preset).expect("a preset").1;
-        if t.stored_bytes() != lazy_bytes(self.rows, self.cols, preset) || t.mode_name() != "dense" {
-            eprintln!("warning: {preset} {}x{} is {} in {} bytes: the throughput line is off",
-                self.rows, self.cols, t.mode_name(), t.stored_bytes());
+        if t.stored_bytes() != lazy_bytes(self.rows, self.cols, preset) || t.mode_name() != "dense"
+        {
+            eprintln!(
+                "warning: {preset} {}x{} is {} in {} bytes: the throughput line is off",
+                self.rows,
+                self.cols,
+                t.mode_name(),
+                t.stored_bytes()
+            );
         }
         t
     }
@@ -136,7 +148,14 @@ impl Lazy<'_> {
 
 /// Copies of a layer that fill a ring of at least [`COLD_BYTES`] (one copy when hot).
 fn ring<T: Clone>(t: &T, bytes: usize, cold: bool) -> Vec<T> {
-    vec![t.clone(); if cold { COLD_BYTES.div_ceil(bytes).max(1) } else { 1 }]
+    vec![
+        t.clone();
+        if cold {
+            COLD_BYTES.div_ceil(bytes).max(1)
+        } else {
+            1
+        }
+    ]
 }
 
 fn gemv(c: &mut Criterion, cold: bool) {
@@ -147,10 +166,19 @@ fn gemv(c: &mut Criterion, cold: bool) {
         let mut out = vec![0f32; rows];
         let f32_bytes = rows * cols * 4;
         let dense = || ring(&w, f32_bytes, cold);
-        case(&mut g, BenchmarkId::new(name, "f32"), f32_bytes, dense, |d, i| {
-            dense_gemv(&d[i % d.len()], cols, black_box(&x), &mut out)
-        });
-        let lazy = Lazy { w: &w, rows, cols, done: Default::default() };
+        case(
+            &mut g,
+            BenchmarkId::new(name, "f32"),
+            f32_bytes,
+            dense,
+            |d, i| dense_gemv(&d[i % d.len()], cols, black_box(&x), &mut out),
+        );
+        let lazy = Lazy {
+            w: &w,
+            rows,
+            cols,
+            done: Default::default(),
+        };
         for preset in EncodeParams::PRESETS {
             for (mode, label) in [(Activations::Exact, ""), (Activations::Int8, "-int8")] {
                 let id = BenchmarkId::new(name, format!("{preset}{label}"));
@@ -159,7 +187,9 @@ fn gemv(c: &mut Criterion, cold: bool) {
                     ring(t, t.stored_bytes(), cold)
                 };
                 case(&mut g, id, lazy_bytes(rows, cols, preset), setup, |t, i| {
-                    t[i % t.len()].matmul_with(black_box(&x), 1, &mut out, mode).expect("shapes match")
+                    t[i % t.len()]
+                        .matmul_with(black_box(&x), 1, &mut out, mode)
+                        .expect("shapes match")
                 });
             }
         }
@@ -195,16 +225,34 @@ fn gather(c: &mut Criterion) {
     let mut row = vec![0f32; cols];
     // A different row every token, spread over the table.
     let pick = |i: usize| (i * 7919 + 12345) % rows;
-    case(&mut g, BenchmarkId::new("32000x768", "f32"), cols * 4, || (), |_, i| {
-        let r = pick(i);
-        row.copy_from_slice(black_box(&w[r * cols..(r + 1) * cols]))
-    });
-    let lazy = Lazy { w: &w, rows, cols, done: Default::default() };
+    case(
+        &mut g,
+        BenchmarkId::new("32000x768", "f32"),
+        cols * 4,
+        || (),
+        |_, i| {
+            let r = pick(i);
+            row.copy_from_slice(black_box(&w[r * cols..(r + 1) * cols]))
+        },
+    );
+    let lazy = Lazy {
+        w: &w,
+        rows,
+        cols,
+        done: Default::default(),
+    };
     for preset in EncodeParams::PRESETS {
         let bytes = lazy_bytes(rows, cols, preset) / rows;
-        case(&mut g, BenchmarkId::new("32000x768", preset), bytes, || lazy.get(preset), |t, i| {
-            t.decode_row(pick(i), black_box(&mut row)).expect("row in range")
-        });
+        case(
+            &mut g,
+            BenchmarkId::new("32000x768", preset),
+            bytes,
+            || lazy.get(preset),
+            |t, i| {
+                t.decode_row(pick(i), black_box(&mut row))
+                    .expect("row in range")
+            },
+        );
     }
     g.finish();
 }
@@ -220,17 +268,34 @@ fn gemm_m128(c: &mut Criterion) {
             ndarray::ArrayView2::from_shape((m, cols), &x).expect("shape"),
             ndarray::ArrayView2::from_shape((rows, cols), &w).expect("shape"),
         );
-        case(&mut g, BenchmarkId::new(name, "f32"), rows * cols * 4, || (), |_, _| {
-            let c = ndarray::ArrayViewMut2::from_shape((m, rows), &mut out).expect("shape");
-            rbe_runtime::kernels::gemm::gemm(1.0, a, b.t(), 0.0, c).expect("shapes match")
-        });
+        case(
+            &mut g,
+            BenchmarkId::new(name, "f32"),
+            rows * cols * 4,
+            || (),
+            |_, _| {
+                let c = ndarray::ArrayViewMut2::from_shape((m, rows), &mut out).expect("shape");
+                rbe_runtime::kernels::gemm::gemm(1.0, a, b.t(), 0.0, c).expect("shapes match")
+            },
+        );
         let setup = || encoded(&w, rows, cols, "q4");
-        case(&mut g, BenchmarkId::new(name, "q4"), lazy_bytes(rows, cols, "q4"), setup, |t, _| {
-            t.matmul(black_box(&x), m, &mut out).expect("shapes match")
-        });
+        case(
+            &mut g,
+            BenchmarkId::new(name, "q4"),
+            lazy_bytes(rows, cols, "q4"),
+            setup,
+            |t, _| t.matmul(black_box(&x), m, &mut out).expect("shapes match"),
+        );
     }
     g.finish();
 }
 
-criterion_group!(benches, copy_bandwidth, gemv_hot, gemv_cold, gather, gemm_m128);
+criterion_group!(
+    benches,
+    copy_bandwidth,
+    gemv_hot,
+    gemv_cold,
+    gather,
+    gemm_m128
+);
 criterion_main!(benches);

@@ -16,7 +16,13 @@ impl RbeTensor {
 
     /// [`matmul`](Self::matmul) with a choice of activation handling for `m == 1` (the fused
     /// GEMV); `m > 1` is always exact f32.
-    pub fn matmul_with(&self, x: &[f32], m: usize, out: &mut [f32], act: Activations) -> Result<()> {
+    pub fn matmul_with(
+        &self,
+        x: &[f32],
+        m: usize,
+        out: &mut [f32],
+        act: Activations,
+    ) -> Result<()> {
         let (rows, cols) = (self.rows(), self.cols());
         let decode = |_: &mut (), first: usize, w: &mut [f32]| self.decode_rows_into(first, w);
         match (self.quant_view(), m) {
@@ -50,5 +56,113 @@ impl RbeTensor {
             codes: &p.codes,
         })
         .ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use half::{bf16, f16};
+
+    use super::*;
+    use crate::rbe::{pack_codes, read_code, scale_row_bytes, DenseParts, Geometry};
+
+    /// A dense tensor with pseudo-random codes and scales; a basis on tile 0 when `basis`.
+    fn tensor(rows: usize, cols: usize, bits: u8, asymmetric: bool, basis: bool) -> RbeTensor {
+        let g = Geometry::new(rows, cols, 64, 32, bits).unwrap();
+        let mut s = 0x9e3779b97f4a7c15u64;
+        let mut byte = || {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (s >> 33) as u8
+        };
+        let srb = rows * scale_row_bytes(&g, 6);
+        let side = |n: usize| if asymmetric { n } else { 0 };
+        let mut codes: Vec<u8> = (0..rows * g.row_bytes()).map(|_| byte()).collect();
+        for r in 0..rows {
+            let mut at = r * g.row_bytes();
+            for gi in 0..g.groups_per_row() {
+                let n = g.group_len(gi);
+                let c: Vec<u8> = (0..n).map(|j| read_code(&codes[at..], bits, j)).collect();
+                let nb = g.packed_bytes(n);
+                pack_codes(&c, bits, &mut codes[at..at + nb]);
+                at += nb;
+            }
+        }
+        let parts = DenseParts {
+            asymmetric,
+            scale_bits: 6,
+            row_scale: (0..rows)
+                .map(|r| bf16::from_f32(0.01 + r as f32 * 1e-4))
+                .collect(),
+            row_min: (0..side(rows))
+                .map(|r| bf16::from_f32(0.02 - r as f32 * 1e-5))
+                .collect(),
+            group_scale: (0..srb).map(|_| byte()).collect(),
+            group_min: (0..side(srb)).map(|_| byte()).collect(),
+            codes,
+            basis: if basis {
+                (0..g.tiles())
+                    .map(|t| {
+                        (t == 0)
+                            .then(|| std::array::from_fn(|k| f16::from_f32(0.05 * k as f32 - 0.1)))
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            },
+        };
+        RbeTensor::from_dense(g, parts).unwrap()
+    }
+
+    #[test]
+    fn every_path_matches_decode_then_multiply() {
+        for (bits, asym, basis) in [
+            (4, true, false),
+            (3, false, false),
+            (8, true, false),
+            (4, true, true),
+        ] {
+            let t = tensor(70, 100, bits, asym, basis);
+            let w = t.decode();
+            for m in [1usize, 2, 7] {
+                let x: Vec<f32> = (0..m * 100)
+                    .map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0)
+                    .collect();
+                for act in [Activations::Exact, Activations::Int8] {
+                    let mut out = vec![f32::NAN; m * 70];
+                    t.matmul_with(&x, m, &mut out, act).unwrap();
+                    for i in 0..m {
+                        for r in 0..70 {
+                            let (xi, wr) = (&x[i * 100..(i + 1) * 100], &w[r * 100..(r + 1) * 100]);
+                            let want: f64 =
+                                xi.iter().zip(wr).map(|(a, b)| *a as f64 * *b as f64).sum();
+                            let scale: f64 = xi
+                                .iter()
+                                .zip(wr)
+                                .map(|(a, b)| (*a as f64 * *b as f64).abs())
+                                .sum();
+                            // Int8 (m == 1, fused path only): within 1/127 of the terms.
+                            let rel = if m == 1 && act == Activations::Int8 && !basis {
+                                1.0 / 127.0
+                            } else {
+                                1e-5
+                            };
+                            let got = out[i * 70 + r] as f64;
+                            assert!(
+                                (got - want).abs() <= rel * scale + 1e-12,
+                                "bits {bits} asym {asym} basis {basis} m {m} {act:?} row {r}: {got} vs {want}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn only_dense_tensors_without_basis_take_the_fused_path() {
+        assert!(tensor(8, 64, 4, true, false).quant_view().is_some());
+        assert!(tensor(8, 64, 4, true, true).quant_view().is_none());
     }
 }

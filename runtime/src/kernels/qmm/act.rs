@@ -71,7 +71,11 @@ impl<'x> Prepared<'x> {
             xq = vec![0i8; full];
             dx = Vec::with_capacity(full / SUB);
             let per_group = q.group() / SUB;
-            let blocks = x.get(..full).unwrap_or(&[]).chunks_exact(SUB).zip(xq.chunks_exact_mut(SUB));
+            let blocks = x
+                .get(..full)
+                .unwrap_or(&[])
+                .chunks_exact(SUB)
+                .zip(xq.chunks_exact_mut(SUB));
             for (s, (xs, qs)) in blocks.enumerate() {
                 let (d, isum) = quantize(xs, qs);
                 if order != Order::Natural {
@@ -90,9 +94,19 @@ impl<'x> Prepared<'x> {
         let mut xk = std::borrow::Cow::Borrowed(x);
         if mode == Activations::Exact && order != Order::Natural {
             let blocks = x.get(..full).unwrap_or(&[]).chunks_exact(SUB);
-            xk = blocks.flat_map(|b| arrange(b, order)).collect::<Vec<f32>>().into();
+            xk = blocks
+                .flat_map(|b| arrange(b, order))
+                .collect::<Vec<f32>>()
+                .into();
         }
-        Prepared { x, xk, sums, zsums, xq, dx }
+        Prepared {
+            x,
+            xk,
+            sums,
+            zsums,
+            xq,
+            dx,
+        }
     }
 }
 
@@ -102,8 +116,11 @@ fn quantize(x: &[f32], q: &mut [i8]) -> (f32, i32) {
     let d = amax / 127.0;
     let inv = if amax > 0.0 { 127.0 / amax } else { 0.0 };
     let mut sum = 0;
+    // Adding and removing 1.5 * 2^23 rounds to the nearest integer (ties to even) without a
+    // libm call; |v * inv| <= 127, far inside the trick's range.
+    const ROUND: f32 = 12_582_912.0;
     for (o, v) in q.iter_mut().zip(x) {
-        let r = (v * inv).round().clamp(-127.0, 127.0) as i8;
+        let r = ((v * inv + ROUND) - ROUND).clamp(-127.0, 127.0) as i8;
         sum += r as i32;
         *o = r;
     }

@@ -19,7 +19,14 @@ pub(super) fn decode_rows(q: &QuantMatrix, s: &mut Scratch, first: usize, out: &
 
 /// Step and offset of group `g` of a row with units `unit`, `min_unit` and factors `sf`, `of`.
 #[inline(always)]
-fn step_offset(q: &QuantMatrix, unit: f32, min_unit: f32, sf: &[f32], of: &[f32], g: usize) -> (f32, f32) {
+fn step_offset(
+    q: &QuantMatrix,
+    unit: f32,
+    min_unit: f32,
+    sf: &[f32],
+    of: &[f32],
+    g: usize,
+) -> (f32, f32) {
     let step = unit * sf.get(g).copied().unwrap_or(0.0);
     let offset = if q.asymmetric() {
         -(min_unit * of.get(g).copied().unwrap_or(0.0))
@@ -36,7 +43,12 @@ fn decode_groups(q: &QuantMatrix, r: usize, from: usize, sf: &[f32], of: &[f32],
     let gb = q.group_bytes();
     for (g, o) in row.chunks_mut(q.group()).enumerate().skip(from) {
         let (step, offset) = step_offset(q, unit, min_unit, sf, of, g);
-        unpack_f32(codes.get(g * gb..).unwrap_or(&[]), q.bits(), q.zero_point(), o);
+        unpack_f32(
+            codes.get(g * gb..).unwrap_or(&[]),
+            q.bits(),
+            q.zero_point(),
+            o,
+        );
         for v in o.iter_mut() {
             *v = step * *v + offset;
         }
@@ -53,7 +65,12 @@ pub(super) fn decode_portable(q: &QuantMatrix, s: &mut Scratch, first: usize, ou
     let gpr = q.groups_per_row();
     for (k, row) in out.chunks_exact_mut(q.cols()).enumerate() {
         let r = first + k;
-        unpack_f32(q.scales_from(r), q.scale_bits(), q.scale_bias(), &mut s.sf[..gpr]);
+        unpack_f32(
+            q.scales_from(r),
+            q.scale_bits(),
+            q.scale_bias(),
+            &mut s.sf[..gpr],
+        );
         if q.asymmetric() {
             unpack_f32(q.mins_from(r), q.scale_bits(), 0, &mut s.of[..gpr]);
         }

@@ -216,11 +216,15 @@ impl<'a> QuantMatrix<'a> {
 
     /// Row `r`'s packed scale codes and everything after them.
     pub fn scales_from(&self, r: usize) -> &'a [u8] {
-        self.group_scale.get(r * self.scale_row_bytes()..).unwrap_or(&[])
+        self.group_scale
+            .get(r * self.scale_row_bytes()..)
+            .unwrap_or(&[])
     }
 
     /// Row `r`'s packed offset codes and everything after them (empty when symmetric).
     pub fn mins_from(&self, r: usize) -> &'a [u8] {
-        self.group_min.get(r * self.scale_row_bytes()..).unwrap_or(&[])
+        self.group_min
+            .get(r * self.scale_row_bytes()..)
+            .unwrap_or(&[])
     }
 }

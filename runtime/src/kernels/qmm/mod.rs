@@ -27,7 +27,7 @@ mod tests;
 
 pub use act::Activations;
 pub use matrix::{QuantMatrix, QuantParts, SUB};
-pub use par::{gemm_by, gemv_by, PANEL_ROWS};
+pub use par::{gemm_by, gemv_by, PANEL_BYTES};
 pub use unpack::{unpack_codes, unpack_f32};
 
 use crate::error::Result;
@@ -38,9 +38,14 @@ use rows::{Ctx, RowsFn, Scratch};
 pub fn gemv(q: &QuantMatrix, x: &[f32], out: &mut [f32], mode: Activations) -> Result<()> {
     par::check(q.rows(), q.cols(), x, 1, out)?;
     if !q.has_sub_blocks() {
-        return gemv_by(q.rows(), q.cols(), x, out, || Scratch::new(q), |s, first, w| {
-            decode::decode_rows(q, s, first, w)
-        });
+        return gemv_by(
+            q.rows(),
+            q.cols(),
+            x,
+            out,
+            || Scratch::new(q),
+            |s, first, w| decode::decode_rows(q, s, first, w),
+        );
     }
     let (kernel, order) = row_kernel(q.bits());
     gemv_using(q, x, out, mode, kernel, order)
@@ -58,10 +63,16 @@ fn gemv_using(
     let act = Prepared::new(q, x, mode, order);
     let ctx = Ctx { q, act: &act, mode };
     let chunk = par::gemv_chunk(q.rows(), q.row_bytes());
-    par::for_row_chunks(out, 1, chunk, || Scratch::new(q), |s, first, o| {
-        kernel(&ctx, s, first, o);
-        Ok(())
-    })
+    par::for_row_chunks(
+        out,
+        1,
+        chunk,
+        || Scratch::new(q),
+        |s, first, o| {
+            kernel(&ctx, s, first, o);
+            Ok(())
+        },
+    )
 }
 
 /// The fastest row kernel this CPU has for `bits`-wide codes, and the activation order it reads.
@@ -76,9 +87,15 @@ fn row_kernel(bits: u8) -> (RowsFn, Order) {
 
 /// `out[m x rows] = x[m x cols] · Wᵀ` for `W` = `q`, exact f32 (see the module doc).
 pub fn gemm(q: &QuantMatrix, x: &[f32], m: usize, out: &mut [f32]) -> Result<()> {
-    gemm_by(q.rows(), q.cols(), x, m, out, || Scratch::new(q), |s, first, w| {
-        decode::decode_rows(q, s, first, w)
-    })
+    gemm_by(
+        q.rows(),
+        q.cols(),
+        x,
+        m,
+        out,
+        || Scratch::new(q),
+        |s, first, w| decode::decode_rows(q, s, first, w),
+    )
 }
 
 /// Decodes rows `first..first + out.len() / cols` of `q` into `out` (whole rows; the caller

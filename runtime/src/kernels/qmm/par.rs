@@ -11,8 +11,10 @@ use crate::kernels::gemm::gemm_serial;
 const MIN_CHUNK_BYTES: usize = 32 << 10;
 /// Chunks per thread: enough for rayon to even out uneven cores, few enough to amortise it.
 const CHUNKS_PER_THREAD: usize = 4;
-/// Rows of one decoded GEMM panel (tuned on the layer benches: see BENCHMARKS.md).
-pub const PANEL_ROWS: usize = 128;
+/// Bytes of one decoded GEMM panel (tuned on the layer benches: see BENCHMARKS.md). Every
+/// panel is multiplied by its own GEMM call, which repacks the activations: few large panels
+/// beat many small ones, as long as a panel stays in the cache.
+pub const PANEL_BYTES: usize = 2 << 20;
 /// Values of one decoded band on the decode-then-dot GEMV path (~128 KiB: stays in L2).
 const BAND_VALUES: usize = 32 * 1024;
 
@@ -74,8 +76,9 @@ pub fn gemv_by<S>(
 }
 
 /// `out[m x rows] = x[m x cols] · Wᵀ`, W decoded by `decode` (as in [`gemv_by`]) panel by
-/// panel into a per-thread buffer and multiplied there by the GEMM kernel.
-pub fn gemm_by<S>(
+/// panel into a per-thread buffer and multiplied there by the GEMM kernel, straight into the
+/// panel's columns of `out`.
+pub fn gemm_by<S: Send>(
     rows: usize,
     cols: usize,
     x: &[f32],
@@ -89,26 +92,32 @@ pub fn gemm_by<S>(
         return Ok(());
     }
     let shape = |e: ndarray::ShapeError| Error::Input(e.to_string());
-    let xt = ArrayView2::from_shape((m, cols), x).map_err(shape)?.reversed_axes();
+    let x = ArrayView2::from_shape((m, cols), x).map_err(shape)?;
     let threads = rayon::current_num_threads().max(1);
-    let panel = PANEL_ROWS.min(rows.div_ceil(threads)).max(1);
-    // outT[rows x m], panel by panel: W[panel x cols] times xᵀ.
-    let mut out_t = vec![0f32; rows * m];
+    // As few panels as fit PANEL_BYTES, in a multiple of the thread count (equal shares).
+    let panels = rows
+        .saturating_mul(cols)
+        .saturating_mul(4)
+        .div_ceil(PANEL_BYTES)
+        .next_multiple_of(threads);
+    let panel = rows.div_ceil(panels).max(1);
+    let mut out = ArrayViewMut2::from_shape((m, rows), out).map_err(shape)?;
+    let blocks: Vec<_> = out
+        .axis_chunks_iter_mut(ndarray::Axis(1), panel)
+        .enumerate()
+        .collect();
     let init = || (init(), vec![0f32; panel * cols]);
-    for_row_chunks(&mut out_t, m, panel, init, |(s, w), first, o| {
-        let n = o.len() / m;
-        let w = &mut w[..n * cols];
-        decode(s, first, w);
-        let a = ArrayView2::from_shape((n, cols), &*w).map_err(shape)?;
-        let c = ArrayViewMut2::from_shape((n, m), o).map_err(shape)?;
-        gemm_serial(a, xt, c)
-    })?;
-    for (r, col) in out_t.chunks_exact(m).enumerate() {
-        for (i, v) in col.iter().enumerate() {
-            out[i * rows + r] = *v;
-        }
-    }
-    Ok(())
+    blocks
+        .into_par_iter()
+        .try_for_each_init(init, |(s, w), (b, c)| {
+            let n = c.ncols();
+            let w = &mut w[..n * cols];
+            decode(s, b * panel, w);
+            let wt = ArrayView2::from_shape((n, cols), &*w)
+                .map_err(shape)?
+                .reversed_axes();
+            gemm_serial(x, wt, c)
+        })
 }
 
 /// Errors unless `x` holds `m x cols` and `out` `m x rows` values.

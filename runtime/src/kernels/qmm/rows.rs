@@ -45,7 +45,12 @@ impl Scratch {
 pub(super) fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; 8];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
     for (x, y) in ca.zip(cb) {
         for k in 0..8 {
             acc[k] += x[k] * y[k];
@@ -57,13 +62,21 @@ pub(super) fn dot(a: &[f32], b: &[f32]) -> f32 {
 /// `Σ x_j * (q_j - zero_point)` over row `r`'s short last group (0 if it has none).
 pub(super) fn tail_dot(q: &QuantMatrix, r: usize, x: &[f32]) -> f32 {
     let start = q.full_groups() * q.group();
-    let codes = q.codes_from(r).get(q.full_groups() * q.group_bytes()..).unwrap_or(&[]);
+    let codes = q
+        .codes_from(r)
+        .get(q.full_groups() * q.group_bytes()..)
+        .unwrap_or(&[]);
     let xs = x.get(start..).unwrap_or(&[]);
     let mut buf = [0f32; 64];
     let mut sum = 0.0;
     for (k, xc) in xs.chunks(buf.len()).enumerate() {
         let v = &mut buf[..xc.len()];
-        unpack_f32(codes.get(k * 8 * q.bits() as usize..).unwrap_or(&[]), q.bits(), q.zero_point(), v);
+        unpack_f32(
+            codes.get(k * 8 * q.bits() as usize..).unwrap_or(&[]),
+            q.bits(),
+            q.zero_point(),
+            v,
+        );
         sum += dot(xc, v);
     }
     sum
@@ -123,7 +136,12 @@ pub(super) fn rows_portable(c: &Ctx, s: &mut Scratch, first: usize, out: &mut [f
     let q = c.q;
     let gpr = q.groups_per_row();
     let prologue = |r: usize, s: &mut Scratch| {
-        unpack_f32(q.scales_from(r), q.scale_bits(), q.scale_bias(), &mut s.sf[..gpr]);
+        unpack_f32(
+            q.scales_from(r),
+            q.scale_bits(),
+            q.scale_bias(),
+            &mut s.sf[..gpr],
+        );
         let corr = dot(&s.sf[..gpr], &c.act.zsums[..gpr]);
         if !q.asymmetric() {
             return (corr, 0.0);
@@ -147,7 +165,12 @@ fn main_f32(c: &Ctx, codes: &[u8], sf: &[f32]) -> f32 {
         let mut d = 0.0;
         for (k, xs) in xg.chunks_exact(SUB).enumerate() {
             let at = g * gb + k * SUB * q.bits() as usize / 8;
-            unpack_f32(codes.get(at..).unwrap_or(&[]), q.bits(), q.zero_point(), &mut buf);
+            unpack_f32(
+                codes.get(at..).unwrap_or(&[]),
+                q.bits(),
+                q.zero_point(),
+                &mut buf,
+            );
             d += dot(xs, &buf);
         }
         acc += f * d;
@@ -162,7 +185,11 @@ fn main_i8(c: &Ctx, codes: &[u8], s: &mut Scratch) -> f32 {
     let mut buf = [0u8; SUB];
     let mut acc = 0.0;
     for (k, (xq, &d)) in c.act.xq.chunks_exact(SUB).zip(&s.sd).enumerate() {
-        unpack_codes(codes.get(k * SUB * q.bits() as usize / 8..).unwrap_or(&[]), q.bits(), &mut buf);
+        unpack_codes(
+            codes.get(k * SUB * q.bits() as usize / 8..).unwrap_or(&[]),
+            q.bits(),
+            &mut buf,
+        );
         let isum: i32 = buf.iter().zip(xq).map(|(&w, &v)| w as i32 * v as i32).sum();
         acc += d * isum as f32;
     }

@@ -8,8 +8,8 @@ use super::act::{Activations, Order};
 use super::matrix::{QuantMatrix, SUB};
 use super::rows::{block_factors, each_row, rows_portable, Ctx, RowsFn, Scratch};
 use super::x86::{
-    centre, codes_block, decode_block, dot_f32, dot_i8, dot_i8_bias, hsum, load_ps, store_ps, unpack,
-    unpack_even_odd4,
+    centre, codes_block, decode_block, dot_f32, dot_i8, dot_i8_bias, hsum, load_ps, store_ps,
+    unpack, unpack_even_odd4,
 };
 
 /// Whether this CPU runs the AVX2 kernels.
@@ -47,17 +47,36 @@ fn rows_avx2<const B: u8, const N: usize>(c: &Ctx, s: &mut Scratch, first: usize
     // The zero-point correction only exists in int8 mode, when the dot leaves a zero point in.
     let corr = c.mode == Activations::Int8 && q.zero_point() != dot_i8_bias(B);
     let zsums: &[f32] = if corr { &c.act.zsums } else { &[] };
-    let prologue = |r: usize, s: &mut Scratch| factors(q, r, &c.act.sums, zsums, &mut s.sf, &mut []);
+    let prologue =
+        |r: usize, s: &mut Scratch| factors(q, r, &c.act.sums, zsums, &mut s.sf, &mut []);
     match (c.mode, q.asymmetric()) {
-        (Activations::Exact, true) => {
-            each_row(c, s, first, out, prologue, |w, s| main_f32::<B, N, false>(c, w, s), 0)
-        }
-        (Activations::Exact, false) => {
-            each_row(c, s, first, out, prologue, |w, s| main_f32::<B, N, true>(c, w, s), 0)
-        }
-        (Activations::Int8, _) => {
-            each_row(c, s, first, out, prologue, |w, s| main_i8::<B, N>(c, w, s), dot_i8_bias(B))
-        }
+        (Activations::Exact, true) => each_row(
+            c,
+            s,
+            first,
+            out,
+            prologue,
+            |w, s| main_f32::<B, N, false>(c, w, s),
+            0,
+        ),
+        (Activations::Exact, false) => each_row(
+            c,
+            s,
+            first,
+            out,
+            prologue,
+            |w, s| main_f32::<B, N, true>(c, w, s),
+            0,
+        ),
+        (Activations::Int8, _) => each_row(
+            c,
+            s,
+            first,
+            out,
+            prologue,
+            |w, s| main_i8::<B, N>(c, w, s),
+            dot_i8_bias(B),
+        ),
     }
 }
 
@@ -66,7 +85,14 @@ fn rows_avx2<const B: u8, const N: usize>(c: &Ctx, s: &mut Scratch, first: usize
 /// hold whole blocks of 32 groups; `sums` and `zsums` may be shorter (missing entries are 0).
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-fn factors(q: &QuantMatrix, r: usize, sums: &[f32], zsums: &[f32], sf: &mut [f32], of: &mut [f32]) -> (f32, f32) {
+fn factors(
+    q: &QuantMatrix,
+    r: usize,
+    sums: &[f32],
+    zsums: &[f32],
+    sf: &mut [f32],
+    of: &mut [f32],
+) -> (f32, f32) {
     match q.scale_bits() {
         2 => factors_sb::<2, 8>(q, r, sums, zsums, sf, of),
         3 => factors_sb::<3, 12>(q, r, sums, zsums, sf, of),
@@ -110,7 +136,10 @@ fn factors_sb<const SB: u8, const N: usize>(
             }
         }
         if q.asymmetric() {
-            for (j, v) in codes_block::<SB, N, false>(mins, k, 0).into_iter().enumerate() {
+            for (j, v) in codes_block::<SB, N, false>(mins, k, 0)
+                .into_iter()
+                .enumerate()
+            {
                 if let Some(d) = of8.get_mut(4 * k + j) {
                     store_ps(d, v);
                 }
@@ -139,7 +168,12 @@ fn gemv_unpack<const B: u8, const N: usize>(c: &[u8; N]) -> __m256i {
 /// their 8-lane partial dot product. Two sub-blocks per step into two accumulators; every
 /// length in the loop is known at compile time, so it has no branch but its own.
 #[inline(always)]
-fn sum_blocks<const N: usize, X>(codes: &[u8], xs: &[X], sd: &[f32], dot: impl Fn(&[u8; N], &X) -> __m256) -> f32 {
+fn sum_blocks<const N: usize, X>(
+    codes: &[u8],
+    xs: &[X],
+    sd: &[f32],
+    dot: impl Fn(&[u8; N], &X) -> __m256,
+) -> f32 {
     let (chunks, _) = codes.as_chunks::<N>();
     let mut blocks = chunks.iter().zip(xs).zip(sd);
     // SAFETY: `#[inline(always)]` puts this body inside its callers, which all enable AVX2 and
@@ -148,7 +182,9 @@ fn sum_blocks<const N: usize, X>(codes: &[u8], xs: &[X], sd: &[f32], dot: impl F
         let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
         while let Some(((c, x), d)) = blocks.next() {
             acc0 = _mm256_fmadd_ps(dot(c, x), _mm256_broadcast_ss(d), acc0);
-            let Some(((c, x), d)) = blocks.next() else { break };
+            let Some(((c, x), d)) = blocks.next() else {
+                break;
+            };
             acc1 = _mm256_fmadd_ps(dot(c, x), _mm256_broadcast_ss(d), acc1);
         }
         hsum(_mm256_add_ps(acc0, acc1))
@@ -159,7 +195,11 @@ fn sum_blocks<const N: usize, X>(codes: &[u8], xs: &[X], sd: &[f32], dot: impl F
 /// (`SIGNED`: symmetric codes, centred on the zero point before the products).
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-fn main_f32<const B: u8, const N: usize, const SIGNED: bool>(c: &Ctx, codes: &[u8], s: &mut Scratch) -> f32 {
+fn main_f32<const B: u8, const N: usize, const SIGNED: bool>(
+    c: &Ctx,
+    codes: &[u8],
+    s: &mut Scratch,
+) -> f32 {
     let spg = c.q.group() / SUB;
     let zp = c.q.zero_point();
     let (xs, _) = c.act.xk.as_chunks::<SUB>();
@@ -188,11 +228,11 @@ fn main_i8<const B: u8, const N: usize>(c: &Ctx, codes: &[u8], s: &mut Scratch) 
     })
 }
 
-/// The AVX2 row decoder for `bits`-wide codes, or `None` if this CPU lacks AVX2.
-/// A SIMD decoder of whole rows into f32.
-pub(super) type DecodeRowsFn = fn(&QuantMatrix, &mut Scratch, usize, &mut [f32]);
+/// A row decoder: `decode(q, scratch, first, out)` writes whole rows `first..` into `out`.
+pub(super) type DecodeFn = fn(&QuantMatrix, &mut Scratch, usize, &mut [f32]);
 
-pub(super) fn decode_rows(bits: u8) -> Option<DecodeRowsFn> {
+/// The AVX2 row decoder for `bits`-wide codes, or `None` if this CPU lacks AVX2.
+pub(super) fn decode_rows(bits: u8) -> Option<DecodeFn> {
     if !available() {
         return None;
     }
@@ -207,7 +247,12 @@ pub(super) fn decode_rows(bits: u8) -> Option<DecodeRowsFn> {
     })
 }
 
-fn decode<const B: u8, const N: usize>(q: &QuantMatrix, s: &mut Scratch, first: usize, out: &mut [f32]) {
+fn decode<const B: u8, const N: usize>(
+    q: &QuantMatrix,
+    s: &mut Scratch,
+    first: usize,
+    out: &mut [f32],
+) {
     if available() {
         // SAFETY: AVX2 and FMA are present (checked just above).
         unsafe {
@@ -242,7 +287,11 @@ fn decode_avx2<const B: u8, const N: usize, const SIGNED: bool>(
         let (blocks, _) = row.as_chunks_mut::<SUB>();
         for (g, grp) in blocks.chunks_exact_mut(spg).take(full).enumerate() {
             let step = unit * s.sf.get(g).copied().unwrap_or(0.0);
-            let offset = if q.asymmetric() { -(min_unit * s.of.get(g).copied().unwrap_or(0.0)) } else { 0.0 };
+            let offset = if q.asymmetric() {
+                -(min_unit * s.of.get(g).copied().unwrap_or(0.0))
+            } else {
+                0.0
+            };
             for (b, c) in grp.iter_mut().zip(&mut codes) {
                 let w = unpack::<B, N>(c);
                 decode_block::<SIGNED>(if SIGNED { centre(w, zp) } else { w }, step, offset, b);

@@ -9,7 +9,10 @@ struct Lcg(u64);
 
 impl Lcg {
     fn next(&mut self) -> u32 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (self.0 >> 33) as u32
     }
     fn bytes(&mut self, n: usize) -> Vec<u8> {
@@ -19,7 +22,7 @@ impl Lcg {
     fn normal(&mut self) -> f32 {
         let s: f32 = (0..4).map(|_| self.next() as f32 / u32::MAX as f32).sum();
         let v = (s - 2.0) * 1.7;
-        if self.next() % 97 == 0 {
+        if self.next().is_multiple_of(97) {
             v * 20.0
         } else {
             v
@@ -42,7 +45,15 @@ struct Owned {
     codes: Vec<u8>,
 }
 
-fn random(rows: usize, cols: usize, group: usize, bits: u8, scale_bits: u8, asymmetric: bool, seed: u64) -> Owned {
+fn random(
+    rows: usize,
+    cols: usize,
+    group: usize,
+    bits: u8,
+    scale_bits: u8,
+    asymmetric: bool,
+    seed: u64,
+) -> Owned {
     let mut g = Lcg(seed);
     let gpr = cols.div_ceil(group);
     let srb = (gpr * scale_bits as usize).div_ceil(8);
@@ -56,8 +67,12 @@ fn random(rows: usize, cols: usize, group: usize, bits: u8, scale_bits: u8, asym
         bits,
         scale_bits,
         asymmetric,
-        row_scale: (0..rows).map(|r| bf16::from_f32(0.01 * (1.0 + (r % 7) as f32))).collect(),
-        row_min: (0..side(rows)).map(|r| bf16::from_f32(0.02 / (1.0 + (r % 5) as f32))).collect(),
+        row_scale: (0..rows)
+            .map(|r| bf16::from_f32(0.01 * (1.0 + (r % 7) as f32)))
+            .collect(),
+        row_min: (0..side(rows))
+            .map(|r| bf16::from_f32(0.02 / (1.0 + (r % 5) as f32)))
+            .collect(),
         group_scale: g.bytes(rows * srb),
         group_min: g.bytes(side(rows * srb)),
         codes: g.bytes(rows * row_bytes),
@@ -89,7 +104,9 @@ impl Owned {
 
     /// Code `j` (of `bits` bits) of a stream starting at byte `at`.
     fn code(packed: &[u8], at: usize, bits: u8, j: usize) -> i32 {
-        (0..bits as usize).map(|i| Self::bit(packed, at * 8 + j * bits as usize + i) << i).sum::<u32>() as i32
+        (0..bits as usize)
+            .map(|i| Self::bit(packed, at * 8 + j * bits as usize + i) << i)
+            .sum::<u32>() as i32
     }
 
     /// Element (r, c) straight from the definition in `QuantMatrix`'s doc.
@@ -107,7 +124,8 @@ impl Owned {
         };
         let step = self.row_scale[r].to_f32() * (sc - bias) as f32;
         let offset = if self.asymmetric {
-            -(self.row_min[r].to_f32() * Self::code(&self.group_min, r * srb, self.scale_bits, g) as f32)
+            -(self.row_min[r].to_f32()
+                * Self::code(&self.group_min, r * srb, self.scale_bits, g) as f32)
         } else {
             0.0
         };
@@ -115,7 +133,9 @@ impl Owned {
     }
 
     fn dense(&self) -> Vec<f32> {
-        (0..self.rows * self.cols).map(|i| self.value(i / self.cols, i % self.cols)).collect()
+        (0..self.rows * self.cols)
+            .map(|i| self.value(i / self.cols, i % self.cols))
+            .collect()
     }
 }
 
@@ -166,7 +186,15 @@ fn cases() -> Vec<(u8, bool, u8)> {
 }
 
 /// Checks `got` against the f64 product, within `rel` of Σ|x·w| plus `extra(row)`.
-fn assert_rows(o: &Owned, x: &[f32], m: usize, got: &[f32], rel: f64, extra: impl Fn(usize, &[f32], &[f32]) -> f64, what: &str) {
+fn assert_rows(
+    o: &Owned,
+    x: &[f32],
+    m: usize,
+    got: &[f32],
+    rel: f64,
+    extra: impl Fn(usize, &[f32], &[f32]) -> f64,
+    what: &str,
+) {
     let w = o.dense();
     for i in 0..m {
         let xi = &x[i * o.cols..(i + 1) * o.cols];
@@ -175,7 +203,10 @@ fn assert_rows(o: &Owned, x: &[f32], m: usize, got: &[f32], rel: f64, extra: imp
             let (want, scale) = reference_dot(xi, wr);
             let tol = rel * scale + extra(r, xi, wr) + 1e-30;
             let g = got[i * o.rows + r] as f64;
-            assert!((g - want).abs() <= tol, "{what}: m {i} row {r}: got {g}, want {want}, tol {tol}");
+            assert!(
+                (g - want).abs() <= tol,
+                "{what}: m {i} row {r}: got {g}, want {want}, tol {tol}"
+            );
         }
     }
 }
@@ -184,7 +215,15 @@ fn assert_rows(o: &Owned, x: &[f32], m: usize, got: &[f32], rel: f64, extra: imp
 fn exact_gemv_matches_reference_for_every_width_and_mode() {
     for (bits, asym, sb) in cases() {
         for (k, &(rows, cols, group)) in SHAPES.iter().enumerate() {
-            let o = random(rows, cols, group, bits, sb, asym, 1 + k as u64 + 10 * bits as u64);
+            let o = random(
+                rows,
+                cols,
+                group,
+                bits,
+                sb,
+                asym,
+                1 + k as u64 + 10 * bits as u64,
+            );
             let x = activations(cols, 7 + k as u64);
             let mut out = vec![f32::NAN; rows];
             gemv(&o.view(), &x, &mut out, Activations::Exact).unwrap();
@@ -198,12 +237,29 @@ fn exact_gemv_matches_reference_for_every_width_and_mode() {
 fn portable_kernels_match_reference() {
     for (bits, asym, sb) in cases() {
         for (k, &(rows, cols, group)) in SHAPES.iter().enumerate() {
-            let o = random(rows, cols, group, bits, sb, asym, 40 + k as u64 + bits as u64);
+            let o = random(
+                rows,
+                cols,
+                group,
+                bits,
+                sb,
+                asym,
+                40 + k as u64 + bits as u64,
+            );
             let (q, x) = (o.view(), activations(cols, 41 + k as u64));
             for mode in [Activations::Exact, Activations::Int8] {
                 let mut out = vec![f32::NAN; rows];
-                gemv_using(&q, &x, &mut out, mode, rows::rows_portable, act::Order::Natural).unwrap();
-                let what = format!("portable {mode:?} bits {bits} asym {asym} {rows}x{cols}/{group}");
+                gemv_using(
+                    &q,
+                    &x,
+                    &mut out,
+                    mode,
+                    rows::rows_portable,
+                    act::Order::Natural,
+                )
+                .unwrap();
+                let what =
+                    format!("portable {mode:?} bits {bits} asym {asym} {rows}x{cols}/{group}");
                 let extra = |_: usize, xi: &[f32], wr: &[f32]| match mode {
                     Activations::Exact => 0.0,
                     Activations::Int8 => int8_bound(&q, xi, wr),
@@ -212,7 +268,10 @@ fn portable_kernels_match_reference() {
             }
             let mut got = vec![f32::NAN; rows * cols];
             decode::decode_portable(&q, &mut rows::Scratch::new(&q), 0, &mut got);
-            assert!(got.iter().zip(o.dense()).all(|(a, b)| a.to_bits() == b.to_bits()));
+            assert!(got
+                .iter()
+                .zip(o.dense())
+                .all(|(a, b)| a.to_bits() == b.to_bits()));
         }
     }
 }
@@ -221,20 +280,42 @@ fn portable_kernels_match_reference() {
 fn int8_gemv_stays_within_its_quantization_bound() {
     for (bits, asym, sb) in cases() {
         for (k, &(rows, cols, group)) in SHAPES.iter().enumerate() {
-            let o = random(rows, cols, group, bits, sb, asym, 100 + k as u64 + 10 * bits as u64);
+            let o = random(
+                rows,
+                cols,
+                group,
+                bits,
+                sb,
+                asym,
+                100 + k as u64 + 10 * bits as u64,
+            );
             let x = activations(cols, 70 + k as u64);
             let mut out = vec![f32::NAN; rows];
             let q = o.view();
             gemv(&q, &x, &mut out, Activations::Int8).unwrap();
             let what = format!("int8 gemv bits {bits} asym {asym} {rows}x{cols}/{group}");
-            assert_rows(&o, &x, 1, &out, 1e-5, |_, xi, wr| int8_bound(&q, xi, wr), &what);
+            assert_rows(
+                &o,
+                &x,
+                1,
+                &out,
+                1e-5,
+                |_, xi, wr| int8_bound(&q, xi, wr),
+                &what,
+            );
         }
     }
 }
 
 #[test]
 fn gemm_matches_reference_for_several_rows() {
-    for (bits, asym, sb) in [(4, true, 6), (8, false, 6), (3, true, 6), (5, false, 4), (2, true, 8)] {
+    for (bits, asym, sb) in [
+        (4, true, 6),
+        (8, false, 6),
+        (3, true, 6),
+        (5, false, 4),
+        (2, true, 8),
+    ] {
         for m in [2usize, 7, 128] {
             for &(rows, cols, group) in &SHAPES[1..] {
                 let o = random(rows, cols, group, bits, sb, asym, m as u64 + bits as u64);
@@ -257,7 +338,9 @@ fn decode_is_bit_exact_including_groups_without_sub_blocks() {
             decode_rows(&o.view(), 1, &mut got);
             let want = o.dense();
             assert!(
-                got.iter().zip(&want[cols..]).all(|(a, b)| a.to_bits() == b.to_bits()),
+                got.iter()
+                    .zip(&want[cols..])
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
                 "bits {bits} asym {asym} {rows}x{cols}/{group}"
             );
         }
@@ -299,7 +382,11 @@ fn wrong_lengths_are_errors_not_panics() {
     assert!(gemm(&q, &[0.0; 128], 2, &mut [0.0; 7]).is_err());
     let mut bad = random(4, 64, 32, 4, 6, false, 1);
     bad.codes.pop();
-    assert!(QuantMatrix::new(QuantParts { codes: &bad.codes, ..parts(&o) }).is_err());
+    assert!(QuantMatrix::new(QuantParts {
+        codes: &bad.codes,
+        ..parts(&o)
+    })
+    .is_err());
 }
 
 fn parts(o: &Owned) -> QuantParts<'_> {
@@ -315,38 +402,5 @@ fn parts(o: &Owned) -> QuantParts<'_> {
         group_scale: &o.group_scale,
         group_min: &o.group_min,
         codes: &o.codes,
-    }
-}
-
-#[test]
-#[ignore]
-fn speed_probe() {
-    let o = random(768, 768, 32, 4, 6, true, 1);
-    let o8 = random(768, 768, 32, 8, 6, true, 1);
-    let o3 = random(768, 768, 32, 3, 6, true, 1);
-    let wide = random(192, 3072, 32, 4, 6, true, 1);
-    let xw = activations(3072, 2);
-    let x = activations(768, 2);
-    let mut out = vec![0f32; 768];
-    let only = std::env::var("PROBE").unwrap_or_default();
-    for threads in [1usize, 2] {
-        if only == "1" && threads == 2 { continue; }
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-        pool.install(|| {
-            for (name, o) in [("q4", &o), ("q8", &o8), ("q3", &o3), ("q4-192x3072", &wide)] {
-                let (x, out) = if o.cols == 768 { (&x, &mut out) } else { (&xw, &mut vec![0f32; 192]) };
-                for mode in [Activations::Exact, Activations::Int8] {
-                    if only == "1" && (name != "q4" || format!("{mode:?}") != std::env::var("MODE").unwrap_or_default()) { continue; }
-                    let q = o.view();
-                    let mut best = f64::MAX;
-                    for _ in 0..if only == "1" { 100000 } else { 2000 } {
-                        let t = std::time::Instant::now();
-                        gemv(&q, x, out, mode).unwrap();
-                        best = best.min(t.elapsed().as_secs_f64());
-                    }
-                    eprintln!("threads {threads} {name} {mode:?}: min {:.1} us", best * 1e6);
-                }
-            }
-        });
     }
 }

@@ -52,7 +52,9 @@ mod tests {
     fn unpack_inverts_bitwise_packing_for_every_width_and_length() {
         for bits in 1..=8u8 {
             for n in [1usize, 7, 8, 9, 31, 32, 33, 100] {
-                let codes: Vec<u8> = (0..n).map(|j| ((j * 37 + 11) % (1 << bits)) as u8).collect();
+                let codes: Vec<u8> = (0..n)
+                    .map(|j| ((j * 37 + 11) % (1 << bits)) as u8)
+                    .collect();
                 let packed = pack(&codes, bits);
                 let mut back = vec![0u8; n];
                 unpack_codes(&packed, bits, &mut back);

@@ -6,8 +6,7 @@ use std::arch::x86_64::*;
 
 use super::matrix::SUB;
 
-
-/// Shuffle and shift tables of the generic unpacker for width `B` (2..=7): each 16-bit lane
+/// Shuffle and shift tables of the generic unpacker for width `B` (2, 3, 5, 6, 7): each 16-bit lane
 /// picks the two bytes holding one code (codes 0..8 of its 128-bit half in `a`, codes 8..16
 /// in `b`), and a multiply by `2^(16 - shift - B)` moves that code to the top bits.
 struct Tables<const B: u8>;
@@ -99,13 +98,16 @@ fn le64<const N: usize>(c: &[u8; N], o: usize) -> u64 {
         return 0;
     }
     let end = (o + 8).min(N);
-    let w = c.get(end.saturating_sub(8)..end).and_then(|w| w.first_chunk::<8>()).copied();
+    let w = c
+        .get(end.saturating_sub(8)..end)
+        .and_then(|w| w.first_chunk::<8>())
+        .copied();
     w.map_or(0, |w| u64::from_le_bytes(w) >> (8 * (o + 8 - end)))
 }
 
 /// `src` (at most `N` bytes of it) at the start of a zeroed array of `N` bytes.
 #[inline]
-pub(super) fn padded<const N: usize>(src: &[u8]) -> [u8; N] {
+fn padded<const N: usize>(src: &[u8]) -> [u8; N] {
     let mut out = [0u8; N];
     for (o, &b) in out.iter_mut().zip(src) {
         *o = b;
@@ -167,9 +169,18 @@ fn widen<const SIGNED: bool>(w: __m256i) -> [__m256; 4] {
     let lo = _mm256_castsi256_si128(w);
     let hi = _mm256_extracti128_si256::<1>(w);
     let f = |h: __m128i| {
-        _mm256_cvtepi32_ps(if SIGNED { _mm256_cvtepi8_epi32(h) } else { _mm256_cvtepu8_epi32(h) })
+        _mm256_cvtepi32_ps(if SIGNED {
+            _mm256_cvtepi8_epi32(h)
+        } else {
+            _mm256_cvtepu8_epi32(h)
+        })
     };
-    [f(lo), f(_mm_srli_si128::<8>(lo)), f(hi), f(_mm_srli_si128::<8>(hi))]
+    [
+        f(lo),
+        f(_mm_srli_si128::<8>(lo)),
+        f(hi),
+        f(_mm_srli_si128::<8>(hi)),
+    ]
 }
 
 /// Unpacked codes minus `zp` (0..=128; the result must fit in i8 when `zp` > 0, so `SIGNED`
@@ -221,7 +232,12 @@ pub(super) const fn dot_i8_bias(b: u8) -> i32 {
 /// rounded like the scalar reference decoder.
 #[inline]
 #[target_feature(enable = "avx2")]
-pub(super) fn decode_block<const SIGNED: bool>(w: __m256i, step: f32, offset: f32, out: &mut [f32; SUB]) {
+pub(super) fn decode_block<const SIGNED: bool>(
+    w: __m256i,
+    step: f32,
+    offset: f32,
+    out: &mut [f32; SUB],
+) {
     let (s, o) = (_mm256_set1_ps(step), _mm256_set1_ps(offset));
     let (out8, _) = out.as_chunks_mut::<8>();
     for (q, dst) in widen::<SIGNED>(w).into_iter().zip(out8) {
@@ -267,7 +283,9 @@ mod tests {
         if !(is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")) {
             return;
         }
-        let bytes: Vec<u8> = (0..200u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+        let bytes: Vec<u8> = (0..200u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
         fn check<const B: u8, const N: usize>(bytes: &[u8]) {
             for at in [0usize, 1, 5, bytes.len() - 40, bytes.len() - N] {
                 let mut want = [0u8; SUB];
@@ -280,14 +298,22 @@ mod tests {
                 let f = unsafe { codes_block::<B, N, false>(&bytes[at..], 0, 0) };
                 // SAFETY: as above.
                 let f: [f32; SUB] = unsafe { std::mem::transmute(f) };
-                assert!(f.iter().zip(&want).all(|(a, &b)| *a == b as f32), "block bits {B} at {at}");
+                assert!(
+                    f.iter().zip(&want).all(|(a, &b)| *a == b as f32),
+                    "block bits {B} at {at}"
+                );
             }
             // A short stream reads as zero codes past its end.
             let mut want = [0u8; SUB];
             unpack_codes(&bytes[bytes.len() - 3..], B, &mut want);
             // SAFETY: as above.
-            let f: [f32; SUB] = unsafe { std::mem::transmute(codes_block::<B, N, false>(&bytes[bytes.len() - 3..], 0, 0)) };
-            assert!(f.iter().zip(&want).all(|(a, &b)| *a == b as f32), "short bits {B}");
+            let f: [f32; SUB] = unsafe {
+                std::mem::transmute(codes_block::<B, N, false>(&bytes[bytes.len() - 3..], 0, 0))
+            };
+            assert!(
+                f.iter().zip(&want).all(|(a, &b)| *a == b as f32),
+                "short bits {B}"
+            );
         }
         check::<2, 8>(&bytes);
         check::<3, 12>(&bytes);
@@ -301,7 +327,9 @@ mod tests {
             unpack_codes(&bytes[at..], 4, &mut natural);
             let want: Vec<u8> = (0..SUB).map(|k| natural[(2 * k) % SUB + k / 16]).collect();
             // SAFETY: AVX2 and FMA were detected at the top of the test.
-            let got: [u8; SUB] = unsafe { std::mem::transmute(unpack_even_odd4(bytes[at..].first_chunk().unwrap())) };
+            let got: [u8; SUB] = unsafe {
+                std::mem::transmute(unpack_even_odd4(bytes[at..].first_chunk().unwrap()))
+            };
             assert_eq!(got.to_vec(), want, "even-odd at {at}");
         }
     }
