@@ -8,8 +8,8 @@ use super::act::{Activations, Order};
 use super::matrix::{QuantMatrix, SUB};
 use super::rows::{block_factors, each_row, rows_portable, Ctx, RowsFn, Scratch};
 use super::x86::{
-    centre, codes_block, decode_block, dot_f32, dot_i8, dot_i8_bias, hsum, load_ps, store_ps,
-    unpack, unpack_even_odd4,
+    centre, codes8, decode_block, dot_f32, dot_i8, dot_i8_bias, hsum, load_ps, store_ps, unpack,
+    unpack_even_odd4,
 };
 
 /// Whether this CPU runs the AVX2 kernels.
@@ -94,20 +94,20 @@ fn factors(
     of: &mut [f32],
 ) -> (f32, f32) {
     match q.scale_bits() {
-        2 => factors_sb::<2, 8>(q, r, sums, zsums, sf, of),
-        3 => factors_sb::<3, 12>(q, r, sums, zsums, sf, of),
-        4 => factors_sb::<4, 16>(q, r, sums, zsums, sf, of),
-        5 => factors_sb::<5, 20>(q, r, sums, zsums, sf, of),
-        6 => factors_sb::<6, 24>(q, r, sums, zsums, sf, of),
-        7 => factors_sb::<7, 28>(q, r, sums, zsums, sf, of),
-        _ => factors_sb::<8, 32>(q, r, sums, zsums, sf, of),
+        2 => factors_sb::<2>(q, r, sums, zsums, sf, of),
+        3 => factors_sb::<3>(q, r, sums, zsums, sf, of),
+        4 => factors_sb::<4>(q, r, sums, zsums, sf, of),
+        5 => factors_sb::<5>(q, r, sums, zsums, sf, of),
+        6 => factors_sb::<6>(q, r, sums, zsums, sf, of),
+        7 => factors_sb::<7>(q, r, sums, zsums, sf, of),
+        _ => factors_sb::<8>(q, r, sums, zsums, sf, of),
     }
 }
 
-/// [`factors`] for `SB`-bit scale codes (`N = 4 * SB` bytes per block of 32).
+/// [`factors`] for `SB`-bit scale codes, 8 groups at a time.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-fn factors_sb<const SB: u8, const N: usize>(
+fn factors_sb<const SB: u8>(
     q: &QuantMatrix,
     r: usize,
     sums: &[f32],
@@ -115,37 +115,29 @@ fn factors_sb<const SB: u8, const N: usize>(
     sf: &mut [f32],
     of: &mut [f32],
 ) -> (f32, f32) {
-    let (scales, mins) = (q.scales_from(r), q.mins_from(r));
+    let (scales, mins, bias) = (q.scales_from(r), q.mins_from(r), q.scale_bias());
     let (mut corr, mut off) = (_mm256_setzero_ps(), _mm256_setzero_ps());
     let (sf8, _) = sf.as_chunks_mut::<8>();
     let (of8, _) = of.as_chunks_mut::<8>();
     let (sums8, _) = sums.as_chunks::<8>();
     let (zsums8, _) = zsums.as_chunks::<8>();
-    for k in 0..sf8.len() / 4 {
-        let f = if q.asymmetric() {
-            codes_block::<SB, N, false>(scales, k, 0)
-        } else {
-            codes_block::<SB, N, true>(scales, k, q.scale_bias())
-        };
-        for (j, v) in f.into_iter().enumerate() {
-            if let Some(d) = sf8.get_mut(4 * k + j) {
-                store_ps(d, v);
-            }
-            if let Some(z) = zsums8.get(4 * k + j) {
-                corr = _mm256_fmadd_ps(v, load_ps(z), corr);
-            }
+    for (k, d) in sf8
+        .iter_mut()
+        .enumerate()
+        .take(q.groups_per_row().div_ceil(8))
+    {
+        let v = codes8::<SB>(scales, k, bias);
+        store_ps(d, v);
+        if let Some(z) = zsums8.get(k) {
+            corr = _mm256_fmadd_ps(v, load_ps(z), corr);
         }
         if q.asymmetric() {
-            for (j, v) in codes_block::<SB, N, false>(mins, k, 0)
-                .into_iter()
-                .enumerate()
-            {
-                if let Some(d) = of8.get_mut(4 * k + j) {
-                    store_ps(d, v);
-                }
-                if let Some(x) = sums8.get(4 * k + j) {
-                    off = _mm256_fmadd_ps(v, load_ps(x), off);
-                }
+            let o = codes8::<SB>(mins, k, 0);
+            if let Some(d) = of8.get_mut(k) {
+                store_ps(d, o);
+            }
+            if let Some(x) = sums8.get(k) {
+                off = _mm256_fmadd_ps(o, load_ps(x), off);
             }
         }
     }

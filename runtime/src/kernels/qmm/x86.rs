@@ -245,22 +245,58 @@ pub(super) fn decode_block<const SIGNED: bool>(
     }
 }
 
-/// Block `k` (codes `32k..32k + 32`) of a stream of `B`-bit codes (`N = 4 * B` bytes per
-/// block), minus `bias` (0, or `2^(B-1)` with `SIGNED`), as f32. Codes past the end of `src`
-/// read as 0.
+/// Codes `8k..8k + 8` of a stream of `B`-bit codes (they fill bytes `kB..kB + B`), minus
+/// `bias`, as f32. Codes past the end of `src` read as 0.
 #[inline]
 #[target_feature(enable = "avx2")]
-pub(super) fn codes_block<const B: u8, const N: usize, const SIGNED: bool>(
-    src: &[u8],
-    k: usize,
-    bias: i32,
-) -> [__m256; 4] {
-    let rest = src.get(k * N..).unwrap_or(&[]);
-    let w = match rest.first_chunk::<N>() {
-        Some(c) => unpack::<B, N>(c),
-        None => unpack::<B, N>(&padded::<N>(rest)),
+pub(super) fn codes8<const B: u8>(src: &[u8], k: usize, bias: i32) -> __m256 {
+    let rest = src.get(k * B as usize..).unwrap_or(&[]);
+    let v = match rest.first_chunk::<16>() {
+        Some(c) => load128(c),
+        None => load128(&padded::<16>(rest)),
     };
-    widen::<SIGNED>(if SIGNED { centre(w, bias) } else { w })
+    let t = _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(v), load256(&Tables8::<B>::PICK));
+    let t = _mm256_srlv_epi32(t, load256_u32(&Tables8::<B>::SHIFT));
+    let q = _mm256_and_si256(t, _mm256_set1_epi32((1 << B) - 1));
+    _mm256_cvtepi32_ps(_mm256_sub_epi32(q, _mm256_set1_epi32(bias)))
+}
+
+/// Tables of [`codes8`] for width `B`: 32-bit lane `j` takes the two bytes holding code `j`
+/// (the rest zero), then shifts it down.
+struct Tables8<const B: u8>;
+
+impl<const B: u8> Tables8<B> {
+    const PICK: [u8; 32] = pick8(B);
+    const SHIFT: [u32; 8] = shift8(B);
+}
+
+const fn pick8(b: u8) -> [u8; 32] {
+    let mut t = [0x80u8; 32];
+    let mut j = 0;
+    while j < 8 {
+        let byte = (j * b as usize / 8) as u8;
+        t[4 * j] = byte;
+        t[4 * j + 1] = byte + 1;
+        j += 1;
+    }
+    t
+}
+
+const fn shift8(b: u8) -> [u32; 8] {
+    let mut t = [0u32; 8];
+    let mut j = 0;
+    while j < 8 {
+        t[j] = (j * b as usize % 8) as u32;
+        j += 1;
+    }
+    t
+}
+
+#[inline]
+#[target_feature(enable = "avx2")]
+fn load256_u32(a: &[u32; 8]) -> __m256i {
+    // SAFETY: 32 readable bytes; unaligned load; AVX2 is enabled on this function.
+    unsafe { _mm256_loadu_si256(a.as_ptr().cast()) }
 }
 
 /// Sum of the 8 lanes.
@@ -294,26 +330,15 @@ mod tests {
                 // SAFETY: AVX2 and FMA were detected at the top of the test.
                 let got: [u8; SUB] = unsafe { std::mem::transmute(unpack::<B, N>(c)) };
                 assert_eq!(got, want, "bits {B} at {at}");
-                // SAFETY: as above.
-                let f = unsafe { codes_block::<B, N, false>(&bytes[at..], 0, 0) };
-                // SAFETY: as above.
-                let f: [f32; SUB] = unsafe { std::mem::transmute(f) };
-                assert!(
-                    f.iter().zip(&want).all(|(a, &b)| *a == b as f32),
-                    "block bits {B} at {at}"
-                );
             }
-            // A short stream reads as zero codes past its end.
-            let mut want = [0u8; SUB];
-            unpack_codes(&bytes[bytes.len() - 3..], B, &mut want);
-            // SAFETY: as above.
-            let f: [f32; SUB] = unsafe {
-                std::mem::transmute(codes_block::<B, N, false>(&bytes[bytes.len() - 3..], 0, 0))
-            };
-            assert!(
-                f.iter().zip(&want).all(|(a, &b)| *a == b as f32),
-                "short bits {B}"
-            );
+            for at in [0usize, 7, bytes.len() - 16, bytes.len() - 5] {
+                let mut want = [0u8; 8];
+                unpack_codes(&bytes[at..], B, &mut want);
+                // SAFETY: AVX2 and FMA were detected at the top of the test.
+                let got: [f32; 8] = unsafe { std::mem::transmute(codes8::<B>(&bytes[at..], 0, 1)) };
+                let want: Vec<f32> = want.iter().map(|&q| q as f32 - 1.0).collect();
+                assert_eq!(got.to_vec(), want, "codes8 bits {B} at {at}");
+            }
         }
         check::<2, 8>(&bytes);
         check::<3, 12>(&bytes);
