@@ -15,10 +15,12 @@ pub mod graph;
 pub mod kernels;
 pub mod onnx;
 pub mod ops;
+pub mod options;
 pub mod rbe;
 pub mod session;
 pub mod tensor;
 
 pub use error::{Error, Result};
+pub use options::SessionOptions;
 pub use session::Session;
 pub use tensor::{Array, DType, Element, Tensor};

@@ -7,6 +7,7 @@ use crate::error::Result;
 use crate::graph::{self, Graph, InputSpec};
 use crate::onnx::{self, proto::ModelProto, ExternalData};
 use crate::ops::Registry;
+use crate::options::SessionOptions;
 use crate::tensor::Tensor;
 
 /// A loaded model. `Send + Sync`: one session can serve concurrent `run` calls.
@@ -18,20 +19,30 @@ impl Session {
     /// Loads an `.rbeonnx` container or an `.onnx` file (whose external data is read
     /// relative to its folder), telling them apart by the container's magic (or extension).
     pub fn load(path: &Path) -> Result<Self> {
+        Self::load_with(path, &SessionOptions::default())
+    }
+
+    /// [`Session::load`] with explicit options.
+    pub fn load_with(path: &Path, options: &SessionOptions) -> Result<Self> {
         let named_container = path.extension().is_some_and(|e| e == "rbeonnx");
         if named_container || container::is_container(path)? {
             let c = container::read_container(path)?;
-            return Self::from_model(&c.model, ExternalData::Sections(&c.sections));
+            return Self::from_model_with(&c.model, ExternalData::Sections(&c.sections), options);
         }
         let model = onnx::read_model(path)?;
         let dir = path.parent().unwrap_or(Path::new("."));
-        Self::from_model(&model, ExternalData::Folder(dir))
+        Self::from_model_with(&model, ExternalData::Folder(dir), options)
     }
 
     /// Builds a session from a decoded model with the standard op registry.
     pub fn from_model(model: &ModelProto, data: ExternalData) -> Result<Self> {
+        Self::from_model_with(model, data, &SessionOptions::default())
+    }
+
+    /// [`Session::from_model`] with explicit options.
+    pub fn from_model_with(model: &ModelProto, data: ExternalData, options: &SessionOptions) -> Result<Self> {
         let registry = Registry::standard();
-        Ok(Self { graph: graph::build(model, data, &registry)? })
+        Ok(Self { graph: graph::build(model, data, &registry, options)? })
     }
 
     /// The inputs the model takes.
@@ -51,6 +62,6 @@ impl Session {
 
     /// Runs the model on named inputs; returns the named outputs in graph order.
     pub fn run(&self, inputs: Vec<(String, Tensor)>) -> Result<Vec<(String, Tensor)>> {
-        self.graph.run(inputs)
+        crate::kernels::pool::on_pool(|| self.graph.run(inputs))
     }
 }

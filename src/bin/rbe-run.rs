@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use rbe::{feeds, generate, logits, npy};
-use rbe_runtime::{Session, Tensor};
+use rbe_runtime::kernels::qmm::Activations;
+use rbe_runtime::{Session, SessionOptions, Tensor};
 use serde::Serialize;
 
 /// Run an ONNX or RBE model on given inputs, print its outputs and the top next tokens.
@@ -52,6 +53,13 @@ struct Args {
     /// minimum latency of one run (model load excluded).
     #[arg(long, value_name = "N")]
     bench: Option<usize>,
+    /// Int8 activations in compressed matmuls of one token (faster, not bit-exact; like
+    /// onnxruntime's MatMulNBits accuracy_level 4).
+    #[arg(long)]
+    int8_activations: bool,
+    /// Run every node as the file spells it (no fusion passes).
+    #[arg(long)]
+    no_fuse: bool,
 }
 
 #[derive(Serialize)]
@@ -79,7 +87,11 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<(), String> {
-    let session = Session::load(&args.model).map_err(|e| e.to_string())?;
+    let options = SessionOptions {
+        fuse: !args.no_fuse,
+        activations: if args.int8_activations { Activations::Int8 } else { Activations::Exact },
+    };
+    let session = Session::load_with(&args.model, &options).map_err(|e| e.to_string())?;
     if let Some(prompt) = &args.prompt {
         return run_prompt(&session, prompt, &args);
     }

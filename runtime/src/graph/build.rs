@@ -8,10 +8,11 @@ use crate::graph::{Graph, InputSpec, Node, ValueId};
 use crate::onnx::proto::{GraphProto, ModelProto, NodeProto};
 use crate::onnx::{tensor_from_proto, ExternalData};
 use crate::ops::{normalize_domain, Attrs, OpContext, Registry};
+use crate::options::SessionOptions;
 use crate::tensor::Tensor;
 
 /// Builds the execution plan of `model`'s main graph.
-pub fn build(model: &ModelProto, data: ExternalData, registry: &Registry) -> Result<Graph> {
+pub fn build(model: &ModelProto, data: ExternalData, registry: &Registry, options: &SessionOptions) -> Result<Graph> {
     let graph = model
         .graph
         .as_ref()
@@ -27,7 +28,7 @@ pub fn build(model: &ModelProto, data: ExternalData, registry: &Registry) -> Res
     let order = b.order_nodes(graph)?;
     b.count_readers(graph);
     for index in order {
-        b.add_node(&graph.node[index], index, &opsets, registry)?;
+        b.add_node(&graph.node[index], index, &opsets, registry, options)?;
     }
     b.finish(graph)
 }
@@ -150,6 +151,7 @@ impl Builder {
         index: usize,
         opsets: &HashMap<&str, i64>,
         registry: &Registry,
+        options: &SessionOptions,
     ) -> Result<()> {
         let name = if proto.name.is_empty() {
             format!("{}_{index}", proto.op_type)
@@ -190,7 +192,7 @@ impl Builder {
             .map(|id| id.and_then(|id| self.constants[id].as_ref()))
             .collect();
         let foldable = constants.iter().zip(&inputs).all(|(c, id)| c.is_some() || id.is_none());
-        let ctx = OpContext { node: proto, opset, attrs: Attrs::new(proto), constants };
+        let ctx = OpContext { node: proto, opset, attrs: Attrs::new(proto), constants, options };
         let kernel = factory(&ctx).map_err(wrap)?;
         if foldable {
             let values = kernel.run(&ctx.constants).map_err(wrap)?;

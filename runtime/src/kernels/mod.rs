@@ -4,4 +4,5 @@ pub mod activation;
 pub mod erf;
 pub mod gemm;
 pub mod layout;
+pub mod pool;
 pub mod qmm;

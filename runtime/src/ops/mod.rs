@@ -26,6 +26,7 @@ use std::collections::HashMap;
 
 use crate::error::Result;
 use crate::onnx::proto::NodeProto;
+use crate::options::SessionOptions;
 use crate::tensor::Tensor;
 
 /// A node's computation, built once at load and run many times (from many threads at once).
@@ -51,12 +52,14 @@ pub struct OpContext<'a> {
     /// The value of each input that is a constant (initializer or folded), `None` otherwise.
     /// Lets a kernel prepare a weight once at load (parse a compressed tensor, pack a matrix).
     pub constants: Vec<Option<&'a Tensor>>,
+    /// The session's options (activation mode of compressed matmuls, ...).
+    pub options: &'a SessionOptions,
 }
 
 impl<'a> OpContext<'a> {
     /// A context for a node with no constant inputs (tests, and ops that need none).
     pub fn new(node: &'a NodeProto, opset: i64) -> Self {
-        Self { node, opset, attrs: Attrs::new(node), constants: Vec::new() }
+        Self { node, opset, attrs: Attrs::new(node), constants: Vec::new(), options: &SessionOptions::DEFAULT }
     }
 
     /// The constant value of input `i`, if that input is a constant.

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use crate::error::{op_err, Error, Result};
+use crate::kernels::qmm::Activations;
 use crate::ops::{input, Kernel, OpContext, Registry};
 use crate::rbe::RbeTensor;
 use crate::tensor::Tensor;
@@ -71,12 +72,13 @@ fn contiguous(t: &Tensor) -> Result<(Vec<usize>, std::borrow::Cow<'_, [f32]>)> {
 struct RbeMatMul {
     weight: Arc<RbeTensor>,
     bias: Option<Vec<f32>>,
+    activations: Activations,
 }
 
 fn matmul(ctx: &OpContext) -> Result<Box<dyn Kernel>> {
     let weight = encoded(ctx, 1)?;
     let bias = param_vector(ctx, 2, Some(weight.rows()))?;
-    Ok(Box::new(RbeMatMul { weight, bias }))
+    Ok(Box::new(RbeMatMul { weight, bias, activations: ctx.options.activations }))
 }
 
 impl Kernel for RbeMatMul {
@@ -92,7 +94,7 @@ impl Kernel for RbeMatMul {
         }
         let m = x.len() / k.max(1);
         let mut out = vec![0f32; m * n];
-        self.weight.matmul(&x, m, &mut out)?;
+        self.weight.matmul_with(&x, m, &mut out, self.activations)?;
         if let Some(bias) = &self.bias {
             out.chunks_exact_mut(n).for_each(|row| row.iter_mut().zip(bias).for_each(|(o, b)| *o += b));
         }
