@@ -3,20 +3,34 @@
 
 use ndarray::{Axis, IxDyn, Slice};
 
-use super::common::{checked_len, from_shape_vec, input_ints, kernel, model_err, normalize_axes, normalize_axis, IntsFrom};
+use super::common::{checked_len, contiguous, from_shape_vec, input_ints, kernel, model_err, normalize_axes, normalize_axis, IntsFrom};
 use super::{input, optional_input, Kernel, OpContext, Registry};
 use crate::error::{op_err, Result};
 use crate::tensor::{Array, Element, Tensor};
 use crate::with_array;
 
+/// Row-major concatenation: for each index of the dims before `axis`, every input's contiguous
+/// slab in turn (one `memcpy` per slab, so appending a token to a KV cache is a copy at
+/// memory speed).
 fn concat_typed<T: Element>(first: &Array<T>, rest: &[&Tensor], axis: usize) -> Result<Tensor> {
-    let mut views = vec![first.view()];
+    let mut arrays = vec![first];
     for t in rest {
-        views.push(t.array::<T>()?.view());
+        arrays.push(t.array::<T>()?);
     }
-    ndarray::concatenate(Axis(axis), &views)
-        .map(Tensor::from)
-        .map_err(|e| op_err(format!("cannot concatenate: {e}")))
+    let outer: usize = first.shape()[..axis].iter().product();
+    let slabs: Vec<(usize, _)> = arrays
+        .iter()
+        .map(|a| (a.shape()[axis..].iter().product::<usize>(), contiguous(*a)))
+        .collect();
+    let mut shape = first.shape().to_vec();
+    shape[axis] = arrays.iter().map(|a| a.shape()[axis]).sum();
+    let mut out = Vec::with_capacity(checked_len(&shape)?);
+    for o in 0..outer {
+        for (len, data) in &slabs {
+            out.extend_from_slice(&data[o * len..(o + 1) * len]);
+        }
+    }
+    Ok(Tensor::from(from_shape_vec(&shape, out)?))
 }
 
 /// Joins tensors along `axis`; all must agree in dtype, rank and every other dim.
@@ -272,6 +286,20 @@ mod tests {
         assert_err(node("Concat").int("axis", 0).run1(&[&a, &t(&[1, 2], &[1.0f32, 2.0])]), "input #1 (float32");
         assert_err(node("Concat").int("axis", 2).run1(&[&a, &a]), "axis 2 is out of range");
         assert_err(node("Concat").run1(&[&a, &a]), "'axis' is required");
+    }
+
+    #[test]
+    fn concat_along_a_middle_axis_of_a_transposed_view() {
+        // A KV-cache append: [2, 2, 3] past with [2, 1, 3] new, the new one a transposed view.
+        let past = iota(&[2, 2, 3]);
+        let new = Tensor::from(iota(&[3, 1, 2]).array::<i64>().unwrap().clone().permuted_axes(IxDyn(&[2, 1, 0])));
+        let y = node("Concat").int("axis", 1).run1(&[&past, &new]).unwrap();
+        let expected = ndarray::concatenate(
+            Axis(1),
+            &[past.array::<i64>().unwrap().view(), new.array::<i64>().unwrap().view()],
+        )
+        .unwrap();
+        assert_eq!(values::<i64>(&y), (vec![2, 3, 3], expected.iter().copied().collect()));
     }
 
     #[test]
