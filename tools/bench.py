@@ -1,6 +1,6 @@
 """Side-by-side speed and peak memory: our runtime (rbe-run) against onnxruntime.
 
-    /root/venvs/torch/bin/python tools/bench.py [--scenario prompt128,step_past128] [--rounds 5] [--runs 10]
+    /root/venvs/torch/bin/python tools/bench.py [--scenario prompt128,step_past128,step_past128_int8] [--rounds 5] [--runs 10]
                                                  [--json] [--no-build] [--no-rss] [--models DIR] [--repo DIR]
     /root/venvs/torch/bin/python tools/bench.py --model X.onnx --inputs DIR [--ours-model X.rbeonnx]
 
@@ -23,6 +23,9 @@ Scenarios (default: every one whose model files exist):
                 optimum_past.q4.rbeonnx (made by `rbe-convert --preset q4` if missing), against
                 onnxruntime fp32, its MatMulNBits int4 and int4 accuracy_level 4
                 (tools/ort_baselines.py).
+  step_past128_int8  the same step, ours with --int8-activations (int8 activation rows, integer
+                dot products) against onnxruntime int4 accuracy_level 4 (also int8 activations)
+                and fp32.
 If our side cannot be built, converted or run, the table says why and onnxruntime is still measured.
 """
 
@@ -65,6 +68,7 @@ common.ort_session(sys.argv[1]).run(None, feed)
 class Side:
     label: str          # "ours", "ort fp32", "ort int4", ...
     model: Path
+    flags: list[str] = field(default_factory=list)  # extra rbe-run flags (ours only)
     error: str | None = None
     round_medians: list[float] = field(default_factory=list)
     round_mins: list[float] = field(default_factory=list)
@@ -122,6 +126,13 @@ def builtin_scenarios(models: Path) -> dict[str, Scenario]:
             lambda s: c.gpt2_feed(s, batch=1, seq=1, past=128, seed=128),
             convert_from=past,
             required=[(past, GPT2_RECIPE), (int4, baseline), (int4_acc4, baseline)]),
+        "step_past128_int8": Scenario(
+            "step_past128_int8", "GPT-2 small, 1 token at past 128, int8 activations",
+            Side("ours q4 int8", q4, ["--int8-activations"]),
+            [Side("ort int4 acc4", int4_acc4), Side("ort fp32", past)],
+            lambda s: c.gpt2_feed(s, batch=1, seq=1, past=128, seed=128),
+            convert_from=past,
+            required=[(past, GPT2_RECIPE), (int4_acc4, baseline)]),
     }
 
 
@@ -253,7 +264,7 @@ def run_scenario(sc: Scenario, tmp: Path, bins: dict, args) -> None:
             ours.error = f"{c.rel(ours.model)} cannot be made: {rbe_convert}"
         else:
             ours.error = convert(rbe_convert, sc.convert_from, ours.model, force=ours.model.exists())
-    cmd = rbe_run_cmd(Path(str(rbe_run)), ours.model, input_dir)
+    cmd = rbe_run_cmd(Path(str(rbe_run)), ours.model, input_dir) + ours.flags
     if not ours.error:
         log("$ " + shlex.join(cmd + ["--bench", str(args.runs)]))
         try:  # warm-up (and check that it runs at all)
@@ -351,7 +362,7 @@ def repo_commit(repo: Path) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    ap.add_argument("--scenario", help="comma-separated: prompt128, step_past128 "
+    ap.add_argument("--scenario", help="comma-separated: prompt128, step_past128, step_past128_int8 "
                     "(default: all whose files exist)")
     ap.add_argument("--model", type=Path, help="generic mode: an .onnx file both sides run")
     ap.add_argument("--inputs", type=Path, help="generic mode: directory of <input name>.npy")
