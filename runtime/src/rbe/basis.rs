@@ -136,3 +136,72 @@ pub fn add_basis_row(
         }
     });
 }
+
+/// `out[r] += Σ_c x[c] · basis(r, c)` for every row `r`: the basis part of `x · Wᵀ`, added after
+/// the kernels multiplied the residual codes. The functions are separable except `d`, so per
+/// tile it needs only four sums of `x` against the column tables, plus, per tile height, one
+/// `x · d` table per tile column: O(cols · block + rows · tile_cols) instead of O(rows · cols).
+pub fn add_basis_gemv(
+    g: &Geometry,
+    basis: &[Option<BasisCoeffs>],
+    axes: &[BasisAxes],
+    x: &[f32],
+    out: &mut [f32],
+) {
+    if basis.is_empty() {
+        return;
+    }
+    // Per (tile height, tile column): Σ_j x_j·sqrt(x²_j + y²_i) for each row i of the tile.
+    let mut d_tables: Vec<((usize, usize), Vec<f32>)> = Vec::new();
+    for ti in 0..g.tile_rows() {
+        let h = g.tile_height(ti);
+        for tj in 0..g.tile_cols() {
+            let Some(Some(c)) = basis.get(ti * g.tile_cols() + tj) else {
+                continue;
+            };
+            let w = g.tile_width(tj);
+            let Some(a) = axes.iter().find(|a| a.shape() == (h, w)) else {
+                continue;
+            };
+            let xs = x.get(tj * g.block..tj * g.block + w).unwrap_or(&[]);
+            let d = match d_tables.iter().position(|(key, _)| *key == (h, tj)) {
+                Some(at) => &d_tables[at].1,
+                None => {
+                    d_tables.push(((h, tj), a.distance_sums(xs)));
+                    &d_tables[d_tables.len() - 1].1
+                }
+            };
+            let rows = out.get_mut(ti * g.block..ti * g.block + h).unwrap_or(&mut []);
+            a.add_tile_gemv(c, xs, d, rows);
+        }
+    }
+}
+
+impl BasisAxes {
+    /// For each row `i` of the tile: `Σ_j xs[j] · d(i, j)`.
+    fn distance_sums(&self, xs: &[f32]) -> Vec<f32> {
+        self.rows
+            .iter()
+            .map(|[y2, _, _]| xs.iter().zip(&self.cols).map(|(x, [x2, _, _])| x * (x2 + y2).sqrt()).sum())
+            .collect()
+    }
+
+    /// `rows[i] += Σ_j xs[j] · Σ_k c_k f_k(i, j)` for the tile's rows, with `d` from
+    /// [`distance_sums`](Self::distance_sums).
+    fn add_tile_gemv(&self, c: &BasisCoeffs, xs: &[f32], d: &[f32], rows: &mut [f32]) {
+        let c = c.map(f16::to_f32);
+        let (mut s1, mut sx2, mut scx, mut sc2x) = (0f32, 0f32, 0f32, 0f32);
+        for (x, [x2, cx, c2x]) in xs.iter().zip(&self.cols) {
+            s1 += x;
+            sx2 += x * x2;
+            scx += x * cx;
+            sc2x += x * c2x;
+        }
+        // f = [1, d, x² + y², cx, cy, c2x, c2y, cx·cy], grouped by what varies with the row.
+        let fixed = c[0] * s1 + c[2] * sx2 + c[3] * scx + c[5] * sc2x;
+        let (per_y2, per_cy, per_c2y) = (c[2] * s1, c[4] * s1 + c[7] * scx, c[6] * s1);
+        for ((o, [y2, cy, c2y]), d) in rows.iter_mut().zip(&self.rows).zip(d) {
+            *o += fixed + c[1] * d + per_y2 * y2 + per_cy * cy + per_c2y * c2y;
+        }
+    }
+}

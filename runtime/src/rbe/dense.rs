@@ -3,7 +3,7 @@
 
 use half::bf16;
 
-use super::basis::{add_basis_row, basis_axes, BasisAxes, BasisCoeffs};
+use super::basis::{add_basis_gemv, add_basis_row, basis_axes, BasisAxes, BasisCoeffs};
 use super::geometry::Geometry;
 use super::packing::{dequant_group, group_offset, group_step, packed_len, read_code, zero_point};
 use crate::error::{Error, Result};
@@ -94,6 +94,11 @@ impl Dense {
     /// Whether at least one tile carries a basis.
     pub(crate) fn has_basis(&self) -> bool {
         self.parts.basis.iter().any(Option::is_some)
+    }
+
+    /// `out[r] += Σ_c x[c] · basis(r, c)` (nothing without a basis): see [`add_basis_gemv`].
+    pub(crate) fn add_basis_gemv(&self, g: &Geometry, x: &[f32], out: &mut [f32]) {
+        add_basis_gemv(g, &self.parts.basis, &self.axes, x, out);
     }
 
     /// Number of tiles carrying a basis.
