@@ -106,19 +106,26 @@ pub fn for_each_basis_segment(
         return;
     }
     let (ti, i) = (r / g.block, r % g.block);
-    let h = g.tile_height(ti);
     let mut surface = [0f32; MAX_BLOCK];
-    for tj in 0..g.tile_cols() {
-        let Some(Some(c)) = basis.get(ti * g.tile_cols() + tj) else {
-            continue;
-        };
-        let w = g.tile_width(tj);
-        let Some(a) = axes.iter().find(|a| a.shape() == (h, w)) else {
-            continue;
-        };
+    for (tj, c, a) in tiles_with_basis(g, basis, axes, ti) {
         a.eval_row(c, i, &mut surface);
-        each(tj * g.block, &surface[..w]);
+        each(tj * g.block, &surface[..a.w]);
     }
+}
+
+/// The tiles of tile row `ti` that carry a basis: `(tile column, coefficients, tables)`.
+fn tiles_with_basis<'a>(
+    g: &'a Geometry,
+    basis: &'a [Option<BasisCoeffs>],
+    axes: &'a [BasisAxes],
+    ti: usize,
+) -> impl Iterator<Item = (usize, &'a BasisCoeffs, &'a BasisAxes)> + 'a {
+    let h = g.tile_height(ti);
+    (0..g.tile_cols()).filter_map(move |tj| {
+        let c = basis.get(ti * g.tile_cols() + tj)?.as_ref()?;
+        let a = axes.iter().find(|a| a.shape() == (h, g.tile_width(tj)))?;
+        Some((tj, c, a))
+    })
 }
 
 /// Adds the basis surfaces of row `r` to `out` (a decoded row of residuals): the last step of
@@ -155,15 +162,8 @@ pub fn add_basis_gemv(
     let mut d_tables: Vec<((usize, usize), Vec<f32>)> = Vec::new();
     for ti in 0..g.tile_rows() {
         let h = g.tile_height(ti);
-        for tj in 0..g.tile_cols() {
-            let Some(Some(c)) = basis.get(ti * g.tile_cols() + tj) else {
-                continue;
-            };
-            let w = g.tile_width(tj);
-            let Some(a) = axes.iter().find(|a| a.shape() == (h, w)) else {
-                continue;
-            };
-            let xs = x.get(tj * g.block..tj * g.block + w).unwrap_or(&[]);
+        for (tj, c, a) in tiles_with_basis(g, basis, axes, ti) {
+            let xs = x.get(tj * g.block..tj * g.block + a.w).unwrap_or(&[]);
             let d = match d_tables.iter().position(|(key, _)| *key == (h, tj)) {
                 Some(at) => &d_tables[at].1,
                 None => {
