@@ -96,6 +96,18 @@ pub(crate) fn zip_broadcast<A: Copy, B: Copy, O>(
     b: &Array<B>,
     f: impl Fn(A, B) -> O,
 ) -> Result<ArrayD<O>> {
+    // A scalar against an array of no lower rank: map the array in its memory order, keeping its
+    // strides, so a transposed operand (Kᵀ times a scale) is not gathered element by element.
+    if scalar_against(b.shape(), a) {
+        if let Some(&q) = b.iter().next() {
+            return Ok(a.map(|&p| f(p, q)));
+        }
+    }
+    if scalar_against(a.shape(), b) {
+        if let Some(&p) = a.iter().next() {
+            return Ok(b.map(|&q| f(p, q)));
+        }
+    }
     let shape = broadcast_shape(a.shape(), b.shape())?;
     let mut out = Vec::with_capacity(checked_len(&shape)?);
     if shape.iter().all(|&d| d > 0) {
@@ -114,6 +126,12 @@ pub(crate) fn zip_broadcast<A: Copy, B: Copy, O>(
         });
     }
     from_shape_vec(&shape, out)
+}
+
+/// Whether an operand of shape `scalar` is one value broadcast to `x` without raising its rank,
+/// with `x` contiguous in memory (in any order).
+fn scalar_against<T>(scalar: &[usize], x: &Array<T>) -> bool {
+    scalar.iter().all(|&d| d == 1) && scalar.len() <= x.ndim() && x.as_slice_memory_order().is_some()
 }
 
 /// `if cond { x } else { y }` elementwise, all three broadcast together.
@@ -186,6 +204,13 @@ mod tests {
         let t = arr(&[2, 3], (0..6).collect()).reversed_axes(); // non-contiguous
         let out = zip_broadcast(&t, &arr(&[2], vec![1, 1]), |x, y| x + y).unwrap();
         assert_eq!(out.iter().copied().collect::<Vec<_>>(), vec![1, 4, 2, 5, 3, 6]);
+        // A scalar on either side of a transposed operand: the layout is kept, values are right.
+        for scalar in [arr(&[], vec![7]), arr(&[1, 1], vec![7])] {
+            let out = zip_broadcast(&t, &scalar, |x, y| x * 100 + y).unwrap();
+            assert_eq!(out, slow_add(&t, &scalar));
+            assert_eq!(out.strides(), t.strides());
+            assert_eq!(zip_broadcast(&scalar, &t, |x, y| x * 100 + y).unwrap(), slow_add(&scalar, &t));
+        }
     }
 
     #[test]
