@@ -64,7 +64,7 @@ fn load256(a: &[u8; 32]) -> __m256i {
 
 #[inline]
 #[target_feature(enable = "avx2")]
-fn load128(a: &[u8; 16]) -> __m128i {
+pub(super) fn load128(a: &[u8; 16]) -> __m128i {
     // SAFETY: 16 readable bytes; unaligned load; SSE2 is implied by AVX2 (enabled here).
     unsafe { _mm_loadu_si128(a.as_ptr().cast()) }
 }
@@ -107,7 +107,7 @@ fn le64<const N: usize>(c: &[u8; N], o: usize) -> u64 {
 
 /// `src` (at most `N` bytes of it) at the start of a zeroed array of `N` bytes.
 #[inline]
-fn padded<const N: usize>(src: &[u8]) -> [u8; N] {
+pub(super) fn padded<const N: usize>(src: &[u8]) -> [u8; N] {
     let mut out = [0u8; N];
     for (o, &b) in out.iter_mut().zip(src) {
         *o = b;
