@@ -15,29 +15,56 @@ pub enum Activations {
     Int8,
 }
 
-/// Where each activation of a sub-block goes in the order the main loop reads them: the
-/// natural order, or the even positions then the odd ones (what the AVX2 4-bit unpacker
-/// produces: low nibbles, then high nibbles).
+/// Where each activation goes in the order the main loop reads them: the natural order, or
+/// the even positions then the odd ones (what the 4-bit unpackers produce: low nibbles, then
+/// high nibbles), per sub-block (AVX2) or per 4 sub-blocks (AVX-512).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub(super) enum Order {
     /// Code order.
     Natural,
     /// Even codes, then odd codes, per sub-block.
     EvenOdd,
+    /// The even codes of 4 sub-blocks (16 each, sub-block after sub-block), then their odd
+    /// codes.
+    EvenOdd4,
 }
 
-/// `block` (one sub-block) rearranged in `order`.
-fn arrange<T: Copy + Default>(block: &[T], order: Order) -> [T; SUB] {
-    let mut out = [T::default(); SUB];
-    for (k, o) in out.iter_mut().enumerate() {
-        let from = match order {
-            Order::Natural => k,
-            Order::EvenOdd => (2 * k) % SUB + k / (SUB / 2),
-        };
-        *o = block.get(from).copied().unwrap_or_default();
+/// Values per span the orders rearrange within.
+const SPAN: usize = 4 * SUB;
+
+/// Writes sub-block `s` (`block`, in code order) to its place in `out` (the whole row in
+/// `order`, long enough for every span it has a value in).
+fn place<T: Copy>(block: &[T; SUB], order: Order, s: usize, out: &mut [T]) {
+    let half = SUB / 2;
+    let (even, odd) = match order {
+        Order::Natural => {
+            if let Some(o) = out
+                .get_mut(s * SUB..)
+                .and_then(|o| o.first_chunk_mut::<SUB>())
+            {
+                *o = *block;
+            }
+            return;
+        }
+        Order::EvenOdd => (s * SUB, s * SUB + half),
+        Order::EvenOdd4 => {
+            let at = s / 4 * SPAN + s % 4 * half;
+            (at, at + SPAN / 2)
+        }
+    };
+    let (head, tail) = out.split_at_mut(odd.min(out.len()));
+    let e = head.get_mut(even..).and_then(|e| e.first_chunk_mut::<16>());
+    if let (Some(e), Some(o)) = (e, tail.first_chunk_mut::<16>()) {
+        for (t, (e, o)) in e.iter_mut().zip(o.iter_mut()).enumerate() {
+            *e = block[2 * t];
+            *o = block[2 * t + 1];
+        }
     }
-    out
 }
+
+/// Sub-blocks the int8 values and scales are zero-padded to a multiple of (the AVX-512 loop's
+/// step: its loads need no tail).
+pub(super) const XQ_STEP: usize = 16;
 
 /// The activation row of one GEMV call. Per-group vectors are zero-padded to a whole number of
 /// [`SUB`] groups, so SIMD loops over a row's group codes need no tail.
@@ -52,9 +79,10 @@ pub(super) struct Prepared<'x> {
     /// Int8 mode: `sums` over the full groups only (0 elsewhere), what the zero point
     /// multiplies; exact mode: all 0 (the zero point is subtracted before the products).
     pub zsums: Vec<f32>,
-    /// Int8 mode: the quantized values of every full group (else empty).
+    /// Int8 mode: the quantized values of every full group, in the main loop's order,
+    /// zero-padded past the short last group to whole [`XQ_STEP`]s of sub-blocks (else empty).
     pub xq: Vec<i8>,
-    /// Int8 mode: the scale of each sub-block of `xq`.
+    /// Int8 mode: the scale of each sub-block of `xq` (padded likewise with zeros).
     pub dx: Vec<f32>,
 }
 
@@ -63,41 +91,39 @@ impl<'x> Prepared<'x> {
     pub fn new(q: &QuantMatrix, x: &'x [f32], mode: Activations, order: Order) -> Self {
         let full = q.full_groups() * q.group();
         let padded = q.groups_per_row().next_multiple_of(SUB);
-        let mut sums: Vec<f32> = x.chunks(q.group()).map(|g| g.iter().sum()).collect();
-        sums.resize(padded, 0.0);
+        let int8 = mode == Activations::Int8 && q.has_sub_blocks();
+        // Int8 mode replaces the full groups' sums below.
+        let skip = if int8 { q.full_groups() } else { 0 };
+        let mut sums = vec![0.0; padded];
+        for (o, g) in sums.iter_mut().zip(x.chunks(q.group())).skip(skip) {
+            *o = sum(g);
+        }
         let mut zsums = vec![0.0; padded];
         let (mut xq, mut dx) = (Vec::new(), Vec::new());
-        if mode == Activations::Int8 && q.has_sub_blocks() {
-            xq = vec![0i8; full];
-            dx = Vec::with_capacity(full / SUB);
+        if int8 {
+            let len = (q.groups_per_row() * q.group()).next_multiple_of(XQ_STEP * SUB);
+            xq = vec![0i8; len];
+            dx = vec![0.0; len / SUB];
             let per_group = q.group() / SUB;
-            let blocks = x
-                .get(..full)
-                .unwrap_or(&[])
-                .chunks_exact(SUB)
-                .zip(xq.chunks_exact_mut(SUB));
-            for (s, (xs, qs)) in blocks.enumerate() {
-                let (d, isum) = quantize(xs, qs);
-                if order != Order::Natural {
-                    let a = arrange(qs, order);
-                    qs.copy_from_slice(&a);
+            let (blocks, _) = x.get(..full).unwrap_or(&[]).as_chunks::<SUB>();
+            for (s, (xs, d)) in blocks.iter().zip(dx.iter_mut()).enumerate() {
+                let (qs, isum);
+                (*d, qs, isum) = quantize_fast(xs);
+                place(&qs, order, s, &mut xq);
+                if let Some(z) = zsums.get_mut(s / per_group) {
+                    *z += *d * isum as f32;
                 }
-                dx.push(d);
-                let g = s / per_group;
-                if s % per_group == 0 {
-                    zsums[g] = 0.0;
-                }
-                zsums[g] += d * isum as f32;
             }
             sums[..q.full_groups()].copy_from_slice(&zsums[..q.full_groups()]);
         }
         let mut xk = std::borrow::Cow::Borrowed(x);
         if mode == Activations::Exact && order != Order::Natural {
-            let blocks = x.get(..full).unwrap_or(&[]).chunks_exact(SUB);
-            xk = blocks
-                .flat_map(|b| arrange(b, order))
-                .collect::<Vec<f32>>()
-                .into();
+            let mut v = vec![0.0; full.next_multiple_of(SPAN)];
+            let (blocks, _) = x.get(..full).unwrap_or(&[]).as_chunks::<SUB>();
+            for (s, b) in blocks.iter().enumerate() {
+                place(b, order, s, &mut v);
+            }
+            xk = v.into();
         }
         Prepared {
             x,
@@ -110,19 +136,75 @@ impl<'x> Prepared<'x> {
     }
 }
 
-/// Quantizes `x` to `q = round(x / d)` with `d = max|x| / 127`; returns `d` and `Σ q`.
-fn quantize(x: &[f32], q: &mut [i8]) -> (f32, i32) {
-    let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
-    let d = amax / 127.0;
+/// `Σ v` with 8 independent partial sums (vectorises).
+fn sum(v: &[f32]) -> f32 {
+    let (c8, rest) = v.as_chunks::<8>();
+    let mut acc = [0f32; 8];
+    for c in c8 {
+        for (a, x) in acc.iter_mut().zip(c) {
+            *a += x;
+        }
+    }
+    acc.iter().sum::<f32>() + rest.iter().sum::<f32>()
+}
+
+/// `max |x|` over a sub-block.
+fn amax(x: &[f32; SUB]) -> f32 {
+    let (c8, _) = x.as_chunks::<8>();
+    let mut m = [0f32; 8];
+    for c in c8 {
+        for (a, v) in m.iter_mut().zip(c) {
+            *a = a.max(v.abs());
+        }
+    }
+    m.iter().fold(0f32, |a, &v| a.max(v))
+}
+
+/// [`quantize`], with AVX2 when the CPU has it.
+fn quantize_fast(x: &[f32; SUB]) -> (f32, [i8; SUB], i32) {
+    #[cfg(target_arch = "x86_64")]
+    if super::rows_x86::available() {
+        // SAFETY: AVX2 and FMA are present (checked just above).
+        return unsafe { super::x86::quantize(x) };
+    }
+    quantize(x)
+}
+
+/// Quantizes `x` to `q = round(x / d)` with `d = max|x| / 127`; returns `d`, `q` and `Σ q`.
+fn quantize(x: &[f32; SUB]) -> (f32, [i8; SUB], i32) {
+    let amax = amax(x);
     let inv = if amax > 0.0 { 127.0 / amax } else { 0.0 };
-    let mut sum = 0;
+    let mut q = [0i8; SUB];
     // Adding and removing 1.5 * 2^23 rounds to the nearest integer (ties to even) without a
     // libm call; |v * inv| <= 127, far inside the trick's range.
     const ROUND: f32 = 12_582_912.0;
     for (o, v) in q.iter_mut().zip(x) {
-        let r = ((v * inv + ROUND) - ROUND).clamp(-127.0, 127.0) as i8;
-        sum += r as i32;
-        *o = r;
+        *o = ((v * inv + ROUND) - ROUND).clamp(-127.0, 127.0) as i8;
     }
-    (d, sum)
+    let sum = q.iter().map(|&v| v as i32).sum();
+    (amax / 127.0, q, sum)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn simd_quantize_matches_portable() {
+        let mut seed = 7u64;
+        for k in 0..200 {
+            let x: [f32; SUB] = std::array::from_fn(|i| {
+                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+                let v = ((seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * (1 + k % 7) as f32;
+                // Every 5th block: max 127 (scale 1) and halves: ties to even.
+                match (k % 5, i) {
+                    (0, 0) => 127.0,
+                    (0, _) => (v * 8.0).round() + 0.5,
+                    _ => v,
+                }
+            });
+            assert_eq!(quantize_fast(&x), quantize(&x), "block {k}");
+        }
+        assert_eq!(quantize_fast(&[0.0; SUB]), quantize(&[0.0; SUB]));
+    }
 }

@@ -180,6 +180,12 @@ impl<'a> QuantMatrix<'a> {
         self.sizes.full_groups
     }
 
+    /// Number of [`SUB`]-code sub-blocks in a row's full groups (whole ones when
+    /// [`has_sub_blocks`](Self::has_sub_blocks)).
+    pub fn full_blocks(&self) -> usize {
+        self.sizes.full_groups * self.group / SUB
+    }
+
     /// Bytes of one full group's codes.
     pub fn group_bytes(&self) -> usize {
         self.sizes.group_bytes

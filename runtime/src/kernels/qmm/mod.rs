@@ -8,8 +8,9 @@
 //! - [`gemm`] (several rows): panels of rows are decoded with SIMD into a per-thread buffer
 //!   and multiplied by the GEMM kernel; exact f32.
 //!
-//! AVX2 + FMA is detected at run time; other CPUs run portable loops with the same results up
-//! to f32 rounding. Work is split over rayon's threads by bands of output rows.
+//! AVX2 + FMA is detected at run time, and for the int8 GEMV of 4- and 8-bit codes in groups
+//! of 32 AVX-512 VNNI; other CPUs run portable loops with the same results up to f32 rounding. Work is split
+//! over rayon's threads by bands of output rows.
 
 mod act;
 mod decode;
@@ -17,8 +18,12 @@ mod matrix;
 mod par;
 mod rows;
 #[cfg(target_arch = "x86_64")]
+mod rows_vnni;
+#[cfg(target_arch = "x86_64")]
 mod rows_x86;
 mod unpack;
+#[cfg(target_arch = "x86_64")]
+mod vnni;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
@@ -47,7 +52,7 @@ pub fn gemv(q: &QuantMatrix, x: &[f32], out: &mut [f32], mode: Activations) -> R
             |s, first, w| decode::decode_rows(q, s, first, w),
         );
     }
-    let (kernel, order) = row_kernel(q.bits());
+    let (kernel, order) = row_kernel(q, mode);
     gemv_using(q, x, out, mode, kernel, order)
 }
 
@@ -75,13 +80,20 @@ fn gemv_using(
     )
 }
 
-/// The fastest row kernel this CPU has for `bits`-wide codes, and the activation order it reads.
-fn row_kernel(bits: u8) -> (RowsFn, Order) {
+/// The fastest row kernel this CPU has for `q` in `mode`, and the activation order it reads.
+fn row_kernel(q: &QuantMatrix, mode: Activations) -> (RowsFn, Order) {
     #[cfg(target_arch = "x86_64")]
-    if rows_x86::available() {
-        return rows_x86::gemv_rows(bits);
+    {
+        if mode == Activations::Int8 {
+            if let Some(k) = rows_vnni::gemv_rows(q) {
+                return k;
+            }
+        }
+        if rows_x86::available() {
+            return rows_x86::gemv_rows(q.bits());
+        }
     }
-    let _ = bits;
+    let _ = (q, mode);
     (rows::rows_portable, Order::Natural)
 }
 

@@ -35,7 +35,7 @@ impl Scratch {
         Scratch {
             sf: vec![0.0; n],
             of: vec![0.0; if q.asymmetric() { n } else { 0 }],
-            sd: vec![0.0; q.full_groups() * q.group() / SUB],
+            sd: vec![0.0; q.full_blocks()],
         }
     }
 }
@@ -80,6 +80,24 @@ pub(super) fn tail_dot(q: &QuantMatrix, r: usize, x: &[f32]) -> f32 {
         sum += dot(xc, v);
     }
     sum
+}
+
+/// Row `r`'s short last group: its scale code minus the scale bias times [`tail_dot`]
+/// (0 if the row has no short group).
+pub(super) fn tail_term(q: &QuantMatrix, r: usize, x: &[f32]) -> f32 {
+    let full = q.full_groups();
+    if full == q.groups_per_row() {
+        return 0.0;
+    }
+    let mut codes = [0u8; 8];
+    let at = full / 8 * q.scale_bits() as usize;
+    unpack_codes(
+        q.scales_from(r).get(at..).unwrap_or(&[]),
+        q.scale_bits(),
+        &mut codes,
+    );
+    let code = codes.get(full % 8).copied().unwrap_or(0);
+    (code as i32 - q.scale_bias()) as f32 * tail_dot(q, r, x)
 }
 
 /// Fills `sd[s]` with `sf[group of s] * dx[s]` for every full sub-block `s` (`dx` empty: 1).

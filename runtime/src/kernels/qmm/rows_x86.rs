@@ -94,6 +94,7 @@ fn factors(
     of: &mut [f32],
 ) -> (f32, f32) {
     match q.scale_bits() {
+        1 => factors_sb::<1>(q, r, sums, zsums, sf, of),
         2 => factors_sb::<2>(q, r, sums, zsums, sf, of),
         3 => factors_sb::<3>(q, r, sums, zsums, sf, of),
         4 => factors_sb::<4>(q, r, sums, zsums, sf, of),

@@ -179,7 +179,12 @@ fn cases() -> Vec<(u8, bool, u8)> {
     let mut v = Vec::new();
     for bits in 2..=8u8 {
         for asym in [false, true] {
-            v.push((bits, asym, if bits % 2 == 0 { 6 } else { 4 + bits % 5 }));
+            let sb = match bits {
+                2 => 1,
+                b if b % 2 == 0 => 6,
+                b => 4 + b % 5,
+            };
+            v.push((bits, asym, sb));
         }
     }
     v
@@ -303,6 +308,65 @@ fn int8_gemv_stays_within_its_quantization_bound() {
                 |_, xi, wr| int8_bound(&q, xi, wr),
                 &what,
             );
+        }
+    }
+}
+
+/// Shapes for the AVX-512 blocks of 4 rows and steps of 16 groups: one group, a step with
+/// one group over, whole steps plus a part, short last groups (one starting a step), rows not
+/// a multiple of 4.
+const STEP_SHAPES: [(usize, usize, usize); 7] = [
+    (3, 32, 32),
+    (37, 200, 32),
+    (20, 17 * 32 + 3, 32),
+    (9, 36 * 32, 32),
+    (11, 3072, 32),
+    (6, 32 * 32 + 5, 32),
+    (1, 16 * 32 + 31, 32),
+];
+
+#[test]
+fn int8_gemv_picks_avx512_vnni_when_the_cpu_has_it() {
+    #[cfg(target_arch = "x86_64")]
+    if vnni::available() {
+        let o = random(4, 64, 32, 4, 6, true, 1);
+        assert_eq!(
+            row_kernel(&o.view(), Activations::Int8).1,
+            act::Order::EvenOdd4
+        );
+        assert_ne!(
+            row_kernel(&o.view(), Activations::Exact).1,
+            act::Order::EvenOdd4
+        );
+    }
+}
+
+#[test]
+fn avx512_int8_gemv_stays_within_its_quantization_bound() {
+    #[cfg(target_arch = "x86_64")]
+    for bits in [4u8, 8] {
+        for (asym, sb) in [(true, 6), (false, 6), (false, 1), (true, 8)] {
+            for (k, &(rows, cols, group)) in STEP_SHAPES.iter().enumerate() {
+                let o = random(
+                    rows,
+                    cols,
+                    group,
+                    bits,
+                    sb,
+                    asym,
+                    200 + k as u64 + bits as u64,
+                );
+                let (q, x) = (o.view(), activations(cols, 90 + k as u64));
+                let Some((kernel, order)) = rows_vnni::gemv_rows(&q) else {
+                    continue;
+                };
+                let mut out = vec![f32::NAN; rows];
+                gemv_using(&q, &x, &mut out, Activations::Int8, kernel, order).unwrap();
+                let what =
+                    format!("avx512 int8 bits {bits} asym {asym}/{sb} {rows}x{cols}/{group}");
+                let bound = |_: usize, xi: &[f32], wr: &[f32]| int8_bound(&q, xi, wr);
+                assert_rows(&o, &x, 1, &out, 1e-5, bound, &what);
+            }
         }
     }
 }

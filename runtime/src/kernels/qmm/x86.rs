@@ -64,7 +64,7 @@ fn load256(a: &[u8; 32]) -> __m256i {
 
 #[inline]
 #[target_feature(enable = "avx2")]
-fn load128(a: &[u8; 16]) -> __m128i {
+pub(super) fn load128(a: &[u8; 16]) -> __m128i {
     // SAFETY: 16 readable bytes; unaligned load; SSE2 is implied by AVX2 (enabled here).
     unsafe { _mm_loadu_si128(a.as_ptr().cast()) }
 }
@@ -107,7 +107,7 @@ fn le64<const N: usize>(c: &[u8; N], o: usize) -> u64 {
 
 /// `src` (at most `N` bytes of it) at the start of a zeroed array of `N` bytes.
 #[inline]
-fn padded<const N: usize>(src: &[u8]) -> [u8; N] {
+pub(super) fn padded<const N: usize>(src: &[u8]) -> [u8; N] {
     let mut out = [0u8; N];
     for (o, &b) in out.iter_mut().zip(src) {
         *o = b;
@@ -297,6 +297,42 @@ const fn shift8(b: u8) -> [u32; 8] {
 fn load256_u32(a: &[u32; 8]) -> __m256i {
     // SAFETY: 32 readable bytes; unaligned load; AVX2 is enabled on this function.
     unsafe { _mm256_loadu_si256(a.as_ptr().cast()) }
+}
+
+/// The int8 quantization of one sub-block (see `act::quantize`: the same scale and the same
+/// rounding, to nearest with ties to even): `max|x| / 127`, the values and their sum.
+#[target_feature(enable = "avx2,fma")]
+pub(super) fn quantize(x: &[f32; SUB]) -> (f32, [i8; SUB], i32) {
+    let (x8, _) = x.as_chunks::<8>();
+    let abs = _mm256_castsi256_ps(_mm256_set1_epi32(i32::MAX));
+    let mut v = [_mm256_setzero_ps(); 4];
+    let mut m = _mm256_setzero_ps();
+    for (v, x) in v.iter_mut().zip(x8) {
+        *v = load_ps(x);
+        m = _mm256_max_ps(m, _mm256_and_ps(*v, abs));
+    }
+    let m = _mm256_max_ps(m, _mm256_permute2f128_ps::<1>(m, m));
+    let m = _mm256_max_ps(m, _mm256_shuffle_ps::<0b01_00_11_10>(m, m));
+    let m = _mm256_max_ps(m, _mm256_shuffle_ps::<0b10_11_00_01>(m, m));
+    let amax = _mm256_cvtss_f32(m);
+    let inv = _mm256_set1_ps(if amax > 0.0 { 127.0 / amax } else { 0.0 });
+    let [a, b, c, d] = v.map(|v| _mm256_cvtps_epi32(_mm256_mul_ps(v, inv)));
+    // packs interleave 128-bit lanes: 32-bit groups come out as a0 b0 c0 d0 a1 b1 c1 d1.
+    let packed = _mm256_packs_epi16(_mm256_packs_epi32(a, b), _mm256_packs_epi32(c, d));
+    let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    let mut q = [0i8; SUB];
+    // SAFETY: 32 writable bytes behind a unique reference; unaligned store.
+    unsafe {
+        _mm256_storeu_si256(
+            q.as_mut_ptr().cast(),
+            _mm256_permutevar8x32_epi32(packed, order),
+        )
+    };
+    let s = _mm256_add_epi32(_mm256_add_epi32(a, b), _mm256_add_epi32(c, d));
+    let s = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256::<1>(s));
+    let s = _mm_hadd_epi32(s, s);
+    let s = _mm_hadd_epi32(s, s);
+    (amax / 127.0, q, _mm_cvtsi128_si32(s))
 }
 
 /// Sum of the 8 lanes.
