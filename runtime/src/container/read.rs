@@ -28,9 +28,8 @@ pub fn is_container(path: &Path) -> Result<bool> {
     Ok(n == 8 && &magic == MAGIC)
 }
 
-/// Reads, verifies (header and per-section checksums) and unpacks a container file. Each
-/// section is streamed from the file through the decoder straight into its unpacked buffer,
-/// so the packed bytes are never held in memory.
+/// Reads, verifies (header and per-section checksums) and unpacks a container file. Sections
+/// are read and unpacked one at a time per thread, so the packed file is never held whole.
 pub fn read_container(path: &Path) -> Result<Container> {
     let io = |source| Error::Io { path: path.display().to_string(), source };
     let mut file = File::open(path).map_err(io)?;
@@ -39,54 +38,28 @@ pub fn read_container(path: &Path) -> Result<Container> {
     (&mut file).take(MAX_HEADER_LEN as u64).read_to_end(&mut prefix).map_err(io)?;
     let header = Header::parse_prefix(&prefix, file_len)?;
     drop(prefix);
-    let sections = header
-        .sections
-        .par_iter()
-        .enumerate()
-        .map(|(i, s)| {
+    // One contiguous run of sections per thread, read through one reused buffer: the packed
+    // bytes never pile up, and no large buffer is freed between the long-lived unpacked ones
+    // (which would leave the allocator holding holes).
+    let per_thread = header.sections.len().div_ceil(rayon::current_num_threads().max(1));
+    let indexed: Vec<(usize, &SectionEntry)> = header.sections.iter().enumerate().collect();
+    let runs = indexed
+        .par_chunks(per_thread)
+        .map(|run| {
             let mut file = File::open(path).map_err(io)?;
-            file.seek(SeekFrom::Start(s.offset)).map_err(io)?;
-            stream_section(i, s, file.take(s.stored_len))
+            let mut stored = Vec::new();
+            run.iter()
+                .map(|&(i, s)| {
+                    stored.resize(s.stored_len as usize, 0);
+                    file.seek(SeekFrom::Start(s.offset)).map_err(io)?;
+                    file.read_exact(&mut stored).map_err(io)?;
+                    unpack_section(i, s, &stored)
+                })
+                .collect::<Result<Vec<Bytes>>>()
         })
-        .collect::<Result<_>>()?;
+        .collect::<Result<Vec<_>>>()?;
+    let sections = runs.into_iter().flatten().collect();
     with_model(sections)
-}
-
-/// A reader that hashes every byte read through it.
-struct Hashing<R> {
-    inner: R,
-    crc: crc32fast::Hasher,
-}
-
-impl<R: Read> Read for Hashing<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.crc.update(&buf[..n]);
-        Ok(n)
-    }
-}
-
-/// Unpacks section `i` from its packed bytes, read from `stored` (exactly `stored_len` bytes),
-/// checking both checksums.
-fn stream_section(i: usize, s: &SectionEntry, stored: impl Read) -> Result<Bytes> {
-    let mut stored = Hashing { inner: stored, crc: crc32fast::Hasher::new() };
-    let mut raw = vec![0u8; s.raw_len as usize];
-    let unpacked = zstd::stream::read::Decoder::new(&mut stored).and_then(|mut d| {
-        d.read_exact(&mut raw)?;
-        Ok(d.read(&mut [0u8])? == 0)
-    });
-    // Hash what the decoder left unread, so a corrupt payload reports as such.
-    let drained = std::io::copy(&mut stored, &mut std::io::sink());
-    if drained.is_err() || stored.crc.finalize() != s.stored_crc {
-        return Err(Error::Container(format!("section {i} checksum mismatch (the file is corrupt)")));
-    }
-    match unpacked {
-        Err(e) => Err(Error::Container(format!("section {i} does not unpack: {e}"))),
-        Ok(ends) if !ends || crc32fast::hash(&raw) != s.raw_crc => {
-            Err(Error::Container(format!("section {i} unpacked to the wrong bytes")))
-        }
-        Ok(_) => Ok(Bytes::from(raw)),
-    }
 }
 
 /// Verifies and unpacks a container held in memory.
@@ -97,9 +70,22 @@ pub fn unpack(bytes: &[u8]) -> Result<Container> {
         .par_iter()
         .enumerate()
         // Header::parse checked that the payload lies inside the file.
-        .map(|(i, s)| stream_section(i, s, &bytes[s.offset as usize..(s.offset + s.stored_len) as usize]))
+        .map(|(i, s)| unpack_section(i, s, &bytes[s.offset as usize..(s.offset + s.stored_len) as usize]))
         .collect::<Result<_>>()?;
     with_model(sections)
+}
+
+/// Checks and unpacks section `i` from its packed bytes.
+fn unpack_section(i: usize, s: &SectionEntry, stored: &[u8]) -> Result<Bytes> {
+    if crc32fast::hash(stored) != s.stored_crc {
+        return Err(Error::Container(format!("section {i} checksum mismatch (the file is corrupt)")));
+    }
+    let raw = zstd::bulk::decompress(stored, s.raw_len as usize)
+        .map_err(|e| Error::Container(format!("section {i} does not unpack: {e}")))?;
+    if raw.len() as u64 != s.raw_len || crc32fast::hash(&raw) != s.raw_crc {
+        return Err(Error::Container(format!("section {i} unpacked to the wrong bytes")));
+    }
+    Ok(Bytes::from(raw))
 }
 
 /// Decodes the graph of section 0.
