@@ -40,7 +40,9 @@ pub fn read_container(path: &Path) -> Result<Container> {
     drop(prefix);
     // One contiguous run of sections per thread, read through one reused buffer: the packed
     // bytes never pile up, and no large buffer is freed between the long-lived unpacked ones
-    // (which would leave the allocator holding holes).
+    // (which would leave the allocator holding holes). Freeing the buffers at the end also
+    // raises glibc's mmap threshold past KV-cache-sized buffers, which steps then recycle
+    // instead of mapping fresh pages (see BENCHMARKS.md, "Memory").
     let per_thread = header.sections.len().div_ceil(rayon::current_num_threads().max(1));
     let indexed: Vec<(usize, &SectionEntry)> = header.sections.iter().enumerate().collect();
     let runs = indexed
