@@ -79,9 +79,9 @@ pub(crate) fn encode_dense(
         scale_bits: sb,
         row_scale,
         row_min,
-        group_scale,
-        group_min,
-        codes,
+        group_scale: group_scale.into(),
+        group_min: group_min.into(),
+        codes: codes.into(),
         basis,
     };
     let tensor = RbeTensor::from_dense(*g, parts).map_err(|e| e.to_string())?;

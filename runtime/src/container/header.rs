@@ -9,6 +9,8 @@ pub const FORMAT_VERSION: u32 = 1;
 /// Upper bound on the number of sections (guards the header allocation).
 pub const MAX_SECTIONS: usize = 4096;
 const ENTRY_LEN: usize = 40;
+/// The longest possible header: reading this many bytes of a file always covers it.
+pub const MAX_HEADER_LEN: usize = 16 + ENTRY_LEN * MAX_SECTIONS + 4;
 /// Largest unpacked section accepted (64 GiB).
 const MAX_RAW_LEN: u64 = 1 << 36;
 
@@ -78,6 +80,12 @@ impl Header {
     /// Parses and validates the header of a file of `bytes.len()` bytes: magic, version,
     /// checksum, and every section lying inside the file.
     pub fn parse(bytes: &[u8]) -> Result<Self> {
+        Self::parse_prefix(bytes, bytes.len() as u64)
+    }
+
+    /// Like [`parse`](Self::parse) for a file of `file_len` bytes of which `bytes` is the start
+    /// (at least the header; [`MAX_HEADER_LEN`] bytes always suffice).
+    pub fn parse_prefix(bytes: &[u8], file_len: u64) -> Result<Self> {
         let bad = |m: String| Error::Container(m);
         if bytes.len() < 20 || &bytes[..8] != MAGIC {
             return Err(bad("not an .rbeonnx file (bad magic or too short)".into()));
@@ -94,7 +102,7 @@ impl Header {
         }
         let header_len = Self::encoded_len(n);
         if bytes.len() < header_len {
-            return Err(bad(format!("truncated header: file has {} bytes", bytes.len())));
+            return Err(bad(format!("truncated header: file has {file_len} bytes")));
         }
         let stored = u32_at(bytes, header_len - 4);
         if crc32fast::hash(&bytes[..header_len - 4]) != stored {
@@ -117,12 +125,12 @@ impl Header {
                 raw_crc: u32_at(bytes, at + 32),
             };
             let end = entry.offset.checked_add(entry.stored_len);
-            if entry.offset < header_len as u64 || end.is_none_or(|e| e > bytes.len() as u64) {
+            if entry.offset < header_len as u64 || end.is_none_or(|e| e > file_len) {
                 return Err(bad(format!(
                     "section {i} [{}, +{}) lies outside the file ({} bytes): truncated?",
                     entry.offset,
                     entry.stored_len,
-                    bytes.len()
+                    file_len
                 )));
             }
             if entry.raw_len > MAX_RAW_LEN || entry.raw_len > entry.stored_len.saturating_mul(4096) + 4096 {

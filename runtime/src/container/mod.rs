@@ -18,7 +18,7 @@
 mod header;
 mod read;
 
-pub use header::{Header, SectionEntry, SectionKind, FORMAT_VERSION, MAGIC, MAX_SECTIONS};
+pub use header::{Header, SectionEntry, SectionKind, FORMAT_VERSION, MAGIC, MAX_HEADER_LEN, MAX_SECTIONS};
 pub use read::{is_container, read_container, unpack, Container};
 
 /// The external-data location prefix that points into a container section.

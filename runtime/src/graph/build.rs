@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use crate::error::{Error, Result};
 use crate::graph::{Graph, InputSpec, Node, ValueId};
 use crate::onnx::proto::{GraphProto, ModelProto, NodeProto};
-use crate::onnx::{tensor_from_proto, ExternalData};
+use crate::onnx::{shared_u8, tensor_from_proto, ExternalData, SharedBytes};
 use crate::ops::{normalize_domain, Attrs, OpContext, Registry};
 use crate::options::SessionOptions;
 use crate::tensor::Tensor;
@@ -43,6 +43,9 @@ struct Builder {
     nodes: Vec<Node>,
     /// Per value, the nodes that will still read it (to free absorbed constants early).
     readers_left: Vec<usize>,
+    /// `uint8` initializers kept as shared bytes until a node needs them as a tensor, so that
+    /// kernels absorbing encoded weights keep them without a copy.
+    shared: HashMap<ValueId, SharedBytes>,
 }
 
 impl Builder {
@@ -61,6 +64,11 @@ impl Builder {
         for init in &graph.initializer {
             if self.ids.contains_key(&init.name) {
                 return Err(Error::Model(format!("initializer '{}' is defined twice", init.name)));
+            }
+            if let Some(bytes) = shared_u8(init, data)? {
+                let id = self.value(&init.name);
+                self.shared.insert(id, bytes);
+                continue;
             }
             let tensor = tensor_from_proto(init, data)?;
             let id = self.value(&init.name);
@@ -187,12 +195,20 @@ impl Builder {
             },
             other => other,
         };
+        let all_constant = inputs
+            .iter()
+            .flatten()
+            .all(|id| self.constants[*id].is_some() || self.shared.contains_key(id));
+        if all_constant {
+            inputs.iter().flatten().try_for_each(|id| self.materialize(*id))?;
+        }
         let constants: Vec<Option<&Tensor>> = inputs
             .iter()
             .map(|id| id.and_then(|id| self.constants[id].as_ref()))
             .collect();
         let foldable = constants.iter().zip(&inputs).all(|(c, id)| c.is_some() || id.is_none());
-        let ctx = OpContext { node: proto, opset, attrs: Attrs::new(proto), constants, options };
+        let shared = inputs.iter().map(|id| id.and_then(|id| self.shared.get(&id)).map(|s| &s.bytes)).collect();
+        let ctx = OpContext { node: proto, opset, attrs: Attrs::new(proto), constants, shared, options };
         let kernel = factory(&ctx).map_err(wrap)?;
         if foldable {
             let values = kernel.run(&ctx.constants).map_err(wrap)?;
@@ -201,6 +217,11 @@ impl Builder {
             return Ok(());
         }
         drop(ctx);
+        for (i, id) in inputs.iter().enumerate() {
+            if let (Some(id), false) = (id, kernel.absorbs(i)) {
+                self.materialize(*id)?;
+            }
+        }
         let inputs = inputs
             .into_iter()
             .enumerate()
@@ -225,9 +246,18 @@ impl Builder {
                 self.readers_left[id] = self.readers_left[id].saturating_sub(1);
                 if self.readers_left[id] == 0 {
                     self.constants[id] = None;
+                    self.shared.remove(&id);
                 }
             }
         }
+    }
+
+    /// Turns a constant kept as shared bytes into a tensor (a node reads it as a value).
+    fn materialize(&mut self, id: ValueId) -> Result<()> {
+        if let Some(s) = self.shared.remove(&id) {
+            self.constants[id] = Some(s.to_tensor()?);
+        }
+        Ok(())
     }
 
     fn store_folded(&mut self, node: &str, outputs: &[Option<ValueId>], values: Vec<Tensor>) -> Result<()> {
@@ -265,6 +295,7 @@ impl Builder {
             let id = *self.ids.get(&out.name).ok_or_else(|| {
                 Error::Model(format!("graph output '{}' is never produced", out.name))
             })?;
+            self.materialize(id)?;
             outputs.push((out.name.clone(), id));
         }
         self.drop_unread_constants(&outputs);

@@ -38,8 +38,9 @@ fn reference(t: &TensorProto) -> Result<Reference> {
     Ok(Reference { location, offset, length })
 }
 
-/// The `expected_len` bytes of `t` inside a container section (`location = "@rbe/<n>"`).
-pub fn slice<'a>(t: &TensorProto, sections: &'a [Bytes], expected_len: usize) -> Result<&'a [u8]> {
+/// The `expected_len` bytes of `t` inside a container section (`location = "@rbe/<n>"`),
+/// sharing the section's buffer.
+pub fn slice(t: &TensorProto, sections: &[Bytes], expected_len: usize) -> Result<Bytes> {
     let what = format!("tensor '{}'", t.name);
     let r = reference(t)?;
     let section = r
@@ -57,7 +58,7 @@ pub fn slice<'a>(t: &TensorProto, sections: &'a [Bytes], expected_len: usize) ->
             section.len()
         )));
     }
-    Ok(&section[r.offset as usize..r.offset as usize + expected_len])
+    Ok(section.slice(r.offset as usize..r.offset as usize + expected_len))
 }
 
 /// Reads `expected_len` bytes of external data for `t`, relative to the model's folder.

@@ -7,6 +7,7 @@ pub use load::{read_model, read_model_bytes};
 
 use std::path::Path;
 
+use bytes::Bytes;
 use half::f16;
 
 use crate::error::{Error, Result};
@@ -47,7 +48,7 @@ pub enum ExternalData<'a> {
     /// Files relative to the model's folder.
     Folder(&'a Path),
     /// The unpacked sections of an `.rbeonnx` container (`location = "@rbe/<n>"`).
-    Sections(&'a [bytes::Bytes]),
+    Sections(&'a [Bytes]),
 }
 
 /// Decodes a `TensorProto` (raw, typed or external data).
@@ -55,19 +56,7 @@ pub fn tensor_from_proto(t: &TensorProto, source: ExternalData) -> Result<Tensor
     let what = format!("tensor '{}'", t.name);
     let dtype = DType::from_onnx(t.data_type).map_err(|e| Error::Model(format!("{what}: {e}")))?;
     let (shape, count) = checked_shape(&t.dims, &what)?;
-    let external;
-    let raw: &[u8] = if t.data_location == proto::tensor_proto::DataLocation::External as i32 {
-        external = match source {
-            ExternalData::Folder(dir) => external::read(t, dir, count * dtype.size())?,
-            ExternalData::Sections(sections) => external::slice(t, sections, count * dtype.size())?.to_vec(),
-            ExternalData::Refused => {
-                return Err(Error::Model(format!("{what}: external data is not allowed here")))
-            }
-        };
-        &external
-    } else {
-        &t.raw_data
-    };
+    let raw = raw_bytes(t, source, count * dtype.size())?;
     let tensor = if !raw.is_empty() || (count == 0 && typed_len(t, dtype) == 0) {
         if raw.len() != count * dtype.size() {
             return Err(Error::Model(format!(
@@ -76,7 +65,7 @@ pub fn tensor_from_proto(t: &TensorProto, source: ExternalData) -> Result<Tensor
                 raw.len()
             )));
         }
-        from_raw(dtype, &shape, raw)?
+        from_raw(dtype, &shape, &raw)?
     } else {
         from_typed(t, dtype, &shape)?
     };
@@ -87,6 +76,52 @@ pub fn tensor_from_proto(t: &TensorProto, source: ExternalData) -> Result<Tensor
         )));
     }
     Ok(tensor)
+}
+
+/// The raw little-endian bytes of `t` (`expected_len` of them if external), shared with the
+/// buffer holding them when they are inline or in a container section; empty for typed data.
+fn raw_bytes(t: &TensorProto, source: ExternalData, expected_len: usize) -> Result<Bytes> {
+    if t.data_location != proto::tensor_proto::DataLocation::External as i32 {
+        return Ok(t.raw_data.clone());
+    }
+    match source {
+        ExternalData::Folder(dir) => external::read(t, dir, expected_len).map(Bytes::from),
+        ExternalData::Sections(sections) => external::slice(t, sections, expected_len),
+        ExternalData::Refused => {
+            Err(Error::Model(format!("tensor '{}': external data is not allowed here", t.name)))
+        }
+    }
+}
+
+/// A `uint8` initializer's bytes, shared rather than copied, for kernels that keep them as
+/// they are (encoded weights). `None` for other dtypes and for typed (`int32_data`) storage.
+pub fn shared_u8(t: &TensorProto, source: ExternalData) -> Result<Option<SharedBytes>> {
+    if DType::from_onnx(t.data_type).ok() != Some(DType::U8) {
+        return Ok(None);
+    }
+    let what = format!("tensor '{}'", t.name);
+    let (shape, count) = checked_shape(&t.dims, &what)?;
+    let bytes = raw_bytes(t, source, count)?;
+    if bytes.len() != count || (count == 0 && !t.int32_data.is_empty()) {
+        return Ok(None);
+    }
+    Ok(Some(SharedBytes { shape, bytes }))
+}
+
+/// A `uint8` constant held as shared bytes (see [`shared_u8`]).
+#[derive(Clone, Debug)]
+pub struct SharedBytes {
+    /// The tensor's shape.
+    pub shape: Vec<usize>,
+    /// Its elements.
+    pub bytes: Bytes,
+}
+
+impl SharedBytes {
+    /// The same data as a `uint8` tensor (a copy).
+    pub fn to_tensor(&self) -> Result<Tensor> {
+        Tensor::from_vec(&self.shape, self.bytes.to_vec())
+    }
 }
 
 fn typed_len(t: &TensorProto, dtype: DType) -> usize {

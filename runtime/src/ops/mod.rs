@@ -52,6 +52,10 @@ pub struct OpContext<'a> {
     /// The value of each input that is a constant (initializer or folded), `None` otherwise.
     /// Lets a kernel prepare a weight once at load (parse a compressed tensor, pack a matrix).
     pub constants: Vec<Option<&'a Tensor>>,
+    /// The bytes of each input that is a `uint8` initializer not materialised as a tensor
+    /// (its entry in `constants` is `None`). A kernel that absorbs the input keeps them
+    /// without copying (encoded weights); any other input is materialised by the builder.
+    pub shared: Vec<Option<&'a bytes::Bytes>>,
     /// The session's options (activation mode of compressed matmuls, ...).
     pub options: &'a SessionOptions,
 }
@@ -59,7 +63,19 @@ pub struct OpContext<'a> {
 impl<'a> OpContext<'a> {
     /// A context for a node with no constant inputs (tests, and ops that need none).
     pub fn new(node: &'a NodeProto, opset: i64) -> Self {
-        Self { node, opset, attrs: Attrs::new(node), constants: Vec::new(), options: &SessionOptions::DEFAULT }
+        Self {
+            node,
+            opset,
+            attrs: Attrs::new(node),
+            constants: Vec::new(),
+            shared: Vec::new(),
+            options: &SessionOptions::DEFAULT,
+        }
+    }
+
+    /// The shared bytes of input `i`, if it is a `uint8` initializer kept as bytes.
+    pub fn shared_bytes(&self, i: usize) -> Option<&'a bytes::Bytes> {
+        self.shared.get(i).copied().flatten()
     }
 
     /// The constant value of input `i`, if that input is a constant.

@@ -19,11 +19,15 @@ pub(super) fn register(reg: &mut Registry) {
     reg.register(DOMAIN, "RbeLayerNorm", 1, layer_norm);
 }
 
-/// Parses the encoded tensor held by constant input `i`.
+/// Parses the encoded tensor held by constant input `i`, sharing its bytes when the builder
+/// kept them as such (initializers), copying them from a tensor otherwise.
 fn encoded(ctx: &OpContext, i: usize) -> Result<Arc<RbeTensor>> {
     let bad = |what: &str| {
         Error::Model(format!("node '{}' ({}): input #{i} {what}", ctx.node.name, ctx.node.op_type))
     };
+    if let Some(bytes) = ctx.shared_bytes(i) {
+        return RbeTensor::from_shared(bytes).map(Arc::new).map_err(|e| bad(&e.to_string()));
+    }
     let t = ctx.constant(i).ok_or_else(|| bad("must be a constant encoded tensor"))?;
     let bytes = t.array::<u8>().map_err(|_| bad("must be a uint8 encoded tensor"))?;
     let flat = bytes.as_standard_layout();
@@ -33,19 +37,22 @@ fn encoded(ctx: &OpContext, i: usize) -> Result<Arc<RbeTensor>> {
 
 /// A constant float vector of length `n` from input `i`: raw f32, or an encoded single row.
 fn param_vector(ctx: &OpContext, i: usize, n: Option<usize>) -> Result<Option<Vec<f32>>> {
-    let Some(t) = ctx.constant(i) else {
-        return match ctx.node.input.get(i) {
-            Some(name) if !name.is_empty() => Err(Error::Model(format!(
-                "node '{}': input '{name}' must be a constant",
-                ctx.node.name
-            ))),
-            _ => Ok(None),
-        };
-    };
-    let values = match t {
-        Tensor::U8(_) => encoded(ctx, i)?.decode(),
-        Tensor::F32(a) => a.iter().copied().collect(),
-        other => return Err(Error::Model(format!("node '{}': parameter of type {}", ctx.node.name, other.dtype()))),
+    let values = match ctx.constant(i) {
+        _ if ctx.shared_bytes(i).is_some() => encoded(ctx, i)?.decode(),
+        Some(Tensor::U8(_)) => encoded(ctx, i)?.decode(),
+        Some(Tensor::F32(a)) => a.iter().copied().collect(),
+        Some(other) => {
+            return Err(Error::Model(format!("node '{}': parameter of type {}", ctx.node.name, other.dtype())))
+        }
+        None => {
+            return match ctx.node.input.get(i) {
+                Some(name) if !name.is_empty() => Err(Error::Model(format!(
+                    "node '{}': input '{name}' must be a constant",
+                    ctx.node.name
+                ))),
+                _ => Ok(None),
+            }
+        }
     };
     if n.is_some_and(|n| n != values.len()) {
         return Err(Error::Model(format!(

@@ -1,6 +1,7 @@
 //! Dense mode: every value has a code; per-group scale (and offset) under a per-row scale; an
 //! optional smooth basis per tile added back on decode.
 
+use bytes::Bytes;
 use half::bf16;
 
 use super::basis::{add_basis_gemv, add_basis_row, basis_axes, BasisAxes, BasisCoeffs};
@@ -13,7 +14,8 @@ pub const MIN_SCALE_BITS: u8 = 4;
 /// Widest group scale code.
 pub const MAX_SCALE_BITS: u8 = 8;
 
-/// The parts of a dense tensor, as the encoder produces them and the format stores them.
+/// The parts of a dense tensor, as the encoder produces them and the format stores them. The
+/// byte fields are [`Bytes`], so a parsed tensor shares the buffer it was read from.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DenseParts {
     /// Codes carry an offset per group (`q` in `0..2^bits`, value `step*q + offset`) instead of
@@ -27,11 +29,11 @@ pub struct DenseParts {
     pub row_min: Vec<bf16>,
     /// Per row, [`scale_row_bytes`] bytes: the row's group scale codes packed at `scale_bits`
     /// (see [`group_step`](super::group_step) for how they are read).
-    pub group_scale: Vec<u8>,
+    pub group_scale: Bytes,
     /// Asymmetric mode only (else empty): the group offset codes, packed like `group_scale`.
-    pub group_min: Vec<u8>,
+    pub group_min: Bytes,
     /// Packed codes, `rows * row_bytes`, each group starting on a byte.
-    pub codes: Vec<u8>,
+    pub codes: Bytes,
     /// Per tile (tile-row-major): the basis coefficients, or `None`. Empty = no tile has one.
     pub basis: Vec<Option<BasisCoeffs>>,
 }

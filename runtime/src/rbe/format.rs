@@ -27,6 +27,7 @@
 //!
 //! Sparse body (bits must be 8): f32 step, then the tile stream described in `sparse.rs`. Nothing may follow the body.
 
+use bytes::Bytes;
 use half::{bf16, f16};
 
 use super::basis::{BasisCoeffs, BASIS_LEN};
@@ -140,8 +141,15 @@ fn mul(a: usize, b: usize) -> Result<usize> {
         .ok_or_else(|| bad("RBE tensor: size overflow"))
 }
 
-/// Parses a serialised tensor.
-pub(crate) fn from_bytes(bytes: &[u8]) -> Result<RbeTensor> {
+/// The next `n` bytes of `bytes` (read through `r`), shared rather than copied.
+fn share(bytes: &Bytes, r: &mut Reader, n: usize, what: &str) -> Result<Bytes> {
+    let at = r.position();
+    r.take(n, what)?;
+    Ok(bytes.slice(at..at + n))
+}
+
+/// Parses a serialised tensor; its byte fields share `bytes`.
+pub(crate) fn from_bytes(bytes: &Bytes) -> Result<RbeTensor> {
     let mut r = Reader::new(bytes);
     if r.take(4, "magic")? != MAGIC {
         return Err(bad("not an RBE tensor (bad magic)"));
@@ -164,13 +172,14 @@ pub(crate) fn from_bytes(bytes: &[u8]) -> Result<RbeTensor> {
             if flags & !(FLAG_ASYMMETRIC | FLAG_BASIS) != 0 {
                 return Err(bad(format!("RBE tensor: unknown flags {flags:#x}")));
             }
-            Body::Dense(read_dense(&mut r, &geom, flags)?)
+            Body::Dense(read_dense(bytes, &mut r, &geom, flags)?)
         }
         MODE_SPARSE => {
             if flags != 0 {
                 return Err(bad(format!("RBE sparse tensor: unknown flags {flags:#x}")));
             }
-            let stream = r.take(r.remaining(), "sparse stream")?.to_vec();
+            let rest = r.remaining();
+            let stream = share(bytes, &mut r, rest, "sparse stream")?;
             Body::Sparse(Sparse::new(&geom, stream)?)
         }
         m => return Err(bad(format!("unknown RBE tensor mode {m}"))),
@@ -181,7 +190,7 @@ pub(crate) fn from_bytes(bytes: &[u8]) -> Result<RbeTensor> {
     Ok(RbeTensor { geom, body })
 }
 
-fn read_dense(r: &mut Reader, g: &Geometry, flags: u8) -> Result<Dense> {
+fn read_dense(bytes: &Bytes, r: &mut Reader, g: &Geometry, flags: u8) -> Result<Dense> {
     let asymmetric = flags & FLAG_ASYMMETRIC != 0;
     let scale_bits = r.u8("scale code width")?;
     if !(MIN_SCALE_BITS..=MAX_SCALE_BITS).contains(&scale_bits) {
@@ -233,13 +242,13 @@ fn read_dense(r: &mut Reader, g: &Geometry, flags: u8) -> Result<Dense> {
     } else {
         Vec::new()
     };
-    let group_scale = r.take(groups, "group scales")?.to_vec();
+    let group_scale = share(bytes, r, groups, "group scales")?;
     let group_min = if asymmetric {
-        r.take(groups, "group offsets")?.to_vec()
+        share(bytes, r, groups, "group offsets")?
     } else {
-        Vec::new()
+        Bytes::new()
     };
-    let codes = r.take(mul(g.rows, g.row_bytes())?, "codes")?.to_vec();
+    let codes = share(bytes, r, mul(g.rows, g.row_bytes())?, "codes")?;
     Dense::new(
         g,
         DenseParts {

@@ -106,7 +106,7 @@ mod tests {
                 .collect(),
             group_scale: (0..srb).map(|_| byte()).collect(),
             group_min: (0..side(srb)).map(|_| byte()).collect(),
-            codes,
+            codes: codes.into(),
             basis: if basis {
                 (0..g.tiles())
                     .map(|t| {

@@ -60,7 +60,7 @@ impl RbeTensor {
         let stream = sparse::write_stream(&geom, step, tiles)?;
         Ok(RbeTensor {
             geom,
-            body: Body::Sparse(Sparse::new(&geom, stream)?),
+            body: Body::Sparse(Sparse::new(&geom, stream.into())?),
         })
     }
 
@@ -119,9 +119,15 @@ impl RbeTensor {
         format::to_bytes(self)
     }
 
-    /// Parses [`to_bytes`](Self::to_bytes) output. Corrupt, truncated or unknown-version input
-    /// gives `Error::Container`; sizes are checked against the input before allocating.
+    /// Parses [`to_bytes`](Self::to_bytes) output (copying it; see [`from_shared`](Self::from_shared)).
     pub fn from_bytes(bytes: &[u8]) -> Result<RbeTensor> {
+        format::from_bytes(&bytes::Bytes::copy_from_slice(bytes))
+    }
+
+    /// Parses [`to_bytes`](Self::to_bytes) output without copying it: the codes and scale
+    /// codes stay slices of `bytes`. Corrupt, truncated or unknown-version input gives
+    /// `Error::Container`; sizes are checked against the input before allocating.
+    pub fn from_shared(bytes: &bytes::Bytes) -> Result<RbeTensor> {
         format::from_bytes(bytes)
     }
 

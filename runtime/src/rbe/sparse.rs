@@ -7,6 +7,8 @@
 //! `u * w + v` for frequency `u` along rows and `v` along columns, ascending; the first gap is
 //! the position, later ones are `pos - prev - 1`. Value = `step * level` ([`level_value`]).
 
+use bytes::Bytes;
+
 use super::dct::DctTable;
 use super::geometry::{Geometry, MAX_BLOCK};
 use super::reader::{put_varint, Reader};
@@ -44,7 +46,7 @@ fn unzigzag(z: u32) -> i32 {
 /// A validated sparse body.
 #[derive(Clone, Debug)]
 pub(crate) struct Sparse {
-    pub(crate) stream: Vec<u8>,
+    pub(crate) stream: Bytes,
     step: f32,
     /// Byte offset of each tile in `stream`.
     offsets: Vec<usize>,
@@ -115,7 +117,7 @@ fn read_tile(r: &mut Reader, area: usize, mut each: impl FnMut(usize, i32)) -> R
 
 impl Sparse {
     /// Validates a whole body against the geometry; it must end exactly at the end.
-    pub(crate) fn new(g: &Geometry, stream: Vec<u8>) -> Result<Self> {
+    pub(crate) fn new(g: &Geometry, stream: Bytes) -> Result<Self> {
         if g.bits != SPARSE_BITS {
             return Err(Error::Container(format!(
                 "sparse tensor: bits {} != 8",

@@ -42,9 +42,9 @@ fn hand_dense(g: Geometry, asymmetric: bool, scale_bits: u8) -> RbeTensor {
         row_min: (0..side(g.rows))
             .map(|r| bf16::from_f32(2e-3 / (1.0 + r as f32)))
             .collect(),
-        group_scale: bytes(groups, 2),
-        group_min: bytes(side(groups), 3),
-        codes,
+        group_scale: bytes(groups, 2).into(),
+        group_min: bytes(side(groups), 3).into(),
+        codes: codes.into(),
         basis: (0..g.tiles())
             .map(|t| {
                 (t % 2 == 0)
@@ -196,4 +196,18 @@ fn matmul_agrees_with_decode() {
             }
         }
     }
+}
+
+#[test]
+fn shared_parse_keeps_the_codes_inside_the_input_buffer() {
+    let t = hand_dense(Geometry::new(40, 72, 64, 32, 4).unwrap(), true, 6);
+    let bytes = ::bytes::Bytes::from(t.to_bytes());
+    let shared = RbeTensor::from_shared(&bytes).unwrap();
+    let range = bytes.as_ptr_range();
+    let parts = parts_of(&shared);
+    for field in [&parts.codes, &parts.group_scale, &parts.group_min] {
+        assert!(range.contains(&field.as_ptr()), "a byte field was copied");
+    }
+    assert_eq!(parts, parts_of(&t));
+    assert_eq!(shared.decode(), t.decode());
 }
