@@ -1,0 +1,126 @@
+//! The fused `ai.rbe` ops that the graph's fusion pass writes: `RbeLinear` (a float matmul
+//! with its bias and activation) and `RbeAttention` (the core of scaled dot-product
+//! attention). The numeric work is in [`crate::kernels`].
+
+use ndarray::{ArrayView2, ArrayView4, ArrayViewMut2, Ix2, Ix4, IxDyn};
+
+use super::cast::cast;
+use super::common::{kernel, model_err};
+use super::rbe::{activation_attr, contiguous, DOMAIN};
+use super::{input, optional_input, Kernel, OpContext, Registry};
+use crate::error::{op_err, Result};
+use crate::kernels::activation::Activation;
+use crate::kernels::attention::{attention, Attention};
+use crate::kernels::epilogue::bias_activation;
+use crate::kernels::gemm::gemm;
+use crate::tensor::{DType, Tensor};
+
+pub(super) fn register(reg: &mut Registry) {
+    reg.register(DOMAIN, "RbeLinear", 1, linear);
+    reg.register(DOMAIN, "RbeAttention", 1, attention_factory);
+}
+
+/// `Y = act(X · W + bias)` for a constant float32 `W` (`[K, N]`, or `[N, K]` with `trans_b`).
+struct RbeLinear {
+    /// The weight as `[K, N]` (a transposed view when stored `[N, K]`).
+    weight: ndarray::Array2<f32>,
+    trans_b: bool,
+    bias: Option<Vec<f32>>,
+    activation: Activation,
+}
+
+fn linear(ctx: &OpContext) -> Result<Box<dyn Kernel>> {
+    let w = ctx.constant(1).ok_or_else(|| model_err(ctx, "the weight must be a constant"))?;
+    let weight = w
+        .as_f32()
+        .map_err(|_| model_err(ctx, "the weight must be float32"))?
+        .to_owned()
+        .into_dimensionality::<Ix2>()
+        .map_err(|_| model_err(ctx, format!("the weight must be 2-D, got {:?}", w.shape())))?;
+    let trans_b = ctx.attrs.int_or("trans_b", 0) != 0;
+    let n = if trans_b { weight.nrows() } else { weight.ncols() };
+    let bias = match (ctx.constant(2), ctx.node.input.get(2).filter(|n| !n.is_empty())) {
+        (Some(b), _) if b.len() == n => Some(b.as_f32().map_err(|_| model_err(ctx, "the bias must be float32"))?.iter().copied().collect()),
+        (Some(b), _) => return Err(model_err(ctx, format!("bias of shape {:?} for {n} outputs", b.shape()))),
+        (None, Some(_)) => return Err(model_err(ctx, "the bias must be a constant")),
+        (None, None) => None,
+    };
+    Ok(Box::new(RbeLinear { weight, trans_b, bias, activation: activation_attr(ctx)? }))
+}
+
+impl Kernel for RbeLinear {
+    fn absorbs(&self, input: usize) -> bool {
+        input >= 1
+    }
+
+    fn run(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
+        let (shape, x) = contiguous(input(inputs, 0)?)?;
+        let w = if self.trans_b { self.weight.t() } else { self.weight.view() };
+        let (k, n) = w.dim();
+        if shape.last() != Some(&k) {
+            return Err(op_err(format!("input of shape {shape:?} must end in {k}")));
+        }
+        let m = x.len() / k.max(1);
+        let mut out = vec![0f32; m * n];
+        let xv = ArrayView2::from_shape((m, k), &x).map_err(|e| op_err(e.to_string()))?;
+        let ov = ArrayViewMut2::from_shape((m, n), &mut out).map_err(|e| op_err(e.to_string()))?;
+        gemm(1.0, xv, w, 0.0, ov)?;
+        bias_activation(&mut out, n, self.bias.as_deref(), self.activation);
+        let mut out_shape = shape[..shape.len() - 1].to_vec();
+        out_shape.push(n);
+        Tensor::from_vec(&out_shape, out).map(|t| vec![t])
+    }
+}
+
+/// A float32 tensor as a rank-4 view.
+fn rank4<'a>(t: &'a Tensor, what: &str) -> Result<ArrayView4<'a, f32>> {
+    let a = t.as_f32()?.view();
+    let shape = a.shape().to_vec();
+    a.into_dimensionality::<Ix4>().map_err(|_| op_err(format!("{what} must have rank 4, got shape {shape:?}")))
+}
+
+/// `softmax(q_scale·k_scale·Q·Kᵀ + mask)·V`. Inputs: Q `[B,H,T,D]`, K (permuted by
+/// `key_perm` to `[B,H,S,D]`), V `[B,H,S,Dv]`, then optional: an additive mask broadcastable
+/// to `[B,H,T,S]`, and two one-element scales. `zero_nan` turns NaN probabilities into 0.
+fn attention_factory(ctx: &OpContext) -> Result<Box<dyn Kernel>> {
+    let perm = ctx.attrs.ints("key_perm").unwrap_or(vec![0, 1, 2, 3]);
+    let mut sorted = perm.clone();
+    sorted.sort_unstable();
+    if sorted != [0, 1, 2, 3] {
+        return Err(model_err(ctx, format!("key_perm {perm:?} is not a permutation of 4 axes")));
+    }
+    let key_perm: Vec<usize> = perm.iter().map(|&a| a as usize).collect();
+    let zero_nan = ctx.attrs.int_or("zero_nan", 0) != 0;
+    kernel(move |inputs| {
+        let q = input(inputs, 0)?;
+        let dtype = q.dtype();
+        let up = |t: &Tensor| if t.dtype() == DType::F32 { t.clone() } else { cast(t, DType::F32) };
+        let [q, k, v] = [q, input(inputs, 1)?, input(inputs, 2)?].map(up);
+        let mask = optional_input(inputs, 3).map(up);
+        let mut scale = 1.0;
+        for i in [4, 5] {
+            if let Some(t) = optional_input(inputs, i) {
+                if t.len() != 1 {
+                    return Err(op_err(format!("scale input #{i} must hold one value, got shape {:?}", t.shape())));
+                }
+                scale *= t.scalar_f64()? as f32;
+            }
+        }
+        let (q4, v4) = (rank4(&q, "Q")?, rank4(&v, "V")?);
+        let k4 = rank4(&k, "K")?.permuted_axes([key_perm[0], key_perm[1], key_perm[2], key_perm[3]]);
+        let (b, h, t, _) = q4.dim();
+        let s = k4.dim().2;
+        let mask4 = match &mask {
+            Some(m) => {
+                let full = m.as_f32()?.broadcast(IxDyn(&[b, h, t, s])).ok_or_else(|| {
+                    op_err(format!("attention mask of shape {:?} does not broadcast to {:?}", m.shape(), [b, h, t, s]))
+                })?;
+                Some(full.into_dimensionality::<Ix4>().map_err(|e| op_err(e.to_string()))?)
+            }
+            None => None,
+        };
+        let out = attention(&Attention { q: q4, k: k4, v: v4, mask: mask4, scale, zero_nan })?;
+        let y = Tensor::from_vec(&[b, h, t, v4.dim().3], out)?;
+        Ok(vec![if dtype == DType::F32 { y } else { cast(&y, dtype) }])
+    })
+}
