@@ -83,22 +83,40 @@ pub fn attention(a: &Attention) -> Result<Vec<f32>> {
     Ok(out)
 }
 
+/// Lanes of the row reductions (wide enough for the compiler to use full vectors).
+const LANES: usize = 8;
+
+/// `fold` over `row` in [`LANES`] independent accumulators, then across them.
+fn lanes_fold(row: &[f32], init: f32, f: impl Fn(f32, f32) -> f32) -> f32 {
+    let mut acc = [init; LANES];
+    let chunks = row.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for (a, &v) in acc.iter_mut().zip(chunk) {
+            *a = f(*a, v);
+        }
+    }
+    acc.into_iter().chain(rest.iter().copied()).fold(init, f)
+}
+
 /// One row of scores to probabilities: scale, add the mask, softmax like the Softmax op
 /// (a row of -inf gives NaN), then NaN to 0 if asked.
 fn softmax_row(row: &mut [f32], scale: f32, mask: Option<ArrayView1<f32>>, zero_nan: bool) {
-    match mask {
+    match mask.as_ref().and_then(|m| m.as_slice()) {
         Some(m) => row.iter_mut().zip(m).for_each(|(x, m)| *x = *x * scale + m),
-        None => row.iter_mut().for_each(|x| *x *= scale),
+        None => match mask {
+            Some(m) => row.iter_mut().zip(m).for_each(|(x, m)| *x = *x * scale + m),
+            None => row.iter_mut().for_each(|x| *x *= scale),
+        },
     }
-    let max = row.iter().fold(f32::MIN, |m, &v| m.max(v));
-    let mut sum = 0.0;
-    for x in row.iter_mut() {
-        *x = exp(*x - max);
-        sum += *x;
-    }
-    let inv = 1.0 / sum;
+    let max = lanes_fold(row, f32::MIN, f32::max);
+    row.iter_mut().for_each(|x| *x = exp(*x - max));
+    let inv = 1.0 / lanes_fold(row, 0.0, |a, b| a + b);
     if zero_nan {
-        row.iter_mut().for_each(|x| *x = if (*x * inv).is_nan() { 0.0 } else { *x * inv });
+        row.iter_mut().for_each(|x| {
+            let p = *x * inv;
+            *x = if p.is_nan() { 0.0 } else { p };
+        });
     } else {
         row.iter_mut().for_each(|x| *x *= inv);
     }
