@@ -70,3 +70,6 @@ pub fn fuse<'g>(
         .flat_map(|((node, gone), new)| (!gone).then(|| node.clone()).into_iter().chain(new))
         .collect()
 }
+
+#[cfg(test)]
+mod tests;
