@@ -1,5 +1,5 @@
 //! Fusion: rewrites recognised op patterns into fused `ai.rbe` ops before planning
-//! (attention cores, linear layers with their bias and GELU). Patterns are matched on the
+//! (attention cores, linear layers with their bias and GELU, decomposed LayerNorms). Patterns are matched on the
 //! producer/consumer index of the node list; a rewrite only fires when every value it stops
 //! producing is read by nothing but its own nodes (and is no graph output). Whatever is not
 //! recognised runs through the plain ops.
@@ -7,6 +7,7 @@
 mod attention;
 mod gelu;
 pub mod index;
+pub mod layernorm;
 mod linear;
 
 use std::collections::HashSet;
@@ -27,7 +28,12 @@ pub struct Rewrite {
 type Pattern = fn(&GraphIndex, usize) -> Option<Rewrite>;
 
 /// The patterns, most specific first; each node is claimed by one rewrite at most.
-const PATTERNS: [Pattern; 3] = [attention::plan_attention, linear::plan_gelu_linear, linear::plan_biased_matmul];
+const PATTERNS: [Pattern; 4] = [
+    attention::plan_attention,
+    linear::plan_gelu_linear,
+    linear::plan_biased_matmul,
+    layernorm::plan_layernorm,
+];
 
 /// True when every value the rewrite stops producing is read only by removed nodes.
 fn is_private(ix: &GraphIndex, r: &Rewrite) -> bool {
