@@ -4,6 +4,7 @@
 
 use ndarray::{ArrayView2, ArrayView4, ArrayViewMut2, Ix2, Ix4, IxDyn};
 
+use super::broadcast::zip_broadcast;
 use super::cast::cast;
 use super::common::{kernel, model_err};
 use super::rbe::{activation_attr, contiguous, DOMAIN};
@@ -79,9 +80,29 @@ fn rank4<'a>(t: &'a Tensor, what: &str) -> Result<ArrayView4<'a, f32>> {
     a.into_dimensionality::<Ix4>().map_err(|_| op_err(format!("{what} must have rank 4, got shape {shape:?}")))
 }
 
+/// A rank-4 float32 tensor with its axes permuted (a view: no copy).
+fn permuted(t: &Tensor, perm: [usize; 4], what: &str) -> Result<Tensor> {
+    rank4(t, what)?;
+    Ok(Tensor::F32(t.as_f32()?.clone().permuted_axes(IxDyn(&perm))))
+}
+
+/// `x` times the optional scale input `s`: a one-element scale joins `scale` (applied to the
+/// scores), any other shape multiplies `x` elementwise, as the Mul it replaces did.
+fn scaled(x: Tensor, s: Option<&Tensor>, scale: &mut f32) -> Result<Tensor> {
+    match s {
+        None => Ok(x),
+        Some(s) if s.len() == 1 => {
+            *scale *= s.scalar_f64()? as f32;
+            Ok(x)
+        }
+        Some(s) => Ok(zip_broadcast(x.as_f32()?, cast(s, DType::F32).as_f32()?, |a, b| a * b)?.into()),
+    }
+}
+
 /// `softmax(q_scale·k_scale·Q·Kᵀ + mask)·V`. Inputs: Q `[B,H,T,D]`, K (permuted by
 /// `key_perm` to `[B,H,S,D]`), V `[B,H,S,Dv]`, then optional: an additive mask broadcastable
-/// to `[B,H,T,S]`, and two one-element scales. `zero_nan` turns NaN probabilities into 0.
+/// to `[B,H,T,S]`, and the factors the graph multiplied Q and Kᵀ by. `zero_nan` turns NaN
+/// probabilities into 0.
 fn attention_factory(ctx: &OpContext) -> Result<Box<dyn Kernel>> {
     let perm = ctx.attrs.ints("key_perm").unwrap_or(vec![0, 1, 2, 3]);
     let mut sorted = perm.clone();
@@ -89,7 +110,7 @@ fn attention_factory(ctx: &OpContext) -> Result<Box<dyn Kernel>> {
     if sorted != [0, 1, 2, 3] {
         return Err(model_err(ctx, format!("key_perm {perm:?} is not a permutation of 4 axes")));
     }
-    let key_perm: Vec<usize> = perm.iter().map(|&a| a as usize).collect();
+    let key_perm = [perm[0] as usize, perm[1] as usize, perm[2] as usize, perm[3] as usize];
     let zero_nan = ctx.attrs.int_or("zero_nan", 0) != 0;
     kernel(move |inputs| {
         let q = input(inputs, 0)?;
@@ -98,16 +119,10 @@ fn attention_factory(ctx: &OpContext) -> Result<Box<dyn Kernel>> {
         let [q, k, v] = [q, input(inputs, 1)?, input(inputs, 2)?].map(up);
         let mask = optional_input(inputs, 3).map(up);
         let mut scale = 1.0;
-        for i in [4, 5] {
-            if let Some(t) = optional_input(inputs, i) {
-                if t.len() != 1 {
-                    return Err(op_err(format!("scale input #{i} must hold one value, got shape {:?}", t.shape())));
-                }
-                scale *= t.scalar_f64()? as f32;
-            }
-        }
-        let (q4, v4) = (rank4(&q, "Q")?, rank4(&v, "V")?);
-        let k4 = rank4(&k, "K")?.permuted_axes([key_perm[0], key_perm[1], key_perm[2], key_perm[3]]);
+        let q = scaled(q, optional_input(inputs, 4), &mut scale)?;
+        let kt = permuted(&permuted(&k, key_perm, "K")?, [0, 1, 3, 2], "K")?;
+        let k = permuted(&scaled(kt, optional_input(inputs, 5), &mut scale)?, [0, 1, 3, 2], "K")?;
+        let (q4, k4, v4) = (rank4(&q, "Q")?, rank4(&k, "K")?, rank4(&v, "V")?);
         let (b, h, t, _) = q4.dim();
         let s = k4.dim().2;
         let mask4 = match &mask {

@@ -12,7 +12,8 @@ use crate::ops::Attrs;
 const SCALE_OPS: [&str; 5] = ["Sqrt", "Div", "Cast", "Reciprocal", "Constant"];
 
 /// `value = Mul(x, s)` read only by `reader`, with `s` a one-element constant or computed by
-/// [`SCALE_OPS`] (checked to hold one value at run time): returns `x`, `s` and the Mul.
+/// [`SCALE_OPS`] (`RbeAttention` multiplies like the Mul if it is not one value after all):
+/// returns `x`, `s` and the Mul.
 fn unscale<'g>(ix: &GraphIndex<'g>, value: &'g str, reader: usize) -> (&'g str, &'g str, Option<usize>) {
     let unscaled = (value, "", None);
     let Some(mul) = ix.producer_of_type(value, "Mul").filter(|_| ix.sole_consumer(value) == Some(reader)) else {
