@@ -1,6 +1,7 @@
 //! The fused `ai.rbe` ops that the graph's fusion pass writes: `RbeLinear` (a float matmul
 //! with its bias and activation) and `RbeAttention` (the core of scaled dot-product
-//! attention). The numeric work is in [`crate::kernels`].
+//! attention); and the standard `Gelu`, which computes like their activation. The numeric
+//! work is in [`crate::kernels`].
 
 use ndarray::{ArrayView2, ArrayView4, ArrayViewMut2, Ix2, Ix4, IxDyn};
 
@@ -19,6 +20,21 @@ use crate::tensor::{DType, Tensor};
 pub(super) fn register(reg: &mut Registry) {
     reg.register(DOMAIN, "RbeLinear", 1, linear);
     reg.register(DOMAIN, "RbeAttention", 1, attention_factory);
+    reg.register("", "Gelu", 20, gelu);
+}
+
+/// The standard `Gelu` (opset 20): `approximate` "none" (erf form) or "tanh".
+fn gelu(ctx: &OpContext) -> Result<Box<dyn Kernel>> {
+    let activation = match ctx.attrs.string("approximate")?.as_deref() {
+        None | Some("none") => Activation::GeluErf,
+        Some("tanh") => Activation::GeluTanh,
+        Some(other) => return Err(model_err(ctx, format!("unknown approximate '{other}'"))),
+    };
+    kernel(move |inputs| {
+        let x = input(inputs, 0)?;
+        let y: Tensor = cast(x, DType::F32).as_f32()?.mapv(|v| activation.apply(v)).into();
+        Ok(vec![if x.dtype() == DType::F32 { y } else { cast(&y, x.dtype()) }])
+    })
 }
 
 /// `Y = act(X · W + bias)` for a constant float32 `W` (`[K, N]`, or `[N, K]` with `trans_b`).

@@ -28,7 +28,7 @@ fn seq(shape: &[usize], seed: usize) -> Tensor {
 fn model(nodes: Vec<NodeProto>, inputs: &[&str], initializers: &[(&str, Tensor)]) -> ModelProto {
     let info = |name: &str| ValueInfoProto { name: name.into(), ..Default::default() };
     ModelProto {
-        opset_import: vec![OperatorSetIdProto { domain: String::new(), version: 17 }],
+        opset_import: vec![OperatorSetIdProto { domain: String::new(), version: 20 }],
         graph: Some(GraphProto {
             node: nodes,
             input: inputs.iter().map(|i| info(i)).collect(),
@@ -85,6 +85,20 @@ fn matmul_bias_and_erf_gelu_become_one_linear() {
     assert_eq!(ops.iter().filter(|o| *o == "RbeLinear").count(), 1);
     assert!(ops.contains(&"Erf".to_string()));
     assert!(gap <= 1e-5, "gap {gap}");
+}
+
+#[test]
+fn gemm_then_the_gelu_op_becomes_one_linear() {
+    for approximate in ["tanh", "none"] {
+        let mut gemm = n("Gemm", &["x", "w", "b"], "h");
+        gemm.attribute.push(int_attr("transB", 1));
+        let mut gelu = n("Gelu", &["h"], "y");
+        gelu.attribute.push(crate::onnx::attributes::string_attr("approximate", approximate));
+        let m = model(vec![gemm, gelu], &["x"], &[("w", seq(&[16, 8], 1)), ("b", seq(&[16], 2))]);
+        let (ops, gap) = compare(&m, vec![("x".into(), seq(&[5, 8], 3))]);
+        assert_eq!(ops, ["RbeLinear"]);
+        assert!(gap <= 1e-5, "{approximate}: gap {gap}");
+    }
 }
 
 #[test]
