@@ -39,8 +39,8 @@ fn gelu(ctx: &OpContext) -> Result<Box<dyn Kernel>> {
 
 /// `Y = act(X · W + bias)` for a constant float32 `W` (`[K, N]`, or `[N, K]` with `trans_b`).
 struct RbeLinear {
-    /// The weight as `[K, N]` (a transposed view when stored `[N, K]`).
-    weight: ndarray::Array2<f32>,
+    /// The weight as stored (2-D; shared with the graph's constant, not copied).
+    weight: crate::tensor::Array<f32>,
     trans_b: bool,
     bias: Option<Vec<f32>>,
     activation: Activation,
@@ -48,14 +48,12 @@ struct RbeLinear {
 
 fn linear(ctx: &OpContext) -> Result<Box<dyn Kernel>> {
     let w = ctx.constant(1).ok_or_else(|| model_err(ctx, "the weight must be a constant"))?;
-    let weight = w
-        .as_f32()
-        .map_err(|_| model_err(ctx, "the weight must be float32"))?
-        .to_owned()
-        .into_dimensionality::<Ix2>()
-        .map_err(|_| model_err(ctx, format!("the weight must be 2-D, got {:?}", w.shape())))?;
+    let weight = w.as_f32().map_err(|_| model_err(ctx, "the weight must be float32"))?.clone();
+    let [rows, cols] = weight.shape() else {
+        return Err(model_err(ctx, format!("the weight must be 2-D, got {:?}", w.shape())));
+    };
     let trans_b = ctx.attrs.int_or("trans_b", 0) != 0;
-    let n = if trans_b { weight.nrows() } else { weight.ncols() };
+    let n = if trans_b { *rows } else { *cols };
     let bias = match (ctx.constant(2), ctx.node.input.get(2).filter(|n| !n.is_empty())) {
         (Some(b), _) if b.len() == n => Some(b.as_f32().map_err(|_| model_err(ctx, "the bias must be float32"))?.iter().copied().collect()),
         (Some(b), _) => return Err(model_err(ctx, format!("bias of shape {:?} for {n} outputs", b.shape()))),
@@ -72,7 +70,8 @@ impl Kernel for RbeLinear {
 
     fn run(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
         let (shape, x) = contiguous(input(inputs, 0)?)?;
-        let w = if self.trans_b { self.weight.t() } else { self.weight.view() };
+        let w = self.weight.view().into_dimensionality::<Ix2>().map_err(|e| op_err(e.to_string()))?;
+        let w = if self.trans_b { w.reversed_axes() } else { w };
         let (k, n) = w.dim();
         if shape.last() != Some(&k) {
             return Err(op_err(format!("input of shape {shape:?} must end in {k}")));
