@@ -67,67 +67,19 @@ pub fn plan_layernorm(ix: &GraphIndex, i: usize) -> Option<Rewrite> {
     rewrite(matched, ix)
 }
 
-/// The other input of a two-input node, given one of them.
-fn other_input<'a>(ix: &'a GraphIndex, node: usize, known: &str) -> Option<&'a str> {
-    let n = ix.node(node);
-    match n.input.as_slice() {
-        [a, b] if a == known => Some(b),
-        [a, b] if b == known => Some(a),
-        _ => None,
-    }
-}
-
-/// True when `node` is a ReduceMean over the last axis only, with kept dims.
-fn is_last_axis_mean(ix: &GraphIndex, node: usize) -> bool {
-    let n = ix.node(node);
-    let attrs = rbe_runtime::ops::Attrs::new(n);
-    let axes = attrs.ints("axes").or_else(|| ix.constant(n.input.get(1)?)?.to_i64_vec().ok());
-    n.op_type == "ReduceMean" && axes.as_deref() == Some(&[-1]) && attrs.int_or("keepdims", 1) == 1
-}
-
-/// Plans the decomposed pattern, matched from its `Div`:
-/// `d = x - ReduceMean(x)`; `y = d / Sqrt(ReduceMean(Pow(d, 2)) + eps) * gamma + beta`.
+/// Plans the decomposed pattern (opset < 17 exports), matched from its `Div` by the
+/// runtime's fusion matcher.
 pub fn plan_decomposed(ix: &GraphIndex, div: usize) -> Option<Rewrite> {
-    let dnode = ix.node(div);
-    let [d, s] = dnode.input.as_slice() else { return None };
-    let sub = ix.producer_of_type(d, "Sub")?;
-    let [x, m] = ix.node(sub).input.as_slice() else { return None };
-    let mean1 = ix.producer(m).filter(|&p| is_last_axis_mean(ix, p))?;
-    if ix.node(mean1).input.first()? != x {
-        return None;
-    }
-    let sqrt = ix.producer_of_type(s, "Sqrt")?;
-    let add_eps = ix.producer_of_type(ix.node(sqrt).input.first()?, "Add")?;
-    let var = ix.node(add_eps).input.iter().find(|n| ix.producer(n).is_some_and(|p| is_last_axis_mean(ix, p)))?;
-    let eps = ix.scalar(other_input(ix, add_eps, var)?)?;
-    let mean2 = ix.producer(var)?;
-    let pow = ix.producer_of_type(ix.node(mean2).input.first()?, "Pow")?;
-    let [pbase, pexp] = ix.node(pow).input.as_slice() else { return None };
-    if pbase != d || ix.scalar(pexp)? != 2.0 {
-        return None;
-    }
-    let n_out = dnode.output.first()?;
-    let mul = ix.sole_consumer(n_out).filter(|&c| ix.node(c).op_type == "Mul")?;
-    let gamma = other_input(ix, mul, n_out)?;
-    let m_out = ix.node(mul).output.first()?;
-    let add = ix.sole_consumer(m_out).filter(|&c| ix.node(c).op_type == "Add")?;
-    let beta = other_input(ix, add, m_out)?;
-    // Every intermediate must be private to the pattern.
-    let private = [(m.as_str(), 1), (d.as_str(), 2), (ix.node(pow).output.first()?.as_str(), 1),
-        (var.as_str(), 1), (ix.node(add_eps).output.first()?.as_str(), 1), (s.as_str(), 1)];
-    if private.iter().any(|(v, n)| ix.consumers(v).len() != *n || ix.consumers(v).contains(&usize::MAX)) {
-        return None;
-    }
-    let removed = vec![mean1, sub, pow, mean2, add_eps, sqrt, div, mul, add];
+    let m = rbe_runtime::graph::fuse::layernorm::match_decomposed(ix, div)?;
     let matched = Matched {
-        name: &dnode.name,
-        removed,
-        x,
-        gamma,
-        beta: Some(beta),
-        output: ix.node(add).output.first()?,
+        name: &ix.node(div).name,
+        removed: m.nodes,
+        x: m.x,
+        gamma: m.gamma,
+        beta: Some(m.beta),
+        output: m.output,
         axis: -1,
-        epsilon: eps as f32,
+        epsilon: m.epsilon,
     };
     rewrite(matched, ix)
 }

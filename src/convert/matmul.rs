@@ -42,13 +42,13 @@ pub fn plan_matmul(ix: &GraphIndex, i: usize) -> Option<Rewrite> {
     let [x, w] = node.input.as_slice() else { return None };
     let mut removed = vec![i];
     let (source, rows, cols, data) = if let Some(t) = ix.initializer(w) {
-        let (k, n, data) = matrix(t)?;
+        let (k, n, data) = matrix(&t)?;
         (w.clone(), n, k, transpose(&data, k, n))
     } else {
         let t = ix.producer_of_type(w, "Transpose")?;
         let tnode = ix.node(t);
         let perm = rbe_runtime::ops::Attrs::new(tnode).ints("perm").unwrap_or(vec![1, 0]);
-        let (n, k, data) = matrix(ix.initializer(tnode.input.first()?)?)?;
+        let (n, k, data) = matrix(&ix.initializer(tnode.input.first()?)?)?;
         if perm != [1, 0] {
             return None;
         }
@@ -65,7 +65,7 @@ pub fn plan_matmul(ix: &GraphIndex, i: usize) -> Option<Rewrite> {
         let other = anode.input.iter().find(|n| **n != output);
         let bias = other.and_then(|o| Some((o, ix.initializer(o)?)));
         if let Some((name, t)) = bias.filter(|(_, t)| bias_vector(t, rows).is_some()) {
-            inputs.push(bias_input(name, t, rows, 1.0)?);
+            inputs.push(bias_input(name, &t, rows, 1.0)?);
             removed.push(add);
             output = anode.output.first()?.clone();
         }
@@ -91,7 +91,7 @@ pub fn plan_gemm(ix: &GraphIndex, i: usize) -> Option<Rewrite> {
     let (alpha, beta) = (attrs.float_or("alpha", 1.0), attrs.float_or("beta", 1.0));
     let a = node.input.first()?;
     let b = node.input.get(1)?;
-    let (r, c, data) = matrix(ix.initializer(b)?)?;
+    let (r, c, data) = matrix(&ix.initializer(b)?)?;
     let (rows, cols, mut data) = if node_int(node, "transB", 0) != 0 {
         (r, c, data)
     } else {
@@ -105,7 +105,7 @@ pub fn plan_gemm(ix: &GraphIndex, i: usize) -> Option<Rewrite> {
         PlannedInput::Encoded(Weight { source: b.clone(), rows, cols, data }),
     ];
     if let Some(cname) = node.input.get(2).filter(|n| !n.is_empty()) {
-        inputs.push(bias_input(cname, ix.initializer(cname)?, rows, beta)?);
+        inputs.push(bias_input(cname, &ix.initializer(cname)?, rows, beta)?);
     }
     Some(Rewrite {
         removed: vec![i],

@@ -19,7 +19,7 @@ use rbe_runtime::onnx::{tensor_to_proto, ExternalData};
 use rbe_runtime::Tensor;
 
 use crate::codec::EncodeParams;
-use index::GraphIndex;
+use index::{GraphIndex, Initializers};
 use plan::{PlannedInput, Rewrite, Weight};
 
 /// Progress callbacks: told the number of tensors to encode, then ticked once per tensor.
@@ -63,7 +63,7 @@ pub fn convert_file(
 fn plan_rewrites(ix: &GraphIndex) -> Vec<Rewrite> {
     let mut claimed = HashSet::new();
     let mut rewrites = Vec::new();
-    for (i, node) in ix.graph.node.iter().enumerate() {
+    for (i, node) in ix.nodes().iter().enumerate() {
         let planned = match (node.domain.as_str(), node.op_type.as_str()) {
             ("" | "ai.onnx", "MatMul") => matmul::plan_matmul(ix, i),
             ("" | "ai.onnx", "Gemm") => matmul::plan_gemm(ix, i),
@@ -88,7 +88,9 @@ pub fn convert(
     progress: &Progress,
 ) -> Result<Vec<TensorReport>, String> {
     let graph = model.graph.as_ref().ok_or("the model has no graph")?;
-    let ix = GraphIndex::new(graph, data)?;
+    let values = Initializers::decode(graph, data)?;
+    let lookup = |name: &str| values.get(name);
+    let ix = GraphIndex::new(&graph.node, graph.output.iter().map(|o| o.name.as_str()), &lookup);
     let rewrites = plan_rewrites(&ix);
     let weights: Vec<&Weight> = rewrites
         .iter()
@@ -105,7 +107,7 @@ pub fn convert(
         .iter()
         .map(|t| match ix.initializer(&t.name) {
             // Typed or external data is normalised to embedded raw data.
-            Some(v) => tensor_to_proto(&t.name, v),
+            Some(v) => tensor_to_proto(&t.name, &v),
             None => t.clone(),
         })
         .collect();
@@ -149,8 +151,8 @@ fn rewrite_nodes(
     initializers: &mut Vec<TensorProto>,
 ) -> Result<Vec<NodeProto>, String> {
     let mut weights = assignment.iter();
-    let mut replacement: Vec<Option<NodeProto>> = vec![None; ix.graph.node.len()];
-    let mut removed = vec![false; ix.graph.node.len()];
+    let mut replacement: Vec<Option<NodeProto>> = vec![None; ix.nodes().len()];
+    let mut removed = vec![false; ix.nodes().len()];
     for r in rewrites {
         let mut inputs = Vec::new();
         for input in &r.inputs {
@@ -183,8 +185,7 @@ fn rewrite_nodes(
         });
     }
     Ok(ix
-        .graph
-        .node
+        .nodes()
         .iter()
         .zip(replacement)
         .zip(removed)

@@ -1,7 +1,8 @@
 //! What a rewrite is: nodes to remove, the `ai.rbe` node that replaces them, and the
 //! weights it needs encoded.
 
-use rbe_runtime::onnx::proto::{attribute_proto::AttributeType, AttributeProto, NodeProto};
+pub use rbe_runtime::onnx::attributes::{float_attr, int_attr};
+use rbe_runtime::onnx::proto::{AttributeProto, NodeProto};
 
 /// The custom-op domain of RBE nodes.
 pub const RBE_DOMAIN: &str = "ai.rbe";
@@ -43,16 +44,6 @@ pub struct Rewrite {
     pub output: String,
     /// Attributes of the new node.
     pub attributes: Vec<AttributeProto>,
-}
-
-/// An INT attribute.
-pub fn int_attr(name: &str, value: i64) -> AttributeProto {
-    AttributeProto { name: name.into(), r#type: AttributeType::Int as i32, i: value, ..Default::default() }
-}
-
-/// A FLOAT attribute.
-pub fn float_attr(name: &str, value: f32) -> AttributeProto {
-    AttributeProto { name: name.into(), r#type: AttributeType::Float as i32, f: value, ..Default::default() }
 }
 
 /// Reads an INT attribute of a node, or `default`.

@@ -17,13 +17,22 @@ pub fn build(model: &ModelProto, data: ExternalData, registry: &Registry, option
         .graph
         .as_ref()
         .ok_or_else(|| Error::Model("the model has no graph".into()))?;
-    let opsets: HashMap<&str, i64> = model
+    let mut opsets: HashMap<&str, i64> = model
         .opset_import
         .iter()
         .map(|o| (normalize_domain(&o.domain), o.version))
         .collect();
     let mut b = Builder::default();
     b.add_initializers(graph, data)?;
+    let fused;
+    let graph = if options.fuse {
+        fused = b.fused(graph);
+        // Fused nodes are `ai.rbe` ops, version 1.
+        opsets.entry(crate::ops::RBE_DOMAIN).or_insert(1);
+        &fused
+    } else {
+        graph
+    };
     b.add_inputs(graph)?;
     let order = b.order_nodes(graph)?;
     b.count_readers(graph);
@@ -78,6 +87,19 @@ impl Builder {
             return Err(Error::Model("sparse initializers are not supported".into()));
         }
         Ok(())
+    }
+
+    /// The graph's inputs, outputs and nodes, with the nodes fused (initializers are
+    /// already decoded in `self`).
+    fn fused(&self, graph: &GraphProto) -> GraphProto {
+        let initializer = |name: &str| self.ids.get(name).and_then(|&id| self.constants[id].clone());
+        let outputs = graph.output.iter().map(|o| o.name.as_str());
+        GraphProto {
+            node: super::fuse::fuse(&graph.node, outputs, &initializer),
+            input: graph.input.clone(),
+            output: graph.output.clone(),
+            ..Default::default()
+        }
     }
 
     fn add_inputs(&mut self, graph: &GraphProto) -> Result<()> {

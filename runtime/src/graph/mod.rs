@@ -3,6 +3,7 @@
 //! each intermediate value right after its last reader ran.
 
 mod build;
+pub mod fuse;
 mod inputs;
 mod run;
 

@@ -1,5 +1,6 @@
 //! Branch-free float32 `exp` and `tanh` that compilers vectorize, accurate to a few ulp.
 //! They serve the hot elementwise paths (Softmax, Sigmoid, GELU's Tanh); float64 keeps libm.
+//! Also the activations fused into linear layers ([`Activation`]).
 
 const LOG2_E: f32 = std::f32::consts::LOG2_E;
 /// ln 2 split into a part with trailing zero bits (so `n·LN2_HI` is exact) and the rest.
@@ -57,6 +58,58 @@ pub fn tanh(x: f32) -> f32 {
     }
 }
 
+/// `√(2/π)`, the scale inside GELU's tanh approximation.
+pub const GELU_TANH_SCALE: f32 = 0.797_884_6;
+/// The cubic coefficient of GELU's tanh approximation.
+pub const GELU_TANH_CUBIC: f32 = 0.044_715;
+
+/// An activation applied to a linear layer's output, right after its bias.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activation {
+    /// The identity.
+    None,
+    /// `0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))`.
+    GeluTanh,
+    /// `0.5·x·(1 + erf(x/√2))`.
+    GeluErf,
+}
+
+impl Activation {
+    /// Parses the `activation` attribute of fused ops: "" (none), "gelu_tanh", "gelu_erf".
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "" => Some(Self::None),
+            "gelu_tanh" => Some(Self::GeluTanh),
+            "gelu_erf" => Some(Self::GeluErf),
+            _ => None,
+        }
+    }
+
+    /// The attribute spelling of [`Activation::from_name`].
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::None => "",
+            Self::GeluTanh => "gelu_tanh",
+            Self::GeluErf => "gelu_erf",
+        }
+    }
+
+    /// Applies the activation to one value, with the operation order of the exported graphs.
+    pub fn apply(self, x: f32) -> f32 {
+        match self {
+            Self::None => x,
+            Self::GeluTanh => {
+                let inner = (x + x * x * x * GELU_TANH_CUBIC) * GELU_TANH_SCALE;
+                x * 0.5 * (tanh(inner) + 1.0)
+            }
+            Self::GeluErf => {
+                let e = super::erf::erf((x / std::f32::consts::SQRT_2) as f64) as f32;
+                x * 0.5 * (e + 1.0)
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,5 +160,22 @@ mod tests {
         assert_eq!(tanh(50.0), 1.0);
         assert_eq!(tanh(f32::NEG_INFINITY), -1.0);
         assert!(tanh(f32::NAN).is_nan());
+    }
+
+    #[test]
+    fn gelu_forms_match_their_double_precision_definitions() {
+        for x in sweep(-8.0, 8.0, 20_000) {
+            let xd = x as f64;
+            let tanh_form = 0.5 * xd * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (xd + 0.044715 * xd.powi(3))).tanh());
+            let erf_form = 0.5 * xd * (1.0 + crate::kernels::erf::erf(xd / 2f64.sqrt()));
+            for (got, want) in [(Activation::GeluTanh.apply(x), tanh_form), (Activation::GeluErf.apply(x), erf_form)] {
+                assert!((got as f64 - want).abs() <= 1e-6 * (1.0 + want.abs()), "gelu({x}) = {got}, want {want}");
+            }
+        }
+        assert_eq!(Activation::None.apply(-3.5), -3.5);
+        for a in [Activation::None, Activation::GeluTanh, Activation::GeluErf] {
+            assert_eq!(Activation::from_name(a.name()), Some(a));
+        }
+        assert_eq!(Activation::from_name("relu"), None);
     }
 }

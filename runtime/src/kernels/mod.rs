@@ -1,6 +1,8 @@
 //! Compute kernels: the numeric inner loops that ops call. SIMD and rayon live here only.
 
 pub mod activation;
+pub mod attention;
+pub mod epilogue;
 pub mod erf;
 pub mod gemm;
 pub mod layout;

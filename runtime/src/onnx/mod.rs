@@ -1,5 +1,6 @@
 //! ONNX protobuf types and conversion between `TensorProto` and [`Tensor`].
 
+pub mod attributes;
 mod external;
 mod load;
 

@@ -8,6 +8,7 @@ mod broadcast;
 mod cast;
 mod common;
 mod elementwise;
+mod fused;
 mod gather;
 mod generate;
 mod movement;
@@ -21,6 +22,7 @@ mod testutil;
 mod trilu;
 
 pub use attrs::Attrs;
+pub use rbe::DOMAIN as RBE_DOMAIN;
 
 use std::collections::HashMap;
 
@@ -137,6 +139,7 @@ impl Registry {
         // Each op family registers its own ops; see the files of this module.
         cast::register(self);
         elementwise::register(self);
+        fused::register(self);
         gather::register(self);
         generate::register(self);
         movement::register(self);

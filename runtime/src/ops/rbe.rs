@@ -1,10 +1,13 @@
-//! The `ai.rbe` custom ops: `RbeMatMul`, `RbeGather`, `RbeLayerNorm`. Their compressed weights
+//! The `ai.rbe` custom ops: `RbeMatMul` (with an optional fused activation), `RbeGather`,
+//! `RbeLayerNorm`. Their compressed weights
 //! are constant `uint8` inputs holding an encoded [`RbeTensor`], parsed once at load; weights
 //! are decoded inside the kernels, never kept as a full f32 copy.
 
 use std::sync::Arc;
 
 use crate::error::{op_err, Error, Result};
+use crate::kernels::activation::Activation;
+use crate::kernels::epilogue::bias_activation;
 use crate::kernels::qmm::Activations;
 use crate::ops::{input, Kernel, OpContext, Registry};
 use crate::rbe::RbeTensor;
@@ -66,7 +69,7 @@ fn param_vector(ctx: &OpContext, i: usize, n: Option<usize>) -> Result<Option<Ve
 }
 
 /// Contiguous f32 data of a tensor with its shape.
-fn contiguous(t: &Tensor) -> Result<(Vec<usize>, std::borrow::Cow<'_, [f32]>)> {
+pub(super) fn contiguous(t: &Tensor) -> Result<(Vec<usize>, std::borrow::Cow<'_, [f32]>)> {
     let a = t.as_f32()?;
     let shape = a.shape().to_vec();
     Ok(match a.as_slice() {
@@ -75,17 +78,27 @@ fn contiguous(t: &Tensor) -> Result<(Vec<usize>, std::borrow::Cow<'_, [f32]>)> {
     })
 }
 
-/// `Y = X · Wᵀ + bias` with `W` encoded as `N` rows of length `K`.
+/// The `activation` attribute of fused linear ops ("" when absent).
+pub(super) fn activation_attr(ctx: &OpContext) -> Result<Activation> {
+    let name = ctx.attrs.string("activation")?.unwrap_or_default();
+    Activation::from_name(&name).ok_or_else(|| {
+        Error::Model(format!("node '{}' ({}): unknown activation '{name}'", ctx.node.name, ctx.node.op_type))
+    })
+}
+
+/// `Y = act(X · Wᵀ + bias)` with `W` encoded as `N` rows of length `K`.
 struct RbeMatMul {
     weight: Arc<RbeTensor>,
     bias: Option<Vec<f32>>,
+    activation: Activation,
     activations: Activations,
 }
 
 fn matmul(ctx: &OpContext) -> Result<Box<dyn Kernel>> {
     let weight = encoded(ctx, 1)?;
     let bias = param_vector(ctx, 2, Some(weight.rows()))?;
-    Ok(Box::new(RbeMatMul { weight, bias, activations: ctx.options.activations }))
+    let activation = activation_attr(ctx)?;
+    Ok(Box::new(RbeMatMul { weight, bias, activation, activations: ctx.options.activations }))
 }
 
 impl Kernel for RbeMatMul {
@@ -102,9 +115,7 @@ impl Kernel for RbeMatMul {
         let m = x.len() / k.max(1);
         let mut out = vec![0f32; m * n];
         self.weight.matmul_with(&x, m, &mut out, self.activations)?;
-        if let Some(bias) = &self.bias {
-            out.chunks_exact_mut(n).for_each(|row| row.iter_mut().zip(bias).for_each(|(o, b)| *o += b));
-        }
+        bias_activation(&mut out, n, self.bias.as_deref(), self.activation);
         let mut out_shape = shape[..shape.len() - 1].to_vec();
         out_shape.push(n);
         Tensor::from_vec(&out_shape, out).map(|t| vec![t])

@@ -1,0 +1,149 @@
+//! Fusion on small hand-built graphs: the forms the fixtures lack (erf GELU, MatMul + bias,
+//! a run-time scale, a padding mask with a row masked out entirely, batch 2, more keys than
+//! queries), fused and plain runs compared within 1e-5 relative.
+
+use crate::onnx::attributes::{int_attr, ints_attr};
+use crate::onnx::proto::{GraphProto, ModelProto, NodeProto, OperatorSetIdProto, ValueInfoProto};
+use crate::onnx::{tensor_to_proto, ExternalData};
+use crate::options::SessionOptions;
+use crate::session::Session;
+use crate::tensor::Tensor;
+
+fn n(op: &str, inputs: &[&str], output: &str) -> NodeProto {
+    NodeProto {
+        name: output.to_string(),
+        op_type: op.into(),
+        input: inputs.iter().map(|s| s.to_string()).collect(),
+        output: vec![output.into()],
+        ..Default::default()
+    }
+}
+
+fn seq(shape: &[usize], seed: usize) -> Tensor {
+    let len: usize = shape.iter().product();
+    let data = (0..len).map(|i| ((i * 37 + seed * 11) % 41) as f32 / 13.0 - 1.5).collect();
+    Tensor::from_vec(shape, data).unwrap()
+}
+
+fn model(nodes: Vec<NodeProto>, inputs: &[&str], initializers: &[(&str, Tensor)]) -> ModelProto {
+    let info = |name: &str| ValueInfoProto { name: name.into(), ..Default::default() };
+    ModelProto {
+        opset_import: vec![OperatorSetIdProto { domain: String::new(), version: 20 }],
+        graph: Some(GraphProto {
+            node: nodes,
+            input: inputs.iter().map(|i| info(i)).collect(),
+            output: vec![info("y")],
+            initializer: initializers.iter().map(|(name, t)| tensor_to_proto(name, t)).collect(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Runs fused and plain; returns the fused session's op types and the relative gap.
+fn compare(model: &ModelProto, feeds: Vec<(String, Tensor)>) -> (Vec<String>, f32) {
+    let session = |fuse| Session::from_model_with(model, ExternalData::Refused, &SessionOptions { fuse, ..Default::default() }).unwrap();
+    let (fused, plain) = (session(true), session(false));
+    let y = |s: &Session| s.run(feeds.clone()).unwrap().remove(0).1;
+    let (a, b) = (y(&fused), y(&plain));
+    assert_eq!(a.shape(), b.shape());
+    let (a, b) = (a.as_f32().unwrap(), b.as_f32().unwrap());
+    let scale = b.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let gap = a.iter().zip(b.iter()).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max) / scale;
+    assert!(gap.is_finite());
+    (fused.graph().nodes().iter().map(|n| n.op_type.clone()).collect(), gap)
+}
+
+#[test]
+fn matmul_bias_and_erf_gelu_become_one_linear() {
+    let nodes = vec![
+        n("MatMul", &["x", "w"], "m"),
+        n("Add", &["b", "m"], "h"),
+        n("Div", &["h", "sqrt2"], "d"),
+        n("Erf", &["d"], "e"),
+        n("Add", &["e", "one"], "f"),
+        n("Mul", &["h", "f"], "g"),
+        n("Mul", &["g", "half"], "y"),
+    ];
+    let inits = [
+        ("w", seq(&[8, 16], 1)),
+        ("b", seq(&[16], 2)),
+        ("sqrt2", Tensor::scalar(std::f32::consts::SQRT_2)),
+        ("one", Tensor::scalar(1.0f32)),
+        ("half", Tensor::scalar(0.5f32)),
+    ];
+    let m = model(nodes.clone(), &["x"], &inits);
+    let (ops, gap) = compare(&m, vec![("x".into(), seq(&[2, 3, 8], 3))]);
+    assert_eq!(ops, ["RbeLinear"]);
+    assert!(gap <= 1e-5, "gap {gap}");
+    // With the GELU's intermediate also read elsewhere, only MatMul + bias fuses.
+    let mut shared = nodes;
+    shared.push(n("Add", &["g", "f"], "y2"));
+    let mut m = model(shared, &["x"], &inits);
+    m.graph.as_mut().unwrap().output.push(ValueInfoProto { name: "y2".into(), ..Default::default() });
+    let (ops, gap) = compare(&m, vec![("x".into(), seq(&[2, 3, 8], 3))]);
+    assert_eq!(ops.iter().filter(|o| *o == "RbeLinear").count(), 1);
+    assert!(ops.contains(&"Erf".to_string()));
+    assert!(gap <= 1e-5, "gap {gap}");
+}
+
+#[test]
+fn gemm_then_the_gelu_op_becomes_one_linear() {
+    for approximate in ["tanh", "none"] {
+        let mut gemm = n("Gemm", &["x", "w", "b"], "h");
+        gemm.attribute.push(int_attr("transB", 1));
+        let mut gelu = n("Gelu", &["h"], "y");
+        gelu.attribute.push(crate::onnx::attributes::string_attr("approximate", approximate));
+        let m = model(vec![gemm, gelu], &["x"], &[("w", seq(&[16, 8], 1)), ("b", seq(&[16], 2))]);
+        let (ops, gap) = compare(&m, vec![("x".into(), seq(&[5, 8], 3))]);
+        assert_eq!(ops, ["RbeLinear"]);
+        assert!(gap <= 1e-5, "{approximate}: gap {gap}");
+    }
+}
+
+#[test]
+fn attention_with_runtime_scale_padding_and_nan_guard_becomes_one_op() {
+    // Q [B,H,T,D], K stored [B,S,H,D] (transposed in the graph), V [B,H,S,D], mask [B,1,T,S].
+    let (b, h, t, s, d) = (2, 3, 4, 9, 8);
+    let mut softmax = n("Softmax", &["logits"], "p");
+    softmax.attribute.push(int_attr("axis", -1));
+    let mut transpose = n("Transpose", &["k"], "kt");
+    transpose.attribute.push(ints_attr("perm", &[0, 2, 3, 1]));
+    let nodes = vec![
+        n("Sqrt", &["inv_d"], "scale"),
+        n("Mul", &["q", "scale"], "qs"),
+        transpose,
+        n("Mul", &["kt", "scale"], "ks"),
+        n("MatMul", &["qs", "ks"], "scores"),
+        n("Add", &["scores", "mask"], "logits"),
+        softmax,
+        n("IsNaN", &["p"], "nan"),
+        n("Where", &["nan", "zero", "p"], "pz"),
+        n("MatMul", &["pz", "v"], "y"),
+    ];
+    let m = model(nodes, &["q", "k", "v", "mask", "inv_d"], &[("zero", Tensor::scalar(0.0f32))]);
+    // Causal over the last t keys after s - t past ones; batch 1 pads its first 3 keys, and
+    // its query row 0 also loses every other key: a row masked out entirely.
+    let mask: Vec<f32> = (0..b * t * s)
+        .map(|i| {
+            let (bi, ti, j) = (i / (t * s), i / s % t, i % s);
+            let visible = j <= s - t + ti && !(bi == 1 && (j < 3 || ti == 0));
+            if visible { 0.0 } else { f32::NEG_INFINITY }
+        })
+        .collect();
+    let feeds = vec![
+        ("q".to_string(), seq(&[b, h, t, d], 1)),
+        ("k".to_string(), seq(&[b, s, h, d], 2)),
+        ("v".to_string(), seq(&[b, h, s, d], 3)),
+        ("mask".to_string(), Tensor::from_vec(&[b, 1, t, s], mask).unwrap()),
+        ("inv_d".to_string(), Tensor::from_vec(&[1], vec![1.0 / (d as f32).sqrt()]).unwrap()),
+    ];
+    let (ops, gap) = compare(&m, feeds.clone());
+    assert_eq!(ops, ["Sqrt", "RbeAttention"]);
+    assert!(gap <= 1e-5, "gap {gap}");
+    // A "scale" that is not one value multiplies like the Mul it replaced.
+    let mut per_batch = feeds;
+    per_batch[4].1 = Tensor::from_vec(&[b, 1, 1, 1], vec![0.3f32, 0.6]).unwrap();
+    let (_, gap) = compare(&m, per_batch);
+    assert!(gap <= 1e-5, "gap {gap}");
+}

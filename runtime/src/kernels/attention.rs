@@ -1,0 +1,225 @@
+//! The core of scaled dot-product attention, fused: per (batch, head), on rayon's threads,
+//! `softmax(scale·Q·Kᵀ + mask)·V` with the scores held only in per-task scratch.
+
+use ndarray::{s, ArrayView1, ArrayView4, ArrayViewMut2};
+use rayon::prelude::*;
+
+use super::activation::exp;
+use super::gemm::gemm_serial;
+use crate::error::{op_err, Result};
+
+/// Work (multiply-adds) below which the heads run on the calling thread.
+const PARALLEL_MIN_WORK: usize = 1 << 14;
+
+/// The operands of [`attention`]. Views keep their strides: transposed or broadcast operands
+/// are read in place.
+pub struct Attention<'a> {
+    /// Queries, `[B, H, T, D]`.
+    pub q: ArrayView4<'a, f32>,
+    /// Keys, `[B, H, S, D]`.
+    pub k: ArrayView4<'a, f32>,
+    /// Values, `[B, H, S, Dv]`.
+    pub v: ArrayView4<'a, f32>,
+    /// An additive mask already broadcast to `[B, H, T, S]`.
+    pub mask: Option<ArrayView4<'a, f32>>,
+    /// The factor applied to `Q·Kᵀ` before the mask.
+    pub scale: f32,
+    /// Replace NaN probabilities (rows masked out entirely) by 0, as exports that follow
+    /// Softmax with `Where(IsNaN(p), 0, p)` do.
+    pub zero_nan: bool,
+}
+
+impl Attention<'_> {
+    /// `[B, H, T, S, D, Dv]`, after checking that the operands agree.
+    fn dims(&self) -> Result<[usize; 6]> {
+        let (b, h, t, d) = self.q.dim();
+        let (kb, kh, s, kd) = self.k.dim();
+        let (vb, vh, vs, dv) = self.v.dim();
+        if (kb, kh, kd) != (b, h, d) || (vb, vh, vs) != (b, h, s) {
+            return Err(op_err(format!(
+                "attention operands disagree: Q {:?}, K {:?}, V {:?} (expected [B,H,T,D], [B,H,S,D], [B,H,S,Dv])",
+                self.q.shape(),
+                self.k.shape(),
+                self.v.shape()
+            )));
+        }
+        if let Some(m) = &self.mask {
+            if m.dim() != (b, h, t, s) {
+                return Err(op_err(format!("attention mask of shape {:?}, expected {:?}", m.shape(), [b, h, t, s])));
+            }
+        }
+        Ok([b, h, t, s, d, dv])
+    }
+}
+
+/// `softmax(scale·Q·Kᵀ + mask)·V`, row-major `[B, H, T, Dv]`.
+pub fn attention(a: &Attention) -> Result<Vec<f32>> {
+    let [b, h, t, s, d, dv] = a.dims()?;
+    let mut out = vec![0f32; b * h * t * dv];
+    if out.is_empty() {
+        return Ok(out);
+    }
+    let head = |index: usize, out: &mut [f32]| -> Result<()> {
+        let (bi, hi) = (index / h, index % h);
+        let mut scores = vec![0f32; t * s];
+        let scores_view = ArrayViewMut2::from_shape((t, s), &mut scores).map_err(|e| op_err(e.to_string()))?;
+        gemm_serial(a.q.slice(s![bi, hi, .., ..]), a.k.slice(s![bi, hi, .., ..]).t(), scores_view)?;
+        if s > 0 {
+            for (ti, row) in scores.chunks_exact_mut(s).enumerate() {
+                let mask = a.mask.as_ref().map(|m| m.slice(s![bi, hi, ti, ..]));
+                softmax_row(row, a.scale, mask, a.zero_nan);
+            }
+        }
+        let probs = ndarray::ArrayView2::from_shape((t, s), &scores).map_err(|e| op_err(e.to_string()))?;
+        let out = ArrayViewMut2::from_shape((t, dv), out).map_err(|e| op_err(e.to_string()))?;
+        gemm_serial(probs, a.v.slice(s![bi, hi, .., ..]), out)
+    };
+    let work = b * h * t * s * (d + dv);
+    if b * h > 1 && work >= PARALLEL_MIN_WORK {
+        out.par_chunks_mut(t * dv).enumerate().try_for_each(|(i, o)| head(i, o))?;
+    } else {
+        out.chunks_mut(t * dv).enumerate().try_for_each(|(i, o)| head(i, o))?;
+    }
+    Ok(out)
+}
+
+/// Lanes of the row reductions (wide enough for the compiler to use full vectors).
+const LANES: usize = 8;
+
+/// `fold` over `row` in [`LANES`] independent accumulators, then across them.
+fn lanes_fold(row: &[f32], init: f32, f: impl Fn(f32, f32) -> f32) -> f32 {
+    let mut acc = [init; LANES];
+    let chunks = row.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for (a, &v) in acc.iter_mut().zip(chunk) {
+            *a = f(*a, v);
+        }
+    }
+    acc.into_iter().chain(rest.iter().copied()).fold(init, f)
+}
+
+/// One row of scores to probabilities: scale, add the mask, softmax like the Softmax op
+/// (a row of -inf gives NaN), then NaN to 0 if asked.
+fn softmax_row(row: &mut [f32], scale: f32, mask: Option<ArrayView1<f32>>, zero_nan: bool) {
+    match mask.as_ref().and_then(|m| m.as_slice()) {
+        Some(m) => row.iter_mut().zip(m).for_each(|(x, m)| *x = *x * scale + m),
+        None => match mask {
+            Some(m) => row.iter_mut().zip(m).for_each(|(x, m)| *x = *x * scale + m),
+            None => row.iter_mut().for_each(|x| *x *= scale),
+        },
+    }
+    let max = lanes_fold(row, f32::MIN, f32::max);
+    row.iter_mut().for_each(|x| *x = exp(*x - max));
+    let inv = 1.0 / lanes_fold(row, 0.0, |a, b| a + b);
+    if zero_nan {
+        row.iter_mut().for_each(|x| {
+            let p = *x * inv;
+            *x = if p.is_nan() { 0.0 } else { p };
+        });
+    } else {
+        row.iter_mut().for_each(|x| *x *= inv);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Array4;
+
+    fn filled(shape: (usize, usize, usize, usize), seed: usize) -> Array4<f32> {
+        Array4::from_shape_fn(shape, |(a, b, c, d)| {
+            let v = (a * 131 + b * 71 + c * 17 + d * 7 + seed * 13) % 29;
+            v as f32 / 9.0 - 1.5
+        })
+    }
+
+    /// The plain steps, in f64: scores, scale, mask, softmax, times V.
+    fn reference(q: &Array4<f32>, k: &Array4<f32>, v: &Array4<f32>, mask: Option<&Array4<f32>>, scale: f64) -> Vec<f64> {
+        let (b, h, t, d) = q.dim();
+        let (s, dv) = (k.dim().2, v.dim().3);
+        let mut out = Vec::new();
+        for bi in 0..b {
+            for hi in 0..h {
+                for ti in 0..t {
+                    let scores: Vec<f64> = (0..s)
+                        .map(|j| {
+                            let dot: f64 = (0..d).map(|x| q[[bi, hi, ti, x]] as f64 * k[[bi, hi, j, x]] as f64).sum();
+                            dot * scale + mask.map_or(0.0, |m| m[[bi, hi, ti, j]] as f64)
+                        })
+                        .collect();
+                    let max = scores.iter().cloned().fold(f64::MIN, f64::max);
+                    let e: Vec<f64> = scores.iter().map(|x| (x - max).exp()).collect();
+                    let sum: f64 = e.iter().sum();
+                    for c in 0..dv {
+                        out.push((0..s).map(|j| e[j] / sum * v[[bi, hi, j, c]] as f64).sum());
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn assert_close(got: &[f32], want: &[f64]) {
+        assert_eq!(got.len(), want.len());
+        let scale = want.iter().fold(0f64, |m, w| m.max(w.abs()));
+        for (g, w) in got.iter().zip(want) {
+            assert!((*g as f64 - w).abs() <= 1e-5 * scale, "{g} vs {w}");
+        }
+    }
+
+    #[test]
+    fn matches_the_plain_steps_causal_padded_batched_with_past() {
+        // batch 2, 3 heads, 4 new positions after 5 past ones, a padding mask on batch 1.
+        let (b, h, t, past, d) = (2, 3, 4, 5, 8);
+        let s = past + t;
+        let q = filled((b, h, t, d), 1);
+        let k = filled((b, h, s, d), 2);
+        let v = filled((b, h, s, 6), 3);
+        let mask = Array4::from_shape_fn((b, 1, t, s), |(bi, _, ti, j)| {
+            let causal = j <= past + ti;
+            let padded = bi == 1 && j < 2;
+            if causal && !padded { 0.0 } else { f32::NEG_INFINITY }
+        });
+        let full = mask.broadcast((b, h, t, s)).unwrap().to_owned();
+        for (scale, masked) in [(0.25, true), (1.0, false)] {
+            let m = masked.then(|| mask.broadcast((b, h, t, s)).unwrap());
+            let got = attention(&Attention { q: q.view(), k: k.view(), v: v.view(), mask: m, scale, zero_nan: false }).unwrap();
+            assert_close(&got, &reference(&q, &k, &v, masked.then_some(&full), scale as f64));
+        }
+    }
+
+    #[test]
+    fn strided_keys_single_query_and_fully_masked_rows() {
+        // Keys stored [B, S, H, D] and viewed as [B, H, S, D]; one query (a decode step).
+        let k_stored = filled((1, 7, 2, 4), 5);
+        let k = k_stored.view().permuted_axes([0, 2, 1, 3]);
+        let q = filled((1, 2, 1, 4), 6);
+        let v = filled((1, 2, 7, 4), 7);
+        let got = attention(&Attention { q: q.view(), k, v: v.view(), mask: None, scale: 0.5, zero_nan: false }).unwrap();
+        assert_close(&got, &reference(&q, &k.to_owned(), &v, None, 0.5));
+        // A row masked out entirely: NaN like Softmax, or 0 when asked.
+        let mask = Array4::from_elem((1, 2, 1, 7), f32::NEG_INFINITY);
+        for zero_nan in [false, true] {
+            let a = Attention { q: q.view(), k, v: v.view(), mask: Some(mask.view()), scale: 0.5, zero_nan };
+            let got = attention(&a).unwrap();
+            assert!(got.iter().all(|x| if zero_nan { *x == 0.0 } else { x.is_nan() }));
+        }
+    }
+
+    #[test]
+    fn disagreeing_shapes_are_errors() {
+        let q = filled((1, 2, 3, 4), 1);
+        let k = filled((1, 2, 5, 4), 2);
+        let v = filled((1, 2, 6, 4), 3);
+        let a = Attention { q: q.view(), k: k.view(), v: v.view(), mask: None, scale: 1.0, zero_nan: false };
+        assert!(attention(&a).is_err());
+        let v = filled((1, 2, 5, 4), 3);
+        let mask = filled((1, 2, 3, 4), 4);
+        let a = Attention { q: q.view(), k: k.view(), v: v.view(), mask: Some(mask.view()), scale: 1.0, zero_nan: false };
+        assert!(attention(&a).unwrap_err().to_string().contains("mask"));
+        let empty = filled((1, 2, 0, 4), 1);
+        let a = Attention { q: empty.view(), k: k.view(), v: v.view(), mask: None, scale: 1.0, zero_nan: false };
+        assert!(attention(&a).unwrap().is_empty());
+    }
+}

@@ -1,0 +1,99 @@
+//! Fusion: on every fixture, plain and converted, the outputs with fusion match those
+//! without it, and the patterns are recognised (one attention core and one GELU linear per
+//! layer, every decomposed LayerNorm), so a matcher that stops matching fails here.
+
+mod common;
+
+use common::{cases, fixture, FIXTURES};
+use rbe::codec::EncodeParams;
+use rbe::convert::{convert_file, Progress};
+use rbe_runtime::onnx::proto::ModelProto;
+use rbe_runtime::onnx::{read_model, ExternalData};
+use rbe_runtime::{Session, SessionOptions};
+
+/// Transformer layers in each fixture.
+const N_LAYER: usize = 2;
+
+fn options(fuse: bool) -> SessionOptions {
+    SessionOptions { fuse, ..SessionOptions::default() }
+}
+
+fn count(session: &Session, op_type: &str) -> usize {
+    session.graph().nodes().iter().filter(|n| n.op_type == op_type).count()
+}
+
+/// Max |fused - plain| over all outputs of all reference inputs, relative to the largest
+/// plain magnitude of each output.
+fn worst_relative_gap(fused: &Session, plain: &Session, name: &str) -> f32 {
+    let mut worst = 0f32;
+    for case in cases(name) {
+        let a = fused.run(case.inputs.clone()).unwrap_or_else(|e| panic!("{name}/{} fused: {e}", case.name));
+        let b = plain.run(case.inputs.clone()).unwrap_or_else(|e| panic!("{name}/{} plain: {e}", case.name));
+        for ((out, x), (_, y)) in a.iter().zip(&b) {
+            assert_eq!(x.shape(), y.shape(), "{name}/{}/{out}", case.name);
+            let (x, y) = (x.as_f32().unwrap(), y.as_f32().unwrap());
+            let scale = y.iter().fold(0f32, |m, v| m.max(v.abs())).max(f32::MIN_POSITIVE);
+            let gap = x.iter().zip(y.iter()).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max);
+            assert!(gap.is_finite(), "{name}/{}/{out}: non-finite gap", case.name);
+            worst = worst.max(gap / scale);
+        }
+    }
+    worst
+}
+
+fn sessions(model: &ModelProto, data: ExternalData) -> (Session, Session) {
+    (
+        Session::from_model_with(model, data, &options(true)).unwrap(),
+        Session::from_model_with(model, data, &options(false)).unwrap(),
+    )
+}
+
+#[test]
+fn fused_fixtures_match_unfused_and_fuse_every_layer() {
+    for name in FIXTURES {
+        let model = read_model(&fixture(name)).unwrap();
+        let (fused, plain) = sessions(&model, ExternalData::Refused);
+        assert_eq!(count(&plain, "RbeAttention"), 0, "{name}: fused without fusion");
+        assert_eq!(count(&fused, "RbeAttention"), N_LAYER, "{name}: attention cores");
+        // Only the linears followed by GELU become RbeLinear here (the others have no bias
+        // add or GELU to fuse), and no Tanh of a GELU is left.
+        assert_eq!(count(&fused, "RbeLinear"), N_LAYER, "{name}: GELU linears");
+        assert_eq!((count(&fused, "Tanh"), count(&plain, "Tanh")), (0, N_LAYER), "{name}: GELU nodes left");
+        // Opset 14 exports spell LayerNorm out: two per layer and the final one.
+        let decomposed = if name.contains("op14") { 2 * N_LAYER + 1 } else { 0 };
+        assert_eq!(count(&fused, "RbeLayerNorm"), decomposed, "{name}: decomposed LayerNorms");
+        assert!(fused.graph().nodes().len() < plain.graph().nodes().len());
+        let gap = worst_relative_gap(&fused, &plain, name);
+        println!("{name:24} fused vs plain: max relative gap {gap:.2e}");
+        assert!(gap <= 1e-5, "{name}: fused outputs differ by {gap:.2e} relative");
+    }
+}
+
+#[test]
+fn fused_converted_fixtures_match_unfused() {
+    for name in ["gpt2_legacy_op14_mask", "gpt2_dynamo_op18", "gpt2_optimum_past"] {
+        let params = EncodeParams::preset("q4").unwrap();
+        let (bytes, _) = convert_file(&fixture(name), &params, "q4", 1, &Progress::none()).unwrap();
+        let c = rbe_runtime::container::unpack(&bytes).unwrap();
+        let (fused, plain) = sessions(&c.model, ExternalData::Sections(&c.sections));
+        assert_eq!(count(&fused, "RbeAttention"), N_LAYER, "{name}: attention cores");
+        assert_eq!(count(&fused, "RbeMatMul"), count(&plain, "RbeMatMul"), "{name}: converted linears");
+        assert_eq!((count(&fused, "Tanh"), count(&plain, "Tanh")), (0, N_LAYER), "{name}: GELU nodes left");
+        let gap = worst_relative_gap(&fused, &plain, name);
+        println!("{name:24} converted, fused vs plain: max relative gap {gap:.2e}");
+        assert!(gap <= 1e-5, "{name}: fused outputs differ by {gap:.2e} relative");
+    }
+}
+
+#[test]
+fn a_broken_pattern_still_runs_through_the_plain_ops() {
+    // A graph output inside the attention core keeps it unfused, and the result is the same.
+    let name = "gpt2_legacy_op17";
+    let mut model = read_model(&fixture(name)).unwrap();
+    let graph = model.graph.as_mut().unwrap();
+    let softmax = graph.node.iter().find(|n| n.op_type == "Softmax").unwrap().output[0].clone();
+    graph.output.push(rbe_runtime::onnx::proto::ValueInfoProto { name: softmax, ..Default::default() });
+    let (fused, plain) = sessions(&model, ExternalData::Refused);
+    assert_eq!(count(&fused, "RbeAttention"), N_LAYER - 1);
+    assert!(worst_relative_gap(&fused, &plain, name) <= 1e-5);
+}
