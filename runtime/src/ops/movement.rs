@@ -6,12 +6,12 @@ use ndarray::{Axis, IxDyn, Slice};
 use super::common::{checked_len, contiguous, from_shape_vec, input_ints, kernel, model_err, normalize_axes, normalize_axis, IntsFrom};
 use super::{input, optional_input, Kernel, OpContext, Registry};
 use crate::error::{op_err, Result};
+use crate::kernels::layout::concat_slabs;
 use crate::tensor::{Array, Element, Tensor};
 use crate::with_array;
 
 /// Row-major concatenation: for each index of the dims before `axis`, every input's contiguous
-/// slab in turn (one `memcpy` per slab, so appending a token to a KV cache is a copy at
-/// memory speed).
+/// slab in turn (appending a token to a KV cache is a copy at memory speed).
 fn concat_typed<T: Element>(first: &Array<T>, rest: &[&Tensor], axis: usize) -> Result<Tensor> {
     let mut arrays = vec![first];
     for t in rest {
@@ -22,14 +22,11 @@ fn concat_typed<T: Element>(first: &Array<T>, rest: &[&Tensor], axis: usize) -> 
         .iter()
         .map(|a| (a.shape()[axis..].iter().product::<usize>(), contiguous(*a)))
         .collect();
+    let parts: Vec<(usize, &[T])> = slabs.iter().map(|(len, data)| (*len, &data[..])).collect();
     let mut shape = first.shape().to_vec();
     shape[axis] = arrays.iter().map(|a| a.shape()[axis]).sum();
-    let mut out = Vec::with_capacity(checked_len(&shape)?);
-    for o in 0..outer {
-        for (len, data) in &slabs {
-            out.extend_from_slice(&data[o * len..(o + 1) * len]);
-        }
-    }
+    checked_len(&shape)?;
+    let out = concat_slabs(outer, &parts);
     Ok(Tensor::from(from_shape_vec(&shape, out)?))
 }
 
