@@ -97,3 +97,30 @@ fn a_broken_pattern_still_runs_through_the_plain_ops() {
     assert_eq!(count(&fused, "RbeAttention"), N_LAYER - 1);
     assert!(worst_relative_gap(&fused, &plain, name) <= 1e-5);
 }
+
+/// `rbe-run --bench N --profile`'s table: its row for `op` as (nodes, ms per run), if any.
+fn profile_row(extra: &[&str], op: &str) -> Option<(usize, f64)> {
+    let model = fixture("gpt2_legacy_op17");
+    let mut args = vec![model.to_str().unwrap(), "--input-ids", "464,68,75", "--bench", "2", "--profile"];
+    args.extend_from_slice(extra);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rbe-run")).args(&args).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(stdout.contains("all kernels"), "{stdout}");
+    stdout.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        match fields.as_slice() {
+            [name, nodes, ms, _share] if *name == op => Some((nodes.parse().ok()?, ms.parse().ok()?)),
+            _ => None,
+        }
+    })
+}
+
+#[test]
+fn the_profile_counts_fused_and_plain_nodes_per_op() {
+    let (nodes, ms) = profile_row(&[], "ai.rbe::RbeAttention").expect("fused attention in the profile");
+    assert_eq!(nodes, N_LAYER);
+    assert!(ms >= 0.0);
+    assert_eq!(profile_row(&["--no-fuse"], "ai.rbe::RbeAttention"), None);
+    assert_eq!(profile_row(&["--no-fuse"], "Softmax").map(|(n, _)| n), Some(N_LAYER));
+}

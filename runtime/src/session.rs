@@ -64,4 +64,14 @@ impl Session {
     pub fn run(&self, inputs: Vec<(String, Tensor)>) -> Result<Vec<(String, Tensor)>> {
         crate::kernels::pool::on_pool(|| self.graph.run(inputs))
     }
+
+    /// [`Session::run`], adding each node's kernel wall time to `times` (indexed like
+    /// [`Graph::nodes`]): a profile by node.
+    pub fn run_profiled(
+        &self,
+        inputs: Vec<(String, Tensor)>,
+        times: &mut Vec<std::time::Duration>,
+    ) -> Result<Vec<(String, Tensor)>> {
+        crate::kernels::pool::on_pool(|| self.graph.run_profiled(inputs, times))
+    }
 }

@@ -53,6 +53,10 @@ struct Args {
     /// minimum latency of one run (model load excluded).
     #[arg(long, value_name = "N")]
     bench: Option<usize>,
+    /// With --bench: then N more runs timing every node's kernel, and a table of time per op
+    /// type.
+    #[arg(long, requires = "bench")]
+    profile: bool,
     /// Int8 activations in compressed matmuls of one token (faster, not bit-exact; like
     /// onnxruntime's MatMulNBits accuracy_level 4).
     #[arg(long)]
@@ -104,6 +108,9 @@ fn run(args: Args) -> Result<(), String> {
         let (median, min) = rbe::bench::time_runs(n, || session.run(inputs.clone()).map(drop))
             .map_err(|e| e.to_string())?;
         println!("median {median:.2} ms, min {min:.2} ms ({n} runs)");
+        if args.profile {
+            print!("{}", rbe::bench::profile_by_op(&session, &inputs, n)?);
+        }
         return Ok(());
     }
     let outputs = session.run(inputs).map_err(|e| e.to_string())?;

@@ -1,5 +1,7 @@
 //! Executing a planned graph on caller-supplied inputs.
 
+use std::time::{Duration, Instant};
+
 use crate::error::{Error, Result};
 use crate::graph::Graph;
 use crate::tensor::Tensor;
@@ -8,9 +10,28 @@ impl Graph {
     /// Runs the graph. `feeds` must name every graph input exactly once; returns every graph
     /// output, in graph order, with its name.
     pub fn run(&self, feeds: Vec<(String, Tensor)>) -> Result<Vec<(String, Tensor)>> {
+        self.run_timed(feeds, None)
+    }
+
+    /// [`Graph::run`], adding the wall time of each node's kernel to `times[i]` for node `i` of
+    /// [`Graph::nodes`] (`times` is grown to one entry per node first).
+    pub fn run_profiled(
+        &self,
+        feeds: Vec<(String, Tensor)>,
+        times: &mut Vec<Duration>,
+    ) -> Result<Vec<(String, Tensor)>> {
+        times.resize(self.nodes.len().max(times.len()), Duration::ZERO);
+        self.run_timed(feeds, Some(times))
+    }
+
+    fn run_timed(
+        &self,
+        feeds: Vec<(String, Tensor)>,
+        mut times: Option<&mut Vec<Duration>>,
+    ) -> Result<Vec<(String, Tensor)>> {
         let mut slots: Vec<Option<Tensor>> = vec![None; self.names.len()];
         self.place_feeds(feeds, &mut slots)?;
-        for (node, frees) in self.nodes.iter().zip(&self.frees) {
+        for (i, (node, frees)) in self.nodes.iter().zip(&self.frees).enumerate() {
             let mut args = Vec::with_capacity(node.inputs.len());
             for id in &node.inputs {
                 args.push(match id {
@@ -18,7 +39,12 @@ impl Graph {
                     Some(id) => Some(self.value(&slots, *id)?),
                 });
             }
-            let results = node.kernel.run(&args).map_err(|e| match e {
+            let start = times.is_some().then(Instant::now);
+            let results = node.kernel.run(&args);
+            if let (Some(times), Some(start)) = (times.as_deref_mut(), start) {
+                times[i] += start.elapsed();
+            }
+            let results = results.map_err(|e| match e {
                 Error::Op(message) => Error::Node {
                     node: node.name.clone(),
                     op_type: node.op_type.clone(),
