@@ -257,6 +257,15 @@ impl Tensor {
         })
     }
 
+    /// The whole f32 allocation behind this tensor, when it is an f32 tensor holding the only
+    /// reference to it (for reuse; `None` for other dtypes and shared buffers).
+    pub fn into_f32_buffer(self) -> Option<Vec<f32>> {
+        match self {
+            Tensor::F32(a) => a.try_into_owned_nocopy().ok().map(|a| a.into_raw_vec_and_offset().0),
+            _ => None,
+        }
+    }
+
     /// Builds a tensor from a shape and a flat vector, checking that they agree.
     pub fn from_vec<T: Element>(shape: &[usize], data: Vec<T>) -> Result<Tensor> {
         let expected: usize = shape.iter().product();
@@ -308,6 +317,15 @@ fn reshape_array<T: Copy>(a: &Array<T>, shape: &[usize]) -> Result<Array<T>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_unique_f32_tensor_gives_up_its_buffer() {
+        let t = Tensor::from_vec(&[2, 3], vec![1f32; 6]).unwrap();
+        let shared = t.clone();
+        assert!(t.into_f32_buffer().is_none(), "another reference is alive");
+        assert_eq!(shared.into_f32_buffer().map(|v| v.len()), Some(6));
+        assert!(Tensor::from_vec(&[2], vec![1i64, 2]).unwrap().into_f32_buffer().is_none());
+    }
 
     #[test]
     fn reshape_shares_contiguous_buffers_and_copies_strided_ones() {

@@ -69,7 +69,9 @@ impl Graph {
                 }
             }
             for id in frees {
-                slots[*id] = None;
+                if let Some(buffer) = slots[*id].take().and_then(Tensor::into_f32_buffer) {
+                    crate::kernels::buffers::recycle(buffer);
+                }
             }
         }
         self.outputs

@@ -55,7 +55,7 @@ impl Attention<'_> {
 /// `softmax(scale·Q·Kᵀ + mask)·V`, row-major `[B, H, T, Dv]`.
 pub fn attention(a: &Attention) -> Result<Vec<f32>> {
     let [b, h, t, s, d, dv] = a.dims()?;
-    let mut out = vec![0f32; b * h * t * dv];
+    let mut out = crate::kernels::buffers::take_zeroed(b * h * t * dv);
     if out.is_empty() {
         return Ok(out);
     }

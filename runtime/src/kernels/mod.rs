@@ -1,6 +1,7 @@
 //! Compute kernels: the numeric inner loops that ops call. SIMD and rayon live here only.
 
 pub mod activation;
+pub mod buffers;
 pub mod attention;
 pub mod epilogue;
 pub mod erf;

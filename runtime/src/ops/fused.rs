@@ -77,7 +77,7 @@ impl Kernel for RbeLinear {
             return Err(op_err(format!("input of shape {shape:?} must end in {k}")));
         }
         let m = x.len() / k.max(1);
-        let mut out = vec![0f32; m * n];
+        let mut out = crate::kernels::buffers::take_zeroed(m * n);
         let xv = ArrayView2::from_shape((m, k), &x).map_err(|e| op_err(e.to_string()))?;
         let ov = ArrayViewMut2::from_shape((m, n), &mut out).map_err(|e| op_err(e.to_string()))?;
         gemm(1.0, xv, w, 0.0, ov)?;

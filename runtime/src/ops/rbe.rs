@@ -113,7 +113,7 @@ impl Kernel for RbeMatMul {
             return Err(op_err(format!("input of shape {shape:?} must end in {k}")));
         }
         let m = x.len() / k.max(1);
-        let mut out = vec![0f32; m * n];
+        let mut out = crate::kernels::buffers::take_zeroed(m * n);
         self.weight.matmul_with(&x, m, &mut out, self.activations)?;
         bias_activation(&mut out, n, self.bias.as_deref(), self.activation);
         let mut out_shape = shape[..shape.len() - 1].to_vec();
