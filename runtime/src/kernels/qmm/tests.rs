@@ -216,100 +216,55 @@ fn assert_rows(
     }
 }
 
-#[test]
-fn exact_gemv_matches_reference_for_every_width_and_mode() {
+/// Calls `check(matrix, activations, label)` for every case of [`cases`] and every shape of
+/// [`SHAPES`], the random matrix and row seeded by `seeds(shape index, bits)`.
+fn for_each_matrix(seeds: impl Fn(u64, u64) -> (u64, u64), mut check: impl FnMut(&Owned, &[f32], &str)) {
     for (bits, asym, sb) in cases() {
         for (k, &(rows, cols, group)) in SHAPES.iter().enumerate() {
-            let o = random(
-                rows,
-                cols,
-                group,
-                bits,
-                sb,
-                asym,
-                1 + k as u64 + 10 * bits as u64,
-            );
-            let x = activations(cols, 7 + k as u64);
-            let mut out = vec![f32::NAN; rows];
-            gemv(&o.view(), &x, &mut out, Activations::Exact).unwrap();
-            let what = format!("exact gemv bits {bits} asym {asym} {rows}x{cols}/{group}");
-            assert_rows(&o, &x, 1, &out, 1e-5, |_, _, _| 0.0, &what);
+            let (matrix_seed, row_seed) = seeds(k as u64, bits as u64);
+            let o = random(rows, cols, group, bits, sb, asym, matrix_seed);
+            let x = activations(cols, row_seed);
+            check(&o, &x, &format!("bits {bits} asym {asym} {rows}x{cols}/{group}"));
         }
     }
+}
+
+#[test]
+fn exact_gemv_matches_reference_for_every_width_and_mode() {
+    for_each_matrix(|k, bits| (1 + k + 10 * bits, 7 + k), |o, x, label| {
+        let mut out = vec![f32::NAN; o.rows];
+        gemv(&o.view(), x, &mut out, Activations::Exact).unwrap();
+        assert_rows(o, x, 1, &out, 1e-5, |_, _, _| 0.0, &format!("exact gemv {label}"));
+    });
 }
 
 #[test]
 fn portable_kernels_match_reference() {
-    for (bits, asym, sb) in cases() {
-        for (k, &(rows, cols, group)) in SHAPES.iter().enumerate() {
-            let o = random(
-                rows,
-                cols,
-                group,
-                bits,
-                sb,
-                asym,
-                40 + k as u64 + bits as u64,
-            );
-            let (q, x) = (o.view(), activations(cols, 41 + k as u64));
-            for mode in [Activations::Exact, Activations::Int8] {
-                let mut out = vec![f32::NAN; rows];
-                gemv_using(
-                    &q,
-                    &x,
-                    &mut out,
-                    mode,
-                    rows::rows_portable,
-                    act::Order::Natural,
-                )
-                .unwrap();
-                let what =
-                    format!("portable {mode:?} bits {bits} asym {asym} {rows}x{cols}/{group}");
-                let extra = |_: usize, xi: &[f32], wr: &[f32]| match mode {
-                    Activations::Exact => 0.0,
-                    Activations::Int8 => int8_bound(&q, xi, wr),
-                };
-                assert_rows(&o, &x, 1, &out, 1e-5, extra, &what);
-            }
-            let mut got = vec![f32::NAN; rows * cols];
-            decode::decode_portable(&q, &mut rows::Scratch::new(&q), 0, &mut got);
-            assert!(got
-                .iter()
-                .zip(o.dense())
-                .all(|(a, b)| a.to_bits() == b.to_bits()));
+    for_each_matrix(|k, bits| (40 + k + bits, 41 + k), |o, x, label| {
+        let q = o.view();
+        for mode in [Activations::Exact, Activations::Int8] {
+            let mut out = vec![f32::NAN; o.rows];
+            gemv_using(&q, x, &mut out, mode, rows::rows_portable, act::Order::Natural).unwrap();
+            let extra = |_: usize, xi: &[f32], wr: &[f32]| match mode {
+                Activations::Exact => 0.0,
+                Activations::Int8 => int8_bound(&q, xi, wr),
+            };
+            assert_rows(o, x, 1, &out, 1e-5, extra, &format!("portable {mode:?} {label}"));
         }
-    }
+        let mut got = vec![f32::NAN; o.rows * o.cols];
+        decode::decode_portable(&q, &mut rows::Scratch::new(&q), 0, &mut got);
+        assert!(got.iter().zip(o.dense()).all(|(a, b)| a.to_bits() == b.to_bits()));
+    });
 }
 
 #[test]
 fn int8_gemv_stays_within_its_quantization_bound() {
-    for (bits, asym, sb) in cases() {
-        for (k, &(rows, cols, group)) in SHAPES.iter().enumerate() {
-            let o = random(
-                rows,
-                cols,
-                group,
-                bits,
-                sb,
-                asym,
-                100 + k as u64 + 10 * bits as u64,
-            );
-            let x = activations(cols, 70 + k as u64);
-            let mut out = vec![f32::NAN; rows];
-            let q = o.view();
-            gemv(&q, &x, &mut out, Activations::Int8).unwrap();
-            let what = format!("int8 gemv bits {bits} asym {asym} {rows}x{cols}/{group}");
-            assert_rows(
-                &o,
-                &x,
-                1,
-                &out,
-                1e-5,
-                |_, xi, wr| int8_bound(&q, xi, wr),
-                &what,
-            );
-        }
-    }
+    for_each_matrix(|k, bits| (100 + k + 10 * bits, 70 + k), |o, x, label| {
+        let mut out = vec![f32::NAN; o.rows];
+        let q = o.view();
+        gemv(&q, x, &mut out, Activations::Int8).unwrap();
+        assert_rows(o, x, 1, &out, 1e-5, |_, xi, wr| int8_bound(&q, xi, wr), &format!("int8 gemv {label}"));
+    });
 }
 
 /// Shapes for the AVX-512 blocks of 4 rows and steps of 16 groups: one group, a step with
