@@ -2,7 +2,7 @@
 //! the transpose of K absorbed), `+ mask` (optional), `Softmax(axis=-1)`, the optional
 //! `Where(IsNaN(p), 0, p)` of SDPA exports, to `MatMul(p, V)`. Head split and merge stay.
 
-use super::index::{is_op, GraphIndex};
+use super::index::{is_op, GraphIndex, GRAPH_OUTPUT};
 use super::Rewrite;
 use crate::onnx::attributes::{int_attr, ints_attr};
 use crate::onnx::proto::NodeProto;
@@ -53,7 +53,7 @@ fn probabilities_reader(ix: &GraphIndex, p: &str) -> Option<(usize, Vec<usize>, 
         return Some((m, vec![], false));
     }
     let readers = ix.consumers(p);
-    let isnan = *readers.iter().find(|&&r| r != usize::MAX && is_op(ix.node(r), "IsNaN"))?;
+    let isnan = *readers.iter().find(|&&r| r != GRAPH_OUTPUT && is_op(ix.node(r), "IsNaN"))?;
     let select = ix.sole_consumer(ix.output(isnan)).filter(|&w| is_op(ix.node(w), "Where"))?;
     let [cond, fill, other] = ix.node(select).input.as_slice() else { return None };
     if cond != ix.output(isnan) || other != p || ix.scalar(fill) != Some(0.0) || readers.len() != 2 {
