@@ -12,10 +12,7 @@ pub fn bias_activation(out: &mut [f32], n: usize, bias: Option<&[f32]>, act: Act
     if n == 0 || (bias.is_none() && act == Activation::None) {
         return;
     }
-    let row = |row: &mut [f32]| match bias {
-        Some(bias) => row.iter_mut().zip(bias).for_each(|(o, b)| *o = act.apply(*o + b)),
-        None => row.iter_mut().for_each(|o| *o = act.apply(*o)),
-    };
+    let row = |row: &mut [f32]| act.apply_row(row, bias);
     if out.len() < PARALLEL_MIN_LEN {
         out.chunks_mut(n).for_each(row);
     } else {
