@@ -19,6 +19,14 @@ thread_local! {
 
 /// A zero-filled buffer of `len` values, recycled when one of a fitting capacity is free.
 pub fn take_zeroed(len: usize) -> Vec<f32> {
+    let mut v = take(len);
+    v.fill(0.0);
+    v
+}
+
+/// A buffer of `len` values with unspecified contents (a recycled buffer keeps its old
+/// values), for outputs a kernel writes in full.
+pub fn take(len: usize) -> Vec<f32> {
     let recycled = FREE.with(|free| {
         let mut free = free.borrow_mut();
         let best = free
@@ -31,7 +39,7 @@ pub fn take_zeroed(len: usize) -> Vec<f32> {
     });
     match recycled {
         Some(mut v) => {
-            v.clear();
+            v.truncate(len);
             v.resize(len, 0.0);
             v
         }
