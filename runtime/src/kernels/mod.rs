@@ -7,5 +7,6 @@ pub mod epilogue;
 pub mod erf;
 pub mod gemm;
 pub mod layout;
+pub mod packed;
 pub mod pool;
 pub mod qmm;

@@ -3,7 +3,7 @@
 //! attention); and the standard `Gelu`, which computes like their activation. The numeric
 //! work is in [`crate::kernels`].
 
-use ndarray::{ArrayView2, ArrayView4, ArrayViewMut2, Ix2, Ix4, IxDyn};
+use ndarray::{ArrayView4, Ix2, Ix4, IxDyn};
 
 use super::broadcast::zip_broadcast;
 use super::cast::cast;
@@ -13,8 +13,7 @@ use super::{input, optional_input, Kernel, OpContext, Registry};
 use crate::error::{op_err, Result};
 use crate::kernels::activation::Activation;
 use crate::kernels::attention::{attention, Attention};
-use crate::kernels::epilogue::bias_activation;
-use crate::kernels::gemm::gemm;
+use crate::kernels::packed::PackedMatrix;
 use crate::tensor::{DType, Tensor};
 
 pub(super) fn register(reg: &mut Registry) {
@@ -37,30 +36,30 @@ fn gelu(ctx: &OpContext) -> Result<Box<dyn Kernel>> {
     })
 }
 
-/// `Y = act(X · W + bias)` for a constant float32 `W` (`[K, N]`, or `[N, K]` with `trans_b`).
+/// `Y = act(X · W + bias)` for a constant float32 `W` (`[K, N]`, or `[N, K]` with `trans_b`),
+/// packed once for the product kernel.
 struct RbeLinear {
-    /// The weight as stored (2-D; shared with the graph's constant, not copied).
-    weight: crate::tensor::Array<f32>,
-    trans_b: bool,
+    weight: PackedMatrix,
     bias: Option<Vec<f32>>,
     activation: Activation,
 }
 
 fn linear(ctx: &OpContext) -> Result<Box<dyn Kernel>> {
     let w = ctx.constant(1).ok_or_else(|| model_err(ctx, "the weight must be a constant"))?;
-    let weight = w.as_f32().map_err(|_| model_err(ctx, "the weight must be float32"))?.clone();
-    let [rows, cols] = weight.shape() else {
-        return Err(model_err(ctx, format!("the weight must be 2-D, got {:?}", w.shape())));
-    };
-    let trans_b = ctx.attrs.int_or("trans_b", 0) != 0;
-    let n = if trans_b { *rows } else { *cols };
+    let weight = w.as_f32().map_err(|_| model_err(ctx, "the weight must be float32"))?;
+    let weight = weight
+        .view()
+        .into_dimensionality::<Ix2>()
+        .map_err(|_| model_err(ctx, format!("the weight must be 2-D, got {:?}", w.shape())))?;
+    let weight = if ctx.attrs.int_or("trans_b", 0) != 0 { weight.reversed_axes() } else { weight };
+    let n = weight.ncols();
     let bias = match (ctx.constant(2), ctx.node.input.get(2).filter(|n| !n.is_empty())) {
         (Some(b), _) if b.len() == n => Some(b.as_f32().map_err(|_| model_err(ctx, "the bias must be float32"))?.iter().copied().collect()),
         (Some(b), _) => return Err(model_err(ctx, format!("bias of shape {:?} for {n} outputs", b.shape()))),
         (None, Some(_)) => return Err(model_err(ctx, "the bias must be a constant")),
         (None, None) => None,
     };
-    Ok(Box::new(RbeLinear { weight, trans_b, bias, activation: activation_attr(ctx)? }))
+    Ok(Box::new(RbeLinear { weight: PackedMatrix::new(weight), bias, activation: activation_attr(ctx)? }))
 }
 
 impl Kernel for RbeLinear {
@@ -70,18 +69,13 @@ impl Kernel for RbeLinear {
 
     fn run(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
         let (shape, x) = contiguous(input(inputs, 0)?)?;
-        let w = self.weight.view().into_dimensionality::<Ix2>().map_err(|e| op_err(e.to_string()))?;
-        let w = if self.trans_b { w.reversed_axes() } else { w };
-        let (k, n) = w.dim();
+        let (k, n) = (self.weight.rows(), self.weight.cols());
         if shape.last() != Some(&k) {
             return Err(op_err(format!("input of shape {shape:?} must end in {k}")));
         }
         let m = x.len() / k.max(1);
-        let mut out = crate::kernels::buffers::take_zeroed(m * n);
-        let xv = ArrayView2::from_shape((m, k), &x).map_err(|e| op_err(e.to_string()))?;
-        let ov = ArrayViewMut2::from_shape((m, n), &mut out).map_err(|e| op_err(e.to_string()))?;
-        gemm(1.0, xv, w, 0.0, ov)?;
-        bias_activation(&mut out, n, self.bias.as_deref(), self.activation);
+        let mut out = crate::kernels::buffers::take(m * n);
+        self.weight.matmul(&x, m, &mut out, self.bias.as_deref(), self.activation)?;
         let mut out_shape = shape[..shape.len() - 1].to_vec();
         out_shape.push(n);
         Tensor::from_vec(&out_shape, out).map(|t| vec![t])

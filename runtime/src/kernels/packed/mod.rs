@@ -1,0 +1,96 @@
+//! Float32 products by a constant right operand packed once, when the model loads:
+//! `out = act(a·B + bias)`. On CPUs with AVX-512 the matrix is kept as aligned panels of
+//! columns that the micro-kernel streams as they are ([`panels`]); the `gemm` crate would
+//! re-pack it on every call, which costs most on a vocabulary-sized head. Elsewhere it stays a
+//! plain matrix multiplied by the `gemm` crate.
+
+#[cfg(target_arch = "x86_64")]
+mod panels;
+
+use ndarray::{Array2, ArrayView2, ArrayViewMut2};
+
+use super::activation::Activation;
+use super::epilogue::bias_activation;
+use super::gemm::gemm;
+use crate::error::{op_err, Result};
+
+/// Products with fewer multiply-adds than this run on the calling thread.
+const PARALLEL_MIN_WORK: usize = 1 << 18;
+
+/// How the matrix is stored.
+enum Layout {
+    /// Column panels for the AVX-512 micro-kernel.
+    #[cfg(target_arch = "x86_64")]
+    Panels(panels::Panels),
+    /// As given, for the `gemm` crate.
+    Plain(Array2<f32>),
+}
+
+/// A constant k×n float32 matrix, stored for fast products `a·B`.
+pub struct PackedMatrix {
+    k: usize,
+    n: usize,
+    layout: Layout,
+}
+
+impl PackedMatrix {
+    /// Packs `b` (k×n, any strides) for the fastest kernel this CPU has.
+    pub fn new(b: ArrayView2<f32>) -> Self {
+        #[cfg(target_arch = "x86_64")]
+        if panels::available() {
+            let (k, n) = b.dim();
+            return PackedMatrix { k, n, layout: Layout::Panels(panels::Panels::pack(b)) };
+        }
+        Self::plain(b)
+    }
+
+    /// Keeps `b` unpacked, for the portable path whatever the CPU.
+    pub fn plain(b: ArrayView2<f32>) -> Self {
+        let (k, n) = b.dim();
+        PackedMatrix { k, n, layout: Layout::Plain(b.as_standard_layout().into_owned()) }
+    }
+
+    /// Rows (the inner dimension of the product).
+    pub fn rows(&self) -> usize {
+        self.k
+    }
+
+    /// Columns (outputs per row of `a`).
+    pub fn cols(&self) -> usize {
+        self.n
+    }
+
+    /// `out = act(a·B + bias)` for `a` m×k and `out` m×n, both row-major; `bias` has one value
+    /// per column. `out` is only written.
+    pub fn matmul(&self, a: &[f32], m: usize, out: &mut [f32], bias: Option<&[f32]>, act: Activation) -> Result<()> {
+        let (k, n) = (self.k, self.n);
+        if a.len() != m * k || out.len() != m * n || bias.is_some_and(|b| b.len() != n) {
+            return Err(op_err(format!(
+                "product of {} values as {m}x{k} by {k}x{n} into {} values (bias {:?}): sizes disagree",
+                a.len(),
+                out.len(),
+                bias.map(<[f32]>::len)
+            )));
+        }
+        if k == 0 {
+            out.fill(0.0);
+            bias_activation(out, n, bias, act);
+            return Ok(());
+        }
+        let parallel = m * k * n >= PARALLEL_MIN_WORK && rayon::current_num_threads() > 1;
+        match &self.layout {
+            #[cfg(target_arch = "x86_64")]
+            Layout::Panels(p) => p.matmul(a, m, out, bias, act, parallel),
+            Layout::Plain(b) => {
+                let av = ArrayView2::from_shape((m, k), a).map_err(|e| op_err(e.to_string()))?;
+                let ov = ArrayViewMut2::from_shape((m, n), &mut *out).map_err(|e| op_err(e.to_string()))?;
+                gemm(1.0, av, b.view(), 0.0, ov)?;
+                bias_activation(out, n, bias, act);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

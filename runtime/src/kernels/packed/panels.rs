@@ -1,0 +1,211 @@
+//! The AVX-512 path: the matrix as panels of [`NR`] columns (each panel k rows of `NR`
+//! values, the last panel zero-padded, 64-byte aligned), and a register-blocked micro-kernel
+//! computing [`MR`]×[`NR`] of the output at a time. The left operand is packed per call,
+//! k-major in blocks of `MR` rows, so each step of the kernel broadcasts `MR` consecutive
+//! values against two vectors of the panel.
+//!
+//! Work is split by panels: a task owns whole output columns, runs every row block over a
+//! [`KC`]-deep slice of its panel while that slice sits in L1, and finishes the bias and
+//! activation on its columns while they are still in cache.
+
+use std::arch::x86_64::*;
+
+use ndarray::ArrayView2;
+use rayon::prelude::*;
+
+use crate::kernels::activation::Activation;
+use crate::kernels::epilogue::bias_activation;
+
+/// Columns per panel: two AVX-512 vectors of f32.
+const NR: usize = 32;
+/// Rows of the left operand per micro-kernel call (16 accumulators).
+const MR: usize = 8;
+/// Depth of the panel slice reused across row blocks (16 KiB of the panel).
+const KC: usize = 128;
+/// Panels per parallel task, at least: a task must outweigh its scheduling.
+const TASKS_PER_THREAD: usize = 4;
+
+/// True when this CPU runs the AVX-512 kernel.
+pub fn available() -> bool {
+    is_x86_feature_detected!("avx512f")
+}
+
+/// 64 bytes of panel data: the alignment unit of [`Panels`].
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Line([f32; 16]);
+
+/// A k×n matrix as column panels.
+pub struct Panels {
+    k: usize,
+    n: usize,
+    lines: Vec<Line>,
+}
+
+impl Panels {
+    /// Packs `b` (k×n, any strides).
+    pub fn pack(b: ArrayView2<f32>) -> Self {
+        let (k, n) = b.dim();
+        let count = n.div_ceil(NR);
+        let mut lines = vec![Line([0.0; 16]); count * k * NR / 16];
+        for (p, panel) in lines.chunks_exact_mut((k * NR / 16).max(1)).enumerate() {
+            let first = p * NR;
+            let cols = NR.min(n - first);
+            for (r, pair) in panel.chunks_exact_mut(NR / 16).enumerate() {
+                for j in 0..cols {
+                    pair[j / 16].0[j % 16] = b[(r, first + j)];
+                }
+            }
+        }
+        Panels { k, n, lines }
+    }
+
+    /// Start of panel `p` (k rows of `NR` values).
+    fn panel(&self, p: usize) -> *const f32 {
+        // In bounds: the vector holds `count · k · NR` values and `p < count`.
+        self.lines[p * self.k * NR / 16..].as_ptr().cast()
+    }
+
+    /// `out = act(a·B + bias)`; the caller checked that `a` is m×k, `out` m×n, `bias` n long and
+    /// k > 0.
+    pub fn matmul(&self, a: &[f32], m: usize, out: &mut [f32], bias: Option<&[f32]>, act: Activation, parallel: bool) {
+        let (k, n) = (self.k, self.n);
+        let blocks = m.div_ceil(MR);
+        let mut packed_a = vec![0.0f32; blocks * MR * k];
+        let pack_block = |(block, dst): (usize, &mut [f32])| {
+            for (i, row) in a[block * MR * k..].chunks(k).take(MR).enumerate() {
+                for (kk, &v) in row.iter().enumerate() {
+                    dst[kk * MR + i] = v;
+                }
+            }
+        };
+        if parallel {
+            packed_a.par_chunks_exact_mut(MR * k).enumerate().for_each(pack_block);
+        } else {
+            packed_a.chunks_exact_mut(MR * k).enumerate().for_each(pack_block);
+        }
+        let job = Job { panels: self, a: &packed_a, m, out: Out(out.as_mut_ptr()), bias, act };
+        let count = n.div_ceil(NR);
+        if parallel {
+            let per_task = count.div_ceil(rayon::current_num_threads() * TASKS_PER_THREAD).max(1);
+            (0..count.div_ceil(per_task))
+                .into_par_iter()
+                .for_each(|t| (t * per_task..count.min((t + 1) * per_task)).for_each(|p| job.panel(p)));
+        } else {
+            (0..count).for_each(|p| job.panel(p));
+        }
+    }
+}
+
+/// The output pointer, shared by tasks that write disjoint columns.
+#[derive(Clone, Copy)]
+struct Out(*mut f32);
+// SAFETY: each task writes only the columns of its own panels.
+unsafe impl Send for Out {}
+unsafe impl Sync for Out {}
+
+/// One product in flight.
+struct Job<'a> {
+    panels: &'a Panels,
+    /// The left operand packed k-major in blocks of `MR` rows (zero rows padding the last).
+    a: &'a [f32],
+    m: usize,
+    out: Out,
+    bias: Option<&'a [f32]>,
+    act: Activation,
+}
+
+impl Job<'_> {
+    /// All output rows of panel `p`'s columns, then their bias and activation.
+    fn panel(&self, p: usize) {
+        let (k, n, m) = (self.panels.k, self.panels.n, self.m);
+        let first = p * NR;
+        let cols = NR.min(n - first);
+        let b = self.panels.panel(p);
+        for k0 in (0..k).step_by(KC) {
+            let depth = KC.min(k - k0);
+            for block in 0..m.div_ceil(MR) {
+                let rows = MR.min(m - block * MR);
+                // SAFETY: the packed block holds MR·k values, the panel k·NR, so the kernel's
+                // reads at depth k0..k0 + depth are in bounds; it writes `rows` rows of `cols`
+                // values from row `block·MR`, column `first`, inside the m×n output. AVX-512F
+                // was detected before the matrix was packed this way.
+                unsafe {
+                    let tile = Tile {
+                        a: self.a.as_ptr().add(block * MR * k + k0 * MR),
+                        b: b.add(k0 * NR),
+                        c: self.out.0.add(block * MR * n + first),
+                        ldc: n,
+                        depth,
+                        cols,
+                        accumulate: k0 > 0,
+                    };
+                    tile.run(rows);
+                }
+            }
+        }
+        if self.bias.is_some() || self.act != Activation::None {
+            let bias = self.bias.map(|b| &b[first..first + cols]);
+            for r in 0..m {
+                // SAFETY: row r's columns first..first + cols belong to this task alone.
+                let row = unsafe { std::slice::from_raw_parts_mut(self.out.0.add(r * n + first), cols) };
+                bias_activation(row, cols, bias, self.act);
+            }
+        }
+    }
+}
+
+/// One micro-kernel call: `rows`×`cols` outputs at `c` (row stride `ldc`) from `depth` steps
+/// of packed `a` and panel `b`, added to `c` when `accumulate`.
+struct Tile {
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    depth: usize,
+    cols: usize,
+    accumulate: bool,
+}
+
+impl Tile {
+    /// Runs the kernel specialised for `rows` (1..=MR) rows.
+    unsafe fn run(&self, rows: usize) {
+        match rows {
+            8 => self.kernel::<8>(),
+            7 => self.kernel::<7>(),
+            6 => self.kernel::<6>(),
+            5 => self.kernel::<5>(),
+            4 => self.kernel::<4>(),
+            3 => self.kernel::<3>(),
+            2 => self.kernel::<2>(),
+            _ => self.kernel::<1>(),
+        }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    unsafe fn kernel<const R: usize>(&self) {
+        let mut lo = [_mm512_setzero_ps(); R];
+        let mut hi = [_mm512_setzero_ps(); R];
+        for kk in 0..self.depth {
+            let b0 = _mm512_load_ps(self.b.add(kk * NR));
+            let b1 = _mm512_load_ps(self.b.add(kk * NR + 16));
+            for i in 0..R {
+                let x = _mm512_set1_ps(*self.a.add(kk * MR + i));
+                lo[i] = _mm512_fmadd_ps(x, b0, lo[i]);
+                hi[i] = _mm512_fmadd_ps(x, b1, hi[i]);
+            }
+        }
+        let mask = |from: usize| -> __mmask16 { ((1u32 << self.cols.saturating_sub(from).min(16)) - 1) as u16 };
+        let (m0, m1) = (mask(0), mask(16));
+        for i in 0..R {
+            let row = self.c.add(i * self.ldc);
+            let (mut v0, mut v1) = (lo[i], hi[i]);
+            if self.accumulate {
+                v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, row));
+                v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, row.add(16)));
+            }
+            _mm512_mask_storeu_ps(row, m0, v0);
+            _mm512_mask_storeu_ps(row.add(16), m1, v1);
+        }
+    }
+}
