@@ -1,5 +1,5 @@
 //! Fusion: on every fixture, plain and converted, the outputs with fusion match those
-//! without it, and the patterns are recognised (one attention core and one GELU linear per
+//! without it, and the patterns are recognised (one attention core per layer, every linear
 //! layer, every decomposed LayerNorm), so a matcher that stops matching fails here.
 
 mod common;
@@ -55,9 +55,11 @@ fn fused_fixtures_match_unfused_and_fuse_every_layer() {
         let (fused, plain) = sessions(&model, ExternalData::Refused);
         assert_eq!(count(&plain, "RbeAttention"), 0, "{name}: fused without fusion");
         assert_eq!(count(&fused, "RbeAttention"), N_LAYER, "{name}: attention cores");
-        // Only the linears followed by GELU become RbeLinear here (the others have no bias
-        // add or GELU to fuse), and no Tanh of a GELU is left.
-        assert_eq!(count(&fused, "RbeLinear"), N_LAYER, "{name}: GELU linears");
+        // Every product by a constant weight (four per layer and the tied head, whose weight
+        // some exports transpose) becomes RbeLinear, packed once; the GELUs go inside, so no
+        // Tanh is left.
+        assert_eq!(count(&fused, "RbeLinear"), 4 * N_LAYER + 1, "{name}: linears");
+        assert_eq!((count(&fused, "Gemm"), count(&fused, "MatMul")), (0, 0), "{name}: products left");
         assert_eq!((count(&fused, "Tanh"), count(&plain, "Tanh")), (0, N_LAYER), "{name}: GELU nodes left");
         // Opset 14 exports spell LayerNorm out: two per layer and the final one.
         let decomposed = if name.contains("op14") { 2 * N_LAYER + 1 } else { 0 };

@@ -64,7 +64,7 @@ fn biased_matmul(ix: &GraphIndex, add: usize) -> Option<Linear> {
 }
 
 /// The linear layer producing `value`: Gemm (plain, constant weight), MatMul + bias, MatMul
-/// with a constant weight, or an `ai.rbe` linear op without an activation yet.
+/// with a constant weight (or its Transpose), or an `ai.rbe` linear op without an activation yet.
 fn linear_producing(ix: &GraphIndex, value: &str) -> Option<Linear> {
     let p = ix.producer(value)?;
     let node = ix.node(p);
@@ -80,9 +80,19 @@ fn linear_producing(ix: &GraphIndex, value: &str) -> Option<Linear> {
         return (plain && bias_ok).then(|| Linear { node: rbe_linear(&node.name, node.input.clone(), value, trans_b), removed: vec![p] });
     }
     if is_op(node, "MatMul") {
-        let [_, w] = node.input.as_slice() else { return None };
-        weight_columns(ix, w, false)?;
-        return Some(Linear { node: rbe_linear(&node.name, node.input.clone(), value, false), removed: vec![p] });
+        let [x, w] = node.input.as_slice() else { return None };
+        if weight_columns(ix, w, false).is_some() {
+            return Some(Linear { node: rbe_linear(&node.name, node.input.clone(), value, false), removed: vec![p] });
+        }
+        // A tied head multiplies by Transpose(embedding): the weight read transposed.
+        let t = ix.producer_of_type(w, "Transpose")?;
+        let source = ix.node(t).input.first()?;
+        let swaps = Attrs::new(ix.node(t)).ints("perm").is_none_or(|perm| perm == [1, 0]);
+        if !swaps || weight_columns(ix, source, true).is_none() || ix.sole_consumer(w) != Some(p) {
+            return None;
+        }
+        let fused = rbe_linear(&node.name, vec![x.clone(), source.clone()], value, true);
+        return Some(Linear { node: fused, removed: vec![t, p] });
     }
     biased_matmul(ix, p)
 }
@@ -123,5 +133,16 @@ pub fn plan_gelu_linear(ix: &GraphIndex, i: usize) -> Option<Rewrite> {
 /// `MatMul(x, W) + bias` with constants, without an activation.
 pub fn plan_biased_matmul(ix: &GraphIndex, i: usize) -> Option<Rewrite> {
     let linear = biased_matmul(ix, i)?;
+    Some(Rewrite { removed: linear.removed, added: vec![linear.node] })
+}
+
+/// A plain Gemm, or a MatMul by a constant weight, on its own: `RbeLinear`, whose kernel
+/// packs the weight once.
+pub fn plan_constant_linear(ix: &GraphIndex, i: usize) -> Option<Rewrite> {
+    let node = ix.node(i);
+    if !(is_op(node, "Gemm") || is_op(node, "MatMul")) {
+        return None;
+    }
+    let linear = linear_producing(ix, node.output.first()?)?;
     Some(Rewrite { removed: linear.removed, added: vec![linear.node] })
 }
