@@ -2,6 +2,7 @@
 //! [`crate::kernels::gemm`]; float16 computes through float32.
 
 use ndarray::{ArrayD, ArrayView2, ArrayViewD, ArrayViewMut2, Axis, Dimension, Ix2, IxDyn};
+use rayon::prelude::*;
 
 use super::broadcast::{broadcast_shape, broadcast_to};
 use super::cast::cast;
@@ -145,7 +146,48 @@ fn per_row<T: Element>(p: &Array<T>, shape: &[usize]) -> Result<Vec<T>> {
     Ok(contiguous(&broadcast_to(p, shape)?).into_owned())
 }
 
-/// LayerNormalization over the dims from `axis` on; returns Y, Mean and InvStdDev.
+/// Lanes of the row sums (wide enough for the compiler to use full vectors).
+const LANES: usize = 8;
+/// Tensors with fewer elements than this are normalized on the calling thread.
+const PARALLEL_MIN_LEN: usize = 1 << 15;
+
+/// `Σ f(v)` over `row`, in [`LANES`] independent partial sums.
+#[inline(always)]
+fn lane_sum<T: Float>(row: &[T], f: impl Fn(T) -> T) -> T {
+    let mut acc = [T::ZERO; LANES];
+    let chunks = row.chunks_exact(LANES);
+    let rest = chunks.remainder().iter().fold(T::ZERO, |s, &v| s + f(v));
+    for chunk in chunks {
+        for (a, &v) in acc.iter_mut().zip(chunk) {
+            *a += f(v);
+        }
+    }
+    acc.into_iter().fold(rest, |s, a| s + a)
+}
+
+/// Normalizes one row into `y`; returns its mean and `1/√(var + eps)`.
+fn normalize_row<T: Float>(row: &[T], y: &mut [T], scale: &[T], bias: Option<&[T]>, eps: T) -> (T, T) {
+    let count = T::from_usize(row.len());
+    let mean = lane_sum(row, |v| v) / count;
+    let var = lane_sum(row, |v| (v - mean) * (v - mean)) / count;
+    let inv_std = T::ONE / (var + eps).sqrt();
+    match bias {
+        Some(bias) => {
+            for (((o, &v), &s), &b) in y.iter_mut().zip(row).zip(scale).zip(bias) {
+                *o = (v - mean) * inv_std * s + b;
+            }
+        }
+        None => {
+            for ((o, &v), &s) in y.iter_mut().zip(row).zip(scale) {
+                *o = (v - mean) * inv_std * s;
+            }
+        }
+    }
+    (mean, inv_std)
+}
+
+/// LayerNormalization over the dims from `axis` on; returns Y, Mean and InvStdDev. Large
+/// tensors split their rows over rayon's threads.
 fn layer_norm_typed<T: Float>(
     x: &Array<T>,
     scale: &Array<T>,
@@ -160,22 +202,18 @@ fn layer_norm_typed<T: Float>(
     let bias = bias.map(|b| per_row(b, normalized)).transpose()?;
     let eps = T::from_f64(epsilon as f64);
     let data = contiguous(x);
-    let rows = data.len().checked_div(n).unwrap_or(0);
-    let (mut y, mut means, mut inv_stds) = (Vec::with_capacity(data.len()), Vec::with_capacity(rows), Vec::with_capacity(rows));
-    let count = T::from_usize(n);
-    if n > 0 {
-        for row in data.chunks_exact(n) {
-            let mean = row.iter().fold(T::ZERO, |s, &v| s + v) / count;
-            let var = row.iter().fold(T::ZERO, |s, &v| s + (v - mean) * (v - mean)) / count;
-            let inv_std = T::ONE / (var + eps).sqrt();
-            match &bias {
-                Some(bias) => y.extend(row.iter().zip(&scale).zip(bias).map(|((&v, &s), &b)| (v - mean) * inv_std * s + b)),
-                None => y.extend(row.iter().zip(&scale).map(|(&v, &s)| (v - mean) * inv_std * s)),
-            }
-            means.push(mean);
-            inv_stds.push(inv_std);
+    let mut y = vec![T::ZERO; data.len()];
+    let stats: Vec<(T, T)> = if n == 0 {
+        Vec::new()
+    } else {
+        let row = |(x, y): (&[T], &mut [T])| normalize_row(x, y, &scale, bias.as_deref(), eps);
+        if data.len() >= PARALLEL_MIN_LEN {
+            data.par_chunks_exact(n).zip(y.par_chunks_exact_mut(n)).map(row).collect()
+        } else {
+            data.chunks_exact(n).zip(y.chunks_exact_mut(n)).map(row).collect()
         }
-    }
+    };
+    let (means, inv_stds): (Vec<T>, Vec<T>) = stats.into_iter().unzip();
     let stat_shape: Vec<usize> = shape.iter().enumerate().map(|(d, &s)| if d < axis { s } else { 1 }).collect();
     Ok([
         from_shape_vec(shape, y)?.into(),
