@@ -72,10 +72,17 @@ impl Panels {
         let (k, n) = (self.k, self.n);
         let blocks = m.div_ceil(MR);
         let mut packed_a = vec![0.0f32; blocks * MR * k];
+        // Written in order, read from `MR` row streams (unused rows of the last block stay 0).
         let pack_block = |(block, dst): (usize, &mut [f32])| {
-            for (i, row) in a[block * MR * k..].chunks(k).take(MR).enumerate() {
-                for (kk, &v) in row.iter().enumerate() {
-                    dst[kk * MR + i] = v;
+            let mut rows = [&[][..]; MR];
+            for (slot, row) in rows.iter_mut().zip(a[block * MR * k..].chunks_exact(k)) {
+                *slot = row;
+            }
+            for (kk, step) in dst.chunks_exact_mut(MR).enumerate() {
+                for (v, row) in step.iter_mut().zip(&rows) {
+                    if let Some(&x) = row.get(kk) {
+                        *v = x;
+                    }
                 }
             }
         };
