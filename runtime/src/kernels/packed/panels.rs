@@ -131,8 +131,9 @@ impl Job<'_> {
         let b = self.panels.panel(p);
         for k0 in (0..k).step_by(KC) {
             let depth = KC.min(k - k0);
-            for block in 0..m.div_ceil(MR) {
-                prefetch_next_slice(b, k0, block);
+            let blocks = m.div_ceil(MR);
+            for block in 0..blocks {
+                prefetch_next_slice(b, k0, block, blocks);
                 let rows = MR.min(m - block * MR);
                 // SAFETY: the packed block holds MR·k values, the panel k·NR, so the kernel's
                 // reads at depth k0..k0 + depth are in bounds; it writes `rows` rows of `cols`
@@ -163,16 +164,16 @@ impl Job<'_> {
     }
 }
 
-/// Bytes of the following panel slice that each row block prefetches: the slice
-/// (`KC`·`NR` values) spread over the 16 row blocks of a 128-row product.
-const PREFETCH_BYTES: usize = KC * NR * 4 / 16;
+/// Bytes of a panel slice (`KC`·`NR` values).
+const SLICE_BYTES: usize = KC * NR * 4;
 
-/// Asks for the part of the panel slice after the one at depth `k0` that row block `block`
-/// is responsible for, so the weights stream from memory while this slice is multiplied
-/// (the next panel follows the last slice in memory).
-fn prefetch_next_slice(b: *const f32, k0: usize, block: usize) {
-    let start = b.wrapping_add((k0 + KC) * NR).cast::<i8>().wrapping_add(block * PREFETCH_BYTES);
-    for line in (0..PREFETCH_BYTES).step_by(64) {
+/// Asks for the share of the panel slice after the one at depth `k0` that row block `block`
+/// of `blocks` is responsible for, so the weights stream from memory while this slice is
+/// multiplied (the next panel follows the last slice in memory).
+fn prefetch_next_slice(b: *const f32, k0: usize, block: usize, blocks: usize) {
+    let share = SLICE_BYTES.div_ceil(blocks).next_multiple_of(64);
+    let start = b.wrapping_add((k0 + KC) * NR).cast::<i8>().wrapping_add(block * share);
+    for line in (0..share.min(SLICE_BYTES.saturating_sub(block * share))).step_by(64) {
         // SAFETY: prefetching has no architectural effect and never faults, whatever the address.
         unsafe { _mm_prefetch::<_MM_HINT_T0>(start.wrapping_add(line)) };
     }
