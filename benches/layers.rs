@@ -11,11 +11,13 @@
 //! `gemv/{shape}/{format}` (weights hot in cache: the same layer every iteration),
 //! `gemv_cold/{shape}/{format}` (a ring of copies of the layer bigger than the L3 cache, the
 //! next one every iteration: what a decode step sees), `gather/32000x768/{format}` (one
-//! embedding row per token) and `gemm_m128/{shape}/{format}` (a 128-token prompt).
+//! embedding row per token) and `gemm_m128/{shape}/{format}` (a 128-token prompt; f32 through
+//! the `gemm` crate and through the weight packed at load, `kernels::packed`).
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use rayon::prelude::*;
 use rbe::codec::{encode, EncodeParams};
+use rbe_runtime::kernels::activation::Activation;
 use rbe_runtime::kernels::qmm::Activations;
 use rbe_runtime::rbe::RbeTensor;
 use std::hint::black_box;
@@ -277,6 +279,14 @@ fn gemm_m128(c: &mut Criterion) {
                 let c = ndarray::ArrayViewMut2::from_shape((m, rows), &mut out).expect("shape");
                 rbe_runtime::kernels::gemm::gemm(1.0, a, b.t(), 0.0, c).expect("shapes match")
             },
+        );
+        let packed = rbe_runtime::kernels::packed::PackedMatrix::new(b.t());
+        case(
+            &mut g,
+            BenchmarkId::new(name, "f32 packed"),
+            rows * cols * 4,
+            || (),
+            |_, _| packed.matmul(black_box(&x), m, &mut out, None, Activation::None).expect("shapes match"),
         );
         let setup = || encoded(&w, rows, cols, "q4");
         case(
