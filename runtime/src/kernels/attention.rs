@@ -1,7 +1,7 @@
 //! The core of scaled dot-product attention, fused: per (batch, head), on rayon's threads,
 //! `softmax(scale·Q·Kᵀ + mask)·V` with the scores held only in per-task scratch.
 
-use ndarray::{s, ArrayView1, ArrayView4, ArrayViewMut2};
+use ndarray::{s, ArrayView1, ArrayView4, ArrayViewMut2, ShapeBuilder};
 use rayon::prelude::*;
 
 use super::activation::exp;
@@ -52,14 +52,24 @@ impl Attention<'_> {
     }
 }
 
-/// `softmax(scale·Q·Kᵀ + mask)·V`, row-major `[B, H, T, Dv]`.
+/// The output pointer, shared by the heads: each writes its own `Dv` columns of every row.
+#[derive(Clone, Copy)]
+struct Out(*mut f32);
+// SAFETY: tasks write disjoint elements (one head's columns each).
+unsafe impl Send for Out {}
+unsafe impl Sync for Out {}
+
+/// `softmax(scale·Q·Kᵀ + mask)·V`, row-major `[B, T, H, Dv]`: the heads already merged, as
+/// the exports' `Transpose(0, 2, 1, 3)` + `Reshape` after attention want them, so that
+/// Reshape needs no copy.
 pub fn attention(a: &Attention) -> Result<Vec<f32>> {
     let [b, h, t, s, d, dv] = a.dims()?;
     let mut out = crate::kernels::buffers::take(b * h * t * dv);
     if out.is_empty() {
         return Ok(out);
     }
-    let head = |index: usize, out: &mut [f32]| -> Result<()> {
+    let base = Out(out.as_mut_ptr());
+    let head = |index: usize| -> Result<()> {
         let (bi, hi) = (index / h, index % h);
         let mut scores = crate::kernels::buffers::take(t * s);
         let scores_view = ArrayViewMut2::from_shape((t, s), &mut scores).map_err(|e| op_err(e.to_string()))?;
@@ -71,16 +81,22 @@ pub fn attention(a: &Attention) -> Result<Vec<f32>> {
             }
         }
         let probs = ndarray::ArrayView2::from_shape((t, s), &scores).map_err(|e| op_err(e.to_string()))?;
-        let out = ArrayViewMut2::from_shape((t, dv), out).map_err(|e| op_err(e.to_string()))?;
+        let base = base;
+        // SAFETY: rows `bi·T .. (bi + 1)·T` of the [B·T, H·Dv] output, columns
+        // `hi·Dv .. (hi + 1)·Dv`: inside the buffer, and written by this head only.
+        let out = unsafe {
+            let first = base.0.add(bi * t * h * dv + hi * dv);
+            ArrayViewMut2::from_shape_ptr((t, dv).strides((h * dv, 1)), first)
+        };
         let done = gemm_serial(probs, a.v.slice(s![bi, hi, .., ..]), out);
         crate::kernels::buffers::recycle(scores);
         done
     };
     let work = b * h * t * s * (d + dv);
     if b * h > 1 && work >= PARALLEL_MIN_WORK {
-        out.par_chunks_mut(t * dv).enumerate().try_for_each(|(i, o)| head(i, o))?;
+        (0..b * h).into_par_iter().try_for_each(head)?;
     } else {
-        out.chunks_mut(t * dv).enumerate().try_for_each(|(i, o)| head(i, o))?;
+        (0..b * h).try_for_each(head)?;
     }
     Ok(out)
 }
@@ -164,14 +180,14 @@ mod tests {
         })
     }
 
-    /// The plain steps, in f64: scores, scale, mask, softmax, times V.
+    /// The plain steps, in f64: scores, scale, mask, softmax, times V; `[B, T, H, Dv]` order.
     fn reference(q: &Array4<f32>, k: &Array4<f32>, v: &Array4<f32>, mask: Option<&Array4<f32>>, scale: f64) -> Vec<f64> {
         let (b, h, t, d) = q.dim();
         let (s, dv) = (k.dim().2, v.dim().3);
         let mut out = Vec::new();
         for bi in 0..b {
-            for hi in 0..h {
-                for ti in 0..t {
+            for ti in 0..t {
+                for hi in 0..h {
                     let scores: Vec<f64> = (0..s)
                         .map(|j| {
                             let dot: f64 = (0..d).map(|x| q[[bi, hi, ti, x]] as f64 * k[[bi, hi, j, x]] as f64).sum();

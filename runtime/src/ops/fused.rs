@@ -144,7 +144,8 @@ fn attention_factory(ctx: &OpContext) -> Result<Box<dyn Kernel>> {
             None => None,
         };
         let out = attention(&Attention { q: q4, k: k4, v: v4, mask: mask4, scale, zero_nan })?;
-        let y = Tensor::from_vec(&[b, h, t, v4.dim().3], out)?;
+        // The kernel wrote [B, T, H, Dv]; the value is [B, H, T, Dv], a view of that.
+        let y = permuted(&Tensor::from_vec(&[b, t, h, v4.dim().3], out)?, [0, 2, 1, 3], "attention output")?;
         Ok(vec![if dtype == DType::F32 { y } else { cast(&y, dtype) }])
     })
 }
