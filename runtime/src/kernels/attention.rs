@@ -59,6 +59,13 @@ struct Out(*mut f32);
 unsafe impl Send for Out {}
 unsafe impl Sync for Out {}
 
+impl Out {
+    /// The pointer (a method, so closures capture the whole `Send` wrapper).
+    fn ptr(self) -> *mut f32 {
+        self.0
+    }
+}
+
 /// `softmax(scale·Q·Kᵀ + mask)·V`, row-major `[B, T, H, Dv]`: the heads already merged, as
 /// the exports' `Transpose(0, 2, 1, 3)` + `Reshape` after attention want them, so that
 /// Reshape needs no copy.
@@ -81,11 +88,10 @@ pub fn attention(a: &Attention) -> Result<Vec<f32>> {
             }
         }
         let probs = ndarray::ArrayView2::from_shape((t, s), &scores).map_err(|e| op_err(e.to_string()))?;
-        let base = base;
         // SAFETY: rows `bi·T .. (bi + 1)·T` of the [B·T, H·Dv] output, columns
         // `hi·Dv .. (hi + 1)·Dv`: inside the buffer, and written by this head only.
         let out = unsafe {
-            let first = base.0.add(bi * t * h * dv + hi * dv);
+            let first = base.ptr().add(bi * t * h * dv + hi * dv);
             ArrayViewMut2::from_shape_ptr((t, dv).strides((h * dv, 1)), first)
         };
         let done = gemm_serial(probs, a.v.slice(s![bi, hi, .., ..]), out);

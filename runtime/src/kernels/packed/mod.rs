@@ -2,7 +2,8 @@
 //! `out = act(a·B + bias)`. On CPUs with AVX-512 the matrix is kept as aligned panels of
 //! columns that the micro-kernel streams as they are ([`panels`]); the `gemm` crate would
 //! re-pack it on every call, which costs most on a vocabulary-sized head. Elsewhere it stays a
-//! plain matrix multiplied by the `gemm` crate.
+//! plain matrix multiplied by the `gemm` crate. [`matmul_decoded`] runs the same kernel on
+//! compressed weights, decoding one panel at a time.
 
 #[cfg(target_arch = "x86_64")]
 mod panels;
@@ -90,6 +91,37 @@ impl PackedMatrix {
         }
         Ok(())
     }
+}
+
+/// `out = a·Wᵀ` for `a` m×k and a `W` of n rows of k that `decode(state, first, rows)` writes
+/// whole rows at a time (rows `first..`; `init` makes one state per task): each panel of 32
+/// rows is decoded and laid out for the micro-kernel in a per-thread scratch. Returns `false`,
+/// doing nothing, on CPUs without the kernel; callers then multiply their own way.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_decoded<S>(
+    a: &[f32],
+    m: usize,
+    k: usize,
+    n: usize,
+    out: &mut [f32],
+    init: impl Fn() -> S + Sync + Send,
+    decode: impl Fn(&mut S, usize, &mut [f32]) + Sync + Send,
+) -> Result<bool> {
+    #[cfg(target_arch = "x86_64")]
+    if panels::available() {
+        if a.len() != m * k || out.len() != m * n {
+            return Err(op_err(format!("product of {m}x{k} by {n} rows of {k}: got {} and {} values", a.len(), out.len())));
+        }
+        if k == 0 {
+            out.fill(0.0);
+        } else {
+            let parallel = m * k * n >= PARALLEL_MIN_WORK && rayon::current_num_threads() > 1;
+            panels::matmul_decoded(a, m, k, n, out, parallel, init, decode);
+        }
+        return Ok(true);
+    }
+    let _ = (a, m, k, n, out, init, decode);
+    Ok(false)
 }
 
 #[cfg(test)]

@@ -70,37 +70,127 @@ impl Panels {
     /// k > 0.
     pub fn matmul(&self, a: &[f32], m: usize, out: &mut [f32], bias: Option<&[f32]>, act: Activation, parallel: bool) {
         let (k, n) = (self.k, self.n);
-        let blocks = m.div_ceil(MR);
-        let mut packed_a = vec![0.0f32; blocks * MR * k];
-        // Written in order, read from `MR` row streams (unused rows of the last block stay 0).
-        let pack_block = |(block, dst): (usize, &mut [f32])| {
-            let mut rows = [&[][..]; MR];
-            for (slot, row) in rows.iter_mut().zip(a[block * MR * k..].chunks_exact(k)) {
-                *slot = row;
+        let packed_a = pack_left(a, m, k, parallel);
+        let job = Job { k, n, a: &packed_a, m, out: Out(out.as_mut_ptr()), bias, act };
+        for_panels(n.div_ceil(NR), parallel, || (), |_, p| job.panel(p, self.panel(p)));
+    }
+}
+
+/// `out = a·Wᵀ` for `a` m×k and a `W` of n rows of k that `decode(state, first, rows)` writes
+/// whole rows at a time (rows `first..`): each task decodes the 32 rows of a panel into its
+/// own scratch, lays them out as a panel and runs the micro-kernel on it, so the weight is
+/// never expanded beyond one panel per thread. The caller checked the sizes and that k > 0.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_decoded<S>(
+    a: &[f32],
+    m: usize,
+    k: usize,
+    n: usize,
+    out: &mut [f32],
+    parallel: bool,
+    init: impl Fn() -> S + Sync + Send,
+    decode: impl Fn(&mut S, usize, &mut [f32]) + Sync + Send,
+) {
+    let packed_a = pack_left(a, m, k, parallel);
+    let job = Job { k, n, a: &packed_a, m, out: Out(out.as_mut_ptr()), bias: None, act: Activation::None };
+    let scratch = || (init(), vec![0f32; NR * k], vec![Line([0.0; 16]); k * NR / 16]);
+    for_panels(n.div_ceil(NR), parallel, scratch, |(state, rows, panel), p| {
+        let cols = NR.min(n - p * NR);
+        decode(state, p * NR, &mut rows[..cols * k]);
+        lay_out_panel(&rows[..cols * k], k, panel);
+        job.panel(p, panel.as_ptr().cast());
+    });
+}
+
+/// Lays `rows` (up to `NR` rows of `k` values) out as a panel: k rows of `NR` values, missing
+/// rows zero. Full 16x16 blocks are transposed in registers.
+fn lay_out_panel(rows: &[f32], k: usize, panel: &mut [Line]) {
+    let cols = rows.len() / k;
+    let full = if cols == NR { k / 16 * 16 } else { 0 };
+    // SAFETY: `full > 0` only when all NR rows of k values are there; AVX-512F was detected
+    // before anything was packed this way.
+    unsafe { transpose_blocks(rows, k, full, panel) };
+    for (r, pair) in panel.chunks_exact_mut(NR / 16).enumerate().skip(full) {
+        for j in 0..NR {
+            pair[j / 16].0[j % 16] = if j < cols { rows[j * k + r] } else { 0.0 };
+        }
+    }
+}
+
+/// Panel rows `0..depth` (a multiple of 16) from the `NR` rows of `k` values in `rows`, by
+/// 16x16 transposes: unpack pairs, shuffle quads, then exchange 128-bit lanes twice.
+#[target_feature(enable = "avx512f")]
+unsafe fn transpose_blocks(rows: &[f32], k: usize, depth: usize, panel: &mut [Line]) {
+    for r0 in (0..depth).step_by(16) {
+        for half in 0..NR / 16 {
+            let x: [__m512; 16] = std::array::from_fn(|j| _mm512_loadu_ps(rows[(half * 16 + j) * k + r0..][..16].as_ptr()));
+            let mut t = [_mm512_setzero_ps(); 16];
+            for p in 0..8 {
+                t[2 * p] = _mm512_unpacklo_ps(x[2 * p], x[2 * p + 1]);
+                t[2 * p + 1] = _mm512_unpackhi_ps(x[2 * p], x[2 * p + 1]);
             }
-            for (kk, step) in dst.chunks_exact_mut(MR).enumerate() {
-                for (v, row) in step.iter_mut().zip(&rows) {
-                    if let Some(&x) = row.get(kk) {
-                        *v = x;
-                    }
+            // u[4g + e]: element e of each 128-bit lane, rows 4g..4g + 4.
+            let mut u = [_mm512_setzero_ps(); 16];
+            for g in 0..4 {
+                u[4 * g] = _mm512_shuffle_ps::<0x44>(t[4 * g], t[4 * g + 2]);
+                u[4 * g + 1] = _mm512_shuffle_ps::<0xEE>(t[4 * g], t[4 * g + 2]);
+                u[4 * g + 2] = _mm512_shuffle_ps::<0x44>(t[4 * g + 1], t[4 * g + 3]);
+                u[4 * g + 3] = _mm512_shuffle_ps::<0xEE>(t[4 * g + 1], t[4 * g + 3]);
+            }
+            // v[8h + 2e]: columns e and e + 8 of rows 8h..8h + 8; v[8h + 2e + 1]: e + 4, e + 12.
+            let mut v = [_mm512_setzero_ps(); 16];
+            for h in 0..2 {
+                for e in 0..4 {
+                    v[8 * h + 2 * e] = _mm512_shuffle_f32x4::<0x88>(u[8 * h + e], u[8 * h + 4 + e]);
+                    v[8 * h + 2 * e + 1] = _mm512_shuffle_f32x4::<0xDD>(u[8 * h + e], u[8 * h + 4 + e]);
                 }
             }
-        };
-        if parallel {
-            packed_a.par_chunks_exact_mut(MR * k).enumerate().for_each(pack_block);
-        } else {
-            packed_a.chunks_exact_mut(MR * k).enumerate().for_each(pack_block);
+            for (i, (lo, hi)) in v[..8].iter().zip(&v[8..]).enumerate() {
+                let col = i / 2 + 4 * (i % 2);
+                panel[(r0 + col) * NR / 16 + half].0 = std::mem::transmute::<__m512, [f32; 16]>(_mm512_shuffle_f32x4::<0x88>(*lo, *hi));
+                panel[(r0 + col + 8) * NR / 16 + half].0 = std::mem::transmute::<__m512, [f32; 16]>(_mm512_shuffle_f32x4::<0xDD>(*lo, *hi));
+            }
         }
-        let job = Job { panels: self, a: &packed_a, m, out: Out(out.as_mut_ptr()), bias, act };
-        let count = n.div_ceil(NR);
-        if parallel {
-            let per_task = count.div_ceil(rayon::current_num_threads() * TASKS_PER_THREAD).max(1);
-            (0..count.div_ceil(per_task))
-                .into_par_iter()
-                .for_each(|t| (t * per_task..count.min((t + 1) * per_task)).for_each(|p| job.panel(p)));
-        } else {
-            (0..count).for_each(|p| job.panel(p));
+    }
+}
+
+/// The left operand packed k-major in blocks of `MR` rows (zero rows padding the last):
+/// written in order, read from `MR` row streams.
+fn pack_left(a: &[f32], m: usize, k: usize, parallel: bool) -> Vec<f32> {
+    let mut packed = vec![0.0f32; m.div_ceil(MR) * MR * k];
+    let pack_block = |(block, dst): (usize, &mut [f32])| {
+        let mut rows = [&[][..]; MR];
+        for (slot, row) in rows.iter_mut().zip(a[block * MR * k..].chunks_exact(k)) {
+            *slot = row;
         }
+        for (kk, step) in dst.chunks_exact_mut(MR).enumerate() {
+            for (v, row) in step.iter_mut().zip(&rows) {
+                if let Some(&x) = row.get(kk) {
+                    *v = x;
+                }
+            }
+        }
+    };
+    if parallel {
+        packed.par_chunks_exact_mut(MR * k).enumerate().for_each(pack_block);
+    } else {
+        packed.chunks_exact_mut(MR * k).enumerate().for_each(pack_block);
+    }
+    packed
+}
+
+/// Runs `body(state, p)` for every panel `p < count`: on rayon's threads in runs of
+/// consecutive panels when `parallel` (one `init()` state per task), else in order.
+fn for_panels<S>(count: usize, parallel: bool, init: impl Fn() -> S + Sync + Send, body: impl Fn(&mut S, usize) + Sync + Send) {
+    if parallel {
+        let per_task = count.div_ceil(rayon::current_num_threads() * TASKS_PER_THREAD).max(1);
+        (0..count.div_ceil(per_task)).into_par_iter().for_each(|t| {
+            let mut state = init();
+            (t * per_task..count.min((t + 1) * per_task)).for_each(|p| body(&mut state, p));
+        });
+    } else {
+        let mut state = init();
+        (0..count).for_each(|p| body(&mut state, p));
     }
 }
 
@@ -113,8 +203,9 @@ unsafe impl Sync for Out {}
 
 /// One product in flight.
 struct Job<'a> {
-    panels: &'a Panels,
-    /// The left operand packed k-major in blocks of `MR` rows (zero rows padding the last).
+    k: usize,
+    n: usize,
+    /// The left operand, packed by [`pack_left`].
     a: &'a [f32],
     m: usize,
     out: Out,
@@ -123,12 +214,12 @@ struct Job<'a> {
 }
 
 impl Job<'_> {
-    /// All output rows of panel `p`'s columns, then their bias and activation.
-    fn panel(&self, p: usize) {
-        let (k, n, m) = (self.panels.k, self.panels.n, self.m);
+    /// All output rows of panel `p`'s columns from the panel at `b` (k rows of `NR` values),
+    /// then their bias and activation.
+    fn panel(&self, p: usize, b: *const f32) {
+        let (k, n, m) = (self.k, self.n, self.m);
         let first = p * NR;
         let cols = NR.min(n - first);
-        let b = self.panels.panel(p);
         for k0 in (0..k).step_by(KC) {
             let depth = KC.min(k - k0);
             let blocks = m.div_ceil(MR);
@@ -138,7 +229,7 @@ impl Job<'_> {
                 // SAFETY: the packed block holds MR·k values, the panel k·NR, so the kernel's
                 // reads at depth k0..k0 + depth are in bounds; it writes `rows` rows of `cols`
                 // values from row `block·MR`, column `first`, inside the m×n output. AVX-512F
-                // was detected before the matrix was packed this way.
+                // was detected before anything was packed this way.
                 unsafe {
                     let tile = Tile {
                         a: self.a.as_ptr().add(block * MR * k + k0 * MR),

@@ -19,16 +19,21 @@ fn expected(a: &Array2<f32>, b: ArrayView2<f32>, bias: Option<&[f32]>, act: Acti
     want
 }
 
-fn check(packed: &PackedMatrix, a: &Array2<f32>, b: ArrayView2<f32>, bias: Option<&[f32]>, act: Activation) {
-    let (m, n) = (a.nrows(), b.ncols());
+/// `got` against [`expected`], within the rounding bound of a k-term f32 sum: k·ε times the
+/// sum of the terms' magnitudes (both sides round).
+fn assert_near(got: &[f32], a: &Array2<f32>, b: ArrayView2<f32>, bias: Option<&[f32]>, act: Activation) {
+    let (m, k, n) = (a.nrows(), a.ncols(), b.ncols());
     let want = expected(a, b, bias, act);
-    // The rounding of a sum scales with the sum of its terms' magnitudes.
     let magnitude = expected(&a.mapv(f32::abs), b.mapv(f32::abs).view(), None, Activation::None);
-    let mut got = vec![f32::NAN; m * n];
-    packed.matmul(a.as_slice().unwrap(), m, &mut got, bias, act).unwrap();
     for (i, ((g, w), size)) in got.iter().zip(want.iter()).zip(magnitude.iter()).enumerate() {
-        assert!((g - w).abs() <= 1e-6 * (1.0 + size),  "{m}x{}x{n} at {i}: {g} vs {w}", b.nrows());
+        assert!((g - w).abs() <= k as f32 * f32::EPSILON * (1.0 + size), "{m}x{k}x{n} at {i}: {g} vs {w}");
     }
+}
+
+fn check(packed: &PackedMatrix, a: &Array2<f32>, b: ArrayView2<f32>, bias: Option<&[f32]>, act: Activation) {
+    let mut got = vec![f32::NAN; a.nrows() * b.ncols()];
+    packed.matmul(a.as_slice().unwrap(), a.nrows(), &mut got, bias, act).unwrap();
+    assert_near(&got, a, b, bias, act);
 }
 
 #[test]
@@ -70,4 +75,24 @@ fn empty_depth_leaves_bias_and_mismatched_sizes_are_errors() {
     assert!(packed.matmul(&[0.0; 7], 2, &mut [0.0; 6], None, Activation::None).is_err());
     assert!(packed.matmul(&[0.0; 8], 2, &mut [0.0; 5], None, Activation::None).is_err());
     assert!(packed.matmul(&[0.0; 8], 2, &mut [0.0; 6], Some(&[0.0; 2]), Activation::None).is_err());
+}
+
+#[test]
+fn decoded_rows_match_the_reference_on_every_tail() {
+    // Depths around the 16x16 transposes and the 128-deep slice, rows of W around the panel.
+    for &(m, k, n) in &[(1, 1, 1), (5, 16, 32), (9, 40, 70), (20, 129, 64), (33, 300, 97)] {
+        let a = filled(m, k, 6);
+        let w = filled(n, k, 7); // n rows of k, as compressed weights decode
+        let rows_of_w = w.as_slice().unwrap();
+        let decode = |_: &mut (), first: usize, rows: &mut [f32]| {
+            rows.copy_from_slice(&rows_of_w[first * k..first * k + rows.len()]);
+        };
+        let mut got = vec![f32::NAN; m * n];
+        if matmul_decoded(a.as_slice().unwrap(), m, k, n, &mut got, || (), decode).unwrap() {
+            assert_near(&got, &a, w.t(), None, Activation::None);
+        }
+    }
+    // Wrong sizes: an error where the kernel runs, untouched (false) elsewhere.
+    let bad = matmul_decoded(&[0.0; 3], 2, 2, 2, &mut [0.0; 4], || (), |_, _, _| ());
+    assert!(!matches!(bad, Ok(true)));
 }

@@ -76,8 +76,9 @@ pub fn gemv_by<S>(
 }
 
 /// `out[m x rows] = x[m x cols] · Wᵀ`, W decoded by `decode` (as in [`gemv_by`]) panel by
-/// panel into a per-thread buffer and multiplied there by the GEMM kernel, straight into the
-/// panel's columns of `out`.
+/// panel into a per-thread buffer and multiplied there, straight into the panel's columns of
+/// `out`: by the packed micro-kernel ([`crate::kernels::packed::matmul_decoded`], 32 rows a
+/// panel) where the CPU has it, else by the `gemm` crate on ~2 MiB panels.
 pub fn gemm_by<S: Send>(
     rows: usize,
     cols: usize,
@@ -88,7 +89,7 @@ pub fn gemm_by<S: Send>(
     decode: impl Fn(&mut S, usize, &mut [f32]) + Sync + Send,
 ) -> Result<()> {
     check(rows, cols, x, m, out)?;
-    if m == 0 {
+    if m == 0 || crate::kernels::packed::matmul_decoded(x, m, cols, rows, out, &init, &decode)? {
         return Ok(());
     }
     let shape = |e: ndarray::ShapeError| Error::Input(e.to_string());
