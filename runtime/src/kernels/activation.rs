@@ -152,11 +152,12 @@ fn map_row(row: &mut [f32], bias: Option<&[f32]>, f: impl Fn(f32) -> f32) {
     }
 }
 
-/// GELU, tanh form: `0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))`.
+/// GELU, tanh form: `0.5·x·(1 + tanh(u))` with `u = √(2/π)·(x + 0.044715·x³)`, computed as
+/// the equal `x / (1 + e^(-2u))`: one exponential and one division, no branch.
 #[inline(always)]
 fn gelu_tanh(x: f32) -> f32 {
     let inner = (x + x * x * x * GELU_TANH_CUBIC) * GELU_TANH_SCALE;
-    x * 0.5 * (tanh(inner) + 1.0)
+    x / (1.0 + exp(-2.0 * inner))
 }
 
 /// GELU, erf form: `0.5·x·(1 + erf(x/√2))`.
