@@ -8,7 +8,7 @@ use ndarray::{ArrayView4, Ix2, Ix4, IxDyn};
 use super::broadcast::zip_broadcast;
 use super::cast::cast;
 use super::common::{kernel, model_err};
-use super::rbe::{activation_attr, contiguous, DOMAIN};
+use super::rbe::{activation_attr, linear_rows, DOMAIN};
 use super::{input, optional_input, Kernel, OpContext, Registry};
 use crate::error::{op_err, Result};
 use crate::kernels::activation::Activation;
@@ -68,17 +68,10 @@ impl Kernel for RbeLinear {
     }
 
     fn run(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
-        let (shape, x) = contiguous(input(inputs, 0)?)?;
         let (k, n) = (self.weight.rows(), self.weight.cols());
-        if shape.last() != Some(&k) {
-            return Err(op_err(format!("input of shape {shape:?} must end in {k}")));
-        }
-        let m = x.len() / k.max(1);
-        let mut out = crate::kernels::buffers::take(m * n);
-        self.weight.matmul(&x, m, &mut out, self.bias.as_deref(), self.activation)?;
-        let mut out_shape = shape[..shape.len() - 1].to_vec();
-        out_shape.push(n);
-        Tensor::from_vec(&out_shape, out).map(|t| vec![t])
+        linear_rows(input(inputs, 0)?, k, n, |x, m, out| {
+            self.weight.matmul(x, m, out, self.bias.as_deref(), self.activation)
+        })
     }
 }
 

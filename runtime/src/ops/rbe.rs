@@ -78,6 +78,27 @@ pub(super) fn contiguous(t: &Tensor) -> Result<(Vec<usize>, std::borrow::Cow<'_,
     })
 }
 
+/// A linear layer's output: the rows of `x` (whose last axis must be `k`) through
+/// `product(rows, m, out)`, which writes all of `out` (m×n, from the buffer pool); shaped like
+/// `x` with the last axis `n`.
+pub(super) fn linear_rows(
+    x: &Tensor,
+    k: usize,
+    n: usize,
+    product: impl FnOnce(&[f32], usize, &mut [f32]) -> Result<()>,
+) -> Result<Vec<Tensor>> {
+    let (shape, x) = contiguous(x)?;
+    if shape.last() != Some(&k) {
+        return Err(op_err(format!("input of shape {shape:?} must end in {k}")));
+    }
+    let m = x.len() / k.max(1);
+    let mut out = crate::kernels::buffers::take(m * n);
+    product(&x, m, &mut out)?;
+    let mut out_shape = shape[..shape.len() - 1].to_vec();
+    out_shape.push(n);
+    Tensor::from_vec(&out_shape, out).map(|t| vec![t])
+}
+
 /// The `activation` attribute of fused linear ops ("" when absent).
 pub(super) fn activation_attr(ctx: &OpContext) -> Result<Activation> {
     let name = ctx.attrs.string("activation")?.unwrap_or_default();
@@ -107,18 +128,13 @@ impl Kernel for RbeMatMul {
     }
 
     fn run(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
-        let (shape, x) = contiguous(input(inputs, 0)?)?;
         let (k, n) = (self.weight.cols(), self.weight.rows());
-        if shape.last() != Some(&k) {
-            return Err(op_err(format!("input of shape {shape:?} must end in {k}")));
-        }
-        let m = x.len() / k.max(1);
-        let mut out = crate::kernels::buffers::take_zeroed(m * n);
-        self.weight.matmul_with(&x, m, &mut out, self.activations)?;
-        bias_activation(&mut out, n, self.bias.as_deref(), self.activation);
-        let mut out_shape = shape[..shape.len() - 1].to_vec();
-        out_shape.push(n);
-        Tensor::from_vec(&out_shape, out).map(|t| vec![t])
+        linear_rows(input(inputs, 0)?, k, n, |x, m, out| {
+            out.fill(0.0);
+            self.weight.matmul_with(x, m, out, self.activations)?;
+            bias_activation(out, n, self.bias.as_deref(), self.activation);
+            Ok(())
+        })
     }
 }
 
