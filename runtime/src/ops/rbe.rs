@@ -130,7 +130,6 @@ impl Kernel for RbeMatMul {
     fn run(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
         let (k, n) = (self.weight.cols(), self.weight.rows());
         linear_rows(input(inputs, 0)?, k, n, |x, m, out| {
-            out.fill(0.0);
             self.weight.matmul_with(x, m, out, self.activations)?;
             bias_activation(out, n, self.bias.as_deref(), self.activation);
             Ok(())
