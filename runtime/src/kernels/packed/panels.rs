@@ -6,7 +6,8 @@
 //!
 //! Work is split by panels: a task owns whole output columns, runs every row block over a
 //! [`KC`]-deep slice of its panel while that slice sits in L1, and finishes the bias and
-//! activation on its columns while they are still in cache.
+//! activation on its columns while they are still in cache. Compressed weights take the same
+//! path one panel at a time ([`matmul_decoded`]): decoded rows, transposed into a scratch panel.
 
 use std::arch::x86_64::*;
 
@@ -22,7 +23,7 @@ const NR: usize = 32;
 const MR: usize = 8;
 /// Depth of the panel slice reused across row blocks (16 KiB of the panel).
 const KC: usize = 128;
-/// Panels per parallel task, at least: a task must outweigh its scheduling.
+/// Tasks per thread when a product is split: enough for rayon to even out uneven cores.
 const TASKS_PER_THREAD: usize = 4;
 
 /// True when this CPU runs the AVX-512 kernel.
