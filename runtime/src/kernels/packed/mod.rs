@@ -1,6 +1,6 @@
 //! Float32 products by a constant right operand packed once, when the model loads:
 //! `out = act(a·B + bias)`. On CPUs with AVX-512 the matrix is kept as aligned panels of
-//! columns that the micro-kernel streams as they are ([`panels`]); the `gemm` crate would
+//! columns that the micro-kernel streams as they are (module `panels`); the `gemm` crate would
 //! re-pack it on every call, which costs most on a vocabulary-sized head. Elsewhere it stays a
 //! plain matrix multiplied by the `gemm` crate. [`matmul_decoded`] runs the same kernel on
 //! compressed weights, decoding one panel at a time.
