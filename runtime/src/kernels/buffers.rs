@@ -17,13 +17,6 @@ thread_local! {
     static FREE: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
 }
 
-/// A zero-filled buffer of `len` values, recycled when one of a fitting capacity is free.
-pub fn take_zeroed(len: usize) -> Vec<f32> {
-    let mut v = take(len);
-    v.fill(0.0);
-    v
-}
-
 /// A buffer of `len` values with unspecified contents (a recycled buffer keeps its old
 /// values), for outputs a kernel writes in full.
 pub fn take(len: usize) -> Vec<f32> {
@@ -66,20 +59,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_recycled_buffer_is_reused_zeroed_when_it_fits() {
-        let mut v = take_zeroed(1000);
+    fn a_recycled_buffer_is_reused_when_it_fits() {
+        let mut v = take(1000);
         v.iter_mut().for_each(|x| *x = 7.0);
         let ptr = v.as_ptr();
         recycle(v);
-        let again = take_zeroed(900);
+        let again = take(900);
         assert_eq!(again.as_ptr(), ptr, "same allocation reused");
         assert_eq!(again.len(), 900);
-        assert!(again.iter().all(|&x| x == 0.0));
         recycle(again);
         // Too small, or far too large, for the free buffer: a fresh allocation.
-        let big = take_zeroed(2000);
+        let big = take(2000);
         assert_ne!(big.as_ptr(), ptr);
-        let small = take_zeroed(10);
+        let small = take(10);
         assert_ne!(small.as_ptr(), ptr);
     }
 
