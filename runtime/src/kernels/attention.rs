@@ -5,6 +5,7 @@ use ndarray::{s, ArrayView1, ArrayView4, ArrayViewMut2, ShapeBuilder};
 use rayon::prelude::*;
 
 use super::activation::exp;
+use super::lanes::lanes_fold;
 use super::gemm::gemm_serial;
 use crate::error::{op_err, Result};
 
@@ -107,23 +108,6 @@ pub fn attention(a: &Attention) -> Result<Vec<f32>> {
     Ok(out)
 }
 
-/// Lanes of the row reductions (wide enough for the compiler to use full vectors).
-const LANES: usize = 8;
-
-/// `fold` over `row` in [`LANES`] independent accumulators, then across them.
-#[inline(always)]
-fn lanes_fold(row: &[f32], init: f32, f: impl Fn(f32, f32) -> f32) -> f32 {
-    let mut acc = [init; LANES];
-    let chunks = row.chunks_exact(LANES);
-    let rest = chunks.remainder();
-    for chunk in chunks {
-        for (a, &v) in acc.iter_mut().zip(chunk) {
-            *a = f(*a, v);
-        }
-    }
-    acc.into_iter().chain(rest.iter().copied()).fold(init, f)
-}
-
 /// One row of scores to probabilities: scale, add the mask, softmax like the Softmax op
 /// (a row of -inf gives NaN), then NaN to 0 if asked. Vectorized 16 lanes wide where
 /// AVX-512 is detected.
@@ -163,11 +147,11 @@ fn softmax_row_portable(row: &mut [f32], scale: f32, mask: Option<ArrayView1<f32
             }
         }
     }
-    let max = lanes_fold(row, f32::MIN, f32::max);
+    let max = lanes_fold(row, f32::MIN, f32::max, f32::max);
     for x in row.iter_mut() {
         *x = exp(*x - max);
     }
-    let inv = 1.0 / lanes_fold(row, 0.0, |a, b| a + b);
+    let inv = 1.0 / lanes_fold(row, 0.0, |a, v| a + v, |a, b| a + b);
     for x in row.iter_mut() {
         let p = *x * inv;
         *x = if zero_nan && p.is_nan() { 0.0 } else { p };

@@ -11,6 +11,7 @@ use super::numeric::{not_float, pair_err, Float};
 use super::{input, optional_input, Kernel, OpContext, Registry};
 use crate::error::{op_err, Result};
 use crate::kernels::gemm::{gemm, gemm_batch, GemmScalar, GemmTask};
+use crate::kernels::lanes::lanes_fold;
 use crate::tensor::{Array, DType, Element, Tensor};
 
 /// The matrix at batch position `index` of a view whose leading dims are the batch.
@@ -146,30 +147,14 @@ fn per_row<T: Element>(p: &Array<T>, shape: &[usize]) -> Result<Vec<T>> {
     Ok(contiguous(&broadcast_to(p, shape)?).into_owned())
 }
 
-/// Lanes of the row sums (wide enough for the compiler to use full vectors).
-const LANES: usize = 8;
 /// Tensors with fewer elements than this are normalized on the calling thread.
 const PARALLEL_MIN_LEN: usize = 1 << 15;
-
-/// `Σ f(v)` over `row`, in [`LANES`] independent partial sums.
-#[inline(always)]
-fn lane_sum<T: Float>(row: &[T], f: impl Fn(T) -> T) -> T {
-    let mut acc = [T::ZERO; LANES];
-    let chunks = row.chunks_exact(LANES);
-    let rest = chunks.remainder().iter().fold(T::ZERO, |s, &v| s + f(v));
-    for chunk in chunks {
-        for (a, &v) in acc.iter_mut().zip(chunk) {
-            *a += f(v);
-        }
-    }
-    acc.into_iter().fold(rest, |s, a| s + a)
-}
 
 /// Normalizes one row into `y`; returns its mean and `1/√(var + eps)`.
 fn normalize_row<T: Float>(row: &[T], y: &mut [T], scale: &[T], bias: Option<&[T]>, eps: T) -> (T, T) {
     let count = T::from_usize(row.len());
-    let mean = lane_sum(row, |v| v) / count;
-    let var = lane_sum(row, |v| (v - mean) * (v - mean)) / count;
+    let mean = lanes_fold(row, T::ZERO, |a, v| a + v, |a, b| a + b) / count;
+    let var = lanes_fold(row, T::ZERO, |a, v| a + (v - mean) * (v - mean), |a, b| a + b) / count;
     let inv_std = T::ONE / (var + eps).sqrt();
     match bias {
         Some(bias) => {
