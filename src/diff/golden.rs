@@ -80,6 +80,44 @@ pub fn load(path: &Path) -> Result<Report, String> {
 /// by more than the tolerance. Fails (bad input) when the run does not match the snapshot:
 /// other inputs, or a comparison, output or metric the run did not measure.
 pub fn check(snapshot: &Report, current: &Report, tol: Tolerance) -> Result<Vec<Check>, String> {
+    Ok(paired(snapshot, current)?
+        .into_iter()
+        .map(|p| no_worse(format!("{} vs snapshot", p.what), p.now, p.then, p.direction, tol))
+        .collect())
+}
+
+/// One check per metric for a regression test: the current value must lie within the
+/// tolerance of the snapshot's in either direction (an unexplained improvement is a change
+/// too), so float rounding that differs between kernels passes and a codec change does not.
+/// Top-1 agreement moves in steps of one position, and one step is always allowed. Fails
+/// (bad input) unless the run and the snapshot measured the same outputs and metrics.
+pub fn within(snapshot: &Report, current: &Report, tol: Tolerance) -> Result<Vec<Check>, String> {
+    let extra = paired(current, snapshot)?;
+    let pairs = paired(snapshot, current)?;
+    debug_assert_eq!(extra.len(), pairs.len());
+    Ok(pairs
+        .into_iter()
+        .map(|p| {
+            let step = p.positions.map_or(0.0, |n| 1.0 / n.max(1) as f64);
+            let allowance = (tol.relative * p.direction.badness(p.then).abs()).max(tol.absolute).max(step);
+            Check::close_to(format!("{} vs snapshot", p.what), p.now, p.then, allowance)
+        })
+        .collect())
+}
+
+/// A snapshot metric and the current run's value of it.
+struct Pair {
+    what: String,
+    now: f64,
+    then: f64,
+    direction: Direction,
+    /// Positions behind a top-1 agreement, for its step.
+    positions: Option<u64>,
+}
+
+/// Every metric of `snapshot` with its value in `current`; an error when `current` lacks one
+/// or was measured on other inputs.
+fn paired(snapshot: &Report, current: &Report) -> Result<Vec<Pair>, String> {
     let (s, c) = (&snapshot.inputs, &current.inputs);
     if (&s.source, s.runs, s.tokens) != (&c.source, c.runs, c.tokens) {
         return Err(format!(
@@ -87,7 +125,7 @@ pub fn check(snapshot: &Report, current: &Report, tol: Tolerance) -> Result<Vec<
             s.source, s.runs, c.source, c.runs
         ));
     }
-    let mut checks = Vec::new();
+    let mut pairs = Vec::new();
     for snap in &snapshot.comparisons {
         let cur = find_comparison(current, &snap.name)?;
         for sm in &snap.outputs {
@@ -99,8 +137,13 @@ pub fn check(snapshot: &Report, current: &Report, tol: Tolerance) -> Result<Vec<
                 let now = current_values.iter().find(|(n, _, _)| *n == metric).ok_or_else(|| {
                     format!("the snapshot has {metric} of {}, this run has not", sm.name)
                 })?;
-                let what = format!("{metric} of {} ({}) vs snapshot", sm.name, snap.name);
-                checks.push(no_worse(what, now.1, value, direction, tol));
+                pairs.push(Pair {
+                    what: format!("{metric} of {} ({})", sm.name, snap.name),
+                    now: now.1,
+                    then: value,
+                    direction,
+                    positions: if metric == "top1" { sm.positions } else { None },
+                });
             }
         }
     }
@@ -111,10 +154,10 @@ pub fn check(snapshot: &Report, current: &Report, tol: Tolerance) -> Result<Vec<
             ("perplexity of converted", cp.converted, sp.converted),
             ("perplexity increase", cp.increase, sp.increase),
         ] {
-            checks.push(no_worse(format!("{name} vs snapshot"), now, then, Direction::Error, tol));
+            pairs.push(Pair { what: name.into(), now, then, direction: Direction::Error, positions: None });
         }
     }
-    Ok(checks)
+    Ok(pairs)
 }
 
 fn find_comparison<'a>(report: &'a Report, name: &str) -> Result<&'a Comparison, String> {
@@ -222,6 +265,38 @@ mod tests {
         let worse = report(metrics(2e-6, 1.0, 0.99, 0.0));
         let failed = check(&snap, &worse, tol).unwrap().into_iter().filter(|c| !c.ok).count();
         assert_eq!(failed, 2);
+    }
+
+    #[test]
+    fn within_is_two_sided_and_allows_one_top1_step() {
+        let tol = Tolerance { relative: 0.01, absolute: 1e-6 };
+        let snap = report(metrics(0.05, 0.999, 0.9, 1e-3));
+        let noise = report(metrics(0.05004, 0.999001, 0.8, 1.005e-3));
+        // top1 0.9 -> 0.8 is one step of the 10 positions: allowed.
+        assert!(within(&snap, &noise, tol).unwrap().iter().all(|c| c.ok));
+        for (moved, name) in [
+            (metrics(0.0505, 0.999, 0.9, 1e-3), "rel_rmse"),
+            (metrics(0.0495, 0.999, 0.9, 1e-3), "rel_rmse"),
+            (metrics(0.05, 0.99902, 0.9, 1e-3), "cosine"),
+            (metrics(0.05, 0.999, 0.7, 1e-3), "top1"),
+            (metrics(0.05, 0.999, 0.9, 0.98e-3), "kl"),
+        ] {
+            let checks = within(&snap, &report(moved), tol).unwrap();
+            let failed: Vec<_> = checks.iter().filter(|c| !c.ok).map(|c| c.what.clone()).collect();
+            assert_eq!(failed.len(), 1, "{failed:?}");
+            assert!(failed[0].starts_with(name), "{failed:?}");
+        }
+    }
+
+    #[test]
+    fn within_refuses_a_run_with_other_outputs() {
+        let snap = report(metrics(0.05, 0.999, 0.9, 1e-3));
+        let mut more = snap.clone();
+        let mut extra = more.comparisons[0].outputs[0].clone();
+        extra.name = "present.0.key".into();
+        more.comparisons[0].outputs.push(extra);
+        assert!(within(&snap, &more, Tolerance::default()).unwrap_err().contains("present.0.key"));
+        assert!(within(&more, &snap, Tolerance::default()).unwrap_err().contains("present.0.key"));
     }
 
     #[test]

@@ -31,6 +31,12 @@ impl Check {
         Self { what, value, limit, relation: ">=".into(), ok: value >= limit }
     }
 
+    /// `value` must lie within `allowance` of `expected`, either way.
+    pub fn close_to(what: String, value: f64, expected: f64, allowance: f64) -> Self {
+        let ok = (value - expected).abs() <= allowance;
+        Self { what: format!("{what} (±{})", fmt_value(allowance)), value, limit: expected, relation: "~".into(), ok }
+    }
+
     /// `top-1 of logits: 0.9961 >= 0.9900`.
     pub fn describe(&self) -> String {
         format!("{}: {} {} {}", self.what, fmt_value(self.value), self.relation, fmt_value(self.limit))

@@ -111,7 +111,7 @@ impl Activation {
     /// where AVX-512 is detected).
     pub fn apply_row(self, row: &mut [f32], bias: Option<&[f32]>) {
         #[cfg(target_arch = "x86_64")]
-        if is_x86_feature_detected!("avx512f") {
+        if super::isa::avx512() {
             // SAFETY: the feature was just detected.
             return unsafe { self.apply_row_avx512(row, bias) };
         }

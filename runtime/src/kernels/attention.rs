@@ -113,7 +113,7 @@ pub fn attention(a: &Attention) -> Result<Vec<f32>> {
 /// AVX-512 is detected.
 fn softmax_row(row: &mut [f32], scale: f32, mask: Option<ArrayView1<f32>>, zero_nan: bool) {
     #[cfg(target_arch = "x86_64")]
-    if is_x86_feature_detected!("avx512f") {
+    if super::isa::avx512() {
         // SAFETY: the feature was just detected.
         return unsafe { softmax_row_avx512(row, scale, mask, zero_nan) };
     }

@@ -6,6 +6,7 @@ pub mod attention;
 pub mod epilogue;
 pub mod erf;
 pub mod gemm;
+pub mod isa;
 pub mod lanes;
 pub mod layout;
 pub mod packed;

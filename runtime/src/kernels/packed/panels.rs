@@ -28,7 +28,7 @@ const TASKS_PER_THREAD: usize = 4;
 
 /// True when this CPU runs the AVX-512 kernel.
 pub fn available() -> bool {
-    is_x86_feature_detected!("avx512f")
+    crate::kernels::isa::avx512()
 }
 
 /// 64 bytes of panel data: the alignment unit of [`Panels`].

@@ -14,7 +14,7 @@ use super::x86::{
 
 /// Whether this CPU runs the AVX2 kernels.
 pub(super) fn available() -> bool {
-    is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
+    crate::kernels::isa::avx2()
 }
 
 /// The AVX2 GEMV row kernel for `bits`-wide codes, and the activation order it reads.

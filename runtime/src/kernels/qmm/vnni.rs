@@ -11,11 +11,7 @@ use super::x86::{load128, padded};
 
 /// Whether this CPU runs the AVX-512 VNNI kernels.
 pub(super) fn available() -> bool {
-    is_x86_feature_detected!("avx2")
-        && is_x86_feature_detected!("fma")
-        && is_x86_feature_detected!("avx512f")
-        && is_x86_feature_detected!("avx512bw")
-        && is_x86_feature_detected!("avx512vnni")
+    crate::kernels::isa::avx512_vnni()
 }
 
 /// Activations of one step of [`dots`]: [`XQ_STEP`] sub-blocks.

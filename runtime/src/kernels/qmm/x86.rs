@@ -352,7 +352,7 @@ mod tests {
 
     #[test]
     fn simd_unpack_matches_portable_for_every_width_and_offset() {
-        if !(is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")) {
+        if !crate::kernels::isa::avx2() {
             return;
         }
         let bytes: Vec<u8> = (0..200u32)
