@@ -3,6 +3,7 @@
 
 pub mod atomic;
 pub mod bench;
+pub mod calibrate;
 pub mod codec;
 pub mod container;
 pub mod convert;

@@ -74,4 +74,13 @@ impl Session {
     ) -> Result<Vec<(String, Tensor)>> {
         crate::kernels::pool::on_pool(|| self.graph.run_profiled(inputs, times))
     }
+
+    /// [`Session::run`], showing `observer` each node's inputs before it runs.
+    pub fn run_observed(
+        &self,
+        inputs: Vec<(String, Tensor)>,
+        observer: &mut (dyn graph::Observer + Send),
+    ) -> Result<Vec<(String, Tensor)>> {
+        crate::kernels::pool::on_pool(|| self.graph.run_observed(inputs, observer))
+    }
 }

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
+use rbe::calibrate::Calibration;
 use rbe::codec::EncodeParams;
 use rbe::convert::{self, Progress};
 
@@ -49,6 +50,24 @@ struct Args {
     /// ONNX tool opens (its ai.rbe nodes need this runtime to run).
     #[arg(long)]
     unpack_graph: bool,
+    /// Calibrate on this text: run the original model on its windows and encode every linear
+    /// layer with error feedback under its inputs' statistics (GPTQ). Needs --tokenizer.
+    #[arg(long, value_name = "TEXT")]
+    calibrate: Option<PathBuf>,
+    /// The model's tokenizer.json, for --calibrate.
+    #[arg(long, value_name = "FILE")]
+    tokenizer: Option<PathBuf>,
+    /// Calibration tokens at most (the text's first ones).
+    #[arg(long, default_value_t = 4096, value_name = "N")]
+    calib_tokens: usize,
+    /// Tokens per calibration window (each fed from position 0; at most the model's context).
+    /// Default: the tokenizer's truncation length if it sets one (sentence encoders: 128), else 512.
+    #[arg(long, value_name = "N")]
+    calib_window: Option<usize>,
+    /// Damping of the calibration statistics (share of their mean diagonal; more is closer to
+    /// round-to-nearest, less fits the calibration text harder).
+    #[arg(long, default_value_t = rbe::codec::DEFAULT_DAMP, value_name = "X")]
+    calib_damp: f64,
     /// zstd level for the container (1..=19).
     #[arg(long, default_value_t = 3)]
     zstd_level: i32,
@@ -103,6 +122,11 @@ fn params(args: &Args) -> Result<EncodeParams, String> {
     Ok(p)
 }
 
+/// A progress bar (hidden until it has a length) in `template`'s style.
+fn bar(template: &str) -> Result<ProgressBar, String> {
+    Ok(ProgressBar::new(0).with_style(ProgressStyle::with_template(template).map_err(|e| e.to_string())?))
+}
+
 fn run(args: Args) -> Result<(), String> {
     check_output(&args)?;
     if args.unpack_graph {
@@ -110,14 +134,31 @@ fn run(args: Args) -> Result<(), String> {
         return rbe::atomic::write(&args.output, &prost::Message::encode_to_vec(&model));
     }
     let params = params(&args)?;
-    let bar = ProgressBar::new(0).with_style(
-        ProgressStyle::with_template("encoding {bar:40} {pos}/{len} tensors ({elapsed})")
-            .map_err(|e| e.to_string())?,
-    );
-    let progress = Progress { on_plan: &|n| bar.set_length(n as u64), tick: &|| bar.inc(1) };
-    let (bytes, report) =
-        convert::convert_file(&args.input, &params, &args.preset, args.zstd_level, &progress)?;
-    bar.finish_and_clear();
+    let calib_bar = bar("calibrating {bar:40} {pos}/{len} windows ({elapsed})")?;
+    let tick = || calib_bar.inc(1);
+    let calibration = match (&args.calibrate, &args.tokenizer) {
+        (Some(text), Some(tokenizer)) => {
+            let mut c = Calibration::from_text(text, tokenizer, args.calib_window, args.calib_tokens, &tick)?;
+            c.damp = args.calib_damp;
+            calib_bar.set_length(c.windows.len() as u64);
+            Some(c)
+        }
+        (Some(_), None) => return Err("--calibrate needs --tokenizer (the model's tokenizer.json)".into()),
+        (None, Some(_)) => return Err("--tokenizer is used with --calibrate TEXT".into()),
+        (None, None) => None,
+    };
+    let encode_bar = bar("encoding {bar:40} {pos}/{len} tensors ({elapsed})")?;
+    let progress = Progress { on_plan: &|n| encode_bar.set_length(n as u64), tick: &|| encode_bar.inc(1) };
+    let (bytes, report) = convert::convert_file_with(
+        &args.input,
+        &params,
+        &args.preset,
+        args.zstd_level,
+        &progress,
+        calibration.as_ref(),
+    )?;
+    calib_bar.finish_and_clear();
+    encode_bar.finish_and_clear();
     rbe::atomic::write(&args.output, &bytes)?;
     print!("{}", report.table());
     if let Some(path) = &args.report {

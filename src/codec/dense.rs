@@ -3,8 +3,8 @@
 use half::bf16;
 use rayon::prelude::*;
 use rbe_runtime::rbe::{
-    add_basis_row, basis_axes, for_each_basis_segment, scale_row_bytes, DenseParts, Geometry,
-    RbeTensor,
+    add_basis_row, basis_axes, for_each_basis_segment, scale_row_bytes, BasisCoeffs, DenseParts,
+    Geometry, RbeTensor,
 };
 
 use super::basis_fit::{choose_basis, Fitter};
@@ -31,6 +31,31 @@ pub(crate) fn encode_dense(
         basis.clear();
     }
     let axes = basis_axes(g, &basis);
+    let grid_rows = |r: usize, out: RowOut, recon: &mut [f32]| {
+        let x = &data[r * g.cols..(r + 1) * g.cols];
+        // Subtract the basis where a tile has one; reconstruct as the decoder does.
+        let mut residual = x.to_vec();
+        for_each_basis_segment(g, &basis, &axes, r, |c0, surface| {
+            for (v, s) in residual.iter_mut().skip(c0).zip(surface) {
+                *v -= *s;
+            }
+        });
+        quantize_row(&residual, g, grid, params.scale_bits, out, recon);
+        add_basis_row(g, &basis, &axes, r, recon);
+    };
+    encode_rows(data, g, params, grid_rows, basis.clone())
+}
+
+/// Encodes every row of `data` with `row(r, out, recon)` (in parallel), which writes row `r`'s
+/// units, group codes and packed codes into `out` and its decoded values into `recon`; then
+/// assembles the dense tensor (with `basis`, which the rows were encoded against).
+pub(crate) fn encode_rows(
+    data: &[f32],
+    g: &Geometry,
+    params: &EncodeParams,
+    row: impl Fn(usize, RowOut, &mut [f32]) + Sync,
+    basis: Vec<Option<BasisCoeffs>>,
+) -> Result<Candidate, String> {
     let sb = params.scale_bits;
     let (rows, cols, srb, rb) = (g.rows, g.cols, scale_row_bytes(g, sb), g.row_bytes());
     let mut row_scale = vec![bf16::ZERO; rows];
@@ -42,34 +67,12 @@ pub(crate) fn encode_dense(
     row_scale
         .par_iter_mut()
         .zip(row_min.par_iter_mut())
-        .zip(
-            group_scale
-                .par_chunks_mut(srb)
-                .zip(group_min.par_chunks_mut(srb)),
-        )
+        .zip(group_scale.par_chunks_mut(srb).zip(group_min.par_chunks_mut(srb)))
         .zip(codes.par_chunks_mut(rb).zip(recon.par_chunks_mut(cols)))
         .enumerate()
-        .for_each(
-            |(r, (((row_scale, row_min), (group_scale, group_min)), (codes, recon)))| {
-                let x = &data[r * cols..(r + 1) * cols];
-                // Subtract the basis where a tile has one; reconstruct as the decoder does.
-                let mut residual = x.to_vec();
-                for_each_basis_segment(g, &basis, &axes, r, |c0, surface| {
-                    for (v, s) in residual.iter_mut().skip(c0).zip(surface) {
-                        *v -= *s;
-                    }
-                });
-                let out = RowOut {
-                    row_scale,
-                    row_min,
-                    group_scale,
-                    group_min,
-                    codes,
-                };
-                quantize_row(&residual, g, grid, sb, out, recon);
-                add_basis_row(g, &basis, &axes, r, recon);
-            },
-        );
+        .for_each(|(r, (((row_scale, row_min), (group_scale, group_min)), (codes, recon)))| {
+            row(r, RowOut { row_scale, row_min, group_scale, group_min, codes }, recon);
+        });
     if !params.asymmetric {
         row_min.clear();
         group_min.clear();

@@ -7,6 +7,7 @@
 
 mod basis_fit;
 mod dense;
+mod gptq;
 mod params;
 mod quantize;
 mod rtn;
@@ -15,6 +16,7 @@ mod stats;
 #[cfg(test)]
 mod tests;
 
+pub use gptq::{Hessian, DEFAULT_DAMP};
 pub use params::EncodeParams;
 pub use rtn::rtn_absmax;
 pub use stats::{CandidateStats, EncodeStats};
@@ -57,19 +59,19 @@ impl Candidate {
 const FALLBACK_SCALE_BITS: [u8; 4] = [8, 6, 5, 4];
 
 /// The dense candidate in the params' layout or, if that exceeds `max_bpw`, the most accurate
-/// fallback layout within it (the cheapest one if none is).
-fn encode_dense_within_budget(data: &[f32], geom: &Geometry, params: &EncodeParams) -> Result<Candidate, String> {
-    let mut best = dense::encode_dense(data, geom, params)?;
+/// fallback layout within it (the cheapest one if none is); with the params of its layout.
+fn encode_dense_within_budget(data: &[f32], geom: &Geometry, params: &EncodeParams) -> Result<(Candidate, EncodeParams), String> {
+    let mut best = (dense::encode_dense(data, geom, params)?, params.clone());
     let Some(budget) = params.max_bpw else { return Ok(best) };
     let fits = |c: &Candidate| c.tensor.stored_bytes() as f64 * 8.0 <= budget * data.len() as f64;
     for scale_bits in FALLBACK_SCALE_BITS {
-        if fits(&best) {
+        if fits(&best.0) {
             break;
         }
         let p = EncodeParams { asymmetric: false, scale_bits, ..params.clone() };
         let c = dense::encode_dense(data, geom, &p)?;
-        if c.tensor.stored_bytes() < best.tensor.stored_bytes() {
-            best = c;
+        if c.tensor.stored_bytes() < best.0.tensor.stored_bytes() {
+            best = (c, p);
         }
     }
     Ok(best)
@@ -94,6 +96,48 @@ pub fn encode_with_reconstruction(
     cols: usize,
     params: &EncodeParams,
 ) -> Result<(Encoded, Vec<f32>), String> {
+    let (geom, moments) = check_input(data, rows, cols, params)?;
+    let (mut best, _) = encode_dense_within_budget(data, &geom, params)?;
+    let mut candidates = vec![best.stats(&moments, data.len())];
+    if params.allow_sparse && sparse::looks_smooth(data, cols, moments.std * moments.std) {
+        let sgeom = Geometry {
+            bits: SPARSE_BITS,
+            ..geom
+        };
+        if let Some(s) = sparse::encode_sparse(data, &sgeom, params, moments.std, best.sse)? {
+            candidates.push(s.stats(&moments, data.len()));
+            if s.sse <= best.sse && s.tensor.stored_bytes() < best.tensor.stored_bytes() {
+                best = s;
+            }
+        }
+    }
+    Ok(finish(best, candidates, &moments, &geom))
+}
+
+/// Encodes with error feedback under a layer's input statistics ([`Hessian`], GPTQ): dense
+/// codes in the layout round-to-nearest would use within the budget (no basis, no sparse
+/// mode), chosen to minimise the layer's output error rather than the weights' own. Returns
+/// the encoder's reconstruction too.
+pub fn encode_calibrated(
+    data: &[f32],
+    rows: usize,
+    cols: usize,
+    params: &EncodeParams,
+    hessian: &Hessian,
+) -> Result<(Encoded, Vec<f32>), String> {
+    let plain = EncodeParams { allow_basis: false, allow_sparse: false, ..params.clone() };
+    let (geom, moments) = check_input(data, rows, cols, &plain)?;
+    let (rtn, layout) = encode_dense_within_budget(data, &geom, &plain)?;
+    let fed = gptq::encode_gptq(data, &geom, &layout, hessian)?;
+    let mut candidates = vec![rtn.stats(&moments, data.len()), fed.stats(&moments, data.len())];
+    candidates[1].mode.push_str("+gptq");
+    let (mut encoded, recon) = finish(fed, candidates, &moments, &geom);
+    encoded.stats.mode.push_str("+gptq");
+    Ok((encoded, recon))
+}
+
+/// Validates the knobs and the data; returns the geometry and the data's moments.
+fn check_input(data: &[f32], rows: usize, cols: usize, params: &EncodeParams) -> Result<(Geometry, Moments), String> {
     params.validate()?;
     if rows.checked_mul(cols) != Some(data.len()) {
         return Err(format!(
@@ -105,22 +149,12 @@ pub fn encode_with_reconstruction(
         return Err(format!("non-finite value {} at index {k}", data[k]));
     }
     let geom = Geometry::new(rows, cols, params.block, params.group, params.bits)?;
-    let moments = Moments::of(data);
-    let weights = rows * cols;
-    let mut best = encode_dense_within_budget(data, &geom, params)?;
-    let mut candidates = vec![best.stats(&moments, weights)];
-    if params.allow_sparse && sparse::looks_smooth(data, cols, moments.std * moments.std) {
-        let sgeom = Geometry {
-            bits: SPARSE_BITS,
-            ..geom
-        };
-        if let Some(s) = sparse::encode_sparse(data, &sgeom, params, moments.std, best.sse)? {
-            candidates.push(s.stats(&moments, weights));
-            if s.sse <= best.sse && s.tensor.stored_bytes() < best.tensor.stored_bytes() {
-                best = s;
-            }
-        }
-    }
+    Ok((geom, Moments::of(data)))
+}
+
+/// The chosen candidate with its report.
+fn finish(best: Candidate, candidates: Vec<CandidateStats>, moments: &Moments, geom: &Geometry) -> (Encoded, Vec<f32>) {
+    let weights = geom.rows * geom.cols;
     let bytes = best.tensor.stored_bytes();
     let rmse = (best.sse / weights as f64).sqrt();
     let stats = EncodeStats {
@@ -137,11 +171,5 @@ pub fn encode_with_reconstruction(
         sparse_coefficients: best.tensor.sparse_coefficients(),
         candidates,
     };
-    Ok((
-        Encoded {
-            tensor: best.tensor,
-            stats,
-        },
-        best.recon,
-    ))
+    (Encoded { tensor: best.tensor, stats }, best.recon)
 }

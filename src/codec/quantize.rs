@@ -173,6 +173,79 @@ fn bf16_at_least(x: f32) -> bf16 {
     }
 }
 
+/// A row's units for its group codes: the bf16 step unit that scale codes multiply (and, in
+/// asymmetric mode, the unit of offset codes), with the code range they span.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RowUnits {
+    unit: bf16,
+    min_unit: bf16,
+    scale_bits: u8,
+    grid: Grid,
+}
+
+impl RowUnits {
+    /// Units wide enough for every group's searched optimum `opt` (step, offset, sse).
+    pub(crate) fn new(opt: &[(f32, f32, f64)], grid: Grid, scale_bits: u8) -> Self {
+        let (_, hi, _) = scale_code_range(grid, scale_bits);
+        let top = (1i32 << scale_bits) - 1;
+        let (unit, min_unit) = if grid.asymmetric {
+            let smax = opt.iter().fold(0f32, |m, o| m.max(o.0));
+            let omax = opt.iter().fold(0f32, |m, o| m.max(-o.1));
+            (bf16_at_least(smax / top as f32), bf16_at_least(omax / top as f32))
+        } else {
+            let smax = opt.iter().fold(0f32, |m, o| m.max(o.0.abs()));
+            (bf16_at_least(smax / hi as f32), bf16::ZERO)
+        };
+        RowUnits { unit, min_unit, scale_bits, grid }
+    }
+
+    /// The group's scale (and offset) codes nearest its optimum `o`, chosen by the exact squared
+    /// error of `xg` quantized with them; `codes` receives its codes.
+    pub(crate) fn choose(&self, xg: &[f32], o: (f32, f32, f64), codes: &mut [u8]) -> GroupCode {
+        let grid = self.grid;
+        let (lo, hi, bias) = scale_code_range(grid, self.scale_bits);
+        let top = (1i32 << self.scale_bits) - 1;
+        let (unit, min_unit) = (self.unit.to_f32(), self.min_unit.to_f32());
+        let n = xg.len();
+        let mins = if grid.asymmetric { code_candidates(-o.1, min_unit, 0, top) } else { 0..=0 };
+        let mut trial = [0u8; MAX_GROUP];
+        let mut best = (f64::INFINITY, GroupCode { scale: 0, min: 0, step: 0.0, offset: 0.0 });
+        for sc in code_candidates(o.0, unit, lo, hi) {
+            let sc = (sc + bias) as u8;
+            let step = group_step(unit, sc, grid.asymmetric, self.scale_bits);
+            for m in mins.clone() {
+                let offset = if grid.asymmetric { group_offset(min_unit, m as u8) } else { 0.0 };
+                let sse = quantize_fixed(xg, grid, step, offset, &mut trial[..n]);
+                if sse < best.0 {
+                    best = (sse, GroupCode { scale: sc, min: m as u8, step, offset });
+                    codes[..n].copy_from_slice(&trial[..n]);
+                }
+            }
+        }
+        best.1
+    }
+}
+
+/// Scale codes: `0..=2^sb-1` (asymmetric), or signed `-(2^(sb-1)-1)..=2^(sb-1)-1` stored offset by
+/// `2^(sb-1)`: (lowest, highest, storage bias).
+fn scale_code_range(grid: Grid, scale_bits: u8) -> (i32, i32, i32) {
+    let half = 1i32 << (scale_bits - 1);
+    if grid.asymmetric {
+        (0, (1 << scale_bits) - 1, 0)
+    } else {
+        (1 - half, half - 1, half)
+    }
+}
+
+/// One group's stored codes and the step and offset they decode to.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct GroupCode {
+    pub scale: u8,
+    pub min: u8,
+    pub step: f32,
+    pub offset: f32,
+}
+
 /// Quantizes one row `x` (`cols` values): per-group `scale_bits`-bit scale codes under a bf16
 /// per-row unit (and, in asymmetric mode, offset codes under a per-row offset unit), chosen per
 /// group among the codes nearest the searched optimum by exact squared error. Writes the packed
@@ -186,69 +259,34 @@ pub(crate) fn quantize_row(
     recon: &mut [f32],
 ) {
     let opt: Vec<(f32, f32, f64)> = x.chunks(g.group).map(|xg| search(xg, grid)).collect();
-    // Scale codes: 0..=2^sb-1 (asymmetric), or signed -(2^(sb-1)-1)..=2^(sb-1)-1 stored
-    // offset by 2^(sb-1).
-    let top = (1i32 << scale_bits) - 1;
-    let half = 1i32 << (scale_bits - 1);
-    let (lo, hi, bias) = if grid.asymmetric {
-        (0, top, 0)
-    } else {
-        (1 - half, half - 1, half)
-    };
-    let (unit, min_unit) = if grid.asymmetric {
-        let smax = opt.iter().fold(0f32, |m, o| m.max(o.0));
-        let omax = opt.iter().fold(0f32, |m, o| m.max(-o.1));
-        (
-            bf16_at_least(smax / top as f32),
-            bf16_at_least(omax / top as f32),
-        )
-    } else {
-        let smax = opt.iter().fold(0f32, |m, o| m.max(o.0.abs()));
-        (bf16_at_least(smax / hi as f32), bf16::ZERO)
-    };
-    *out.row_scale = unit;
-    *out.row_min = min_unit;
-    let (unit, min_unit) = (unit.to_f32(), min_unit.to_f32());
-    let zp = grid.zero_point();
+    let units = RowUnits::new(&opt, grid, scale_bits);
+    let mut codes = vec![0u8; x.len()];
+    let chosen: Vec<GroupCode> = x
+        .chunks(g.group)
+        .zip(codes.chunks_mut(g.group))
+        .zip(&opt)
+        .map(|((xg, cg), o)| units.choose(xg, *o, cg))
+        .collect();
+    write_row(g, units, &chosen, &codes, out, recon);
+}
+
+/// Packs a row's codes and group codes into `out` and decodes it into `recon`.
+pub(crate) fn write_row(g: &Geometry, units: RowUnits, groups: &[GroupCode], codes: &[u8], out: RowOut, recon: &mut [f32]) {
+    *out.row_scale = units.unit;
+    *out.row_min = units.min_unit;
+    let zp = units.grid.zero_point();
     let mut at = 0;
-    let mut codes = [0u8; MAX_GROUP];
-    let mut best_codes = [0u8; MAX_GROUP];
-    let mut scale_codes = Vec::with_capacity(opt.len());
-    let mut min_codes = Vec::with_capacity(opt.len());
-    for ((xg, rg), o) in x.chunks(g.group).zip(recon.chunks_mut(g.group)).zip(&opt) {
-        let n = xg.len();
-        let mins = if grid.asymmetric {
-            code_candidates(-o.1, min_unit, 0, top)
-        } else {
-            0..=0
-        };
-        let mut best = (f64::INFINITY, 0u8, 0u8, 0f32, 0f32);
-        for sc in code_candidates(o.0, unit, lo, hi) {
-            let sc = (sc + bias) as u8;
-            let step = group_step(unit, sc, grid.asymmetric, scale_bits);
-            for m in mins.clone() {
-                let offset = if grid.asymmetric {
-                    group_offset(min_unit, m as u8)
-                } else {
-                    0.0
-                };
-                let sse = quantize_fixed(xg, grid, step, offset, &mut codes[..n]);
-                if sse < best.0 {
-                    best = (sse, sc, m as u8, step, offset);
-                    best_codes[..n].copy_from_slice(&codes[..n]);
-                }
-            }
-        }
-        scale_codes.push(best.1);
-        min_codes.push(best.2);
-        let nb = g.packed_bytes(n);
+    for ((cg, rg), gc) in codes.chunks(g.group).zip(recon.chunks_mut(g.group)).zip(groups) {
+        let nb = g.packed_bytes(cg.len());
         let packed = &mut out.codes[at..at + nb];
-        pack_codes(&best_codes[..n], g.bits, packed);
-        dequant_group(packed, g.bits, zp, best.3, best.4, rg);
+        pack_codes(cg, g.bits, packed);
+        dequant_group(packed, g.bits, zp, gc.step, gc.offset, rg);
         at += nb;
     }
-    pack_codes(&scale_codes, scale_bits, out.group_scale);
-    if grid.asymmetric {
-        pack_codes(&min_codes, scale_bits, out.group_min);
+    let scale_codes: Vec<u8> = groups.iter().map(|c| c.scale).collect();
+    pack_codes(&scale_codes, units.scale_bits, out.group_scale);
+    if units.grid.asymmetric {
+        let min_codes: Vec<u8> = groups.iter().map(|c| c.min).collect();
+        pack_codes(&min_codes, units.scale_bits, out.group_min);
     }
 }

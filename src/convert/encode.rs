@@ -7,7 +7,7 @@ use std::hash::{Hash, Hasher};
 use rayon::prelude::*;
 
 use super::plan::Weight;
-use crate::codec::{encode, EncodeParams, Encoded};
+use crate::codec::{encode, encode_calibrated, EncodeParams, Encoded, Hessian};
 
 /// One encoded tensor and every weight that shares it.
 pub struct EncodedWeight {
@@ -27,14 +27,19 @@ fn fingerprint(w: &Weight) -> u64 {
 }
 
 /// Encodes `weights`, sharing identical ones. Returns the encoded tensors and, for each input
-/// weight, the index of the encoded tensor it uses. `tick` is called once per encoded tensor.
+/// weight, the index of the encoded tensor it uses. A weight whose input has statistics in
+/// `hessians` (by value name) is encoded with error feedback; a shared tensor takes the
+/// statistics of the first of its uses that has them (a tied table: the LM head's input).
+/// `tick` is called once per encoded tensor.
 pub fn encode_weights(
     weights: &[&Weight],
     params: &EncodeParams,
+    hessians: &HashMap<String, Hessian>,
     tick: &(dyn Fn() + Sync),
 ) -> Result<(Vec<EncodedWeight>, Vec<usize>), String> {
     let mut unique: Vec<&Weight> = Vec::new();
     let mut sources: Vec<Vec<String>> = Vec::new();
+    let mut steering: Vec<Option<&Hessian>> = Vec::new();
     let mut by_print: HashMap<u64, Vec<usize>> = HashMap::new();
     let mut assignment = Vec::with_capacity(weights.len());
     for w in weights {
@@ -48,10 +53,13 @@ pub fn encode_weights(
             None => {
                 unique.push(w);
                 sources.push(Vec::new());
+                steering.push(None);
                 candidates.push(unique.len() - 1);
                 unique.len() - 1
             }
         };
+        let statistics = w.activation.as_ref().and_then(|a| hessians.get(a)).filter(|h| h.cols() == w.cols);
+        steering[index] = steering[index].or(statistics);
         if !sources[index].contains(&w.source) {
             sources[index].push(w.source.clone());
         }
@@ -59,9 +67,13 @@ pub fn encode_weights(
     }
     let encoded: Vec<Encoded> = unique
         .par_iter()
-        .map(|w| {
-            let e = encode(&w.data, w.rows, w.cols, params)
-                .map_err(|e| format!("cannot encode '{}': {e}", w.source));
+        .zip(&steering)
+        .map(|(w, hessian)| {
+            let e = match hessian {
+                Some(h) => encode_calibrated(&w.data, w.rows, w.cols, params, h).map(|(e, _)| e),
+                None => encode(&w.data, w.rows, w.cols, params),
+            }
+            .map_err(|e| format!("cannot encode '{}': {e}", w.source));
             tick();
             e
         })

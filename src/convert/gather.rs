@@ -14,7 +14,7 @@ pub fn plan_gather(ix: &GraphIndex, i: usize) -> Option<Rewrite> {
     }
     let Tensor::F32(a) = ix.initializer(table)? else { return None };
     let &[rows, cols] = a.shape() else { return None };
-    let weight = Weight { source: table.clone(), rows, cols, data: a.iter().copied().collect() };
+    let weight = Weight { source: table.clone(), rows, cols, data: a.iter().copied().collect(), activation: None };
     Some(Rewrite {
         removed: vec![i],
         op_type: "RbeGather",

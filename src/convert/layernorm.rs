@@ -15,7 +15,7 @@ fn param(ix: &GraphIndex, name: &str) -> Option<PlannedInput> {
         return Some(PlannedInput::Value(name.to_string()));
     }
     let data: Vec<f32> = a.iter().copied().collect();
-    Some(PlannedInput::Encoded(Weight { source: name.to_string(), rows: 1, cols: data.len(), data }))
+    Some(PlannedInput::Encoded(Weight { source: name.to_string(), rows: 1, cols: data.len(), data, activation: None }))
 }
 
 /// A matched LayerNorm, whichever form it had in the graph.

@@ -59,7 +59,7 @@ pub fn plan_matmul(ix: &GraphIndex, i: usize) -> Option<Rewrite> {
     };
     let mut output = node.output.first()?.clone();
     let mut inputs = vec![PlannedInput::Value(x.clone())];
-    inputs.push(PlannedInput::Encoded(Weight { source, rows, cols, data }));
+    inputs.push(PlannedInput::Encoded(Weight { source, rows, cols, data, activation: Some(x.clone()) }));
     if let Some(add) = ix.sole_consumer(&output).filter(|&a| ix.node(a).op_type == "Add") {
         let anode = ix.node(add);
         let other = anode.input.iter().find(|n| **n != output);
@@ -102,7 +102,7 @@ pub fn plan_gemm(ix: &GraphIndex, i: usize) -> Option<Rewrite> {
     }
     let mut inputs = vec![
         PlannedInput::Value(a.clone()),
-        PlannedInput::Encoded(Weight { source: b.clone(), rows, cols, data }),
+        PlannedInput::Encoded(Weight { source: b.clone(), rows, cols, data, activation: Some(a.clone()) }),
     ];
     if let Some(cname) = node.input.get(2).filter(|n| !n.is_empty()) {
         inputs.push(bias_input(cname, &ix.initializer(cname)?, rows, beta)?);

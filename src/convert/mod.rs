@@ -12,13 +12,16 @@ mod report;
 pub use plan::RBE_DOMAIN;
 pub use report::{ConvertReport, TensorReport};
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+
+use rayon::prelude::*;
 
 use rbe_runtime::onnx::proto::{ModelProto, NodeProto, OperatorSetIdProto, TensorProto};
 use rbe_runtime::onnx::{tensor_to_proto, ExternalData};
 use rbe_runtime::Tensor;
 
-use crate::codec::EncodeParams;
+use crate::calibrate::Calibration;
+use crate::codec::{EncodeParams, Hessian};
 use index::{GraphIndex, Initializers};
 use plan::{PlannedInput, Rewrite, Weight};
 
@@ -46,10 +49,23 @@ pub fn convert_file(
     zstd_level: i32,
     progress: &Progress,
 ) -> Result<(Vec<u8>, ConvertReport), String> {
+    convert_file_with(input, params, preset, zstd_level, progress, None)
+}
+
+/// [`convert_file`], with the linear layers encoded under calibration statistics when
+/// `calibration` is given.
+pub fn convert_file_with(
+    input: &std::path::Path,
+    params: &EncodeParams,
+    preset: &str,
+    zstd_level: i32,
+    progress: &Progress,
+    calibration: Option<&Calibration>,
+) -> Result<(Vec<u8>, ConvertReport), String> {
     let mut model = rbe_runtime::onnx::read_model(input).map_err(|e| e.to_string())?;
     let dir = input.parent().unwrap_or(std::path::Path::new("."));
     let input_bytes = report::model_size(input, &model);
-    let tensors = convert(&mut model, ExternalData::Folder(dir), params, progress)?;
+    let tensors = convert(&mut model, ExternalData::Folder(dir), params, progress, calibration)?;
     let mut builder = crate::container::ContainerBuilder::new(zstd_level);
     if let Some(graph) = model.graph.as_mut() {
         graph.initializer.iter_mut().for_each(|t| builder.externalize(t));
@@ -80,12 +96,15 @@ fn plan_rewrites(ix: &GraphIndex) -> Vec<Rewrite> {
     rewrites
 }
 
-/// Converts `model` in place and returns one report row per stored tensor.
+/// Converts `model` in place and returns one report row per stored tensor. With
+/// `calibration`, the original model first runs on its windows to collect the inputs'
+/// statistics of every planned linear layer.
 pub fn convert(
     model: &mut ModelProto,
     data: ExternalData,
     params: &EncodeParams,
     progress: &Progress,
+    calibration: Option<&Calibration>,
 ) -> Result<Vec<TensorReport>, String> {
     let graph = model.graph.as_ref().ok_or("the model has no graph")?;
     let values = Initializers::decode(graph, data)?;
@@ -100,8 +119,12 @@ pub fn convert(
             _ => None,
         })
         .collect();
+    let hessians = match calibration {
+        Some(c) => layer_statistics(model, data, c, &weights)?,
+        None => HashMap::new(),
+    };
     (progress.on_plan)(weights.len());
-    let (encoded, assignment) = encode::encode_weights(&weights, params, progress.tick)?;
+    let (encoded, assignment) = encode::encode_weights(&weights, params, &hessians, progress.tick)?;
     let mut initializers: Vec<TensorProto> = graph
         .initializer
         .iter()
@@ -139,6 +162,27 @@ pub fn convert(
         model.opset_import.push(OperatorSetIdProto { domain: RBE_DOMAIN.into(), version: 1 });
     }
     Ok(report::tensor_reports(&encoded, &model.graph.as_ref().ok_or("no graph")?.initializer))
+}
+
+/// The prepared input statistics of every planned weight that multiplies an activation, by
+/// the activation's name.
+fn layer_statistics(
+    model: &ModelProto,
+    data: ExternalData,
+    calibration: &Calibration,
+    weights: &[&Weight],
+) -> Result<HashMap<String, Hessian>, String> {
+    let wanted: HashMap<String, usize> =
+        weights.iter().filter_map(|w| Some((w.activation.clone()?, w.cols))).collect();
+    let moments = crate::calibrate::collect(model, data, calibration, &wanted)?;
+    moments
+        .into_par_iter()
+        .map(|(name, m)| {
+            let xtx: Vec<f64> = m.xtx.iter().map(|&v| v as f64).collect();
+            let h = Hessian::new(&xtx, m.cols, calibration.damp).map_err(|e| format!("statistics of '{name}': {e}"))?;
+            Ok((name, h))
+        })
+        .collect()
 }
 
 /// The new node list: replaced nodes dropped, each `ai.rbe` node placed where the node that

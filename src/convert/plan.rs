@@ -18,6 +18,9 @@ pub struct Weight {
     pub cols: usize,
     /// `rows * cols` values, row-major.
     pub data: Vec<f32>,
+    /// The value this weight multiplies (the layer's input), whose calibration statistics
+    /// steer its encoding; `None` for embeddings and norms.
+    pub activation: Option<String>,
 }
 
 /// One input of a planned node.

@@ -16,8 +16,14 @@ pub struct TokenizedText {
 pub fn tokenize(text: &Path, tokenizer_json: &Path) -> Result<TokenizedText, String> {
     let content = std::fs::read_to_string(text)
         .map_err(|e| format!("cannot read text {}: {e}", text.display()))?;
-    let tokenizer = Tokenizer::from_file(tokenizer_json)
+    let mut tokenizer = Tokenizer::from_file(tokenizer_json)
         .map_err(|e| format!("cannot load tokenizer {}: {e}", tokenizer_json.display()))?;
+    // The whole text: a truncation or padding the file configures (sentence encoders ship
+    // `max_length` 128) would silently cut it; windows are cut afterwards.
+    tokenizer
+        .with_truncation(None)
+        .map_err(|e| format!("cannot turn off truncation of {}: {e}", tokenizer_json.display()))?;
+    tokenizer.with_padding(None);
     let encoding = tokenizer
         .encode(content.as_str(), false)
         .map_err(|e| format!("cannot tokenize {}: {e}", text.display()))?;

@@ -9,6 +9,7 @@ mod run;
 
 pub use build::build;
 pub use inputs::{Dim, InputSpec};
+pub use run::Observer;
 
 use crate::ops::Kernel;
 use crate::tensor::Tensor;

@@ -3,14 +3,31 @@
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::graph::Graph;
+use crate::graph::{Graph, Node};
 use crate::tensor::Tensor;
+
+/// Watches a run node by node.
+pub trait Observer {
+    /// Called before node `i` of [`Graph::nodes`] runs, with its inputs.
+    fn inputs(&mut self, _i: usize, _node: &Node, _args: &[Option<&Tensor>]) {}
+    /// Called after node `i` ran, with its kernel's wall time.
+    fn ran(&mut self, _i: usize, _elapsed: Duration) {}
+}
+
+/// Adds each node's kernel time to its entry.
+struct Timer<'a>(&'a mut Vec<Duration>);
+
+impl Observer for Timer<'_> {
+    fn ran(&mut self, i: usize, elapsed: Duration) {
+        self.0[i] += elapsed;
+    }
+}
 
 impl Graph {
     /// Runs the graph. `feeds` must name every graph input exactly once; returns every graph
     /// output, in graph order, with its name.
     pub fn run(&self, feeds: Vec<(String, Tensor)>) -> Result<Vec<(String, Tensor)>> {
-        self.run_timed(feeds, None)
+        self.run_watched(feeds, None)
     }
 
     /// [`Graph::run`], adding the wall time of each node's kernel to `times[i]` for node `i` of
@@ -21,13 +38,24 @@ impl Graph {
         times: &mut Vec<Duration>,
     ) -> Result<Vec<(String, Tensor)>> {
         times.resize(self.nodes.len().max(times.len()), Duration::ZERO);
-        self.run_timed(feeds, Some(times))
+        self.run_watched(feeds, Some(&mut Timer(times)))
     }
 
-    fn run_timed(
+    /// [`Graph::run`], showing `observer` each node's inputs before it runs (calibration
+    /// statistics, debugging).
+    pub fn run_observed(&self, feeds: Vec<(String, Tensor)>, observer: &mut dyn Observer) -> Result<Vec<(String, Tensor)>> {
+        self.run_watched(feeds, Some(observer))
+    }
+
+    /// The name of input `k` of `node` (`None` for an omitted optional input).
+    pub fn input_name(&self, node: &Node, k: usize) -> Option<&str> {
+        node.inputs.get(k).copied().flatten().map(|id| self.names[id].as_str())
+    }
+
+    fn run_watched(
         &self,
         feeds: Vec<(String, Tensor)>,
-        mut times: Option<&mut Vec<Duration>>,
+        mut observer: Option<&mut dyn Observer>,
     ) -> Result<Vec<(String, Tensor)>> {
         let mut slots: Vec<Option<Tensor>> = vec![None; self.names.len()];
         self.place_feeds(feeds, &mut slots)?;
@@ -39,10 +67,13 @@ impl Graph {
                     Some(id) => Some(self.value(&slots, *id)?),
                 });
             }
-            let start = times.is_some().then(Instant::now);
+            let start = observer.as_mut().map(|o| {
+                o.inputs(i, node, &args);
+                Instant::now()
+            });
             let results = node.kernel.run(&args);
-            if let (Some(times), Some(start)) = (times.as_deref_mut(), start) {
-                times[i] += start.elapsed();
+            if let (Some(o), Some(start)) = (observer.as_mut(), start) {
+                o.ran(i, start.elapsed());
             }
             let results = results.map_err(|e| match e {
                 Error::Op(message) => Error::Node {
