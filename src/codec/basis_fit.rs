@@ -153,7 +153,7 @@ impl Fitter {
 fn tile_sse(tile: &[f32], w: usize, group: usize, grid: Grid) -> f64 {
     tile.chunks(w)
         .flat_map(|row| row.chunks(group))
-        .map(|xg| search(xg, grid).2)
+        .map(|xg| search(xg, grid, None).2)
         .sum()
 }
 

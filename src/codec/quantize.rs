@@ -38,23 +38,25 @@ impl Grid {
     }
 }
 
-/// The best unconstrained `(step, offset)` for `x` on `grid`, and its squared error.
-pub(crate) fn search(x: &[f32], grid: Grid) -> (f32, f32, f64) {
+/// The best unconstrained `(step, offset)` for `x` on `grid`, and its squared error (each
+/// value's weighted by its `importance` when given).
+pub(crate) fn search(x: &[f32], grid: Grid, importance: Option<&[f32]>) -> (f32, f32, f64) {
+    let weight = |i: usize| importance.map_or(1.0, |w| w[i]);
     if grid.asymmetric {
-        search_asymmetric(x, grid.qmax())
+        search_asymmetric(x, grid.qmax(), weight)
     } else {
-        search_symmetric(x, grid.zero_point())
+        search_symmetric(x, grid.zero_point(), weight)
     }
 }
 
 /// Least-squares step over a family of code assignments that map the largest-magnitude value
 /// to about `-half` (the wider side of the signed grid).
-fn search_symmetric(x: &[f32], half: i32) -> (f32, f32, f64) {
+fn search_symmetric(x: &[f32], half: i32, weight: impl Fn(usize) -> f32) -> (f32, f32, f64) {
     let a = x
         .iter()
         .copied()
         .fold(0f32, |m, v| if v.abs() > m.abs() { v } else { m });
-    let sum_x2: f64 = x.iter().map(|&v| v as f64 * v as f64).sum();
+    let sum_x2: f64 = x.iter().enumerate().map(|(i, &v)| v as f64 * v as f64 * weight(i) as f64).sum();
     if a == 0.0 {
         return (0.0, 0.0, sum_x2);
     }
@@ -63,10 +65,11 @@ fn search_symmetric(x: &[f32], half: i32) -> (f32, f32, f64) {
     for is in -SEARCH_STEPS..=SEARCH_STEPS {
         let iscale = -(half as f32 + SEARCH_DELTA * is as f32) / a;
         let (mut sum_lx, mut sum_l2) = (0f32, 0f32);
-        for &v in x {
+        for (i, &v) in x.iter().enumerate() {
             let l = round_fast((iscale * v).clamp(lo, hi));
-            sum_lx += l * v;
-            sum_l2 += l * l;
+            let wl = l * weight(i);
+            sum_lx += wl * v;
+            sum_l2 += wl * l;
         }
         if sum_l2 > 0.0 {
             let sse = sum_x2 - (sum_lx as f64).powi(2) / sum_l2 as f64;
@@ -79,12 +82,12 @@ fn search_symmetric(x: &[f32], half: i32) -> (f32, f32, f64) {
 }
 
 /// Least-squares `(step, offset <= 0)` over code assignments spanning `[min(x, 0), max(x)]`.
-fn search_asymmetric(x: &[f32], qmax: i32) -> (f32, f32, f64) {
+fn search_asymmetric(x: &[f32], qmax: i32, weight: impl Fn(usize) -> f32) -> (f32, f32, f64) {
     let mn = x.iter().copied().fold(0f32, f32::min);
     let mx = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let sum_x: f64 = x.iter().map(|&v| v as f64).sum();
-    let sum_x2: f64 = x.iter().map(|&v| v as f64 * v as f64).sum();
-    let n = x.len() as f64;
+    let sum_x: f64 = x.iter().enumerate().map(|(i, &v)| v as f64 * weight(i) as f64).sum();
+    let sum_x2: f64 = x.iter().enumerate().map(|(i, &v)| v as f64 * v as f64 * weight(i) as f64).sum();
+    let n: f64 = (0..x.len()).map(|i| weight(i) as f64).sum();
     if mx <= mn {
         // Every value equals mn (<= 0): the offset alone is exact.
         return (0.0, mn, 0.0);
@@ -93,18 +96,19 @@ fn search_asymmetric(x: &[f32], qmax: i32) -> (f32, f32, f64) {
     for is in -SEARCH_STEPS..=SEARCH_STEPS {
         let iscale = (qmax as f32 + SEARCH_DELTA * is as f32) / (mx - mn);
         let (mut sl, mut sl2, mut slx) = (0f32, 0f32, 0f32);
-        for &v in x {
+        for (i, &v) in x.iter().enumerate() {
             let l = round_fast((iscale * (v - mn)).clamp(0.0, qmax as f32));
-            sl += l;
-            sl2 += l * l;
-            slx += l * v;
+            let wl = l * weight(i);
+            sl += wl;
+            sl2 += wl * l;
+            slx += wl * v;
         }
         let (sl, sl2, slx) = (sl as f64, sl2 as f64, slx as f64);
         if sl2 == 0.0 {
             continue;
         }
-        // Least squares x ~ a*l + b, with b forced to 0 when it would be positive (or when
-        // all codes are equal and the 2-parameter fit is degenerate).
+        // Weighted least squares x ~ a*l + b, with b forced to 0 when it would be positive (or
+        // when all codes are equal and the 2-parameter fit is degenerate).
         let det = n * sl2 - sl * sl;
         let (mut a, mut b) = (slx / sl2, 0.0);
         if det > 0.0 {
@@ -123,23 +127,24 @@ fn search_asymmetric(x: &[f32], qmax: i32) -> (f32, f32, f64) {
 }
 
 /// Nearest codes for `x` with a fixed `step` and `offset`; returns the exact squared error of
-/// the dequantized values.
+/// the dequantized values, each weighted by its `importance` when given.
 pub(crate) fn quantize_fixed(
     x: &[f32],
     grid: Grid,
     step: f32,
     offset: f32,
     codes: &mut [u8],
+    importance: Option<&[f32]>,
 ) -> f64 {
     let zp = grid.zero_point();
     let qmax = grid.qmax() as f32;
     let inv = if step != 0.0 { 1.0 / step } else { 0.0 };
     let mut sse = 0f32;
-    for (&v, c) in x.iter().zip(codes.iter_mut()) {
+    for (i, (&v, c)) in x.iter().zip(codes.iter_mut()).enumerate() {
         let q = round_fast(((v - offset) * inv + zp as f32).clamp(0.0, qmax));
         *c = q as u8;
         let e = dequant(*c, zp, step, offset) - v;
-        sse += e * e;
+        sse += e * e * importance.map_or(1.0, |w| w[i]);
     }
     sse as f64
 }
@@ -200,8 +205,9 @@ impl RowUnits {
     }
 
     /// The group's scale (and offset) codes nearest its optimum `o`, chosen by the exact squared
-    /// error of `xg` quantized with them; `codes` receives its codes.
-    pub(crate) fn choose(&self, xg: &[f32], o: (f32, f32, f64), codes: &mut [u8]) -> GroupCode {
+    /// error of `xg` quantized with them (each value's weighted by its `importance` when
+    /// given); `codes` receives its codes.
+    pub(crate) fn choose(&self, xg: &[f32], o: (f32, f32, f64), codes: &mut [u8], importance: Option<&[f32]>) -> GroupCode {
         let grid = self.grid;
         let (lo, hi, bias) = scale_code_range(grid, self.scale_bits);
         let top = (1i32 << self.scale_bits) - 1;
@@ -215,7 +221,7 @@ impl RowUnits {
             let step = group_step(unit, sc, grid.asymmetric, self.scale_bits);
             for m in mins.clone() {
                 let offset = if grid.asymmetric { group_offset(min_unit, m as u8) } else { 0.0 };
-                let sse = quantize_fixed(xg, grid, step, offset, &mut trial[..n]);
+                let sse = quantize_fixed(xg, grid, step, offset, &mut trial[..n], importance);
                 if sse < best.0 {
                     best = (sse, GroupCode { scale: sc, min: m as u8, step, offset });
                     codes[..n].copy_from_slice(&trial[..n]);
@@ -258,14 +264,14 @@ pub(crate) fn quantize_row(
     out: RowOut,
     recon: &mut [f32],
 ) {
-    let opt: Vec<(f32, f32, f64)> = x.chunks(g.group).map(|xg| search(xg, grid)).collect();
+    let opt: Vec<(f32, f32, f64)> = x.chunks(g.group).map(|xg| search(xg, grid, None)).collect();
     let units = RowUnits::new(&opt, grid, scale_bits);
     let mut codes = vec![0u8; x.len()];
     let chosen: Vec<GroupCode> = x
         .chunks(g.group)
         .zip(codes.chunks_mut(g.group))
         .zip(&opt)
-        .map(|((xg, cg), o)| units.choose(xg, *o, cg))
+        .map(|((xg, cg), o)| units.choose(xg, *o, cg, None))
         .collect();
     write_row(g, units, &chosen, &codes, out, recon);
 }
