@@ -26,50 +26,73 @@ fn fingerprint(w: &Weight) -> u64 {
     h.finish()
 }
 
-/// Encodes `weights`, sharing identical ones. Returns the encoded tensors and, for each input
-/// weight, the index of the encoded tensor it uses. A weight whose input has statistics in
-/// `hessians` (by value name) is encoded with error feedback; a shared tensor takes the
-/// statistics of the first of its uses that has them (a tied table: the LM head's input).
-/// `tick` is called once per encoded tensor.
-pub fn encode_weights(
-    weights: &[&Weight],
+/// Which planned weights are the same tensor: each weight's index into the unique ones, and per
+/// unique tensor the weight it was first seen as, the initializers it stands for, and the input
+/// whose calibration statistics steer its encoding (the first of its uses that has them: for
+/// a tied table, the LM head's input).
+pub struct Sharing {
+    /// For each planned weight, the index of its unique tensor.
+    pub assignment: Vec<usize>,
+    /// For each unique tensor, the index of the planned weight it was first seen as.
+    pub first: Vec<usize>,
+    /// For each unique tensor, the original initializers it stands for.
+    pub sources: Vec<Vec<String>>,
+    /// For each unique tensor, the input whose statistics (in the `hessians` given) steer it.
+    pub steering: Vec<Option<String>>,
+}
+
+impl Sharing {
+    /// Finds the identical weights among `weights`.
+    pub fn of(weights: &[&Weight], hessians: &HashMap<String, Hessian>) -> Self {
+        let mut sharing = Sharing { assignment: Vec::new(), first: Vec::new(), sources: Vec::new(), steering: Vec::new() };
+        let mut by_print: HashMap<u64, Vec<usize>> = HashMap::new();
+        for (i, w) in weights.iter().enumerate() {
+            let candidates = by_print.entry(fingerprint(w)).or_default();
+            let same = candidates.iter().copied().find(|&u| {
+                let o = weights[sharing.first[u]];
+                (o.rows, o.cols) == (w.rows, w.cols) && o.data == w.data
+            });
+            let index = same.unwrap_or_else(|| {
+                sharing.first.push(i);
+                sharing.sources.push(Vec::new());
+                sharing.steering.push(None);
+                candidates.push(sharing.first.len() - 1);
+                sharing.first.len() - 1
+            });
+            let steer = w.activation.as_ref().filter(|a| hessians.get(*a).is_some_and(|h| h.cols() == w.cols));
+            if sharing.steering[index].is_none() {
+                sharing.steering[index] = steer.cloned();
+            }
+            if !sharing.sources[index].contains(&w.source) {
+                sharing.sources[index].push(w.source.clone());
+            }
+            sharing.assignment.push(index);
+        }
+        sharing
+    }
+
+    /// The name of each unique tensor's encoded initializer.
+    pub fn names(&self) -> Vec<String> {
+        self.sources.iter().map(|s| format!("{}.rbe", s[0])).collect()
+    }
+}
+
+/// Encodes the unique tensors (`unique[u]` is unique tensor `u`), each with error feedback
+/// when `sharing` names statistics for it; each weight's values are dropped as soon as it is
+/// encoded. `tick` is called once per encoded tensor.
+pub fn encode_unique(
+    unique: Vec<Weight>,
+    sharing: Sharing,
     params: &EncodeParams,
     hessians: &HashMap<String, Hessian>,
     tick: &(dyn Fn() + Sync),
-) -> Result<(Vec<EncodedWeight>, Vec<usize>), String> {
-    let mut unique: Vec<&Weight> = Vec::new();
-    let mut sources: Vec<Vec<String>> = Vec::new();
-    let mut steering: Vec<Option<&Hessian>> = Vec::new();
-    let mut by_print: HashMap<u64, Vec<usize>> = HashMap::new();
-    let mut assignment = Vec::with_capacity(weights.len());
-    for w in weights {
-        let candidates = by_print.entry(fingerprint(w)).or_default();
-        let same = candidates.iter().copied().find(|&u| {
-            let o = unique[u];
-            (o.rows, o.cols) == (w.rows, w.cols) && o.data == w.data
-        });
-        let index = match same {
-            Some(u) => u,
-            None => {
-                unique.push(w);
-                sources.push(Vec::new());
-                steering.push(None);
-                candidates.push(unique.len() - 1);
-                unique.len() - 1
-            }
-        };
-        let statistics = w.activation.as_ref().and_then(|a| hessians.get(a)).filter(|h| h.cols() == w.cols);
-        steering[index] = steering[index].or(statistics);
-        if !sources[index].contains(&w.source) {
-            sources[index].push(w.source.clone());
-        }
-        assignment.push(index);
-    }
+) -> Result<Vec<EncodedWeight>, String> {
+    let names = sharing.names();
     let encoded: Vec<Encoded> = unique
-        .par_iter()
-        .zip(&steering)
-        .map(|(w, hessian)| {
-            let e = match hessian {
+        .into_par_iter()
+        .zip(sharing.steering)
+        .map(|(w, steering)| {
+            let e = match steering.and_then(|a| hessians.get(&a)) {
                 Some(h) => encode_calibrated(&w.data, w.rows, w.cols, params, h).map(|(e, _)| e),
                 None => encode(&w.data, w.rows, w.cols, params),
             }
@@ -78,10 +101,10 @@ pub fn encode_weights(
             e
         })
         .collect::<Result<_, _>>()?;
-    let out = encoded
+    Ok(encoded
         .into_iter()
-        .zip(sources)
-        .map(|(encoded, sources)| EncodedWeight { name: format!("{}.rbe", sources[0]), sources, encoded })
-        .collect();
-    Ok((out, assignment))
+        .zip(sharing.sources)
+        .zip(names)
+        .map(|((encoded, sources), name)| EncodedWeight { name, sources, encoded })
+        .collect())
 }

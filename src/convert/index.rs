@@ -3,27 +3,37 @@
 
 use std::collections::HashMap;
 
-use rbe_runtime::onnx::proto::GraphProto;
+use rbe_runtime::onnx::proto::{GraphProto, TensorProto};
 use rbe_runtime::onnx::{tensor_from_proto, ExternalData};
 use rbe_runtime::Tensor;
 
 pub use rbe_runtime::graph::fuse::index::GraphIndex;
 
-/// Every initializer of a graph, decoded.
-pub struct Initializers(HashMap<String, Tensor>);
+/// The initializers of a graph, decoded when asked for (each lookup decodes again), so the
+/// converter never holds a decoded copy of every weight at once.
+pub struct Initializers<'g> {
+    protos: HashMap<&'g str, &'g TensorProto>,
+    data: ExternalData<'g>,
+}
 
-impl Initializers {
-    /// Decodes the initializers of `graph`.
-    pub fn decode(graph: &GraphProto, data: ExternalData) -> Result<Self, String> {
-        let mut map = HashMap::new();
-        for init in &graph.initializer {
-            map.insert(init.name.clone(), tensor_from_proto(init, data).map_err(|e| e.to_string())?);
-        }
-        Ok(Self(map))
+impl<'g> Initializers<'g> {
+    /// Indexes the initializers of `graph`, whose external data comes from `data`.
+    pub fn new(graph: &'g GraphProto, data: ExternalData<'g>) -> Self {
+        let protos = graph.initializer.iter().map(|t| (t.name.as_str(), t)).collect();
+        Self { protos, data }
     }
 
-    /// The value of an initializer (a cheap shared copy).
+    /// The decoded value of an initializer; an error when it does not decode.
+    pub fn decode(&self, name: &str) -> Result<Option<Tensor>, String> {
+        self.protos
+            .get(name)
+            .map(|t| tensor_from_proto(t, self.data).map_err(|e| e.to_string()))
+            .transpose()
+    }
+
+    /// The value of an initializer, or `None` when there is none or it does not decode (the
+    /// pattern then does not match; [`Initializers::decode`] reports the error).
     pub fn get(&self, name: &str) -> Option<Tensor> {
-        self.0.get(name).cloned()
+        self.decode(name).ok().flatten()
     }
 }

@@ -107,7 +107,7 @@ pub fn convert(
     calibration: Option<&Calibration>,
 ) -> Result<Vec<TensorReport>, String> {
     let graph = model.graph.as_ref().ok_or("the model has no graph")?;
-    let values = Initializers::decode(graph, data)?;
+    let values = Initializers::new(graph, data);
     let lookup = |name: &str| values.get(name);
     let ix = GraphIndex::new(&graph.node, graph.output.iter().map(|o| o.name.as_str()), &lookup);
     let rewrites = plan_rewrites(&ix);
@@ -123,38 +123,50 @@ pub fn convert(
         Some(c) => layer_statistics(model, data, c, &weights)?,
         None => HashMap::new(),
     };
-    (progress.on_plan)(weights.len());
-    let (encoded, assignment) = encode::encode_weights(&weights, params, &hessians, progress.tick)?;
-    let mut initializers: Vec<TensorProto> = graph
-        .initializer
+    let sharing = encode::Sharing::of(&weights, &hessians);
+    let mut added = Vec::new();
+    let nodes = rewrite_nodes(&ix, &rewrites, &sharing.names(), &sharing.assignment, &mut added)?;
+    let used: HashSet<&str> = nodes
         .iter()
-        .map(|t| match ix.initializer(&t.name) {
-            // Typed or external data is normalised to embedded raw data.
-            Some(v) => tensor_to_proto(&t.name, &v),
-            None => t.clone(),
-        })
+        .flat_map(|n| n.input.iter().map(String::as_str))
+        .chain(graph.output.iter().map(|o| o.name.as_str()))
         .collect();
-    let nodes = rewrite_nodes(&ix, &rewrites, &encoded, &assignment, &mut initializers)?;
+    // Only the initializers that stay are decoded again, normalised to embedded raw data.
+    let mut initializers = Vec::new();
+    let mut dropped = HashSet::new();
+    for t in &graph.initializer {
+        match values.decode(&t.name)? {
+            Some(v) if used.contains(t.name.as_str()) => initializers.push(tensor_to_proto(&t.name, &v)),
+            Some(_) => {
+                dropped.insert(t.name.clone());
+            }
+            None => initializers.push(t.clone()),
+        }
+    }
+    initializers.extend(added);
+    drop(ix);
+    // The planned weights leave the plan to be encoded, each dropped once encoded.
+    let mut unique: Vec<Option<Weight>> = (0..sharing.first.len()).map(|_| None).collect();
+    let planned = rewrites.into_iter().flat_map(|r| r.inputs).filter_map(|i| match i {
+        PlannedInput::Encoded(w) => Some(w),
+        _ => None,
+    });
+    for (i, w) in planned.enumerate() {
+        let u = sharing.assignment[i];
+        if sharing.first[u] == i {
+            unique[u] = Some(w);
+        }
+    }
+    let unique: Vec<Weight> = unique.into_iter().collect::<Option<_>>().ok_or("internal: a shared weight is missing")?;
+    (progress.on_plan)(unique.len());
+    let encoded = encode::encode_unique(unique, sharing, params, &hessians, progress.tick)?;
     for e in &encoded {
         let bytes = e.encoded.tensor.to_bytes();
         let n = bytes.len();
         initializers.push(tensor_to_proto(&e.name, &Tensor::from_vec(&[n], bytes).map_err(|e| e.to_string())?));
     }
-    drop(ix);
     let graph = model.graph.as_mut().ok_or("the model has no graph")?;
     graph.node = nodes;
-    let used: HashSet<&str> = graph
-        .node
-        .iter()
-        .flat_map(|n| n.input.iter().map(String::as_str))
-        .chain(graph.output.iter().map(|o| o.name.as_str()))
-        .collect();
-    let dropped: HashSet<String> = initializers
-        .iter()
-        .filter(|t| !used.contains(t.name.as_str()))
-        .map(|t| t.name.clone())
-        .collect();
-    initializers.retain(|t| !dropped.contains(&t.name));
     // Older IR versions list initializers among the inputs too.
     graph.input.retain(|i| !dropped.contains(&i.name));
     graph.initializer = initializers;
@@ -190,7 +202,7 @@ fn layer_statistics(
 fn rewrite_nodes(
     ix: &GraphIndex,
     rewrites: &[Rewrite],
-    encoded: &[encode::EncodedWeight],
+    encoded_names: &[String],
     assignment: &[usize],
     initializers: &mut Vec<TensorProto>,
 ) -> Result<Vec<NodeProto>, String> {
@@ -204,7 +216,7 @@ fn rewrite_nodes(
                 PlannedInput::Value(name) => name.clone(),
                 PlannedInput::Encoded(_) => {
                     let e = weights.next().ok_or("internal: weight count mismatch")?;
-                    encoded[*e].name.clone()
+                    encoded_names[*e].clone()
                 }
                 PlannedInput::Raw(name, tensor) => {
                     initializers.push(tensor_to_proto(name, tensor));
