@@ -95,20 +95,36 @@ fn upper_cholesky(a: &[f64], n: usize) -> Option<Vec<f64>> {
     let mut r = vec![0f64; n * n];
     for j in (0..n).rev() {
         // r[i][j] for i <= j: a[i][j] = sum_{k >= j} r[i][k] r[j][k].
-        let tail = |i: usize| -> f64 { (j + 1..n).map(|k| r[i * n + k] * r[j * n + k]).sum() };
-        let d = a[j * n + j] - tail(j);
+        let row_j = &r[j * n + j + 1..(j + 1) * n];
+        let d = a[j * n + j] - dot(row_j, row_j);
         if !(d > 0.0 && d.is_finite()) {
             return None;
         }
         let rjj = d.sqrt();
         r[j * n + j] = rjj;
-        let row_j: Vec<f64> = r[j * n + j + 1..(j + 1) * n].to_vec();
-        r[..j * n].par_chunks_mut(n).enumerate().for_each(|(i, ri)| {
-            let dot: f64 = ri[j + 1..].iter().zip(&row_j).map(|(x, y)| x * y).sum();
-            ri[j] = (a[i * n + j] - dot) / rjj;
+        let (above, rest) = r.split_at_mut(j * n);
+        let row_j = &rest[j + 1..n];
+        above.par_chunks_mut(n).enumerate().for_each(|(i, ri)| {
+            ri[j] = (a[i * n + j] - dot(&ri[j + 1..], row_j)) / rjj;
         });
     }
     Some(r)
+}
+
+/// `a · b` over the shorter length, in independent lanes so the compiler keeps it in vectors.
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    const LANES: usize = 8;
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [0f64; LANES];
+    for (ca, cb) in a.chunks_exact(LANES).zip(b.chunks_exact(LANES)) {
+        for l in 0..LANES {
+            acc[l] += ca[l] * cb[l];
+        }
+    }
+    let tail = n / LANES * LANES;
+    let rest: f64 = a[tail..].iter().zip(&b[tail..]).map(|(x, y)| x * y).sum();
+    acc.iter().sum::<f64>() + rest
 }
 
 /// The inverse of an upper triangular `r` (`n x n`, row-major, non-zero diagonal), itself upper
@@ -121,8 +137,7 @@ fn invert_upper(r: &[f64], n: usize) -> Vec<f64> {
             let mut x = vec![0f64; j + 1];
             x[j] = 1.0 / r[j * n + j];
             for i in (0..j).rev() {
-                let s: f64 = (i + 1..=j).map(|k| r[i * n + k] * x[k]).sum();
-                x[i] = -s / r[i * n + i];
+                x[i] = -dot(&r[i * n + i + 1..i * n + j + 1], &x[i + 1..]) / r[i * n + i];
             }
             x
         })
@@ -143,41 +158,76 @@ pub(crate) fn encode_gptq(data: &[f32], g: &Geometry, params: &EncodeParams, hes
         return Err(format!("input statistics for {} inputs, the weight has {}", hessian.cols, g.cols));
     }
     let grid = Grid { bits: g.bits, asymmetric: params.asymmetric };
+    let cols = g.cols;
+    let fed: Vec<FedRow> = data
+        .par_chunks(ROW_BLOCK * cols)
+        .flat_map_iter(|block| feedback_rows(block, g, grid, params.scale_bits, hessian))
+        .collect();
     let row = |r: usize, out: RowOut, recon: &mut [f32]| {
-        feedback_row(&data[r * g.cols..(r + 1) * g.cols], g, grid, params.scale_bits, hessian, out, recon);
+        let f = &fed[r];
+        write_row(g, f.units, &f.groups, &f.codes, out, recon);
     };
     encode_rows(data, g, params, row, Vec::new())
 }
 
-/// One row with error feedback: the row units come from the original values, each group's
-/// codes from its values as updated when the group starts, each value's code by rounding.
-fn feedback_row(x: &[f32], g: &Geometry, grid: Grid, sb: u8, h: &Hessian, out: RowOut, recon: &mut [f32]) {
-    let cols = x.len();
-    let mut w: Vec<f32> = x.iter().zip(&h.dead).map(|(&v, &dead)| if dead { 0.0 } else { v }).collect();
-    let opt: Vec<(f32, f32, f64)> =
-        w.chunks(g.group).zip(h.importance.chunks(g.group)).map(|(xg, ig)| search(xg, grid, Some(ig))).collect();
-    let units = RowUnits::new(&opt, grid, sb);
+/// Rows quantized together: each step of the feedback reads one row of the factor for all
+/// of them, so the factor streams from memory once per block instead of once per row.
+const ROW_BLOCK: usize = 8;
+
+/// One row's codes as the feedback chose them.
+struct FedRow {
+    units: RowUnits,
+    groups: Vec<GroupCode>,
+    codes: Vec<u8>,
+}
+
+/// A block of rows (`x`, whole rows) with error feedback: each row's units come from its
+/// original values, each group's codes from its values as updated when the group starts,
+/// each value's code by rounding; its error then moves onto the row's later values.
+fn feedback_rows(x: &[f32], g: &Geometry, grid: Grid, sb: u8, h: &Hessian) -> Vec<FedRow> {
+    let cols = g.cols;
     let zp = zero_point(grid.bits, grid.asymmetric);
     let qmax = ((1u32 << grid.bits) - 1) as f32;
-    let mut codes = vec![0u8; cols];
-    let mut groups = Vec::with_capacity(cols.div_ceil(g.group));
+    let mut w: Vec<Vec<f32>> = x
+        .chunks(cols)
+        .map(|row| row.iter().zip(&h.dead).map(|(&v, &dead)| if dead { 0.0 } else { v }).collect())
+        .collect();
+    let mut fed: Vec<FedRow> = w
+        .iter()
+        .map(|row| {
+            let opt: Vec<(f32, f32, f64)> =
+                row.chunks(g.group).zip(h.importance.chunks(g.group)).map(|(xg, ig)| search(xg, grid, Some(ig))).collect();
+            FedRow { units: RowUnits::new(&opt, grid, sb), groups: Vec::new(), codes: vec![0u8; cols] }
+        })
+        .collect();
+    let mut errors = vec![0f32; w.len()];
     for g0 in (0..cols).step_by(g.group) {
         let g1 = (g0 + g.group).min(cols);
         let importance = Some(&h.importance[g0..g1]);
-        let gc: GroupCode = units.choose(&w[g0..g1], search(&w[g0..g1], grid, importance), &mut codes[g0..g1], importance);
-        let inv = if gc.step != 0.0 { 1.0 / gc.step } else { 0.0 };
+        let steps: Vec<(GroupCode, f32)> = w
+            .iter()
+            .zip(&mut fed)
+            .map(|(row, f)| {
+                let gc = f.units.choose(&row[g0..g1], search(&row[g0..g1], grid, importance), &mut f.codes[g0..g1], importance);
+                f.groups.push(gc);
+                (gc, if gc.step != 0.0 { 1.0 / gc.step } else { 0.0 })
+            })
+            .collect();
         for k in g0..g1 {
-            let q = ((w[k] - gc.offset) * inv + zp as f32).round().clamp(0.0, qmax) as u8;
-            codes[k] = q;
             let u = &h.u[k * cols..(k + 1) * cols];
-            let err = (w[k] - dequant(q, zp, gc.step, gc.offset)) / u[k];
-            for (v, &uk) in w[k + 1..].iter_mut().zip(&u[k + 1..]) {
-                *v -= err * uk;
+            for (((row, f), &(gc, inv)), err) in w.iter().zip(&mut fed).zip(&steps).zip(&mut errors) {
+                let q = ((row[k] - gc.offset) * inv + zp as f32).round().clamp(0.0, qmax) as u8;
+                f.codes[k] = q;
+                *err = (row[k] - dequant(q, zp, gc.step, gc.offset)) / u[k];
+            }
+            for (row, &err) in w.iter_mut().zip(&errors) {
+                for (v, &uk) in row[k + 1..].iter_mut().zip(&u[k + 1..]) {
+                    *v -= err * uk;
+                }
             }
         }
-        groups.push(gc);
     }
-    write_row(g, units, &groups, &codes, out, recon);
+    fed
 }
 
 #[cfg(test)]
