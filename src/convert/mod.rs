@@ -46,10 +46,24 @@ pub fn convert_file(
     zstd_level: i32,
     progress: &Progress,
 ) -> Result<(Vec<u8>, ConvertReport), String> {
-    let mut model = rbe_runtime::onnx::read_model(input).map_err(|e| e.to_string())?;
+    let model = rbe_runtime::onnx::read_model(input).map_err(|e| e.to_string())?;
     let dir = input.parent().unwrap_or(std::path::Path::new("."));
     let input_bytes = report::model_size(input, &model);
-    let tensors = convert(&mut model, ExternalData::Folder(dir), params, progress)?;
+    convert_to_container(model, ExternalData::Folder(dir), input_bytes, params, preset, zstd_level, progress)
+}
+
+/// Converts `model` (its external data in `data`, `input_bytes` its source size for the
+/// report) and packs it: the container's bytes and the report. Nothing is written.
+pub fn convert_to_container(
+    mut model: ModelProto,
+    data: ExternalData,
+    input_bytes: u64,
+    params: &EncodeParams,
+    preset: &str,
+    zstd_level: i32,
+    progress: &Progress,
+) -> Result<(Vec<u8>, ConvertReport), String> {
+    let tensors = convert(&mut model, data, params, progress)?;
     let mut builder = crate::container::ContainerBuilder::new(zstd_level);
     if let Some(graph) = model.graph.as_mut() {
         graph.initializer.iter_mut().for_each(|t| builder.externalize(t));
