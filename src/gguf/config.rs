@@ -3,8 +3,6 @@
 use super::error::GgufError;
 use super::value::Metadata;
 
-/// Longest context the importer precomputes rotary tables for.
-const MAX_CONTEXT: u64 = 1 << 20;
 /// Sane upper bounds for the model's sizes.
 const MAX_LAYERS: u64 = 1 << 10;
 const MAX_WIDTH: u64 = 1 << 17;
@@ -42,8 +40,6 @@ pub struct LlamaConfig {
     pub rope_theta: f64,
     /// Linear RoPE scaling factor (positions divided by it), 1 when absent.
     pub rope_linear_factor: f64,
-    /// Positions the rotary tables cover.
-    pub context: usize,
     /// The Q/K row order.
     pub rope_layout: RopeLayout,
 }
@@ -96,7 +92,6 @@ impl LlamaConfig {
         if !(rope_theta.is_finite() && rope_theta > 1.0 && rope_linear_factor.is_finite() && rope_linear_factor > 0.0) {
             return Err(GgufError::Model(format!("rope base {rope_theta} / scale {rope_linear_factor} out of range")));
         }
-        let context = size("context_length", MAX_CONTEXT)?;
-        Ok(Self { arch, layers, hidden, ffn, heads, kv_heads, head_dim, rms_eps, rope_theta, rope_linear_factor, context, rope_layout })
+        Ok(Self { arch, layers, hidden, ffn, heads, kv_heads, head_dim, rms_eps, rope_theta, rope_linear_factor, rope_layout })
     }
 }

@@ -2,8 +2,8 @@
 //! the inputs and outputs of optimum's with-past exports: `input_ids`, `attention_mask`,
 //! `position_ids`, `past_key_values.{i}.key/value` in; `logits`, `present.{i}.key/value` out.
 //!
-//! RMSNorm is Pow/ReduceMean/Add/Sqrt/Div/Mul, rotary uses precomputed cos/sin tables gathered
-//! at `position_ids` with the rotate-half form (Slice/Neg/Concat), SiLU is `x·Sigmoid(x)`,
+//! RMSNorm is Pow/ReduceMean/Add/Sqrt/Div/Mul, rotary takes Cos/Sin of `position_ids · inv_freq`
+//! in the rotate-half form (Slice/Neg/Concat), SiLU is `x·Sigmoid(x)`,
 //! grouped-query attention repeats K/V heads by Unsqueeze/Expand/Reshape, and linears are
 //! `MatMul(x, Transpose(W))` on the file's `[out, in]` weights (a tied head shares the
 //! embedding table).
@@ -45,7 +45,7 @@ pub fn build(file: &GgufFile) -> Result<LlamaGraph, GgufError> {
     let embedding = b.weight("token_embd.weight", &[vocab, config.hidden], None)?;
     let mut x = b.g.op("Gather", "embed", &[&embedding, "input_ids"], &[Attr::Int("axis", 0)]);
     let mask = b.attention_mask();
-    let (cos, sin) = b.rotary_tables()?;
+    let (cos, sin) = b.rotary()?;
     for layer in 0..config.layers {
         x = b.block(layer, &x, &mask, &cos, &sin)?;
     }
@@ -122,35 +122,34 @@ impl Builder<'_, '_> {
         g.op("Add", n, &[&causal, &key_bias], &[])
     }
 
-    /// cos and sin `[B, 1, S, head_dim]` at `position_ids`, from tables over the context.
-    fn rotary_tables(&mut self) -> Result<(String, String), GgufError> {
-        let (hd, ctx) = (self.c.head_dim, self.c.context);
+    /// cos and sin `[B, 1, S, head_dim]` of `position_ids · inv_freq` (computed in the graph,
+    /// as the torch export does, so no table is stored and no context length bounds it).
+    fn rotary(&mut self) -> Result<(String, String), GgufError> {
+        let hd = self.c.head_dim;
         let half = hd / 2;
         let factors = match self.w.optional("rope_freqs.weight", &[half])? {
             Some(t) => t.as_f32().map_err(|e| GgufError::Model(e.to_string()))?.iter().map(|&f| f as f64).collect(),
             None => vec![1.0; half],
         };
-        let inv_freq: Vec<f64> = (0..half)
-            .map(|i| 1.0 / self.c.rope_theta.powf(2.0 * i as f64 / hd as f64) / factors[i] / self.c.rope_linear_factor)
+        let inv_freq: Vec<f32> = (0..hd)
+            .map(|j| {
+                let i = j % half;
+                (1.0 / self.c.rope_theta.powf(2.0 * i as f64 / hd as f64) / factors[i] / self.c.rope_linear_factor) as f32
+            })
             .collect();
-        let mut cos = Vec::with_capacity(ctx * hd);
-        let mut sin = Vec::with_capacity(ctx * hd);
-        for p in 0..ctx {
-            for j in 0..hd {
-                let angle = p as f64 * inv_freq[j % half];
-                cos.push(angle.cos() as f32);
-                sin.push(angle.sin() as f32);
-            }
-        }
-        let model = |e: rbe_runtime::Error| GgufError::Model(e.to_string());
-        let cos = self.g.initializer("rope.cos", &Tensor::from_vec(&[ctx, hd], cos).map_err(model)?);
-        let sin = self.g.initializer("rope.sin", &Tensor::from_vec(&[ctx, hd], sin).map_err(model)?);
-        let axis1 = self.g.ints("rope.axes1", &[1]);
-        let mut at_positions = |table: &str| {
-            let rows = self.g.op("Gather", "rope", &[table, "position_ids"], &[Attr::Int("axis", 0)]);
-            self.g.op("Unsqueeze", "rope", &[&rows, &axis1], &[])
+        let inv_freq = Tensor::from_vec(&[hd], inv_freq).map_err(|e| GgufError::Model(e.to_string()))?;
+        let g = &mut self.g;
+        let inv_freq = g.initializer("rope.inv_freq", &inv_freq);
+        let axis1 = g.ints("rope.axes1", &[1]);
+        let axis2 = g.ints("rope.axes2", &[2]);
+        let pos = g.op("Cast", "rope", &["position_ids"], &[Attr::Int("to", DType::F32.to_onnx() as i64)]);
+        let pos = g.op("Unsqueeze", "rope", &[&pos, &axis2], &[]);
+        let angles = g.op("Mul", "rope", &[&pos, &inv_freq], &[]);
+        let mut wave = |op: &str| {
+            let w = g.op(op, "rope", &[&angles], &[]);
+            g.op("Unsqueeze", "rope", &[&w, &axis1], &[])
         };
-        Ok((at_positions(&cos), at_positions(&sin)))
+        Ok((wave("Cos"), wave("Sin")))
     }
 
     /// `x / sqrt(mean(x²) + eps) · weight` with weight `{prefix}.weight`.
