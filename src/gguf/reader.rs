@@ -257,3 +257,7 @@ impl<'a> Cursor<'a> {
         Ok((name, dims, ggml_type, offset))
     }
 }
+
+#[cfg(test)]
+#[path = "reader_tests.rs"]
+mod tests;
