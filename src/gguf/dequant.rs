@@ -9,7 +9,7 @@ use super::ggml_type::GgmlType;
 /// Dequantizes `bytes` of type `ty` into f32 values (as many as the blocks hold).
 pub fn dequantize(ty: GgmlType, bytes: &[u8]) -> Result<Vec<f32>, GgufError> {
     let block = ty.block_bytes();
-    if bytes.len() % block != 0 {
+    if !bytes.len().is_multiple_of(block) {
         return Err(GgufError::Malformed(format!("{} data of {} bytes is not whole blocks of {block}", ty.name(), bytes.len())));
     }
     let mut out = Vec::with_capacity(bytes.len() / block * ty.block_len());

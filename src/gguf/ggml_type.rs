@@ -94,7 +94,7 @@ impl GgmlType {
     /// (or overflow).
     pub fn bytes_for(self, elements: u64) -> Option<u64> {
         let len = self.block_len() as u64;
-        (elements % len == 0).then(|| (elements / len).checked_mul(self.block_bytes() as u64)).flatten()
+        elements.is_multiple_of(len).then(|| (elements / len).checked_mul(self.block_bytes() as u64)).flatten()
     }
 }
 

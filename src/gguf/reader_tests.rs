@@ -36,7 +36,7 @@ impl Image {
     }
     /// Pads to 32 bytes, then appends `data`.
     fn data(mut self, data: &[u8]) -> Self {
-        while self.0.len() % 32 != 0 {
+        while !self.0.len().is_multiple_of(32) {
             self.0.push(0);
         }
         self.0.extend(data);
