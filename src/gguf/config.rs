@@ -95,3 +95,46 @@ impl LlamaConfig {
         Ok(Self { arch, layers, hidden, ffn, heads, kv_heads, head_dim, rms_eps, rope_theta, rope_linear_factor, rope_layout })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gguf::value::Value;
+
+    fn meta(pairs: &[(&str, Value)]) -> Metadata {
+        Metadata(pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect())
+    }
+
+    fn llama(extra: &[(&str, Value)]) -> Metadata {
+        let mut m = meta(&[
+            ("general.architecture", Value::Str("llama".into())),
+            ("llama.block_count", Value::UInt(2)),
+            ("llama.embedding_length", Value::UInt(64)),
+            ("llama.feed_forward_length", Value::UInt(128)),
+            ("llama.attention.head_count", Value::UInt(4)),
+            ("llama.attention.head_count_kv", Value::UInt(2)),
+            ("llama.attention.layer_norm_rms_epsilon", Value::Float(1e-5)),
+        ]);
+        m.0.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
+        m
+    }
+
+    #[test]
+    fn reads_gqa_and_rope_defaults() {
+        let c = LlamaConfig::from_metadata(&llama(&[("llama.rope.scaling.type", Value::Str("linear".into())), ("llama.rope.scaling.factor", Value::Float(4.0))])).unwrap();
+        assert_eq!((c.heads, c.kv_heads, c.head_dim), (4, 2, 16));
+        assert_eq!((c.rope_theta, c.rope_linear_factor), (10000.0, 4.0));
+        assert_eq!(c.rope_layout, RopeLayout::Interleaved);
+    }
+
+    #[test]
+    fn inconsistent_or_missing_metadata_is_an_error() {
+        let e = |m: Metadata| LlamaConfig::from_metadata(&m).unwrap_err().to_string();
+        assert!(e(meta(&[])).contains("general.architecture"));
+        assert!(e(meta(&[("general.architecture", Value::Str("gpt2".into()))])).contains("not supported"));
+        assert!(e(llama(&[("llama.attention.head_count_kv", Value::UInt(3))])).contains("divide"));
+        assert!(e(llama(&[("llama.block_count", Value::UInt(1 << 40))])).contains("limit"));
+        assert!(e(llama(&[("llama.block_count", Value::Str("2".into()))])).contains("integer"));
+        assert!(e(llama(&[("llama.rope.scaling.type", Value::Str("yarn".into()))])).contains("yarn"));
+    }
+}
