@@ -1,14 +1,17 @@
 """Writes the tiny random Llama GGUF fixture and its PyTorch reference logits (committed).
 
     /root/venvs/torch/bin/pip install gguf accelerate
-    /root/venvs/torch/bin/python tools/gguf_fixture.py [--out-gguf tests/fixtures/llama_tiny.gguf] [--refs golden/gguf/llama_tiny]
+    /root/venvs/torch/bin/python tools/gguf_fixture.py            # llama: tests/fixtures/llama_tiny.gguf, golden/gguf/llama_tiny/
+    /root/venvs/torch/bin/python tools/gguf_fixture.py --arch qwen2   # qwen2: tests/fixtures/qwen2_tiny.gguf, golden/gguf/qwen2_tiny/
 
 The model: llama architecture, 3 layers, hidden 64, 4 query heads sharing 2 KV heads (GQA),
 head size 16, SwiGLU 256, RoPE base 50000, RMSNorm eps 1e-5, tied head (no output.weight),
 context 64, a byte-level BPE of 300 tokens trained on tools/texts/calibration.txt. Every
 tensor type the importer reads appears: norms F32, embedding Q8_0, attention Q4_0/Q4_1/Q5_0/
 Q5_1/F16/BF16, ffn_down Q4_K/Q5_K/Q6_K (random block bytes with small super-scales: the gguf
-package cannot quantize K types, any bytes are valid blocks).
+package cannot quantize K types, any bytes are valid blocks). With --arch qwen2 the same model
+is written as qwen2 (Q/K rows in Hugging Face order, no interleaving), with F32 biases on
+Q/K/V and an untied Q8_0 head (output.weight).
 
 transformers loads the GGUF (dequantizing it with the gguf package, undoing llama.cpp's Q/K row
 interleaving) into a float32 LlamaForCausalLM; the references are its logits for PROMPT's
@@ -70,12 +73,12 @@ def k_blocks(rng, qtype, rows: int, cols: int):
     return blocks.reshape(rows, cols // bs * ts)
 
 
-def write_gguf(path: Path, tokens, merges, rng) -> dict:
+def write_gguf(path: Path, arch: str, tokens, merges, rng) -> dict:
     import numpy as np
     gguf = c.require("gguf")
     T = gguf.GGMLQuantizationType
-    w = gguf.GGUFWriter(str(path), "llama")
-    w.add_name("llama-tiny-random")
+    w = gguf.GGUFWriter(str(path), arch)
+    w.add_name(f"{arch}-tiny-random")
     w.add_block_count(LAYERS)
     w.add_context_length(CONTEXT)
     w.add_embedding_length(HIDDEN)
@@ -116,12 +119,17 @@ def write_gguf(path: Path, tokens, merges, rng) -> dict:
         add(f"blk.{i}.attn_k.weight", dense(KV_HEADS * head_dim, HIDDEN, 0.3), k)
         add(f"blk.{i}.attn_v.weight", dense(KV_HEADS * head_dim, HIDDEN), v)
         add(f"blk.{i}.attn_output.weight", dense(HIDDEN, HEADS * head_dim), o)
+        if arch == "qwen2":
+            for proj, rows in (("q", HEADS), ("k", KV_HEADS), ("v", KV_HEADS)):
+                add(f"blk.{i}.attn_{proj}.bias", rng.normal(0, 0.2, rows * head_dim), T.F32)
         add(f"blk.{i}.ffn_norm.weight", 1.0 + rng.normal(0, 0.1, HIDDEN), T.F32)
         add(f"blk.{i}.ffn_gate.weight", dense(FFN, HIDDEN), T.F16 if i == 0 else T.Q8_0)
         add(f"blk.{i}.ffn_up.weight", dense(FFN, HIDDEN), T.BF16 if i == 0 else T.Q4_0)
         types[f"blk.{i}.ffn_down.weight"] = down_types[i].name
         w.add_tensor(f"blk.{i}.ffn_down.weight", k_blocks(rng, down_types[i], HIDDEN, FFN), raw_dtype=down_types[i])
     add("output_norm.weight", 1.0 + rng.normal(0, 0.1, HIDDEN), T.F32)
+    if arch == "qwen2":
+        add("output.weight", dense(VOCAB, HIDDEN, 0.5), T.Q8_0)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
@@ -131,9 +139,13 @@ def write_gguf(path: Path, tokens, merges, rng) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out-gguf", type=Path, default=c.FIXTURES / "llama_tiny.gguf")
-    ap.add_argument("--refs", type=Path, default=c.REPO / "golden" / "gguf" / "llama_tiny")
+    ap.add_argument("--arch", choices=["llama", "qwen2"], default="llama")
+    ap.add_argument("--out-gguf", type=Path, help="default tests/fixtures/<arch>_tiny.gguf")
+    ap.add_argument("--refs", type=Path, help="default golden/gguf/<arch>_tiny")
     args = ap.parse_args()
+    args.out_gguf = args.out_gguf or c.FIXTURES / f"{args.arch}_tiny.gguf"
+    args.refs = args.refs or c.REPO / "golden" / "gguf" / f"{args.arch}_tiny"
+    tied = args.arch == "llama"
     np = c.require("numpy")
     torch = c.require("torch")
     transformers = c.require("transformers")
@@ -142,15 +154,16 @@ def main() -> None:
     text = (c.REPO / "tools" / "texts" / "calibration.txt").read_text()
     tokens, merges = train_bpe(text)
     args.out_gguf.parent.mkdir(parents=True, exist_ok=True)
-    types = write_gguf(args.out_gguf, tokens, merges, rng)
+    types = write_gguf(args.out_gguf, args.arch, tokens, merges, rng)
     folder, name = str(args.out_gguf.parent), args.out_gguf.name
     tok = transformers.AutoTokenizer.from_pretrained(folder, gguf_file=name)
     model = transformers.AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32,
                                                               attn_implementation="eager")
     model.eval()
     cfg = model.config
-    got = (cfg.num_key_value_heads, round(cfg.rms_norm_eps, 9), cfg.max_position_embeddings, cfg.tie_word_embeddings)
-    if got != (KV_HEADS, RMS_EPS, CONTEXT, True) or not torch.equal(model.lm_head.weight, model.model.embed_tokens.weight):
+    got = (cfg.num_key_value_heads, round(cfg.rms_norm_eps, 9), cfg.max_position_embeddings)
+    shared = torch.equal(model.lm_head.weight, model.model.embed_tokens.weight)
+    if got != (KV_HEADS, RMS_EPS, CONTEXT) or shared != tied:
         c.fail(f"transformers read the config as {cfg}")
     rope = getattr(cfg, "rope_parameters", None) or {"rope_theta": getattr(cfg, "rope_theta", None)}
     if rope.get("rope_theta") != ROPE_BASE:
