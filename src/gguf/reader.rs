@@ -92,6 +92,9 @@ pub fn parse(bytes: &[u8]) -> Result<(u32, Metadata, Vec<TensorInfo>), GgufError
         return Err(GgufError::Magic(magic));
     }
     let version = r.u32("version")?;
+    if version.swap_bytes() == 2 || version.swap_bytes() == 3 {
+        return Err(GgufError::Malformed("big-endian GGUF files are not supported".into()));
+    }
     if version != 2 && version != 3 {
         return Err(GgufError::Version(version));
     }

@@ -92,6 +92,9 @@ fn wrong_magic_and_version() {
     let mut bytes = good();
     bytes[4] = 1;
     assert!(error(&bytes).contains("version 1"));
+    let mut bytes = good();
+    bytes[4..8].copy_from_slice(&3u32.to_be_bytes());
+    assert!(error(&bytes).contains("big-endian"));
 }
 
 #[test]
