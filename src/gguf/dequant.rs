@@ -41,10 +41,9 @@ fn nibbles(qs: &[u8]) -> impl Iterator<Item = u8> + '_ {
 }
 
 /// The fifth bits of a 32-value block (`qh`, bit j for value j) added to its nibbles.
-fn five_bit(qh: &[u8], qs: &[u8]) -> impl Iterator<Item = u8> + 'static {
+fn five_bit<'a>(qh: &[u8], qs: &'a [u8]) -> impl Iterator<Item = u8> + 'a {
     let high = u32::from_le_bytes([qh[0], qh[1], qh[2], qh[3]]);
-    let codes: Vec<u8> = nibbles(qs).collect();
-    codes.into_iter().enumerate().map(move |(j, q)| q | ((((high >> j) & 1) as u8) << 4))
+    nibbles(qs).enumerate().map(move |(j, q)| q | ((((high >> j) & 1) as u8) << 4))
 }
 
 /// `{f16 d; u8 qs[16]}`: (q - 8) * d.
