@@ -10,5 +10,6 @@ pub mod convert;
 pub mod diff;
 pub mod feeds;
 pub mod generate;
+pub mod gguf;
 pub mod logits;
 pub mod npy;

@@ -7,15 +7,17 @@ use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use rbe::calibrate::Calibration;
 use rbe::codec::EncodeParams;
-use rbe::convert::{self, Progress};
+use rbe::convert::{self, ContainerJob, Progress};
 
 /// Compress an ONNX model's MatMul/Gemm, Gather and LayerNorm weights into an .rbeonnx container.
 #[derive(Parser)]
 #[command(version, about)]
 struct Args {
-    /// The input: an .onnx model (or, with --unpack-graph, an .rbeonnx container).
+    /// The input: an .onnx model, a llama.cpp .gguf (Llama family; a tokenizer.json is written
+    /// beside the output), or with --unpack-graph an .rbeonnx container.
     input: PathBuf,
-    /// The output file.
+    /// The output file (for a .gguf input, an output ending in .onnx gets the plain graph with
+    /// the exactly dequantized f32 weights instead of an encoded .rbeonnx).
     #[arg(short, long)]
     output: PathBuf,
     /// q8 (near-lossless), q4 (default, ~4.5 bits per weight) or q3.
@@ -127,6 +129,44 @@ fn bar(template: &str) -> Result<ProgressBar, String> {
     Ok(ProgressBar::new(0).with_style(ProgressStyle::with_template(template).map_err(|e| e.to_string())?))
 }
 
+fn write_report(args: &Args, report: &rbe::convert::ConvertReport) -> Result<(), String> {
+    print!("{}", report.table());
+    if let Some(path) = &args.report {
+        let json = serde_json::to_string_pretty(report).map_err(|e| e.to_string())?;
+        rbe::atomic::write(path, json.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// GGUF input: the graph (plain .onnx or encoded), then tokenizer.json beside it.
+fn run_gguf(args: &Args, job: &ContainerJob) -> Result<(), String> {
+    use rbe::gguf::convert::{convert_gguf, GgufTarget};
+    let tokenizer_path = args.output.with_file_name("tokenizer.json");
+    if tokenizer_path.exists() && !args.force {
+        return Err(format!("{} exists; pass --force to replace it", tokenizer_path.display()));
+    }
+    let plain = args.output.extension().is_some_and(|e| e.eq_ignore_ascii_case("onnx"));
+    if plain && job.calibration.is_some() {
+        return Err("--calibrate encodes weights; a plain .onnx output keeps them exact".into());
+    }
+    let target = if plain { GgufTarget::Onnx } else { GgufTarget::Container(job) };
+    let done = convert_gguf(&args.input, target)?;
+    rbe::atomic::write(&args.output, &done.bytes)?;
+    print!("{}", done.sources);
+    if let Some(report) = &done.report {
+        write_report(args, report)?;
+    }
+    match done.tokenizer {
+        Ok(Some(json)) => {
+            rbe::atomic::write(&tokenizer_path, json.as_bytes())?;
+            println!("wrote {}", tokenizer_path.display());
+        }
+        Ok(None) => eprintln!("rbe-convert: warning: the GGUF has no tokenizer; no tokenizer.json written"),
+        Err(e) => eprintln!("rbe-convert: warning: no tokenizer.json written: {e}"),
+    }
+    Ok(())
+}
+
 fn run(args: Args) -> Result<(), String> {
     check_output(&args)?;
     if args.unpack_graph {
@@ -149,21 +189,23 @@ fn run(args: Args) -> Result<(), String> {
     };
     let encode_bar = bar("encoding {bar:40} {pos}/{len} tensors ({elapsed})")?;
     let progress = Progress { on_plan: &|n| encode_bar.set_length(n as u64), tick: &|| encode_bar.inc(1) };
-    let (bytes, report) = convert::convert_file_with(
-        &args.input,
-        &params,
-        &args.preset,
-        args.zstd_level,
-        &progress,
-        calibration.as_ref(),
-    )?;
+    let job = ContainerJob {
+        params: &params,
+        preset: &args.preset,
+        zstd_level: args.zstd_level,
+        progress: &progress,
+        calibration: calibration.as_ref(),
+    };
+    if rbe::gguf::is_gguf(&args.input) {
+        let done = run_gguf(&args, &job);
+        calib_bar.finish_and_clear();
+        encode_bar.finish_and_clear();
+        return done;
+    }
+    let (bytes, report) =
+        convert::convert_file_with(&args.input, &params, &args.preset, args.zstd_level, &progress, job.calibration)?;
     calib_bar.finish_and_clear();
     encode_bar.finish_and_clear();
     rbe::atomic::write(&args.output, &bytes)?;
-    print!("{}", report.table());
-    if let Some(path) = &args.report {
-        let json = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
-        rbe::atomic::write(path, json.as_bytes())?;
-    }
-    Ok(())
+    write_report(&args, &report)
 }

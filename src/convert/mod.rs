@@ -62,16 +62,42 @@ pub fn convert_file_with(
     progress: &Progress,
     calibration: Option<&Calibration>,
 ) -> Result<(Vec<u8>, ConvertReport), String> {
-    let mut model = rbe_runtime::onnx::read_model(input).map_err(|e| e.to_string())?;
+    let model = rbe_runtime::onnx::read_model(input).map_err(|e| e.to_string())?;
     let dir = input.parent().unwrap_or(std::path::Path::new("."));
     let input_bytes = report::model_size(input, &model);
-    let tensors = convert(&mut model, ExternalData::Folder(dir), params, progress, calibration)?;
-    let mut builder = crate::container::ContainerBuilder::new(zstd_level);
+    let job = ContainerJob { params, preset, zstd_level, progress, calibration };
+    convert_to_container(model, ExternalData::Folder(dir), input_bytes, &job)
+}
+
+/// How to encode and pack a model.
+pub struct ContainerJob<'a> {
+    /// Encoder knobs.
+    pub params: &'a EncodeParams,
+    /// Their preset name, for the report.
+    pub preset: &'a str,
+    /// zstd level of the container.
+    pub zstd_level: i32,
+    /// Progress callbacks.
+    pub progress: &'a Progress<'a>,
+    /// Calibration windows, if the linear layers are to be encoded under their statistics.
+    pub calibration: Option<&'a Calibration<'a>>,
+}
+
+/// Converts `model` (its external data in `data`, `input_bytes` its source size for the
+/// report) and packs it: the container's bytes and the report. Nothing is written.
+pub fn convert_to_container(
+    mut model: ModelProto,
+    data: ExternalData,
+    input_bytes: u64,
+    job: &ContainerJob,
+) -> Result<(Vec<u8>, ConvertReport), String> {
+    let tensors = convert(&mut model, data, job.params, job.progress, job.calibration)?;
+    let mut builder = crate::container::ContainerBuilder::new(job.zstd_level);
     if let Some(graph) = model.graph.as_mut() {
         graph.initializer.iter_mut().for_each(|t| builder.externalize(t));
     }
     let bytes = builder.finish(&model)?;
-    let report = ConvertReport::new(preset.to_string(), tensors, input_bytes, bytes.len() as u64);
+    let report = ConvertReport::new(job.preset.to_string(), tensors, input_bytes, bytes.len() as u64);
     Ok((bytes, report))
 }
 

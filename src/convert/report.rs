@@ -24,6 +24,9 @@ pub struct TensorReport {
     pub bytes: usize,
     /// Number of weights.
     pub weights: usize,
+    /// The tensor's type in the file it was imported from (GGUF imports: `Q4_K`...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_type: Option<String>,
 }
 
 /// The whole conversion's figures.
@@ -61,6 +64,7 @@ pub fn tensor_reports(encoded: &[EncodedWeight], initializers: &[TensorProto]) -
                 rel_rmse: e.encoded.stats.rel_rmse,
                 bytes: e.encoded.stats.bytes,
                 weights: t.rows() * t.cols(),
+                source_type: None,
             }
         })
         .collect();
@@ -75,6 +79,7 @@ pub fn tensor_reports(encoded: &[EncodedWeight], initializers: &[TensorProto]) -
             rel_rmse: 0.0,
             bytes: weights * size,
             weights,
+            source_type: None,
         });
     }
     rows
