@@ -5,6 +5,7 @@ use ndarray::{s, ArrayView1, ArrayView4, ArrayViewMut2, ShapeBuilder};
 use rayon::prelude::*;
 
 use super::activation::exp;
+use super::isa::{multiversion, Isa};
 use super::lanes::lanes_fold;
 use super::gemm::gemm_serial;
 use crate::error::{op_err, Result};
@@ -70,7 +71,13 @@ impl Out {
 /// `softmax(scale·Q·Kᵀ + mask)·V`, row-major `[B, T, H, Dv]`: the heads already merged, as
 /// the exports' `Transpose(0, 2, 1, 3)` + `Reshape` after attention want them, so that
 /// Reshape needs no copy.
+/// The softmax rows run at [`Isa::current`].
 pub fn attention(a: &Attention) -> Result<Vec<f32>> {
+    attention_for(Isa::current(), a)
+}
+
+/// [`attention`] with the softmax rows compiled for `isa`.
+fn attention_for(isa: Isa, a: &Attention) -> Result<Vec<f32>> {
     let [b, h, t, s, d, dv] = a.dims()?;
     let mut out = crate::kernels::buffers::take(b * h * t * dv);
     if out.is_empty() {
@@ -85,7 +92,7 @@ pub fn attention(a: &Attention) -> Result<Vec<f32>> {
         if s > 0 {
             for (ti, row) in scores.chunks_exact_mut(s).enumerate() {
                 let mask = a.mask.as_ref().map(|m| m.slice(s![bi, hi, ti, ..]));
-                softmax_row(row, a.scale, mask, a.zero_nan);
+                softmax_row(isa, row, a.scale, mask, a.zero_nan);
             }
         }
         let probs = ndarray::ArrayView2::from_shape((t, s), &scores).map_err(|e| op_err(e.to_string()))?;
@@ -108,28 +115,16 @@ pub fn attention(a: &Attention) -> Result<Vec<f32>> {
     Ok(out)
 }
 
-/// One row of scores to probabilities: scale, add the mask, softmax like the Softmax op
-/// (a row of -inf gives NaN), then NaN to 0 if asked. Vectorized 16 lanes wide where
-/// AVX-512 is detected.
-fn softmax_row(row: &mut [f32], scale: f32, mask: Option<ArrayView1<f32>>, zero_nan: bool) {
-    #[cfg(target_arch = "x86_64")]
-    if super::isa::avx512() {
-        // SAFETY: the feature was just detected.
-        return unsafe { softmax_row_avx512(row, scale, mask, zero_nan) };
-    }
-    softmax_row_portable(row, scale, mask, zero_nan)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn softmax_row_avx512(row: &mut [f32], scale: f32, mask: Option<ArrayView1<f32>>, zero_nan: bool) {
-    softmax_row_portable(row, scale, mask, zero_nan)
+multiversion! {
+    /// One row of scores to probabilities: scale, add the mask, softmax like the Softmax op
+    /// (a row of -inf gives NaN), then NaN to 0 if asked; compiled for `isa`.
+    fn softmax_row(row: &mut [f32], scale: f32, mask: Option<ArrayView1<f32>>, zero_nan: bool) => softmax_row_body
 }
 
 /// The body of [`softmax_row`], in plain loops (an outlined iterator fold would lose the
 /// caller's target features).
 #[inline(always)]
-fn softmax_row_portable(row: &mut [f32], scale: f32, mask: Option<ArrayView1<f32>>, zero_nan: bool) {
+fn softmax_row_body(row: &mut [f32], scale: f32, mask: Option<ArrayView1<f32>>, zero_nan: bool) {
     match (mask.as_ref().and_then(|m| m.as_slice()), &mask) {
         (Some(m), _) => {
             for (x, m) in row.iter_mut().zip(m) {
@@ -196,6 +191,32 @@ mod tests {
         out
     }
 
+    /// Every level this CPU runs, lowest first.
+    fn levels() -> impl Iterator<Item = Isa> {
+        Isa::ALL.into_iter().filter(|&isa| isa <= Isa::detected())
+    }
+
+    #[test]
+    fn softmax_rows_of_every_length_match_at_every_level() {
+        // Lengths around the 8- and 16-lane vectors, with and without a (strided) mask.
+        for len in [1usize, 7, 8, 9, 16, 17, 40, 129] {
+            let scores: Vec<f32> = (0..len).map(|i| (i * 13 % 11) as f32 / 3.0 - 1.5).collect();
+            let mask_data: Vec<f32> = (0..2 * len).map(|i| if i % 6 == 4 { -1e9 } else { (i % 3) as f32 * 0.1 }).collect();
+            let mask = ndarray::ArrayView1::from(&mask_data).slice_move(s![..;2]);
+            for (isa, masked) in levels().flat_map(|isa| [false, true].map(|m| (isa, m))) {
+                let mut row = scores.clone();
+                softmax_row(isa, &mut row, 0.7, masked.then_some(mask), false);
+                let logits: Vec<f64> = (0..len).map(|i| scores[i] as f64 * 0.7 + if masked { mask[i] as f64 } else { 0.0 }).collect();
+                let max = logits.iter().cloned().fold(f64::MIN, f64::max);
+                let sum: f64 = logits.iter().map(|x| (x - max).exp()).sum();
+                for (g, x) in row.iter().zip(&logits) {
+                    let want = (x - max).exp() / sum;
+                    assert!((*g as f64 - want).abs() <= 1e-6 * want.max(1e-30) + 1e-12, "{isa} len {len}: {g} vs {want}");
+                }
+            }
+        }
+    }
+
     fn assert_close(got: &[f32], want: &[f64]) {
         assert_eq!(got.len(), want.len());
         let scale = want.iter().fold(0f64, |m, w| m.max(w.abs()));
@@ -218,9 +239,9 @@ mod tests {
             if causal && !padded { 0.0 } else { f32::NEG_INFINITY }
         });
         let full = mask.broadcast((b, h, t, s)).unwrap().to_owned();
-        for (scale, masked) in [(0.25, true), (1.0, false)] {
+        for (isa, (scale, masked)) in levels().flat_map(|isa| [(0.25, true), (1.0, false)].map(|c| (isa, c))) {
             let m = masked.then(|| mask.broadcast((b, h, t, s)).unwrap());
-            let got = attention(&Attention { q: q.view(), k: k.view(), v: v.view(), mask: m, scale, zero_nan: false }).unwrap();
+            let got = attention_for(isa, &Attention { q: q.view(), k: k.view(), v: v.view(), mask: m, scale, zero_nan: false }).unwrap();
             assert_close(&got, &reference(&q, &k, &v, masked.then_some(&full), scale as f64));
         }
     }
@@ -232,14 +253,16 @@ mod tests {
         let k = k_stored.view().permuted_axes([0, 2, 1, 3]);
         let q = filled((1, 2, 1, 4), 6);
         let v = filled((1, 2, 7, 4), 7);
-        let got = attention(&Attention { q: q.view(), k, v: v.view(), mask: None, scale: 0.5, zero_nan: false }).unwrap();
-        assert_close(&got, &reference(&q, &k.to_owned(), &v, None, 0.5));
-        // A row masked out entirely: NaN like Softmax, or 0 when asked.
         let mask = Array4::from_elem((1, 2, 1, 7), f32::NEG_INFINITY);
-        for zero_nan in [false, true] {
-            let a = Attention { q: q.view(), k, v: v.view(), mask: Some(mask.view()), scale: 0.5, zero_nan };
-            let got = attention(&a).unwrap();
-            assert!(got.iter().all(|x| if zero_nan { *x == 0.0 } else { x.is_nan() }));
+        for isa in levels() {
+            let got = attention_for(isa, &Attention { q: q.view(), k, v: v.view(), mask: None, scale: 0.5, zero_nan: false }).unwrap();
+            assert_close(&got, &reference(&q, &k.to_owned(), &v, None, 0.5));
+            // A row masked out entirely: NaN like Softmax, or 0 when asked.
+            for zero_nan in [false, true] {
+                let a = Attention { q: q.view(), k, v: v.view(), mask: Some(mask.view()), scale: 0.5, zero_nan };
+                let got = attention_for(isa, &a).unwrap();
+                assert!(got.iter().all(|x| if zero_nan { *x == 0.0 } else { x.is_nan() }));
+            }
         }
     }
 

@@ -46,8 +46,8 @@ impl PackedMatrix {
         Self::for_isa(b, Isa::current())
     }
 
-    /// Packs `b` for the kernel of `isa` (plain, for the `gemm` crate, at the portable level or
-    /// when this CPU lacks `isa`).
+    /// Packs `b` for the kernel of `isa`, lowered to what this CPU supports (plain, for the
+    /// `gemm` crate, at the portable level).
     fn for_isa(b: ArrayView2<f32>, isa: Isa) -> Self {
         let (k, n) = b.dim();
         #[cfg(target_arch = "x86_64")]
@@ -117,7 +117,8 @@ pub fn matmul_decoded<S>(
     matmul_decoded_for(Isa::current(), a, m, k, n, out, init, decode)
 }
 
-/// [`matmul_decoded`] with the kernel of `isa` (`false` where it has none or the CPU lacks it).
+/// [`matmul_decoded`] with the kernel of `isa`, lowered to what this CPU supports (`false` at
+/// the portable level).
 #[allow(clippy::too_many_arguments)]
 fn matmul_decoded_for<S>(
     isa: Isa,

@@ -42,10 +42,10 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    /// The kernel for `isa`, if it has one and this CPU supports it.
+    /// The kernel for `isa` lowered to what this CPU supports ([`Isa::supported`]); none at
+    /// the portable level.
     pub fn new(isa: Isa) -> Option<Kernel> {
-        match isa {
-            _ if isa > Isa::detected() => None,
+        match isa.supported() {
             Isa::Portable => None,
             Isa::Avx2 => Some(Kernel::Avx2),
             Isa::Avx512 => Some(Kernel::Avx512),
