@@ -102,25 +102,11 @@ impl PackedMatrix {
 
 /// `out = a·Wᵀ` for `a` m×k and a `W` of n rows of k that `decode(state, first, rows)` writes
 /// whole rows at a time (rows `first..`; `init` makes one state per task): each panel of 32
-/// rows is decoded and laid out for the micro-kernel in a per-thread scratch. Returns `false`,
-/// doing nothing, at the portable level ([`Isa::current`]); callers then multiply their own way.
+/// rows is decoded and laid out for the micro-kernel of `isa` (callers pass [`Isa::current`];
+/// tests every level), lowered to what this CPU supports, in a per-thread scratch. Returns
+/// `false`, doing nothing, at the portable level; callers then multiply their own way.
 #[allow(clippy::too_many_arguments)]
 pub fn matmul_decoded<S>(
-    a: &[f32],
-    m: usize,
-    k: usize,
-    n: usize,
-    out: &mut [f32],
-    init: impl Fn() -> S + Sync + Send,
-    decode: impl Fn(&mut S, usize, &mut [f32]) + Sync + Send,
-) -> Result<bool> {
-    matmul_decoded_for(Isa::current(), a, m, k, n, out, init, decode)
-}
-
-/// [`matmul_decoded`] with the kernel of `isa`, lowered to what this CPU supports (`false` at
-/// the portable level).
-#[allow(clippy::too_many_arguments)]
-fn matmul_decoded_for<S>(
     isa: Isa,
     a: &[f32],
     m: usize,

@@ -123,13 +123,13 @@ fn decoded_rows_match_the_reference_on_every_tail() {
             rows.copy_from_slice(&rows_of_w[first * k..first * k + rows.len()]);
         };
         let mut got = vec![f32::NAN; m * n];
-        let ran = matmul_decoded_for(isa, a.as_slice().unwrap(), m, k, n, &mut got, || (), decode).unwrap();
+        let ran = matmul_decoded(isa, a.as_slice().unwrap(), m, k, n, &mut got, || (), decode).unwrap();
         assert_eq!(ran, isa >= Isa::Avx2 && cfg!(target_arch = "x86_64"), "{isa}");
         if ran {
             assert_near(&got, &a, w.t(), None, Activation::None);
         }
         // Wrong sizes: an error where the kernel runs, untouched (false) elsewhere.
-        let bad = matmul_decoded_for(isa, &[0.0; 3], 2, 2, 2, &mut [0.0; 4], || (), |_, _, _| ());
+        let bad = matmul_decoded(isa, &[0.0; 3], 2, 2, 2, &mut [0.0; 4], || (), |_, _, _| ());
         assert!(!matches!(bad, Ok(true)));
     }
 }
