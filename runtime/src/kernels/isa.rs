@@ -107,7 +107,8 @@ pub fn avx512_vnni() -> bool {
 
 /// Defines `fn $name(isa: Isa, args..)` that runs `$body(args..)` compiled for `isa` (lowered
 /// to what the CPU supports, [`Isa::supported`]): the same Rust loops, vectorized 16 lanes wide
-/// with AVX-512, 8 lanes with FMA at the AVX2 level, baseline x86-64 at the portable one.
+/// with AVX-512, 8 lanes at the AVX2 level, baseline x86-64 (SSE2) at the portable one. (FMA is
+/// enabled too, but Rust contracts `a * b + c` only where the body calls `mul_add`.)
 /// `$body` must be `#[inline(always)]` and call only inlined code, or it loses the features.
 macro_rules! multiversion {
     ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? => $body:path) => {
