@@ -109,6 +109,9 @@ fn profile_row(extra: &[&str], op: &str) -> Option<(usize, f64)> {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(stdout.contains("all kernels"), "{stdout}");
+    // The same RBE_CPU reaches the child, so it names this process's level.
+    let isa = format!("isa: {}", rbe_runtime::kernels::isa::Isa::current());
+    assert!(stdout.lines().any(|line| line == isa), "no {isa:?} line in {stdout}");
     stdout.lines().find_map(|line| {
         let fields: Vec<&str> = line.split_whitespace().collect();
         match fields.as_slice() {

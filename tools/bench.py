@@ -54,6 +54,7 @@ PY = "/root/venvs/torch/bin/python"
 GPT2_RECIPE = f"{PY} tools/export_gpt2_small.py"
 BASELINE_RECIPE = f"{PY} tools/ort_baselines.py {{model}}"
 BENCH_LINE = re.compile(r"median ([0-9.]+) ms, min ([0-9.]+) ms \((\d+) runs\)")
+ISA_LINE = re.compile(r"^isa: (\w+)$", re.M)  # the instruction set rbe-run's kernels dispatch to
 RSS_LINE = re.compile(r"Maximum resident set size \(kbytes\): (\d+)")
 ORT_ONESHOT = """\
 import sys, pathlib, numpy as np
@@ -74,6 +75,7 @@ class Side:
     round_mins: list[float] = field(default_factory=list)
     rss_kb: int | None = None
     rss_error: str | None = None
+    isa: str | None = None  # ours only: the kernels' instruction set, as rbe-run --bench reports it
 
     def summary(self) -> dict:
         done = self.round_medians and not self.error  # no figure from a side that failed midway
@@ -218,13 +220,15 @@ def rbe_run_cmd(rbe_run: Path, model: Path, input_dir: Path) -> list[str]:
     return cmd
 
 
-def time_ours(cmd: list[str], runs: int) -> tuple[float, float]:
-    """One `rbe-run --bench runs` call: (median ms, min ms). Raises RuntimeError on failure."""
+def time_ours(cmd: list[str], runs: int) -> tuple[float, float, str | None]:
+    """One `rbe-run --bench runs` call: (median ms, min ms, ISA line or None). Raises
+    RuntimeError on failure."""
     res = subprocess.run(cmd + ["--bench", str(runs)], capture_output=True, text=True, env=ours_env())
     m = BENCH_LINE.search(res.stdout)
     if res.returncode != 0 or not m:
         raise RuntimeError(f"rbe-run failed (exit {res.returncode}): {tail(res.stderr or res.stdout)}")
-    return float(m.group(1)), float(m.group(2))
+    isa = ISA_LINE.search(res.stdout)
+    return float(m.group(1)), float(m.group(2)), isa.group(1) if isa else None
 
 
 # --------------------------------------------------------------------------- onnxruntime side
@@ -268,7 +272,7 @@ def run_scenario(sc: Scenario, tmp: Path, bins: dict, args) -> None:
     if not ours.error:
         log("$ " + shlex.join(cmd + ["--bench", str(args.runs)]))
         try:  # warm-up (and check that it runs at all)
-            time_ours(cmd, 1)
+            ours.isa = time_ours(cmd, 1)[2]
         except RuntimeError as e:
             ours.error = str(e)
     for side, sess in zip(sc.orts, sessions):
@@ -284,7 +288,7 @@ def run_scenario(sc: Scenario, tmp: Path, bins: dict, args) -> None:
                 if ours.error:
                     continue
                 try:
-                    med, mn = time_ours(cmd, args.runs)
+                    med, mn, _ = time_ours(cmd, args.runs)
                 except RuntimeError as e:
                     ours.error = f"round {r + 1}: {e}"
                     continue
@@ -327,6 +331,7 @@ def fmt(v, spec: str, none: str = "n/a") -> str:
 
 def print_table(scenarios: list[Scenario], meta: dict) -> None:
     print(f"command: {meta['command']}")
+    print(f"ours: isa {meta['isa'] or 'unknown (rbe-run printed no isa line)'}, RBE_CPU={meta['rbe_cpu'] or 'unset'}")
     print(f"onnxruntime {meta['onnxruntime']}, {meta['threads']} threads, {meta['rounds']} rounds x "
           f"{meta['runs']} runs after a warm-up, ms = median of round medians; RSS = peak, "
           f"one run in its own process; repo {meta['repo_commit']}")
@@ -415,6 +420,8 @@ def main() -> None:
     meta = {"command": shlex.join([Path(sys.executable).as_posix(), *sys.argv]),
             "onnxruntime": ort.__version__, "threads": c.ORT_THREADS, "rounds": args.rounds,
             "runs": args.runs, "repo_commit": repo_commit(args.repo),
+            "isa": next((sc.ours.isa for sc in scenarios if sc.ours.isa), None),
+            "rbe_cpu": os.environ.get("RBE_CPU"),
             "rbe_run": str(bins["rbe-run"]) if isinstance(bins["rbe-run"], Path) else None}
     if args.json:
         print(json.dumps({**meta, "results": rows(scenarios)}, indent=2))

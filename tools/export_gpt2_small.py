@@ -1,6 +1,6 @@
 """Recipe: GPT-2 small shapes with random weights, for speed and memory work (not committed).
 
-    /root/venvs/torch/bin/python tools/export_gpt2_small.py
+    /root/venvs/torch/bin/python tools/export_gpt2_small.py [--out DIR] [--skip-optimum]
 
 Same recipe as tools/export_fixtures.py with GPT-2 small shapes (n_layer 12, n_embd 768,
 n_head 12, vocab 50257, n_positions 1024; seed 0; every parameter perturbed with N(0, 0.02)).
@@ -13,10 +13,13 @@ Writes, under models/gpt2-small/ (gitignored):
 
 Models under 2 GB are saved with embedded weights; a larger one would get one external-data
 file '<name>.onnx.data' beside it (relative path). Takes a few minutes on 2 cores.
+`--out DIR` writes DIR/gpt2-small/ instead (e.g. a models directory outside the checkout);
+`--skip-optimum` makes everything but optimum_past.onnx (no optimum venv needed).
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -28,11 +31,16 @@ TOL = 1e-3  # max |ORT - torch| on logits (12 layers of float32 accumulate more 
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", type=Path, default=c.MODELS, help="models directory (default: models/)")
+    ap.add_argument("--skip-optimum", action="store_true", help="do not make optimum_past.onnx")
+    args = ap.parse_args()
     c.require("onnx")
     c.require("onnxruntime")
     np = c.require("numpy")
-    c.optimum_cli()  # fail early if the optimum venv is missing
-    out = c.MODELS / "gpt2-small"
+    if not args.skip_optimum:
+        c.optimum_cli()  # fail early if the optimum venv is missing
+    out = args.out / "gpt2-small"
     out.mkdir(parents=True, exist_ok=True)
 
     model = c.make_gpt2(c.gpt2_small_config(), SEED)
@@ -47,12 +55,10 @@ def main() -> None:
     print(f"  checked; max |ORT - torch| = {diff:.3g}")
 
     optimum = out / "optimum_past.onnx"
-    print(f"exporting {c.rel(optimum)} with optimum", flush=True)
-    produced = c.export_optimum_past(out / "hf", optimum, out / "optimum-tmp")
-    print(f"  optimum wrote {produced}; kept the past_key_values model")
-    c.check_model(optimum)
-    diff = c.verify_optimum_against_torch(model, optimum, TOL)
-    print(f"  checked prompt + step; max |ORT - torch| = {diff:.3g}")
+    if args.skip_optimum:
+        print(f"skipped {c.rel(optimum)} (--skip-optimum)")
+    else:
+        export_optimum(model, out, optimum)
 
     sess = c.ort_session(legacy)
     ids = c.token_ids("b1_s128", 1, 128, model.config.vocab_size)
@@ -61,7 +67,18 @@ def main() -> None:
           f"mean {float(np.mean(res['logits'])):.4g}")
     print()
     print(c.describe(legacy))
-    print(c.describe(optimum))
+    if not args.skip_optimum:
+        print(c.describe(optimum))
+
+
+def export_optimum(model, out: Path, optimum: Path) -> None:
+    """optimum_past.onnx from the hf/ directory (optimum venv), checked against torch."""
+    print(f"exporting {c.rel(optimum)} with optimum", flush=True)
+    produced = c.export_optimum_past(out / "hf", optimum, out / "optimum-tmp")
+    print(f"  optimum wrote {produced}; kept the past_key_values model")
+    c.check_model(optimum)
+    diff = c.verify_optimum_against_torch(model, optimum, TOL)
+    print(f"  checked prompt + step; max |ORT - torch| = {diff:.3g}")
 
 
 if __name__ == "__main__":

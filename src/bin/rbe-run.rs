@@ -107,6 +107,7 @@ fn run(args: Args) -> Result<(), String> {
     if let Some(n) = args.bench {
         let (median, min) = rbe::bench::time_runs(n, || session.run(inputs.clone()).map(drop))
             .map_err(|e| e.to_string())?;
+        println!("isa: {}", rbe_runtime::kernels::isa::Isa::current());
         println!("median {median:.2} ms, min {min:.2} ms ({n} runs)");
         if args.profile {
             print!("{}", rbe::bench::profile_by_op(&session, &inputs, n)?);

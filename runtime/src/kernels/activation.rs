@@ -2,6 +2,8 @@
 //! They serve the hot elementwise paths (Softmax, Sigmoid, GELU's Tanh); float64 keeps libm.
 //! Also the activations fused into linear layers ([`Activation`]).
 
+use super::isa::{multiversion, Isa};
+
 const LOG2_E: f32 = std::f32::consts::LOG2_E;
 /// ln 2 split into a part with trailing zero bits (so `n·LN2_HI` is exact) and the rest.
 const LN2_HI: f32 = 0.693_359_4;
@@ -106,31 +108,26 @@ impl Activation {
         }
     }
 
-    /// `x = act(x + bias)` over a row (`bias` as long as the row). The activation is chosen
-    /// once, so the loop over the row is straight-line code the compiler vectorizes (16 lanes
-    /// where AVX-512 is detected).
+    /// `x = act(x + bias)` over a row (`bias` as long as the row), compiled for
+    /// [`Isa::current`]. The activation is chosen once, so the loop over the row is
+    /// straight-line code the compiler vectorizes.
     pub fn apply_row(self, row: &mut [f32], bias: Option<&[f32]>) {
-        #[cfg(target_arch = "x86_64")]
-        if super::isa::avx512() {
-            // SAFETY: the feature was just detected.
-            return unsafe { self.apply_row_avx512(row, bias) };
-        }
-        self.apply_row_portable(row, bias)
+        apply_row_for(Isa::current(), self, row, bias)
     }
+}
 
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn apply_row_avx512(self, row: &mut [f32], bias: Option<&[f32]>) {
-        self.apply_row_portable(row, bias)
-    }
+multiversion! {
+    /// [`Activation::apply_row`] compiled for `isa`.
+    fn apply_row_for(act: Activation, row: &mut [f32], bias: Option<&[f32]>) => apply_row_body
+}
 
-    #[inline(always)]
-    fn apply_row_portable(self, row: &mut [f32], bias: Option<&[f32]>) {
-        match self {
-            Self::None => map_row(row, bias, |x| x),
-            Self::GeluTanh => map_row(row, bias, gelu_tanh),
-            Self::GeluErf => map_row(row, bias, gelu_erf),
-        }
+/// The body of [`apply_row_for`].
+#[inline(always)]
+fn apply_row_body(act: Activation, row: &mut [f32], bias: Option<&[f32]>) {
+    match act {
+        Activation::None => map_row(row, bias, |x| x),
+        Activation::GeluTanh => map_row(row, bias, gelu_tanh),
+        Activation::GeluErf => map_row(row, bias, gelu_erf),
     }
 }
 
@@ -234,5 +231,26 @@ mod tests {
             assert_eq!(Activation::from_name(a.name()), Some(a));
         }
         assert_eq!(Activation::from_name("relu"), None);
+    }
+
+    #[test]
+    fn rows_match_the_scalar_form_at_every_level_and_length() {
+        for len in [1usize, 7, 8, 9, 16, 33, 100] {
+            let data: Vec<f32> = (0..len).map(|i| (i * 29 % 37) as f32 / 4.0 - 4.5).collect();
+            let bias: Vec<f32> = (0..len).map(|i| i as f32 / 50.0 - 0.3).collect();
+            for isa in Isa::ALL.into_iter().filter(|&isa| isa <= Isa::detected()) {
+                for act in [Activation::None, Activation::GeluTanh, Activation::GeluErf] {
+                    for b in [None, Some(&bias[..])] {
+                        let mut row = data.clone();
+                        apply_row_for(isa, act, &mut row, b);
+                        for (i, (g, x)) in row.iter().zip(&data).enumerate() {
+                            let want = act.apply(x + b.map_or(0.0, |b| b[i]));
+                            // Within a few ulp rather than exact: each level compiles the row its own way.
+                            assert!((g - want).abs() <= 4.0 * f32::EPSILON * (1.0 + want.abs()), "{isa} {act:?} at {i}: {g} vs {want}");
+                        }
+                    }
+                }
+            }
+        }
     }
 }

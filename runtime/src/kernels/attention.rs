@@ -5,6 +5,7 @@ use ndarray::{s, ArrayView1, ArrayView4, ArrayViewMut2, ShapeBuilder};
 use rayon::prelude::*;
 
 use super::activation::exp;
+use super::isa::{multiversion, Isa};
 use super::lanes::lanes_fold;
 use super::gemm::gemm_serial;
 use crate::error::{op_err, Result};
@@ -69,8 +70,17 @@ impl Out {
 
 /// `softmax(scale·Q·Kᵀ + mask)·V`, row-major `[B, T, H, Dv]`: the heads already merged, as
 /// the exports' `Transpose(0, 2, 1, 3)` + `Reshape` after attention want them, so that
-/// Reshape needs no copy.
+/// Reshape needs no copy. The softmax rows run at [`Isa::current`].
+///
+/// Causal block skipping: query rows go in blocks of [`ROW_BLOCK`]; a block multiplies only
+/// the keys up to the last one any of its rows can see ([`visible_keys`]), since the softmax
+/// weight of the keys after it is exactly 0.
 pub fn attention(a: &Attention) -> Result<Vec<f32>> {
+    attention_for(Isa::current(), a)
+}
+
+/// [`attention`] with the softmax rows compiled for `isa`.
+fn attention_for(isa: Isa, a: &Attention) -> Result<Vec<f32>> {
     let [b, h, t, s, d, dv] = a.dims()?;
     let mut out = crate::kernels::buffers::take(b * h * t * dv);
     if out.is_empty() {
@@ -79,23 +89,32 @@ pub fn attention(a: &Attention) -> Result<Vec<f32>> {
     let base = Out(out.as_mut_ptr());
     let head = |index: usize| -> Result<()> {
         let (bi, hi) = (index / h, index % h);
+        let mask_row = |ti: usize| a.mask.as_ref().map(|m| m.slice(s![bi, hi, ti, ..]));
         let mut scores = crate::kernels::buffers::take(t * s);
-        let scores_view = ArrayViewMut2::from_shape((t, s), &mut scores).map_err(|e| op_err(e.to_string()))?;
-        gemm_serial(a.q.slice(s![bi, hi, .., ..]), a.k.slice(s![bi, hi, .., ..]).t(), scores_view)?;
-        if s > 0 {
-            for (ti, row) in scores.chunks_exact_mut(s).enumerate() {
-                let mask = a.mask.as_ref().map(|m| m.slice(s![bi, hi, ti, ..]));
-                softmax_row(row, a.scale, mask, a.zero_nan);
+        let mut done = Ok(());
+        for t0 in (0..t).step_by(ROW_BLOCK) {
+            let rows = ROW_BLOCK.min(t - t0);
+            let keys = (t0..t0 + rows).map(|ti| visible_keys(mask_row(ti), s)).max().unwrap_or(s);
+            let block = &mut scores[t0 * s..(t0 + rows) * s];
+            let view = ArrayViewMut2::from_shape((rows, keys).strides((s, 1)), &mut *block).map_err(|e| op_err(e.to_string()))?;
+            let q = a.q.slice(s![bi, hi, t0..t0 + rows, ..]);
+            gemm_serial(q, a.k.slice(s![bi, hi, ..keys, ..]).t(), view)?;
+            for (ti, row) in (t0..).zip(block.chunks_exact_mut(s.max(1))) {
+                let mask = mask_row(ti).map(|m| m.slice_move(s![..keys]));
+                softmax_row(isa, &mut row[..keys], a.scale, mask, a.zero_nan);
+            }
+            let probs = ndarray::ArrayView2::from_shape((rows, keys).strides((s, 1)), &*block).map_err(|e| op_err(e.to_string()))?;
+            // SAFETY: rows `bi·T + t0 ..` (`rows` of them) of the [B·T, H·Dv] output, columns
+            // `hi·Dv .. (hi + 1)·Dv`: inside the buffer, and written by this head only.
+            let out = unsafe {
+                let first = base.ptr().add((bi * t + t0) * h * dv + hi * dv);
+                ArrayViewMut2::from_shape_ptr((rows, dv).strides((h * dv, 1)), first)
+            };
+            done = gemm_serial(probs, a.v.slice(s![bi, hi, ..keys, ..]), out);
+            if done.is_err() {
+                break;
             }
         }
-        let probs = ndarray::ArrayView2::from_shape((t, s), &scores).map_err(|e| op_err(e.to_string()))?;
-        // SAFETY: rows `bi·T .. (bi + 1)·T` of the [B·T, H·Dv] output, columns
-        // `hi·Dv .. (hi + 1)·Dv`: inside the buffer, and written by this head only.
-        let out = unsafe {
-            let first = base.ptr().add(bi * t * h * dv + hi * dv);
-            ArrayViewMut2::from_shape_ptr((t, dv).strides((h * dv, 1)), first)
-        };
-        let done = gemm_serial(probs, a.v.slice(s![bi, hi, .., ..]), out);
         crate::kernels::buffers::recycle(scores);
         done
     };
@@ -108,28 +127,36 @@ pub fn attention(a: &Attention) -> Result<Vec<f32>> {
     Ok(out)
 }
 
-/// One row of scores to probabilities: scale, add the mask, softmax like the Softmax op
-/// (a row of -inf gives NaN), then NaN to 0 if asked. Vectorized 16 lanes wide where
-/// AVX-512 is detected.
-fn softmax_row(row: &mut [f32], scale: f32, mask: Option<ArrayView1<f32>>, zero_nan: bool) {
-    #[cfg(target_arch = "x86_64")]
-    if super::isa::avx512() {
-        // SAFETY: the feature was just detected.
-        return unsafe { softmax_row_avx512(row, scale, mask, zero_nan) };
+/// Query rows per block of the causal skip.
+const ROW_BLOCK: usize = 32;
+/// A mask value at or below this drops its key (exports write -inf or `f32::MIN`)...
+const MASKED: f32 = -1e30;
+/// ...when the row also has a key whose mask is above this: next to that key a dropped key's
+/// softmax weight is exactly 0 (its exponent is below -1e29, far under `exp`'s cut-off).
+const OPEN: f32 = -1e29;
+
+/// How many of the `keys` leading keys a row with `mask` must look at: one past the last key not dropped
+/// (see [`MASKED`], [`OPEN`]); every key when there is no mask or no open key (a row masked
+/// out entirely keeps its full softmax, NaN or uniform, like the Softmax op). A NaN mask
+/// value keeps its key.
+fn visible_keys(mask: Option<ArrayView1<f32>>, keys: usize) -> usize {
+    let Some(mask) = mask else { return keys };
+    if !mask.iter().any(|&v| v > OPEN) {
+        return keys;
     }
-    softmax_row_portable(row, scale, mask, zero_nan)
+    (0..keys).rev().find(|&j| mask[j].is_nan() || mask[j] > MASKED).map_or(keys, |j| j + 1)
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn softmax_row_avx512(row: &mut [f32], scale: f32, mask: Option<ArrayView1<f32>>, zero_nan: bool) {
-    softmax_row_portable(row, scale, mask, zero_nan)
+multiversion! {
+    /// One row of scores to probabilities: scale, add the mask, softmax like the Softmax op
+    /// (a row of -inf gives NaN), then NaN to 0 if asked; compiled for `isa`.
+    fn softmax_row(row: &mut [f32], scale: f32, mask: Option<ArrayView1<f32>>, zero_nan: bool) => softmax_row_body
 }
 
 /// The body of [`softmax_row`], in plain loops (an outlined iterator fold would lose the
 /// caller's target features).
 #[inline(always)]
-fn softmax_row_portable(row: &mut [f32], scale: f32, mask: Option<ArrayView1<f32>>, zero_nan: bool) {
+fn softmax_row_body(row: &mut [f32], scale: f32, mask: Option<ArrayView1<f32>>, zero_nan: bool) {
     match (mask.as_ref().and_then(|m| m.as_slice()), &mask) {
         (Some(m), _) => {
             for (x, m) in row.iter_mut().zip(m) {
@@ -196,6 +223,32 @@ mod tests {
         out
     }
 
+    /// Every level this CPU runs, lowest first.
+    fn levels() -> impl Iterator<Item = Isa> {
+        Isa::ALL.into_iter().filter(|&isa| isa <= Isa::detected())
+    }
+
+    #[test]
+    fn softmax_rows_of_every_length_match_at_every_level() {
+        // Lengths around the 8- and 16-lane vectors, with and without a (strided) mask.
+        for len in [1usize, 7, 8, 9, 16, 17, 40, 129] {
+            let scores: Vec<f32> = (0..len).map(|i| (i * 13 % 11) as f32 / 3.0 - 1.5).collect();
+            let mask_data: Vec<f32> = (0..2 * len).map(|i| if i % 6 == 4 { -1e9 } else { (i % 3) as f32 * 0.1 }).collect();
+            let mask = ndarray::ArrayView1::from(&mask_data).slice_move(s![..;2]);
+            for (isa, masked) in levels().flat_map(|isa| [false, true].map(|m| (isa, m))) {
+                let mut row = scores.clone();
+                softmax_row(isa, &mut row, 0.7, masked.then_some(mask), false);
+                let logits: Vec<f64> = (0..len).map(|i| scores[i] as f64 * 0.7 + if masked { mask[i] as f64 } else { 0.0 }).collect();
+                let max = logits.iter().cloned().fold(f64::MIN, f64::max);
+                let sum: f64 = logits.iter().map(|x| (x - max).exp()).sum();
+                for (g, x) in row.iter().zip(&logits) {
+                    let want = (x - max).exp() / sum;
+                    assert!((*g as f64 - want).abs() <= 1e-6 * want.max(1e-30) + 1e-12, "{isa} len {len}: {g} vs {want}");
+                }
+            }
+        }
+    }
+
     fn assert_close(got: &[f32], want: &[f64]) {
         assert_eq!(got.len(), want.len());
         let scale = want.iter().fold(0f64, |m, w| m.max(w.abs()));
@@ -218,9 +271,9 @@ mod tests {
             if causal && !padded { 0.0 } else { f32::NEG_INFINITY }
         });
         let full = mask.broadcast((b, h, t, s)).unwrap().to_owned();
-        for (scale, masked) in [(0.25, true), (1.0, false)] {
+        for (isa, (scale, masked)) in levels().flat_map(|isa| [(0.25, true), (1.0, false)].map(|c| (isa, c))) {
             let m = masked.then(|| mask.broadcast((b, h, t, s)).unwrap());
-            let got = attention(&Attention { q: q.view(), k: k.view(), v: v.view(), mask: m, scale, zero_nan: false }).unwrap();
+            let got = attention_for(isa, &Attention { q: q.view(), k: k.view(), v: v.view(), mask: m, scale, zero_nan: false }).unwrap();
             assert_close(&got, &reference(&q, &k, &v, masked.then_some(&full), scale as f64));
         }
     }
@@ -232,15 +285,49 @@ mod tests {
         let k = k_stored.view().permuted_axes([0, 2, 1, 3]);
         let q = filled((1, 2, 1, 4), 6);
         let v = filled((1, 2, 7, 4), 7);
-        let got = attention(&Attention { q: q.view(), k, v: v.view(), mask: None, scale: 0.5, zero_nan: false }).unwrap();
-        assert_close(&got, &reference(&q, &k.to_owned(), &v, None, 0.5));
-        // A row masked out entirely: NaN like Softmax, or 0 when asked.
         let mask = Array4::from_elem((1, 2, 1, 7), f32::NEG_INFINITY);
-        for zero_nan in [false, true] {
-            let a = Attention { q: q.view(), k, v: v.view(), mask: Some(mask.view()), scale: 0.5, zero_nan };
-            let got = attention(&a).unwrap();
-            assert!(got.iter().all(|x| if zero_nan { *x == 0.0 } else { x.is_nan() }));
+        for isa in levels() {
+            let got = attention_for(isa, &Attention { q: q.view(), k, v: v.view(), mask: None, scale: 0.5, zero_nan: false }).unwrap();
+            assert_close(&got, &reference(&q, &k.to_owned(), &v, None, 0.5));
+            // A row masked out entirely: NaN like Softmax, or 0 when asked.
+            for zero_nan in [false, true] {
+                let a = Attention { q: q.view(), k, v: v.view(), mask: Some(mask.view()), scale: 0.5, zero_nan };
+                let got = attention_for(isa, &a).unwrap();
+                assert!(got.iter().all(|x| if zero_nan { *x == 0.0 } else { x.is_nan() }));
+            }
         }
+    }
+
+    #[test]
+    fn keys_no_row_of_a_block_can_see_are_never_read() {
+        // 40 queries (two row blocks) that see keys 0..=ti/4 (-inf and f32::MIN both drop),
+        // keys 10.. poisoned with NaN: read, they would turn every output NaN.
+        let (t, s, d) = (40, 48, 8);
+        let q = filled((1, 2, t, d), 1);
+        let (mut k, mut v) = (filled((1, 2, s, d), 2), filled((1, 2, s, 5), 3));
+        let mask = Array4::from_shape_fn((1, 2, t, s), |(_, hi, ti, j)| match (j <= ti / 4, hi) {
+            (true, _) => 0.0,
+            (false, 0) => f32::NEG_INFINITY,
+            (false, _) => f32::MIN,
+        });
+        let want = reference(&q, &k, &v, Some(&mask), 0.5);
+        k.slice_mut(s![.., .., 10.., ..]).fill(f32::NAN);
+        v.slice_mut(s![.., .., 10.., ..]).fill(f32::NAN);
+        for isa in levels() {
+            let a = Attention { q: q.view(), k: k.view(), v: v.view(), mask: Some(mask.view()), scale: 0.5, zero_nan: false };
+            assert_close(&attention_for(isa, &a).unwrap(), &want);
+        }
+    }
+
+    #[test]
+    fn visible_keys_stop_after_the_last_open_one() {
+        let row = |v: &[f32]| visible_keys(Some(ArrayView1::from(v)), v.len());
+        assert_eq!(row(&[0.0, -1.0, f32::NEG_INFINITY, f32::MIN]), 2);
+        assert_eq!(row(&[f32::MIN, 0.0, f32::MIN, f32::NAN, f32::MIN]), 4);
+        // No open key: every key stays, the softmax decides (uniform or NaN).
+        assert_eq!(row(&[f32::MIN, f32::MIN, f32::NEG_INFINITY]), 3);
+        assert_eq!(row(&[-5e29, f32::MIN]), 2);
+        assert_eq!(visible_keys(None, 7), 7);
     }
 
     #[test]

@@ -53,6 +53,13 @@ impl Isa {
         Isa::Portable
     }
 
+    /// `self` lowered to the highest level this CPU supports (detected once): the level a
+    /// kernel asked to run at `self` may safely use.
+    pub fn supported(self) -> Isa {
+        static DETECTED: OnceLock<Isa> = OnceLock::new();
+        self.min(*DETECTED.get_or_init(Isa::detected))
+    }
+
     /// The level the kernels use: the detected one, lowered to `RBE_CPU` when that names a
     /// lower one. An unknown `RBE_CPU` value is reported once on stderr and ignored.
     pub fn current() -> Isa {
@@ -98,6 +105,40 @@ pub fn avx512_vnni() -> bool {
     false
 }
 
+/// Defines `fn $name(isa: Isa, args..)` that runs `$body(args..)` compiled for `isa` (lowered
+/// to what the CPU supports, [`Isa::supported`]): the same Rust loops, vectorized 16 lanes wide
+/// with AVX-512, 8 lanes at the AVX2 level, baseline x86-64 (SSE2) at the portable one. (FMA is
+/// enabled too, but Rust contracts `a * b + c` only where the body calls `mul_add`.)
+/// `$body` must be `#[inline(always)]` and call only inlined code, or it loses the features.
+macro_rules! multiversion {
+    ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? => $body:path) => {
+        $(#[$meta])*
+        $vis fn $name(isa: $crate::kernels::isa::Isa, $($arg: $ty),*) $(-> $ret)? {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx512bw,avx2,fma")]
+                unsafe fn avx512($($arg: $ty),*) $(-> $ret)? {
+                    $body($($arg),*)
+                }
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn avx2($($arg: $ty),*) $(-> $ret)? {
+                    $body($($arg),*)
+                }
+                match isa.supported() {
+                    // SAFETY: `supported` never exceeds what the CPU has.
+                    $crate::kernels::isa::Isa::Avx512 => return unsafe { avx512($($arg),*) },
+                    $crate::kernels::isa::Isa::Avx2 => return unsafe { avx2($($arg),*) },
+                    $crate::kernels::isa::Isa::Portable => {}
+                }
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            let _ = isa;
+            $body($($arg),*)
+        }
+    };
+}
+pub(crate) use multiversion;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,6 +156,8 @@ mod tests {
     #[test]
     fn the_current_level_never_exceeds_the_cpu() {
         assert!(Isa::current() <= Isa::detected());
+        assert_eq!(Isa::Avx512.supported(), Isa::detected());
+        assert_eq!(Isa::Portable.supported(), Isa::Portable);
         assert_eq!(avx2(), Isa::current() >= Isa::Avx2);
         assert!(!avx512_vnni() || avx512());
     }

@@ -1,10 +1,15 @@
 //! Float32 products by a constant right operand packed once, when the model loads:
-//! `out = act(a·B + bias)`. On CPUs with AVX-512 the matrix is kept as aligned panels of
-//! columns that the micro-kernel streams as they are (module `panels`); the `gemm` crate would
-//! re-pack it on every call, which costs most on a vocabulary-sized head. Elsewhere it stays a
-//! plain matrix multiplied by the `gemm` crate. [`matmul_decoded`] runs the same kernel on
-//! compressed weights, decoding one panel at a time.
+//! `out = act(a·B + bias)`. On CPUs with AVX2 (or AVX-512) the matrix is kept as aligned
+//! panels of columns that the micro-kernel of that level streams as they are (module
+//! `panels`, kernels `avx2` and `avx512`); the `gemm` crate would re-pack it on every call,
+//! which costs most on a vocabulary-sized head. At the portable level it stays a plain matrix
+//! multiplied by the `gemm` crate. [`matmul_decoded`] runs the same kernel on compressed
+//! weights, decoding one panel at a time.
 
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 #[cfg(target_arch = "x86_64")]
 mod panels;
 
@@ -13,6 +18,7 @@ use ndarray::{Array2, ArrayView2, ArrayViewMut2};
 use super::activation::Activation;
 use super::epilogue::bias_activation;
 use super::gemm::gemm;
+use super::isa::Isa;
 use crate::error::{op_err, Result};
 
 /// Products with fewer multiply-adds than this run on the calling thread.
@@ -20,7 +26,7 @@ const PARALLEL_MIN_WORK: usize = 1 << 18;
 
 /// How the matrix is stored.
 enum Layout {
-    /// Column panels for the AVX-512 micro-kernel.
+    /// Column panels for the AVX2 or AVX-512 micro-kernel.
     #[cfg(target_arch = "x86_64")]
     Panels(panels::Panels),
     /// As given, for the `gemm` crate.
@@ -35,19 +41,20 @@ pub struct PackedMatrix {
 }
 
 impl PackedMatrix {
-    /// Packs `b` (k×n, any strides) for the fastest kernel this CPU has.
+    /// Packs `b` (k×n, any strides) for the kernel of the current level ([`Isa::current`]).
     pub fn new(b: ArrayView2<f32>) -> Self {
-        #[cfg(target_arch = "x86_64")]
-        if panels::available() {
-            let (k, n) = b.dim();
-            return PackedMatrix { k, n, layout: Layout::Panels(panels::Panels::pack(b)) };
-        }
-        Self::plain(b)
+        Self::for_isa(b, Isa::current())
     }
 
-    /// Keeps `b` unpacked, for the portable path whatever the CPU.
-    pub fn plain(b: ArrayView2<f32>) -> Self {
+    /// Packs `b` for the kernel of `isa`, lowered to what this CPU supports (plain, for the
+    /// `gemm` crate, at the portable level).
+    fn for_isa(b: ArrayView2<f32>, isa: Isa) -> Self {
         let (k, n) = b.dim();
+        #[cfg(target_arch = "x86_64")]
+        if let Some(kernel) = panels::Kernel::new(isa) {
+            return PackedMatrix { k, n, layout: Layout::Panels(panels::Panels::pack(b, kernel)) };
+        }
+        let _ = isa;
         PackedMatrix { k, n, layout: Layout::Plain(b.as_standard_layout().into_owned()) }
     }
 
@@ -95,10 +102,12 @@ impl PackedMatrix {
 
 /// `out = a·Wᵀ` for `a` m×k and a `W` of n rows of k that `decode(state, first, rows)` writes
 /// whole rows at a time (rows `first..`; `init` makes one state per task): each panel of 32
-/// rows is decoded and laid out for the micro-kernel in a per-thread scratch. Returns `false`,
-/// doing nothing, on CPUs without the kernel; callers then multiply their own way.
+/// rows is decoded and laid out for the micro-kernel of `isa` (callers pass [`Isa::current`];
+/// tests every level), lowered to what this CPU supports, in a per-thread scratch. Returns
+/// `false`, doing nothing, at the portable level; callers then multiply their own way.
 #[allow(clippy::too_many_arguments)]
 pub fn matmul_decoded<S>(
+    isa: Isa,
     a: &[f32],
     m: usize,
     k: usize,
@@ -108,7 +117,7 @@ pub fn matmul_decoded<S>(
     decode: impl Fn(&mut S, usize, &mut [f32]) + Sync + Send,
 ) -> Result<bool> {
     #[cfg(target_arch = "x86_64")]
-    if panels::available() {
+    if let Some(kernel) = panels::Kernel::new(isa) {
         if a.len() != m * k || out.len() != m * n {
             return Err(op_err(format!("product of {m}x{k} by {n} rows of {k}: got {} and {} values", a.len(), out.len())));
         }
@@ -116,11 +125,11 @@ pub fn matmul_decoded<S>(
             out.fill(0.0);
         } else {
             let parallel = m * k * n >= PARALLEL_MIN_WORK && rayon::current_num_threads() > 1;
-            panels::matmul_decoded(a, m, k, n, out, parallel, init, decode);
+            panels::matmul_decoded(kernel, a, m, k, n, out, parallel, init, decode);
         }
         return Ok(true);
     }
-    let _ = (a, m, k, n, out, init, decode);
+    let _ = (isa, a, m, k, n, out, init, decode);
     Ok(false)
 }
 

@@ -1,8 +1,13 @@
-//! The AVX-512 path: the matrix as panels of [`NR`] columns (each panel k rows of `NR`
-//! values, the last panel zero-padded, 64-byte aligned), and a register-blocked micro-kernel
-//! computing [`MR`]×[`NR`] of the output at a time. The left operand is packed per call,
-//! k-major in blocks of `MR` rows, so each step of the kernel broadcasts `MR` consecutive
-//! values against two vectors of the panel.
+//! The SIMD path: the matrix as panels of [`NR`] columns (each panel k rows of `NR` values,
+//! the last panel zero-padded, 64-byte aligned), and a register-blocked micro-kernel per
+//! instruction set ([`Kernel`]) computing `MR`×[`NR`] of the output at a time. The left
+//! operand is packed per call, k-major in blocks of the kernel's `MR` rows, so each step of
+//! the kernel broadcasts `MR` consecutive values against the vectors of the panel.
+//!
+//! One panel layout serves every kernel: AVX-512 reads a 32-column row as two 16-lane
+//! vectors, AVX2 as two 16-column halves of two 8-lane vectors each (a half is one 64-byte
+//! cache line per depth step, so either kernel streams whole lines), and decoded weights are
+//! laid out 32 rows at a time whatever the kernel.
 //!
 //! Work is split by panels: a task owns whole output columns, runs every row block over a
 //! [`KC`]-deep slice of its panel while that slice sits in L1, and finishes the bias and
@@ -14,38 +19,64 @@ use std::arch::x86_64::*;
 use ndarray::ArrayView2;
 use rayon::prelude::*;
 
+use super::{avx2, avx512};
 use crate::kernels::activation::Activation;
 use crate::kernels::epilogue::bias_activation;
+use crate::kernels::isa::Isa;
 
-/// Columns per panel: two AVX-512 vectors of f32.
-const NR: usize = 32;
-/// Rows of the left operand per micro-kernel call (16 accumulators).
-const MR: usize = 8;
+/// Columns per panel: two AVX-512 vectors, four AVX2 vectors of f32.
+pub(super) const NR: usize = 32;
 /// Depth of the panel slice reused across row blocks (16 KiB of the panel).
 const KC: usize = 128;
 /// Tasks per thread when a product is split: enough for rayon to even out uneven cores.
 const TASKS_PER_THREAD: usize = 4;
 
-/// True when this CPU runs the AVX-512 kernel.
-pub fn available() -> bool {
-    crate::kernels::isa::avx512()
+/// The micro-kernel of one instruction set. A value exists only when the CPU has that set,
+/// which is what makes its `unsafe` kernels sound to call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kernel {
+    /// 6 rows × 16 columns per pass (12 ymm accumulators), each panel as two halves.
+    Avx2,
+    /// 8 rows × 32 columns (16 zmm accumulators).
+    Avx512,
+}
+
+impl Kernel {
+    /// The kernel for `isa` lowered to what this CPU supports ([`Isa::supported`]); none at
+    /// the portable level.
+    pub fn new(isa: Isa) -> Option<Kernel> {
+        match isa.supported() {
+            Isa::Portable => None,
+            Isa::Avx2 => Some(Kernel::Avx2),
+            Isa::Avx512 => Some(Kernel::Avx512),
+        }
+    }
+
+    /// Rows of the left operand per micro-kernel call.
+    fn mr(self) -> usize {
+        match self {
+            Kernel::Avx2 => avx2::MR,
+            Kernel::Avx512 => avx512::MR,
+        }
+    }
 }
 
 /// 64 bytes of panel data: the alignment unit of [`Panels`].
 #[derive(Clone, Copy)]
 #[repr(C, align(64))]
-struct Line([f32; 16]);
+pub(super) struct Line(pub(super) [f32; 16]);
 
-/// A k×n matrix as column panels.
+/// A k×n matrix as column panels, for one kernel.
 pub struct Panels {
     k: usize,
     n: usize,
+    kernel: Kernel,
     lines: Vec<Line>,
 }
 
 impl Panels {
-    /// Packs `b` (k×n, any strides).
-    pub fn pack(b: ArrayView2<f32>) -> Self {
+    /// Packs `b` (k×n, any strides) for `kernel`.
+    pub fn pack(b: ArrayView2<f32>, kernel: Kernel) -> Self {
         let (k, n) = b.dim();
         let count = n.div_ceil(NR);
         let mut lines = vec![Line([0.0; 16]); count * k * NR / 16];
@@ -58,7 +89,7 @@ impl Panels {
                 }
             }
         }
-        Panels { k, n, lines }
+        Panels { k, n, kernel, lines }
     }
 
     /// Start of panel `p` (k rows of `NR` values).
@@ -70,19 +101,20 @@ impl Panels {
     /// `out = act(a·B + bias)`; the caller checked that `a` is m×k, `out` m×n, `bias` n long and
     /// k > 0.
     pub fn matmul(&self, a: &[f32], m: usize, out: &mut [f32], bias: Option<&[f32]>, act: Activation, parallel: bool) {
-        let (k, n) = (self.k, self.n);
-        let packed_a = pack_left(a, m, k, parallel);
-        let job = Job { k, n, a: &packed_a, m, out: Out(out.as_mut_ptr()), bias, act };
+        let (k, n, kernel) = (self.k, self.n, self.kernel);
+        let packed_a = pack_left(a, m, k, kernel.mr(), parallel);
+        let job = Job { kernel, k, n, a: &packed_a, m, out: Out(out.as_mut_ptr()), bias, act };
         for_panels(n.div_ceil(NR), parallel, || (), |_, p| job.panel(p, self.panel(p)));
     }
 }
 
 /// `out = a·Wᵀ` for `a` m×k and a `W` of n rows of k that `decode(state, first, rows)` writes
 /// whole rows at a time (rows `first..`): each task decodes the 32 rows of a panel into its
-/// own scratch, lays them out as a panel and runs the micro-kernel on it, so the weight is
-/// never expanded beyond one panel per thread. The caller checked the sizes and that k > 0.
+/// own scratch, lays them out as a panel and runs `kernel` on it, so the weight is never
+/// expanded beyond one panel per thread. The caller checked the sizes and that k > 0.
 #[allow(clippy::too_many_arguments)]
 pub fn matmul_decoded<S>(
+    kernel: Kernel,
     a: &[f32],
     m: usize,
     k: usize,
@@ -92,25 +124,33 @@ pub fn matmul_decoded<S>(
     init: impl Fn() -> S + Sync + Send,
     decode: impl Fn(&mut S, usize, &mut [f32]) + Sync + Send,
 ) {
-    let packed_a = pack_left(a, m, k, parallel);
-    let job = Job { k, n, a: &packed_a, m, out: Out(out.as_mut_ptr()), bias: None, act: Activation::None };
+    let packed_a = pack_left(a, m, k, kernel.mr(), parallel);
+    let job = Job { kernel, k, n, a: &packed_a, m, out: Out(out.as_mut_ptr()), bias: None, act: Activation::None };
     let scratch = || (init(), vec![0f32; NR * k], vec![Line([0.0; 16]); k * NR / 16]);
     for_panels(n.div_ceil(NR), parallel, scratch, |(state, rows, panel), p| {
         let cols = NR.min(n - p * NR);
         decode(state, p * NR, &mut rows[..cols * k]);
-        lay_out_panel(&rows[..cols * k], k, panel);
+        lay_out_panel(kernel, &rows[..cols * k], k, panel);
         job.panel(p, panel.as_ptr().cast());
     });
 }
 
 /// Lays `rows` (up to `NR` rows of `k` values) out as a panel: k rows of `NR` values, missing
-/// rows zero. Full 16x16 blocks are transposed in registers.
-fn lay_out_panel(rows: &[f32], k: usize, panel: &mut [Line]) {
+/// rows zero. Full square blocks are transposed in registers (16x16 on AVX-512, 8x8 on AVX2).
+fn lay_out_panel(kernel: Kernel, rows: &[f32], k: usize, panel: &mut [Line]) {
     let cols = rows.len() / k;
-    let full = if cols == NR { k / 16 * 16 } else { 0 };
-    // SAFETY: `full > 0` only when all NR rows of k values are there; AVX-512F was detected
-    // before anything was packed this way.
-    unsafe { transpose_blocks(rows, k, full, panel) };
+    let full = if cols == NR {
+        // SAFETY: all NR rows of k values are there; `kernel` exists only on CPUs with its
+        // instruction set.
+        unsafe {
+            match kernel {
+                Kernel::Avx2 => avx2::transpose_blocks(rows, k, panel),
+                Kernel::Avx512 => avx512::transpose_blocks(rows, k, panel),
+            }
+        }
+    } else {
+        0
+    };
     for (r, pair) in panel.chunks_exact_mut(NR / 16).enumerate().skip(full) {
         for j in 0..NR {
             pair[j / 16].0[j % 16] = if j < cols { rows[j * k + r] } else { 0.0 };
@@ -118,64 +158,22 @@ fn lay_out_panel(rows: &[f32], k: usize, panel: &mut [Line]) {
     }
 }
 
-/// Panel rows `0..depth` (a multiple of 16) from the `NR` rows of `k` values in `rows`, by
-/// 16x16 transposes: unpack pairs, shuffle quads, then exchange 128-bit lanes twice.
-#[target_feature(enable = "avx512f")]
-unsafe fn transpose_blocks(rows: &[f32], k: usize, depth: usize, panel: &mut [Line]) {
-    for r0 in (0..depth).step_by(16) {
-        for half in 0..NR / 16 {
-            let x: [__m512; 16] = std::array::from_fn(|j| _mm512_loadu_ps(rows[(half * 16 + j) * k + r0..][..16].as_ptr()));
-            let mut t = [_mm512_setzero_ps(); 16];
-            for p in 0..8 {
-                t[2 * p] = _mm512_unpacklo_ps(x[2 * p], x[2 * p + 1]);
-                t[2 * p + 1] = _mm512_unpackhi_ps(x[2 * p], x[2 * p + 1]);
-            }
-            // u[4g + e]: element e of each 128-bit lane, rows 4g..4g + 4.
-            let mut u = [_mm512_setzero_ps(); 16];
-            for g in 0..4 {
-                u[4 * g] = _mm512_shuffle_ps::<0x44>(t[4 * g], t[4 * g + 2]);
-                u[4 * g + 1] = _mm512_shuffle_ps::<0xEE>(t[4 * g], t[4 * g + 2]);
-                u[4 * g + 2] = _mm512_shuffle_ps::<0x44>(t[4 * g + 1], t[4 * g + 3]);
-                u[4 * g + 3] = _mm512_shuffle_ps::<0xEE>(t[4 * g + 1], t[4 * g + 3]);
-            }
-            // v[8h + 2e]: columns e and e + 8 of rows 8h..8h + 8; v[8h + 2e + 1]: e + 4, e + 12.
-            let mut v = [_mm512_setzero_ps(); 16];
-            for h in 0..2 {
-                for e in 0..4 {
-                    v[8 * h + 2 * e] = _mm512_shuffle_f32x4::<0x88>(u[8 * h + e], u[8 * h + 4 + e]);
-                    v[8 * h + 2 * e + 1] = _mm512_shuffle_f32x4::<0xDD>(u[8 * h + e], u[8 * h + 4 + e]);
-                }
-            }
-            for (i, (lo, hi)) in v[..8].iter().zip(&v[8..]).enumerate() {
-                let col = i / 2 + 4 * (i % 2);
-                panel[(r0 + col) * NR / 16 + half].0 = std::mem::transmute::<__m512, [f32; 16]>(_mm512_shuffle_f32x4::<0x88>(*lo, *hi));
-                panel[(r0 + col + 8) * NR / 16 + half].0 = std::mem::transmute::<__m512, [f32; 16]>(_mm512_shuffle_f32x4::<0xDD>(*lo, *hi));
-            }
-        }
-    }
-}
-
-/// The left operand packed k-major in blocks of `MR` rows (zero rows padding the last):
-/// written in order, read from `MR` row streams.
-fn pack_left(a: &[f32], m: usize, k: usize, parallel: bool) -> Vec<f32> {
-    let mut packed = vec![0.0f32; m.div_ceil(MR) * MR * k];
+/// The left operand packed k-major in blocks of `mr` rows (zero rows padding the last):
+/// written in order, read from `mr` row streams.
+fn pack_left(a: &[f32], m: usize, k: usize, mr: usize, parallel: bool) -> Vec<f32> {
+    let mut packed = vec![0.0f32; m.div_ceil(mr) * mr * k];
     let pack_block = |(block, dst): (usize, &mut [f32])| {
-        let mut rows = [&[][..]; MR];
-        for (slot, row) in rows.iter_mut().zip(a[block * MR * k..].chunks_exact(k)) {
-            *slot = row;
-        }
-        for (kk, step) in dst.chunks_exact_mut(MR).enumerate() {
+        let rows: Vec<&[f32]> = a[block * mr * k..].chunks_exact(k).take(mr).collect();
+        for (kk, step) in dst.chunks_exact_mut(mr).enumerate() {
             for (v, row) in step.iter_mut().zip(&rows) {
-                if let Some(&x) = row.get(kk) {
-                    *v = x;
-                }
+                *v = row[kk];
             }
         }
     };
     if parallel {
-        packed.par_chunks_exact_mut(MR * k).enumerate().for_each(pack_block);
+        packed.par_chunks_exact_mut(mr * k).enumerate().for_each(pack_block);
     } else {
-        packed.chunks_exact_mut(MR * k).enumerate().for_each(pack_block);
+        packed.chunks_exact_mut(mr * k).enumerate().for_each(pack_block);
     }
     packed
 }
@@ -204,9 +202,10 @@ unsafe impl Sync for Out {}
 
 /// One product in flight.
 struct Job<'a> {
+    kernel: Kernel,
     k: usize,
     n: usize,
-    /// The left operand, packed by [`pack_left`].
+    /// The left operand, packed by [`pack_left`] for `kernel`.
     a: &'a [f32],
     m: usize,
     out: Out,
@@ -218,30 +217,33 @@ impl Job<'_> {
     /// All output rows of panel `p`'s columns from the panel at `b` (k rows of `NR` values),
     /// then their bias and activation.
     fn panel(&self, p: usize, b: *const f32) {
-        let (k, n, m) = (self.k, self.n, self.m);
+        let (k, n, m, mr) = (self.k, self.n, self.m, self.kernel.mr());
         let first = p * NR;
         let cols = NR.min(n - first);
         for k0 in (0..k).step_by(KC) {
             let depth = KC.min(k - k0);
-            let blocks = m.div_ceil(MR);
+            let blocks = m.div_ceil(mr);
             for block in 0..blocks {
                 prefetch_next_slice(b, k0, block, blocks);
-                let rows = MR.min(m - block * MR);
-                // SAFETY: the packed block holds MR·k values, the panel k·NR, so the kernel's
+                let rows = mr.min(m - block * mr);
+                // SAFETY: the packed block holds mr·k values, the panel k·NR, so the kernel's
                 // reads at depth k0..k0 + depth are in bounds; it writes `rows` rows of `cols`
-                // values from row `block·MR`, column `first`, inside the m×n output. AVX-512F
-                // was detected before anything was packed this way.
+                // values from row `block·mr`, column `first`, inside the m×n output. `kernel`
+                // exists only on CPUs with its instruction set.
                 unsafe {
                     let tile = Tile {
-                        a: self.a.as_ptr().add(block * MR * k + k0 * MR),
+                        a: self.a.as_ptr().add(block * mr * k + k0 * mr),
                         b: b.add(k0 * NR),
-                        c: self.out.0.add(block * MR * n + first),
+                        c: self.out.0.add(block * mr * n + first),
                         ldc: n,
                         depth,
                         cols,
                         accumulate: k0 > 0,
                     };
-                    tile.run(rows);
+                    match self.kernel {
+                        Kernel::Avx2 => avx2::run(&tile, rows),
+                        Kernel::Avx512 => avx512::run(&tile, rows),
+                    }
                 }
             }
         }
@@ -272,56 +274,14 @@ fn prefetch_next_slice(b: *const f32, k0: usize, block: usize, blocks: usize) {
 }
 
 /// One micro-kernel call: `rows`×`cols` outputs at `c` (row stride `ldc`) from `depth` steps
-/// of packed `a` and panel `b`, added to `c` when `accumulate`.
-struct Tile {
-    a: *const f32,
-    b: *const f32,
-    c: *mut f32,
-    ldc: usize,
-    depth: usize,
-    cols: usize,
-    accumulate: bool,
-}
-
-impl Tile {
-    /// Runs the kernel specialised for `rows` (1..=MR) rows.
-    unsafe fn run(&self, rows: usize) {
-        match rows {
-            8 => self.kernel::<8>(),
-            7 => self.kernel::<7>(),
-            6 => self.kernel::<6>(),
-            5 => self.kernel::<5>(),
-            4 => self.kernel::<4>(),
-            3 => self.kernel::<3>(),
-            2 => self.kernel::<2>(),
-            _ => self.kernel::<1>(),
-        }
-    }
-
-    #[target_feature(enable = "avx512f")]
-    unsafe fn kernel<const R: usize>(&self) {
-        let mut lo = [_mm512_setzero_ps(); R];
-        let mut hi = [_mm512_setzero_ps(); R];
-        for kk in 0..self.depth {
-            let b0 = _mm512_load_ps(self.b.add(kk * NR));
-            let b1 = _mm512_load_ps(self.b.add(kk * NR + 16));
-            for i in 0..R {
-                let x = _mm512_set1_ps(*self.a.add(kk * MR + i));
-                lo[i] = _mm512_fmadd_ps(x, b0, lo[i]);
-                hi[i] = _mm512_fmadd_ps(x, b1, hi[i]);
-            }
-        }
-        let mask = |from: usize| -> __mmask16 { ((1u32 << self.cols.saturating_sub(from).min(16)) - 1) as u16 };
-        let (m0, m1) = (mask(0), mask(16));
-        for i in 0..R {
-            let row = self.c.add(i * self.ldc);
-            let (mut v0, mut v1) = (lo[i], hi[i]);
-            if self.accumulate {
-                v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, row));
-                v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, row.add(16)));
-            }
-            _mm512_mask_storeu_ps(row, m0, v0);
-            _mm512_mask_storeu_ps(row.add(16), m1, v1);
-        }
-    }
+/// of packed `a` (the kernel's `MR` values a step) and panel `b` (`NR` values a step, 64-byte
+/// aligned), added to `c` when `accumulate`.
+pub(super) struct Tile {
+    pub(super) a: *const f32,
+    pub(super) b: *const f32,
+    pub(super) c: *mut f32,
+    pub(super) ldc: usize,
+    pub(super) depth: usize,
+    pub(super) cols: usize,
+    pub(super) accumulate: bool,
 }

@@ -3,6 +3,11 @@ use ndarray::{s, Array2};
 use super::*;
 use crate::kernels::gemm::reference_gemm;
 
+/// Every level this CPU runs, lowest first: each test runs every kernel it has.
+fn levels() -> impl Iterator<Item = Isa> {
+    Isa::ALL.into_iter().filter(|&isa| isa <= Isa::detected())
+}
+
 fn filled(rows: usize, cols: usize, seed: usize) -> Array2<f32> {
     Array2::from_shape_fn((rows, cols), |(i, j)| ((i * 31 + j * 17 + seed * 7) % 23) as f32 / 7.0 - 1.5)
 }
@@ -37,15 +42,30 @@ fn check(packed: &PackedMatrix, a: &Array2<f32>, b: ArrayView2<f32>, bias: Optio
 }
 
 #[test]
-fn packed_and_plain_match_the_reference_on_every_tail() {
-    // Rows around the 8-row block, columns around the 32-column panel, depths around the
-    // 128-deep slice, and one product large enough to run in parallel.
-    let shapes = [(1, 1, 1), (3, 5, 7), (8, 128, 32), (9, 129, 33), (17, 300, 65), (7, 64, 100), (70, 260, 500)];
+fn every_level_matches_the_reference_on_every_tail() {
+    // Rows around the 6- and 8-row blocks, columns around the 8-lane vectors, the 16-column
+    // half and the 32-column panel, depths around the 128-deep slice, and products large
+    // enough to run in parallel.
+    let shapes = [
+        (1, 1, 1),
+        (3, 5, 7),
+        (6, 16, 16),
+        (8, 128, 32),
+        (9, 129, 33),
+        (13, 40, 9),
+        (5, 17, 24),
+        (12, 31, 47),
+        (17, 300, 65),
+        (7, 64, 100),
+        (70, 260, 500),
+        (128, 257, 96),
+    ];
     for &(m, k, n) in &shapes {
         let a = filled(m, k, 1);
         let b = filled(k, n, 2);
         let bias: Vec<f32> = (0..n).map(|j| j as f32 / 10.0 - 1.0).collect();
-        for packed in [PackedMatrix::new(b.view()), PackedMatrix::plain(b.view())] {
+        for isa in levels() {
+            let packed = PackedMatrix::for_isa(b.view(), isa);
             assert_eq!((packed.rows(), packed.cols()), (k, n));
             check(&packed, &a, b.view(), None, Activation::None);
             check(&packed, &a, b.view(), Some(&bias), Activation::GeluTanh);
@@ -58,29 +78,44 @@ fn transposed_operand_is_packed_by_its_strides() {
     let stored = filled(45, 70, 3); // n×k, as a Gemm with transB keeps it
     let b = stored.t();
     let a = filled(20, 70, 4);
-    check(&PackedMatrix::new(b), &a, b, None, Activation::GeluErf);
     let reversed = filled(70, 45, 5);
-    let b = reversed.slice(s![..;-1, ..]);
-    check(&PackedMatrix::new(b), &a, b, None, Activation::None);
+    let flipped = reversed.slice(s![..;-1, ..]);
+    for isa in levels() {
+        check(&PackedMatrix::for_isa(b, isa), &a, b, None, Activation::GeluErf);
+        check(&PackedMatrix::for_isa(flipped, isa), &a, flipped, None, Activation::None);
+    }
 }
 
 #[test]
 fn empty_depth_leaves_bias_and_mismatched_sizes_are_errors() {
-    let b = Array2::<f32>::zeros((0, 3));
+    for isa in levels() {
+        let b = Array2::<f32>::zeros((0, 3));
+        let packed = PackedMatrix::for_isa(b.view(), isa);
+        let mut out = vec![f32::NAN; 6];
+        packed.matmul(&[], 2, &mut out, Some(&[1.0, 2.0, 3.0]), Activation::None).unwrap();
+        assert_eq!(out, [1.0, 2.0, 3.0, 1.0, 2.0, 3.0]);
+        let packed = PackedMatrix::for_isa(filled(4, 3, 1).view(), isa);
+        assert!(packed.matmul(&[0.0; 7], 2, &mut [0.0; 6], None, Activation::None).is_err());
+        assert!(packed.matmul(&[0.0; 8], 2, &mut [0.0; 5], None, Activation::None).is_err());
+        assert!(packed.matmul(&[0.0; 8], 2, &mut [0.0; 6], Some(&[0.0; 2]), Activation::None).is_err());
+    }
+}
+
+#[test]
+fn the_public_constructor_packs_for_the_current_level() {
+    let b = filled(5, 40, 8);
     let packed = PackedMatrix::new(b.view());
-    let mut out = vec![f32::NAN; 6];
-    packed.matmul(&[], 2, &mut out, Some(&[1.0, 2.0, 3.0]), Activation::None).unwrap();
-    assert_eq!(out, [1.0, 2.0, 3.0, 1.0, 2.0, 3.0]);
-    let packed = PackedMatrix::new(filled(4, 3, 1).view());
-    assert!(packed.matmul(&[0.0; 7], 2, &mut [0.0; 6], None, Activation::None).is_err());
-    assert!(packed.matmul(&[0.0; 8], 2, &mut [0.0; 5], None, Activation::None).is_err());
-    assert!(packed.matmul(&[0.0; 8], 2, &mut [0.0; 6], Some(&[0.0; 2]), Activation::None).is_err());
+    #[cfg(target_arch = "x86_64")]
+    assert_eq!(matches!(packed.layout, Layout::Panels(_)), crate::kernels::isa::avx2());
+    check(&packed, &filled(3, 5, 9), b.view(), None, Activation::None);
 }
 
 #[test]
 fn decoded_rows_match_the_reference_on_every_tail() {
-    // Depths around the 16x16 transposes and the 128-deep slice, rows of W around the panel.
-    for &(m, k, n) in &[(1, 1, 1), (5, 16, 32), (9, 40, 70), (20, 129, 64), (33, 300, 97)] {
+    // Depths around the 8x8 and 16x16 transposes and the 128-deep slice, rows of W around the
+    // panel; every level with a kernel runs, the portable one declines.
+    let shapes = [(1, 1, 1), (5, 16, 32), (7, 8, 32), (6, 23, 32), (9, 40, 70), (20, 129, 64), (33, 300, 97), (64, 264, 160)];
+    for (isa, &(m, k, n)) in levels().flat_map(|isa| shapes.iter().map(move |s| (isa, s))) {
         let a = filled(m, k, 6);
         let w = filled(n, k, 7); // n rows of k, as compressed weights decode
         let rows_of_w = w.as_slice().unwrap();
@@ -88,11 +123,13 @@ fn decoded_rows_match_the_reference_on_every_tail() {
             rows.copy_from_slice(&rows_of_w[first * k..first * k + rows.len()]);
         };
         let mut got = vec![f32::NAN; m * n];
-        if matmul_decoded(a.as_slice().unwrap(), m, k, n, &mut got, || (), decode).unwrap() {
+        let ran = matmul_decoded(isa, a.as_slice().unwrap(), m, k, n, &mut got, || (), decode).unwrap();
+        assert_eq!(ran, isa >= Isa::Avx2 && cfg!(target_arch = "x86_64"), "{isa}");
+        if ran {
             assert_near(&got, &a, w.t(), None, Activation::None);
         }
+        // Wrong sizes: an error where the kernel runs, untouched (false) elsewhere.
+        let bad = matmul_decoded(isa, &[0.0; 3], 2, 2, 2, &mut [0.0; 4], || (), |_, _, _| ());
+        assert!(!matches!(bad, Ok(true)));
     }
-    // Wrong sizes: an error where the kernel runs, untouched (false) elsewhere.
-    let bad = matmul_decoded(&[0.0; 3], 2, 2, 2, &mut [0.0; 4], || (), |_, _, _| ());
-    assert!(!matches!(bad, Ok(true)));
 }

@@ -6,6 +6,7 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::kernels::gemm::gemm_serial;
+use crate::kernels::isa::Isa;
 
 /// Smallest share of the weights worth sending to another thread, in bytes.
 const MIN_CHUNK_BYTES: usize = 32 << 10;
@@ -89,7 +90,7 @@ pub fn gemm_by<S: Send>(
     decode: impl Fn(&mut S, usize, &mut [f32]) + Sync + Send,
 ) -> Result<()> {
     check(rows, cols, x, m, out)?;
-    if m == 0 || crate::kernels::packed::matmul_decoded(x, m, cols, rows, out, &init, &decode)? {
+    if m == 0 || crate::kernels::packed::matmul_decoded(Isa::current(), x, m, cols, rows, out, &init, &decode)? {
         return Ok(());
     }
     let shape = |e: ndarray::ShapeError| Error::Input(e.to_string());

@@ -1,0 +1,123 @@
+//! The AVX2/FMA micro-kernel of the panel GEMM: 6 rows × 16 columns a pass (two ymm vectors
+//! a row, 12 accumulators, two panel vectors and one broadcast: 15 of the 16 ymm registers),
+//! run on each 16-column half of a 32-column panel; and the 8x8 register transpose that lays
+//! decoded rows out as a panel.
+
+use std::arch::x86_64::*;
+
+use super::panels::{Line, Tile, NR};
+
+/// Rows of the left operand per micro-kernel call.
+pub const MR: usize = 6;
+/// Columns per pass: half a panel.
+const HALF: usize = NR / 2;
+
+/// Runs `tile` with the kernel specialised for `rows` (1..=MR) rows, on both halves of the
+/// panel (the second only when it has columns).
+///
+/// # Safety
+/// The CPU has AVX2 and FMA, and `tile` points at the data it describes.
+pub unsafe fn run(tile: &Tile, rows: usize) {
+    match rows {
+        6 => halves::<6>(tile),
+        5 => halves::<5>(tile),
+        4 => halves::<4>(tile),
+        3 => halves::<3>(tile),
+        2 => halves::<2>(tile),
+        _ => halves::<1>(tile),
+    }
+}
+
+#[target_feature(enable = "avx2,fma")]
+unsafe fn halves<const R: usize>(t: &Tile) {
+    kernel::<R>(t, 0, t.cols.min(HALF));
+    if t.cols > HALF {
+        kernel::<R>(t, HALF, t.cols - HALF);
+    }
+}
+
+/// `R`×`cols` outputs (cols ≤ 16) from the panel columns `col0..col0 + 16`.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn kernel<const R: usize>(t: &Tile, col0: usize, cols: usize) {
+    let mut lo = [_mm256_setzero_ps(); R];
+    let mut hi = [_mm256_setzero_ps(); R];
+    let b = t.b.add(col0);
+    for kk in 0..t.depth {
+        let b0 = _mm256_load_ps(b.add(kk * NR));
+        let b1 = _mm256_load_ps(b.add(kk * NR + 8));
+        for i in 0..R {
+            let x = _mm256_broadcast_ss(&*t.a.add(kk * MR + i));
+            lo[i] = _mm256_fmadd_ps(x, b0, lo[i]);
+            hi[i] = _mm256_fmadd_ps(x, b1, hi[i]);
+        }
+    }
+    let c = t.c.add(col0);
+    if cols == HALF {
+        for i in 0..R {
+            let row = c.add(i * t.ldc);
+            let (mut v0, mut v1) = (lo[i], hi[i]);
+            if t.accumulate {
+                v0 = _mm256_add_ps(v0, _mm256_loadu_ps(row));
+                v1 = _mm256_add_ps(v1, _mm256_loadu_ps(row.add(8)));
+            }
+            _mm256_storeu_ps(row, v0);
+            _mm256_storeu_ps(row.add(8), v1);
+        }
+    } else {
+        let (m0, m1) = (lane_mask(cols), lane_mask(cols.saturating_sub(8)));
+        for i in 0..R {
+            let row = c.add(i * t.ldc);
+            let (mut v0, mut v1) = (lo[i], hi[i]);
+            if t.accumulate {
+                v0 = _mm256_add_ps(v0, _mm256_maskload_ps(row, m0));
+                v1 = _mm256_add_ps(v1, _mm256_maskload_ps(row.add(8), m1));
+            }
+            _mm256_maskstore_ps(row, m0, v0);
+            _mm256_maskstore_ps(row.add(8), m1, v1);
+        }
+    }
+}
+
+/// A mask of the first `count` (capped at 8) lanes, for masked loads and stores.
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn lane_mask(count: usize) -> __m256i {
+    _mm256_cmpgt_epi32(_mm256_set1_epi32(count.min(8) as i32), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
+}
+
+/// Panel rows `0..k / 8 · 8` from the `NR` rows of `k` values in `rows`, by 8x8 transposes:
+/// unpack pairs, shuffle quads, then exchange 128-bit lanes. Returns the depth laid out.
+///
+/// # Safety
+/// The CPU has AVX2; `rows` holds `NR · k` values and `panel` `k · NR`.
+#[target_feature(enable = "avx2")]
+pub unsafe fn transpose_blocks(rows: &[f32], k: usize, panel: &mut [Line]) -> usize {
+    debug_assert!(rows.len() >= NR * k && panel.len() * 16 >= NR * k);
+    let depth = k / 8 * 8;
+    let dst = panel.as_mut_ptr().cast::<f32>();
+    for r0 in (0..depth).step_by(8) {
+        for group in 0..NR / 8 {
+            let x: [__m256; 8] = std::array::from_fn(|j| _mm256_loadu_ps(rows.as_ptr().add((group * 8 + j) * k + r0)));
+            let mut t = [_mm256_setzero_ps(); 8];
+            for p in 0..4 {
+                t[2 * p] = _mm256_unpacklo_ps(x[2 * p], x[2 * p + 1]);
+                t[2 * p + 1] = _mm256_unpackhi_ps(x[2 * p], x[2 * p + 1]);
+            }
+            // u[4h + e]: columns e (low lane) and e + 4 (high lane) of rows 4h..4h + 4.
+            let mut u = [_mm256_setzero_ps(); 8];
+            for h in 0..2 {
+                u[4 * h] = _mm256_shuffle_ps::<0x44>(t[4 * h], t[4 * h + 2]);
+                u[4 * h + 1] = _mm256_shuffle_ps::<0xEE>(t[4 * h], t[4 * h + 2]);
+                u[4 * h + 2] = _mm256_shuffle_ps::<0x44>(t[4 * h + 1], t[4 * h + 3]);
+                u[4 * h + 3] = _mm256_shuffle_ps::<0xEE>(t[4 * h + 1], t[4 * h + 3]);
+            }
+            for e in 0..4 {
+                let at = |col: usize| dst.add((r0 + col) * NR + group * 8);
+                _mm256_store_ps(at(e), _mm256_permute2f128_ps::<0x20>(u[e], u[4 + e]));
+                _mm256_store_ps(at(e + 4), _mm256_permute2f128_ps::<0x31>(u[e], u[4 + e]));
+            }
+        }
+    }
+    depth
+}
