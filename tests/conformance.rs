@@ -23,6 +23,10 @@ use rbe_runtime::{Session, Tensor};
 /// Supported cases known to fail, with the reason. A listed case that passes fails the test,
 /// so the list cannot go stale.
 const EXPECTED_FAILURES: &[(&str, &str)] = &[
+    (
+        "test_attention_4d_causal_fp16_expanded",
+        "the reference rounds every step to float16, we accumulate MatMul/Softmax in float32: 1 ulp over rtol 1e-3",
+    ),
     ("test_range_float16_type_positive_delta", "Range has no float16"),
     ("test_reduce_max_bool_inputs", "ReduceMax-20 on bool is not implemented"),
     ("test_reduce_max_empty_set_bool", "ReduceMax-20 on bool is not implemented"),

@@ -150,6 +150,10 @@ pub(crate) trait Float:
     fn floor(self) -> Self;
     /// Smallest integer not below.
     fn ceil(self) -> Self;
+    /// The nearest integer, ties to even.
+    fn round_even(self) -> Self;
+    /// True for +inf or -inf.
+    fn is_infinite(self) -> bool;
     /// The error function.
     fn erf(self) -> Self;
     /// `self^e`.
@@ -170,6 +174,8 @@ macro_rules! impl_float {
             fn cos(self) -> Self { <$t>::cos(self) }
             fn floor(self) -> Self { <$t>::floor(self) }
             fn ceil(self) -> Self { <$t>::ceil(self) }
+            fn round_even(self) -> Self { <$t>::round_ties_even(self) }
+            fn is_infinite(self) -> bool { <$t>::is_infinite(self) }
             fn erf(self) -> Self { crate::kernels::erf::erf(self as f64) as $t }
             fn powf(self, e: Self) -> Self { <$t>::powf(self, e) }
         }
