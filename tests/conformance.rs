@@ -28,8 +28,6 @@ const EXPECTED_FAILURES: &[(&str, &str)] = &[
         "the reference rounds every step to float16, we accumulate MatMul/Softmax in float32: 1 ulp over rtol 1e-3",
     ),
     ("test_range_float16_type_positive_delta", "Range has no float16"),
-    ("test_reduce_max_bool_inputs", "ReduceMax-20 on bool is not implemented"),
-    ("test_reduce_max_empty_set_bool", "ReduceMax-20 on bool is not implemented"),
     ("test_scatternd_add", "ScatterND reductions are not implemented"),
     ("test_scatternd_max", "ScatterND reductions are not implemented"),
     ("test_scatternd_max_with_element_indices", "ScatterND reductions are not implemented"),
