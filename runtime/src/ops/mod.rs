@@ -9,6 +9,7 @@ mod broadcast;
 mod cast;
 mod clip;
 mod common;
+mod dropout;
 mod elementwise;
 mod fused;
 mod gather;
@@ -19,6 +20,7 @@ mod nn;
 mod numeric;
 mod rbe;
 mod reduce;
+mod scatter;
 mod shape;
 #[cfg(test)]
 mod testutil;
@@ -143,6 +145,7 @@ impl Registry {
         activation::register(self);
         cast::register(self);
         clip::register(self);
+        dropout::register(self);
         elementwise::register(self);
         fused::register(self);
         gather::register(self);
@@ -152,6 +155,7 @@ impl Registry {
         nn::register(self);
         rbe::register(self);
         reduce::register(self);
+        scatter::register(self);
         shape::register(self);
         trilu::register(self);
     }
