@@ -17,7 +17,7 @@ included. Cases whose data would exceed `--max-case-bytes` are left out and list
 
 Deterministic: a rerun with the same onnx version gives byte-identical files.
 
-    /root/venvs/torch/bin/python tools/conformance.py [--out tests/conformance] [--max-case-bytes 65536]
+    /root/venvs/torch/bin/python tools/conformance.py [--out tests/conformance] [--max-case-bytes 32768]
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ def case_files(case) -> tuple[str, dict[str, bytes]]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=REPO / "tests" / "conformance")
-    parser.add_argument("--max-case-bytes", type=int, default=64 * 1024)
+    parser.add_argument("--max-case-bytes", type=int, default=32 * 1024)
     args = parser.parse_args()
 
     import onnx

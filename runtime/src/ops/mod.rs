@@ -17,6 +17,7 @@ mod generate;
 mod modulo;
 mod movement;
 mod nn;
+mod nonzero;
 mod numeric;
 mod rbe;
 mod reduce;
@@ -153,6 +154,7 @@ impl Registry {
         modulo::register(self);
         movement::register(self);
         nn::register(self);
+        nonzero::register(self);
         rbe::register(self);
         reduce::register(self);
         scatter::register(self);
