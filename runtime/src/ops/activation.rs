@@ -96,8 +96,8 @@ fn alpha(ctx: &OpContext, default: f32) -> f64 {
 pub(super) fn register(reg: &mut Registry) {
     reg.register("", "Elu", 6, |ctx| activation_kernel(Activation::Elu { alpha: alpha(ctx, 1.0) }));
     reg.register("", "Selu", 6, |ctx| {
-        let gamma = ctx.attrs.float_or("gamma", 1.050_700_987_355_480_5) as f64;
-        activation_kernel(Activation::Selu { alpha: alpha(ctx, 1.673_263_192_176_818_8), gamma })
+        let gamma = ctx.attrs.float_or("gamma", 1.050_701) as f64;
+        activation_kernel(Activation::Selu { alpha: alpha(ctx, 1.673_263_2), gamma })
     });
     reg.register("", "LeakyRelu", 6, |ctx| activation_kernel(Activation::LeakyRelu { alpha: alpha(ctx, 0.01) }));
     reg.register("", "HardSigmoid", 6, |ctx| {
