@@ -25,6 +25,7 @@ enum FloatUnary {
     Reciprocal,
     Floor,
     Ceil,
+    Round,
 }
 
 impl FloatFn for FloatUnary {
@@ -41,6 +42,7 @@ impl FloatFn for FloatUnary {
             FloatUnary::Reciprocal => x.mapv(|v| F::ONE / v),
             FloatUnary::Floor => x.mapv(F::floor),
             FloatUnary::Ceil => x.mapv(F::ceil),
+            FloatUnary::Round => x.mapv(F::round_even),
         })
     }
 }
@@ -51,6 +53,7 @@ enum NumUnary {
     Neg,
     Abs,
     Relu,
+    Sign,
 }
 
 fn num_unary<T: Num>(op: NumUnary, a: &Array<T>) -> ArrayD<T> {
@@ -59,6 +62,16 @@ fn num_unary<T: Num>(op: NumUnary, a: &Array<T>) -> ArrayD<T> {
         NumUnary::Abs => a.mapv(T::abs),
         // `x < 0` keeps NaN as NaN.
         NumUnary::Relu => a.mapv(|v| if v < T::default() { T::default() } else { v }),
+        // Zero and NaN map to themselves.
+        NumUnary::Sign => a.mapv(|v| {
+            if v > T::default() {
+                T::from_usize(1)
+            } else if v < T::default() {
+                T::from_usize(1).neg()
+            } else {
+                v
+            }
+        }),
     }
 }
 
@@ -68,6 +81,48 @@ fn is_nan(t: &Tensor) -> Result<Tensor> {
         Tensor::F64(a) => a.mapv(f64::is_nan).into(),
         Tensor::F16(a) => a.mapv(f16::is_nan).into(),
         other => return Err(not_float(other)),
+    })
+}
+
+/// IsInf: which infinities count is read at load.
+#[derive(Clone, Copy)]
+struct IsInf {
+    negative: bool,
+    positive: bool,
+}
+
+impl IsInf {
+    fn test<F: Float>(self, v: F) -> bool {
+        v.is_infinite() && if v > F::ZERO { self.positive } else { self.negative }
+    }
+
+    fn apply(self, t: &Tensor) -> Result<Tensor> {
+        Ok(match t {
+            Tensor::F32(a) => a.mapv(|v| self.test(v)).into(),
+            Tensor::F64(a) => a.mapv(|v| self.test(v)).into(),
+            Tensor::F16(a) => a.mapv(|v| self.test(v.to_f32())).into(),
+            other => return Err(not_float(other)),
+        })
+    }
+}
+
+/// Mean: the variadic sum divided by the input count (floats only).
+struct DivideBy(usize);
+
+impl FloatFn for DivideBy {
+    fn call<F: Float>(&self, x: ArrayViewD<'_, F>) -> Result<ArrayD<F>> {
+        let n = F::from_usize(self.0);
+        Ok(x.mapv(|v| v / n))
+    }
+}
+
+fn mean_kernel() -> Result<Box<dyn Kernel>> {
+    kernel(|inputs| {
+        let mut acc = input(inputs, 0)?.clone();
+        for i in 1..inputs.len() {
+            acc = arith_tensors(Arith::Add, &acc, input(inputs, i)?)?;
+        }
+        Ok(vec![on_float(&acc, &DivideBy(inputs.len()))?])
     })
 }
 
@@ -231,6 +286,15 @@ pub(super) fn register(reg: &mut Registry) {
     reg.register("", "Reciprocal", 6, |_| float_unary(F::Reciprocal));
     reg.register("", "Floor", 6, |_| float_unary(F::Floor));
     reg.register("", "Ceil", 6, |_| float_unary(F::Ceil));
+    reg.register("", "Round", 11, |_| float_unary(F::Round));
+    reg.register("", "Sign", 9, |_| numeric_unary(NumUnary::Sign));
+    reg.register("", "IsInf", 10, |ctx| {
+        let negative = ctx.attrs.int_or("detect_negative", 1) != 0;
+        let positive = ctx.attrs.int_or("detect_positive", 1) != 0;
+        let op = IsInf { negative, positive };
+        kernel(move |inputs| Ok(vec![op.apply(input(inputs, 0)?)?]))
+    });
+    reg.register("", "Mean", 6, |_| mean_kernel());
     reg.register("", "Neg", 6, |_| numeric_unary(NumUnary::Neg));
     reg.register("", "Abs", 6, |_| numeric_unary(NumUnary::Abs));
     reg.register("", "Relu", 6, |_| numeric_unary(NumUnary::Relu));
@@ -307,6 +371,20 @@ mod tests {
         assert_err(node("Exp").run1(&[&t(&[1], &[1i64])]), "expected a float tensor");
         assert_err(node("Not").run1(&[&t(&[1], &[1.0f32])]), "expected a bool tensor");
         assert_err(node("Neg").run1(&[&t(&[1], &[true])]), "expected a numeric tensor");
+    }
+
+    #[test]
+    fn round_sign_isinf_mean() {
+        assert_close(&unary("Round", &[0.5, 1.5, -2.5, 2.6]), &[4], &[0.0, 2.0, -2.0, 3.0]);
+        assert_close(&unary("Sign", &[-3.0, 0.0, 2.0, f32::NAN]), &[4], &[-1.0, 0.0, 1.0, f32::NAN]);
+        assert_eq!(values::<i64>(&node("Sign").run1(&[&t(&[2], &[-5i64, 7])]).unwrap()).1, vec![-1, 1]);
+        let x = t(&[3], &[f32::INFINITY, f32::NEG_INFINITY, 1.0]);
+        assert_eq!(values::<bool>(&node("IsInf").run1(&[&x]).unwrap()).1, vec![true, true, false]);
+        let y = node("IsInf").int("detect_negative", 0).run1(&[&x]).unwrap();
+        assert_eq!(values::<bool>(&y).1, vec![true, false, false]);
+        let (a, b) = (t(&[2], &[1.0f32, 2.0]), t(&[1], &[4.0f32]));
+        assert_close(&node("Mean").run1(&[&a, &b]).unwrap(), &[2], &[2.5, 3.0]);
+        assert_err(node("Mean").run1(&[&t(&[1], &[1i64])]), "expected a float tensor");
     }
 
     #[test]

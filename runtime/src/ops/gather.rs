@@ -2,6 +2,7 @@
 //! (negative ones count from the end); a bad one is an error naming it and the dim.
 
 use super::common::{checked_len, contiguous, from_shape_vec, kernel, model_err, normalize_axis};
+use super::scatter::{ScatterFn, ScatterReduce};
 use super::{input, Kernel, OpContext, Registry};
 use crate::error::{op_err, Result};
 use crate::tensor::{Array, Element, Tensor};
@@ -150,35 +151,42 @@ fn gather_nd_factory(ctx: &OpContext) -> Result<Box<dyn Kernel>> {
     })
 }
 
-fn scatter_nd_typed<T: Element>(data: &Array<T>, indices: &Tensor, updates: &Tensor) -> Result<Tensor> {
-    let shape = data.shape();
-    let index_shape = indices.shape();
-    let layout = NdLayout::new(shape, index_shape, 0)?;
-    let want = [&index_shape[..index_shape.len() - 1], &shape[layout.k..]].concat();
-    let updates = updates.array::<T>()?;
-    if updates.shape() != want.as_slice() {
-        return Err(op_err(format!(
-            "updates have shape {:?}, expected {want:?} for indices {index_shape:?} into {shape:?}",
-            updates.shape()
-        )));
+/// ScatterND: slabs of `updates` at the positions `indices` names.
+struct ScatterNd<'a> {
+    indices: &'a Tensor,
+    updates: &'a Tensor,
+}
+
+impl ScatterFn for ScatterNd<'_> {
+    fn run<T: Element>(&self, data: &Array<T>, f: impl Fn(T, T) -> T) -> Result<Tensor> {
+        let shape = data.shape();
+        let index_shape = self.indices.shape();
+        let layout = NdLayout::new(shape, index_shape, 0)?;
+        let want = [&index_shape[..index_shape.len() - 1], &shape[layout.k..]].concat();
+        let updates = self.updates.array::<T>()?;
+        if updates.shape() != want.as_slice() {
+            return Err(op_err(format!(
+                "updates have shape {:?}, expected {want:?} for indices {index_shape:?} into {shape:?}",
+                updates.shape()
+            )));
+        }
+        let offsets = layout.offsets(shape, &self.indices.to_i64_vec()?, 0)?;
+        let mut out = contiguous(data).into_owned();
+        let updates = contiguous(updates);
+        for (o, slab) in offsets.into_iter().zip(updates.chunks_exact(layout.slab.max(1))) {
+            for (dst, &new) in out[o..o + layout.slab].iter_mut().zip(slab) {
+                *dst = f(*dst, new);
+            }
+        }
+        Ok(from_shape_vec(shape, out)?.into())
     }
-    let offsets = layout.offsets(shape, &indices.to_i64_vec()?, 0)?;
-    let mut out = contiguous(data).into_owned();
-    let updates = contiguous(updates);
-    for (o, slab) in offsets.into_iter().zip(updates.chunks_exact(layout.slab.max(1))) {
-        out[o..o + layout.slab].copy_from_slice(&slab[..layout.slab]);
-    }
-    Ok(from_shape_vec(shape, out)?.into())
 }
 
 fn scatter_nd_factory(ctx: &OpContext) -> Result<Box<dyn Kernel>> {
-    match ctx.attrs.string("reduction")?.as_deref() {
-        None | Some("none") => {}
-        Some(other) => return Err(model_err(ctx, format!("reduction '{other}' is not supported"))),
-    }
-    kernel(|inputs| {
+    let reduce = ScatterReduce::from_attrs(ctx)?;
+    kernel(move |inputs| {
         let (data, indices, updates) = (input(inputs, 0)?, input(inputs, 1)?, input(inputs, 2)?);
-        Ok(vec![with_array!(data, a => scatter_nd_typed(a, indices, updates))?])
+        Ok(vec![reduce.dispatch(data, ScatterNd { indices, updates })?])
     })
 }
 
@@ -278,6 +286,9 @@ mod tests {
         let data = iota(&[2, 2]);
         let y = node("ScatterND").run1(&[&data, &t(&[1, 1], &[1i64]), &t(&[1, 2], &[8i64, 9])]).unwrap();
         assert_eq!(values::<i64>(&y), (vec![2, 2], vec![0, 1, 8, 9]));
+        let y = node("ScatterND").string("reduction", "add");
+        let y = y.run1(&[&data, &t(&[2, 1], &[1i64, 1]), &t(&[2, 2], &[8i64, 9, 1, 1])]).unwrap();
+        assert_eq!(values::<i64>(&y).1, vec![0, 1, 11, 13]);
     }
 
     #[test]
@@ -287,6 +298,6 @@ mod tests {
         assert_err(node("ScatterND").run1(&[&data, &idx, &t(&[1], &[1i64])]), "index 4 is out of range");
         assert_err(node("ScatterND").run1(&[&data, &t(&[1, 1], &[0i64]), &t(&[2], &[1i64, 2])]), "updates have shape [2]");
         assert_err(node("ScatterND").run1(&[&data, &t(&[1, 1], &[0i64]), &t(&[1], &[1.0f32])]), "expected a int64 tensor");
-        assert_err(node("ScatterND").string("reduction", "add").run1(&[&data, &idx, &idx]), "reduction 'add'");
+        assert_err(node("ScatterND").string("reduction", "avg").run1(&[&data, &idx, &idx]), "unknown reduction 'avg'");
     }
 }

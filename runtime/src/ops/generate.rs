@@ -60,7 +60,7 @@ fn range_len(start: &Tensor, limit: &Tensor, delta: &Tensor) -> Result<usize> {
             let (num, den) = if d > 0 { (l - s, d) } else { (s - l, -d) };
             (num + den - 1).div_euclid(den).max(0)
         }
-        DType::F32 | DType::F64 => {
+        DType::F32 | DType::F64 | DType::F16 => {
             let (s, l, d) = (start.scalar_f64()?, limit.scalar_f64()?, delta.scalar_f64()?);
             let count = ((l - s) / d).ceil();
             if !count.is_finite() {
@@ -93,6 +93,7 @@ fn range(start: &Tensor, limit: &Tensor, delta: &Tensor) -> Result<Tensor> {
     match start.dtype() {
         DType::F32 => arange::<f32>(start, delta, n),
         DType::F64 => arange::<f64>(start, delta, n),
+        DType::F16 => arange::<half::f16>(start, delta, n),
         DType::I32 => arange::<i32>(start, delta, n),
         _ => arange::<i64>(start, delta, n),
     }
@@ -153,6 +154,9 @@ mod tests {
             .run1(&[&Tensor::scalar(1.0f32), &Tensor::scalar(2.0f32), &Tensor::scalar(0.25f32)])
             .unwrap();
         assert_eq!(values::<f32>(&y).1, vec![1.0, 1.25, 1.5, 1.75]);
+        let h = |v: f32| Tensor::scalar(half::f16::from_f32(v));
+        let y = node("Range").run1(&[&h(1.0), &h(5.0), &h(2.0)]).unwrap();
+        assert_eq!(values::<half::f16>(&y).1, vec![half::f16::from_f32(1.0), half::f16::from_f32(3.0)]);
     }
 
     #[test]

@@ -3,19 +3,25 @@
 //! A node is turned into a [`Kernel`] once, at load: its attributes are parsed there, so a
 //! malformed attribute fails at load, and running does no string look-ups.
 
+mod activation;
 mod attrs;
 mod broadcast;
 mod cast;
+mod clip;
 mod common;
+mod dropout;
 mod elementwise;
 mod fused;
 mod gather;
 mod generate;
+mod modulo;
 mod movement;
 mod nn;
+mod nonzero;
 mod numeric;
 mod rbe;
 mod reduce;
+mod scatter;
 mod shape;
 #[cfg(test)]
 mod testutil;
@@ -137,15 +143,21 @@ impl Registry {
 
     fn register_standard(&mut self) {
         // Each op family registers its own ops; see the files of this module.
+        activation::register(self);
         cast::register(self);
+        clip::register(self);
+        dropout::register(self);
         elementwise::register(self);
         fused::register(self);
         gather::register(self);
         generate::register(self);
+        modulo::register(self);
         movement::register(self);
         nn::register(self);
+        nonzero::register(self);
         rbe::register(self);
         reduce::register(self);
+        scatter::register(self);
         shape::register(self);
         trilu::register(self);
     }

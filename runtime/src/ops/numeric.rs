@@ -35,6 +35,8 @@ pub(crate) trait Num: Element {
     fn min(self, rhs: Self) -> Self;
     /// The smallest value of the type (-inf for floats): the identity of `max`.
     fn lowest() -> Self;
+    /// The largest value of the type (+inf for floats): the identity of `min`.
+    fn highest() -> Self;
     /// `n` converted to the type.
     fn from_usize(n: usize) -> Self;
     /// True for zero.
@@ -56,6 +58,7 @@ macro_rules! impl_int {
             fn max(self, rhs: Self) -> Self { Ord::max(self, rhs) }
             fn min(self, rhs: Self) -> Self { Ord::min(self, rhs) }
             fn lowest() -> Self { <$t>::MIN }
+            fn highest() -> Self { <$t>::MAX }
             fn from_usize(n: usize) -> Self { n as $t }
         }
     )*};
@@ -76,6 +79,7 @@ macro_rules! impl_float_num {
             fn max(self, rhs: Self) -> Self { if self.is_nan() || self > rhs { self } else { rhs } }
             fn min(self, rhs: Self) -> Self { if self.is_nan() || self < rhs { self } else { rhs } }
             fn lowest() -> Self { <$t>::NEG_INFINITY }
+            fn highest() -> Self { <$t>::INFINITY }
             fn from_usize(n: usize) -> Self { n as $t }
         }
     )*};
@@ -112,6 +116,9 @@ impl Num for f16 {
     }
     fn lowest() -> Self {
         f16::NEG_INFINITY
+    }
+    fn highest() -> Self {
+        f16::INFINITY
     }
     fn from_usize(n: usize) -> Self {
         f16::from_f32(n as f32)
@@ -150,6 +157,10 @@ pub(crate) trait Float:
     fn floor(self) -> Self;
     /// Smallest integer not below.
     fn ceil(self) -> Self;
+    /// The nearest integer, ties to even.
+    fn round_even(self) -> Self;
+    /// True for +inf or -inf.
+    fn is_infinite(self) -> bool;
     /// The error function.
     fn erf(self) -> Self;
     /// `self^e`.
@@ -170,6 +181,8 @@ macro_rules! impl_float {
             fn cos(self) -> Self { <$t>::cos(self) }
             fn floor(self) -> Self { <$t>::floor(self) }
             fn ceil(self) -> Self { <$t>::ceil(self) }
+            fn round_even(self) -> Self { <$t>::round_ties_even(self) }
+            fn is_infinite(self) -> bool { <$t>::is_infinite(self) }
             fn erf(self) -> Self { crate::kernels::erf::erf(self as f64) as $t }
             fn powf(self, e: Self) -> Self { <$t>::powf(self, e) }
         }

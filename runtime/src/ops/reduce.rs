@@ -1,5 +1,5 @@
-//! Reductions and ops that work along an axis: ReduceSum, ReduceMean, ReduceMax, ArgMax,
-//! CumSum, Softmax. Each moves the axes it works on last, then walks contiguous rows.
+//! Reductions and ops that work along an axis: the Reduce* family, ArgMax, ArgMin, CumSum,
+//! Softmax, LogSoftmax. Each moves the axes it works on last, then walks contiguous rows.
 
 use std::borrow::Cow;
 
@@ -30,19 +30,59 @@ fn rows_along<'a, T: Copy, S: Data<Elem = T>>(a: &'a ArrayBase<S, IxDyn>, axes: 
     (Cow::Owned(to_row_major(a.view().permuted_axes(IxDyn(&perm)))), row)
 }
 
-/// The reductions.
+/// The reductions defined on every numeric type.
 #[derive(Clone, Copy)]
 enum Reduce {
     Sum,
     Mean,
     Max,
+    Min,
+    Prod,
+    SumSquare,
+    L1,
+}
+
+/// The reductions that need float math; computed in float64 whatever the input type.
+#[derive(Clone, Copy)]
+enum FloatReduce {
+    L2,
+    LogSum,
+    LogSumExp,
+}
+
+/// Either kind of reduction.
+#[derive(Clone, Copy)]
+enum Reduction {
+    Num(Reduce),
+    Float(FloatReduce),
 }
 
 fn reduce_row<T: Num>(op: Reduce, row: &[T]) -> T {
+    let sum = |it: &mut dyn Iterator<Item = T>| it.fold(T::default(), T::add);
     match op {
-        Reduce::Sum => row.iter().fold(T::default(), |s, &v| s.add(v)),
+        Reduce::Sum => sum(&mut row.iter().copied()),
         Reduce::Mean => reduce_row(Reduce::Sum, row).div(T::from_usize(row.len())),
         Reduce::Max => row.iter().fold(T::lowest(), |m, &v| m.max(v)),
+        Reduce::Min => row.iter().fold(T::highest(), |m, &v| m.min(v)),
+        Reduce::Prod => row.iter().fold(T::from_usize(1), |p, &v| p.mul(v)),
+        Reduce::SumSquare => sum(&mut row.iter().map(|&v| v.mul(v))),
+        Reduce::L1 => sum(&mut row.iter().map(|&v| v.abs())),
+    }
+}
+
+fn float_row(op: FloatReduce, row: &[f64]) -> f64 {
+    match op {
+        FloatReduce::L2 => row.iter().map(|v| v * v).sum::<f64>().sqrt(),
+        FloatReduce::LogSum => row.iter().sum::<f64>().ln(),
+        FloatReduce::LogSumExp => {
+            // log(sum(exp(v))) shifted by the max so that nothing overflows.
+            let max = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            if max.is_infinite() {
+                max
+            } else {
+                max + row.iter().map(|v| (v - max).exp()).sum::<f64>().ln()
+            }
+        }
     }
 }
 
@@ -57,26 +97,32 @@ fn reduced_shape(shape: &[usize], axes: &[usize], keepdims: bool) -> Vec<usize> 
         .collect()
 }
 
-fn reduce_typed<T: Num>(a: &Array<T>, op: Reduce, axes: &[usize], keepdims: bool) -> Result<Tensor> {
+fn reduce_typed<T: Element>(a: &Array<T>, axes: &[usize], keepdims: bool, row: impl Fn(&[T]) -> T) -> Result<Tensor> {
     let (data, n) = rows_along(a, axes);
     let out: Vec<T> = if n == 0 {
         let outer = a.shape().iter().enumerate().filter(|(d, _)| !axes.contains(d)).map(|(_, &s)| s).product();
-        vec![reduce_row(op, &[]); outer]
+        vec![row(&[]); outer]
     } else {
-        data.chunks_exact(n).map(|row| reduce_row(op, row)).collect()
+        data.chunks_exact(n).map(row).collect()
     };
     Ok(from_shape_vec(&reduced_shape(a.shape(), axes, keepdims), out)?.into())
 }
 
-fn reduce(x: &Tensor, op: Reduce, axes: &[usize], keepdims: bool) -> Result<Tensor> {
-    if x.dtype() == DType::F16 {
+fn reduce(x: &Tensor, op: Reduction, axes: &[usize], keepdims: bool) -> Result<Tensor> {
+    let via = |dtype: DType| Ok(cast(&reduce(&cast(x, dtype), op, axes, keepdims)?, x.dtype()));
+    match (op, x.dtype()) {
+        (Reduction::Float(f), DType::F64) => reduce_typed(x.array::<f64>()?, axes, keepdims, |r| float_row(f, r)),
+        (Reduction::Float(_), DType::Bool) => Err(op_err("expected a numeric tensor, got bool")),
+        (Reduction::Float(_), _) => via(DType::F64),
+        // Max and Min of bools are "any" and "all" (opset 20).
+        (Reduction::Num(Reduce::Max | Reduce::Min), DType::Bool) => via(DType::U8),
         // Accumulate half-precision data in float32.
-        return Ok(cast(&reduce(&cast(x, DType::F32), op, axes, keepdims)?, DType::F16));
+        (Reduction::Num(_), DType::F16) => via(DType::F32),
+        (Reduction::Num(r), _) => numeric!(x, a => reduce_typed(a, axes, keepdims, |row| reduce_row(r, row))),
     }
-    numeric!(x, a => reduce_typed(a, op, axes, keepdims))
 }
 
-fn reduce_factory(ctx: &OpContext, op: Reduce, axes_input_since: i64) -> Result<Box<dyn Kernel>> {
+fn reduce_factory(ctx: &OpContext, op: Reduction, axes_input_since: i64) -> Result<Box<dyn Kernel>> {
     let axes = IntsFrom::for_opset(ctx, axes_input_since, "axes", 1);
     let keepdims = ctx.attrs.int_or("keepdims", 1) != 0;
     let noop_when_empty = ctx.attrs.int_or("noop_with_empty_axes", 0) != 0;
@@ -91,9 +137,10 @@ fn reduce_factory(ctx: &OpContext, op: Reduce, axes_input_since: i64) -> Result<
     })
 }
 
-fn argmax_typed<T: Element>(a: &Array<T>, axis: usize, keepdims: bool, last: bool) -> Result<Tensor> {
+/// ArgMax, or ArgMin with `min`.
+fn argmax_typed<T: Element>(a: &Array<T>, axis: usize, keepdims: bool, last: bool, min: bool) -> Result<Tensor> {
     if a.shape()[axis] == 0 {
-        return Err(op_err(format!("ArgMax over axis {axis} of size 0")));
+        return Err(op_err(format!("ArgMax/ArgMin over axis {axis} of size 0")));
     }
     let (data, n) = rows_along(a, &[axis]);
     let out: Vec<i64> = data
@@ -101,7 +148,8 @@ fn argmax_typed<T: Element>(a: &Array<T>, axis: usize, keepdims: bool, last: boo
         .map(|row| {
             let mut best = 0;
             for (i, v) in row.iter().enumerate().skip(1) {
-                if *v > row[best] || (last && *v == row[best]) {
+                let better = if min { *v < row[best] } else { *v > row[best] };
+                if better || (last && *v == row[best]) {
                     best = i;
                 }
             }
@@ -111,14 +159,14 @@ fn argmax_typed<T: Element>(a: &Array<T>, axis: usize, keepdims: bool, last: boo
     Ok(from_shape_vec(&reduced_shape(a.shape(), &[axis], keepdims), out)?.into())
 }
 
-fn argmax_factory(ctx: &OpContext) -> Result<Box<dyn Kernel>> {
+fn argmax_factory(ctx: &OpContext, min: bool) -> Result<Box<dyn Kernel>> {
     let axis = ctx.attrs.int_or("axis", 0);
     let keepdims = ctx.attrs.int_or("keepdims", 1) != 0;
     let last = ctx.attrs.int_or("select_last_index", 0) != 0;
     kernel(move |inputs| {
         let x = input(inputs, 0)?;
         let axis = normalize_axis(axis, x.rank())?;
-        Ok(vec![with_array!(x, a => argmax_typed(a, axis, keepdims, last))?])
+        Ok(vec![with_array!(x, a => argmax_typed(a, axis, keepdims, last, min))?])
     })
 }
 
@@ -174,10 +222,20 @@ fn softmax_row<F: Float>(row: &mut [F]) {
     row.iter_mut().for_each(|v| *v = *v * inv);
 }
 
-/// Softmax over one axis (opset 13), or over the flattened dims from `axis` on (before 13).
+fn log_softmax_row<F: Float>(row: &mut [F]) {
+    let max = row.iter().fold(F::lowest(), |m, &v| m.max(v));
+    row.iter_mut().for_each(|v| *v = *v - max);
+    let exps: Vec<F> = row.iter().map(|&v| v.exp()).collect();
+    let log_sum = lane_sum(&exps).ln();
+    row.iter_mut().for_each(|v| *v = *v - log_sum);
+}
+
+/// Softmax (or LogSoftmax with `log`) over one axis (opset 13), or over the flattened dims
+/// from `axis` on (before 13).
 struct Softmax {
     axis: i64,
     flatten_from_axis: bool,
+    log: bool,
 }
 
 impl FloatFn for Softmax {
@@ -188,7 +246,8 @@ impl FloatFn for Softmax {
         let row: usize = if self.flatten_from_axis { x.shape()[axis..].iter().product() } else { x.shape()[axis] };
         let mut data = data.into_owned();
         if row > 0 {
-            data.chunks_exact_mut(row).for_each(softmax_row);
+            let f = if self.log { log_softmax_row::<F> } else { softmax_row::<F> };
+            data.chunks_exact_mut(row).for_each(f);
         }
         if moved.is_empty() || axis + 1 == x.ndim() {
             return from_shape_vec(x.shape(), data);
@@ -203,20 +262,31 @@ impl FloatFn for Softmax {
     }
 }
 
-fn softmax_factory(ctx: &OpContext) -> Result<Box<dyn Kernel>> {
+fn softmax_factory(ctx: &OpContext, log: bool) -> Result<Box<dyn Kernel>> {
     let legacy = ctx.opset < 13;
-    let softmax = Softmax { axis: ctx.attrs.int_or("axis", if legacy { 1 } else { -1 }), flatten_from_axis: legacy };
+    let axis = ctx.attrs.int_or("axis", if legacy { 1 } else { -1 });
+    let softmax = Softmax { axis, flatten_from_axis: legacy, log };
     kernel(move |inputs| Ok(vec![on_float(input(inputs, 0)?, &softmax)?]))
 }
 
-/// Registers the reductions, ArgMax, CumSum and Softmax.
+/// Registers the reductions, ArgMax, ArgMin, CumSum, Softmax and LogSoftmax.
 pub(super) fn register(reg: &mut Registry) {
-    reg.register("", "ReduceSum", 1, |ctx| reduce_factory(ctx, Reduce::Sum, 13));
-    reg.register("", "ReduceMean", 1, |ctx| reduce_factory(ctx, Reduce::Mean, 18));
-    reg.register("", "ReduceMax", 1, |ctx| reduce_factory(ctx, Reduce::Max, 18));
-    reg.register("", "ArgMax", 1, argmax_factory);
+    // ReduceSum takes its axes as an input from opset 13, the others from 18.
+    reg.register("", "ReduceSum", 1, |ctx| reduce_factory(ctx, Reduction::Num(Reduce::Sum), 13));
+    reg.register("", "ReduceMean", 1, |ctx| reduce_factory(ctx, Reduction::Num(Reduce::Mean), 18));
+    reg.register("", "ReduceMax", 1, |ctx| reduce_factory(ctx, Reduction::Num(Reduce::Max), 18));
+    reg.register("", "ReduceMin", 1, |ctx| reduce_factory(ctx, Reduction::Num(Reduce::Min), 18));
+    reg.register("", "ReduceProd", 1, |ctx| reduce_factory(ctx, Reduction::Num(Reduce::Prod), 18));
+    reg.register("", "ReduceSumSquare", 1, |ctx| reduce_factory(ctx, Reduction::Num(Reduce::SumSquare), 18));
+    reg.register("", "ReduceL1", 1, |ctx| reduce_factory(ctx, Reduction::Num(Reduce::L1), 18));
+    reg.register("", "ReduceL2", 1, |ctx| reduce_factory(ctx, Reduction::Float(FloatReduce::L2), 18));
+    reg.register("", "ReduceLogSum", 1, |ctx| reduce_factory(ctx, Reduction::Float(FloatReduce::LogSum), 18));
+    reg.register("", "ReduceLogSumExp", 1, |ctx| reduce_factory(ctx, Reduction::Float(FloatReduce::LogSumExp), 18));
+    reg.register("", "ArgMax", 1, |ctx| argmax_factory(ctx, false));
+    reg.register("", "ArgMin", 1, |ctx| argmax_factory(ctx, true));
     reg.register("", "CumSum", 11, cumsum_factory);
-    reg.register("", "Softmax", 1, softmax_factory);
+    reg.register("", "Softmax", 1, |ctx| softmax_factory(ctx, false));
+    reg.register("", "LogSoftmax", 1, |ctx| softmax_factory(ctx, true));
 }
 
 #[cfg(test)]
@@ -262,6 +332,48 @@ mod tests {
         let h = t(&[3], &[f16::from_f32(1000.0), f16::from_f32(0.25), f16::from_f32(0.25)]);
         let y = node("ReduceSum").opset(11).run1(&[&h]).unwrap();
         assert_eq!(values::<f16>(&y).1, vec![f16::from_f32(1000.5)]);
+    }
+
+    #[test]
+    fn min_prod_norms_and_log_sums() {
+        let x = t(&[2, 2], &[1.0f32, -2.0, 3.0, 4.0]);
+        let reduce = |op: &str| node(op).opset(18).int("keepdims", 0).run1(&[&x, &t(&[1], &[1i64])]).unwrap();
+        assert_close(&reduce("ReduceMin"), &[2], &[-2.0, 3.0]);
+        assert_close(&reduce("ReduceProd"), &[2], &[-2.0, 12.0]);
+        assert_close(&reduce("ReduceSumSquare"), &[2], &[5.0, 25.0]);
+        assert_close(&reduce("ReduceL1"), &[2], &[3.0, 7.0]);
+        assert_close(&reduce("ReduceL2"), &[2], &[5f32.sqrt(), 5.0]);
+        assert_close(&reduce("ReduceLogSum"), &[2], &[f32::NAN, 7f32.ln()]);
+        let lse = |a: f32, b: f32| (a.exp() + b.exp()).ln();
+        assert_close(&reduce("ReduceLogSumExp"), &[2], &[lse(1.0, -2.0), lse(3.0, 4.0)]);
+        let big = t(&[2], &[1000.0f32, 1000.0]);
+        let y = node("ReduceLogSumExp").opset(18).run1(&[&big]).unwrap();
+        assert_close(&y, &[1], &[1000.0 + 2f32.ln()]);
+        let empty = t::<f32>(&[0], &[]);
+        assert_close(&node("ReduceMin").opset(18).run1(&[&empty]).unwrap(), &[1], &[f32::INFINITY]);
+        assert_close(&node("ReduceProd").opset(18).run1(&[&empty]).unwrap(), &[1], &[1.0]);
+        let b = t(&[3], &[true, false, true]);
+        assert_eq!(values::<bool>(&node("ReduceMax").opset(20).run1(&[&b]).unwrap()).1, vec![true]);
+        assert_eq!(values::<bool>(&node("ReduceMin").opset(20).run1(&[&b]).unwrap()).1, vec![false]);
+        let i = t(&[2], &[3i64, 4]);
+        assert_eq!(values::<i64>(&node("ReduceL2").opset(18).run1(&[&i]).unwrap()).1, vec![5]);
+    }
+
+    #[test]
+    fn argmin_and_log_softmax() {
+        let x = t(&[2, 3], &[3.0f32, 1.0, 1.0, 0.0, 5.0, -1.0]);
+        let y = node("ArgMin").int("axis", 1).run1(&[&x]).unwrap();
+        assert_eq!(values::<i64>(&y), (vec![2, 1], vec![1, 2]));
+        let y = node("ArgMin").int("axis", 1).int("select_last_index", 1).run1(&[&x]).unwrap();
+        assert_eq!(values::<i64>(&y).1, vec![2, 2]);
+        let y = node("LogSoftmax").opset(13).run1(&[&x]).unwrap();
+        let row = [3.0f32, 1.0, 1.0];
+        let lse = row.iter().map(|v| v.exp()).sum::<f32>().ln();
+        assert_eq!(y.shape(), &[2, 3]);
+        let got = values::<f32>(&y).1;
+        for (g, v) in got.iter().zip(row) {
+            assert!((g - (v - lse)).abs() < 1e-5, "{g} vs {}", v - lse);
+        }
     }
 
     #[test]
