@@ -115,12 +115,27 @@ def builtin_scenarios(models: Path) -> dict[str, Scenario]:
     int4 = small / "optimum_past.ort_int4.onnx"
     int4_acc4 = small / "optimum_past.ort_int4_acc4.onnx"
     baseline = BASELINE_RECIPE.format(model=c.rel(past))
+    legacy_q4 = small / "legacy_op17.q4.rbeonnx"
+    legacy_int4_acc4 = small / "legacy_op17.ort_int4_acc4.onnx"
+    legacy_baseline = BASELINE_RECIPE.format(model=c.rel(legacy))
+    prompt = lambda s: c.gpt2_feed(s, batch=1, seq=128)  # noqa: E731
     return {
         "prompt128": Scenario(
             "prompt128", "GPT-2 small fp32, input_ids [1, 128]",
             Side("ours fp32", legacy), [Side("ort fp32", legacy)],
-            lambda s: c.gpt2_feed(s, batch=1, seq=128),
-            required=[(legacy, GPT2_RECIPE)]),
+            prompt, required=[(legacy, GPT2_RECIPE)]),
+        "prompt128_q4": Scenario(
+            "prompt128_q4", "GPT-2 small q4, input_ids [1, 128]",
+            Side("ours q4", legacy_q4),
+            [Side("ort fp32", legacy), Side("ort int4 acc4", legacy_int4_acc4)],
+            prompt, convert_from=legacy,
+            required=[(legacy, GPT2_RECIPE), (legacy_int4_acc4, legacy_baseline)]),
+        "prompt128_q4_int8": Scenario(
+            "prompt128_q4_int8", "GPT-2 small q4, input_ids [1, 128], int8 activations",
+            Side("ours q4 int8", legacy_q4, ["--int8-activations"]),
+            [Side("ort int4 acc4", legacy_int4_acc4), Side("ort fp32", legacy)],
+            prompt, convert_from=legacy,
+            required=[(legacy, GPT2_RECIPE), (legacy_int4_acc4, legacy_baseline)]),
         "step_past128": Scenario(
             "step_past128", "GPT-2 small, 1 token at past 128",
             Side("ours q4", q4),
@@ -367,7 +382,7 @@ def repo_commit(repo: Path) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    ap.add_argument("--scenario", help="comma-separated: prompt128, step_past128, step_past128_int8 "
+    ap.add_argument("--scenario", help="comma-separated: prompt128, prompt128_q4, prompt128_q4_int8, step_past128, step_past128_int8 "
                     "(default: all whose files exist)")
     ap.add_argument("--model", type=Path, help="generic mode: an .onnx file both sides run")
     ap.add_argument("--inputs", type=Path, help="generic mode: directory of <input name>.npy")
