@@ -50,7 +50,7 @@ fn converts_with_a_report_and_unpacks_a_standard_onnx_graph() {
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let table = String::from_utf8_lossy(&out.stdout);
-    assert!(table.contains("bpw") && table.contains("rel_rmse") && table.contains("vs .onnx"), "{table}");
+    assert!(table.contains("bpw") && table.contains("rel_rmse") && table.contains("vs the input file"), "{table}");
     let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
     assert_eq!(json["preset"], "q8");
     assert!(json["tensors"].as_array().unwrap().iter().any(|t| t["mode"] == "dense"));

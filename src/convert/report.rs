@@ -127,7 +127,7 @@ impl ConvertReport {
             );
         }
         out += &format!(
-            "preset {}: encoded weights {} -> {} bytes ({:.2}x vs f32); file {} -> {} bytes ({:.2}x vs .onnx)\n",
+            "preset {}: encoded weights {} -> {} bytes ({:.2}x vs f32); file {} -> {} bytes ({:.2}x vs the input file)\n",
             self.preset,
             self.encoded_weights_f32_bytes,
             self.encoded_weights_bytes,
