@@ -25,6 +25,7 @@ mod scatter;
 mod shape;
 #[cfg(test)]
 mod testutil;
+mod topk;
 mod trilu;
 
 pub use attrs::Attrs;
@@ -159,6 +160,7 @@ impl Registry {
         reduce::register(self);
         scatter::register(self);
         shape::register(self);
+        topk::register(self);
         trilu::register(self);
     }
 }
