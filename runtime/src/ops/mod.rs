@@ -19,6 +19,7 @@ mod movement;
 mod nn;
 mod nonzero;
 mod numeric;
+mod onehot;
 mod rbe;
 mod reduce;
 mod scatter;
@@ -156,6 +157,7 @@ impl Registry {
         movement::register(self);
         nn::register(self);
         nonzero::register(self);
+        onehot::register(self);
         rbe::register(self);
         reduce::register(self);
         scatter::register(self);
