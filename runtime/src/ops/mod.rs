@@ -20,6 +20,7 @@ mod nn;
 mod nonzero;
 mod numeric;
 mod onehot;
+mod pad;
 mod rbe;
 mod reduce;
 mod scatter;
@@ -158,6 +159,7 @@ impl Registry {
         nn::register(self);
         nonzero::register(self);
         onehot::register(self);
+        pad::register(self);
         rbe::register(self);
         reduce::register(self);
         scatter::register(self);
