@@ -21,6 +21,7 @@ mod nonzero;
 mod numeric;
 mod onehot;
 mod pad;
+mod quantize;
 mod rbe;
 mod reduce;
 mod scatter;
@@ -160,6 +161,7 @@ impl Registry {
         nonzero::register(self);
         onehot::register(self);
         pad::register(self);
+        quantize::register(self);
         rbe::register(self);
         reduce::register(self);
         scatter::register(self);
