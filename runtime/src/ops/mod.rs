@@ -10,6 +10,7 @@ mod cast;
 mod clip;
 mod common;
 mod dropout;
+mod dynamic_quantize;
 mod elementwise;
 mod fused;
 mod gather;
@@ -151,6 +152,7 @@ impl Registry {
         cast::register(self);
         clip::register(self);
         dropout::register(self);
+        dynamic_quantize::register(self);
         elementwise::register(self);
         fused::register(self);
         gather::register(self);
