@@ -15,6 +15,7 @@ mod elementwise;
 mod fused;
 mod gather;
 mod generate;
+mod matmul_integer;
 mod modulo;
 mod movement;
 mod nn;
@@ -157,6 +158,7 @@ impl Registry {
         fused::register(self);
         gather::register(self);
         generate::register(self);
+        matmul_integer::register(self);
         modulo::register(self);
         movement::register(self);
         nn::register(self);
