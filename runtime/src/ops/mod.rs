@@ -26,6 +26,7 @@ mod pad;
 mod quantize;
 mod rbe;
 mod reduce;
+mod rms_norm;
 mod scatter;
 mod shape;
 #[cfg(test)]
@@ -168,6 +169,7 @@ impl Registry {
         quantize::register(self);
         rbe::register(self);
         reduce::register(self);
+        rms_norm::register(self);
         scatter::register(self);
         shape::register(self);
         topk::register(self);
