@@ -87,10 +87,9 @@ fn topk_factory(ctx: &OpContext) -> Result<Box<dyn Kernel>> {
 
 /// Registers TopK (k as an attribute before opset 10, as an input from then on).
 pub(super) fn register(reg: &mut Registry) {
-    reg.register("", "TopK", 1, topk_factory);
-    reg.register("", "TopK", 10, topk_factory);
-    reg.register("", "TopK", 11, topk_factory);
-    reg.register("", "TopK", 24, topk_factory);
+    for since in [1, 10, 11, 24] {
+        reg.register("", "TopK", since, topk_factory);
+    }
 }
 
 #[cfg(test)]
