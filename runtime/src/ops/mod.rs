@@ -10,21 +10,28 @@ mod cast;
 mod clip;
 mod common;
 mod dropout;
+mod dynamic_quantize;
 mod elementwise;
 mod fused;
 mod gather;
 mod generate;
+mod matmul_integer;
 mod modulo;
 mod movement;
 mod nn;
 mod nonzero;
 mod numeric;
+mod onehot;
+mod pad;
+mod quantize;
 mod rbe;
 mod reduce;
+mod rms_norm;
 mod scatter;
 mod shape;
 #[cfg(test)]
 mod testutil;
+mod topk;
 mod trilu;
 
 pub use attrs::Attrs;
@@ -147,18 +154,25 @@ impl Registry {
         cast::register(self);
         clip::register(self);
         dropout::register(self);
+        dynamic_quantize::register(self);
         elementwise::register(self);
         fused::register(self);
         gather::register(self);
         generate::register(self);
+        matmul_integer::register(self);
         modulo::register(self);
         movement::register(self);
         nn::register(self);
         nonzero::register(self);
+        onehot::register(self);
+        pad::register(self);
+        quantize::register(self);
         rbe::register(self);
         reduce::register(self);
+        rms_norm::register(self);
         scatter::register(self);
         shape::register(self);
+        topk::register(self);
         trilu::register(self);
     }
 }
