@@ -108,37 +108,49 @@ impl Dense {
         self.parts.basis.iter().filter(|c| c.is_some()).count()
     }
 
-    /// Decodes row `r` (< rows) into `out[..cols]`.
-    pub(crate) fn decode_row(&self, g: &Geometry, r: usize, out: &mut [f32]) {
+    /// Row `r`'s packed codes, and each group's `(step, offset)`: value `c` of group `gi` is
+    /// `dequant(code, zero_point, step, offset)` (plus the basis, when the tile has one).
+    fn row_terms(&self, g: &Geometry, r: usize) -> (&[u8], Vec<(f32, f32)>) {
         let p = &self.parts;
-        let (sb, zp, rb) = (
-            p.scale_bits,
-            zero_point(g.bits, p.asymmetric),
-            g.row_bytes(),
-        );
-        let srb = scale_row_bytes(g, sb);
+        let (sb, rb, srb) = (p.scale_bits, g.row_bytes(), scale_row_bytes(g, p.scale_bits));
         let codes = p.codes.get(r * rb..(r + 1) * rb).unwrap_or(&[]);
         let scales = p.group_scale.get(r * srb..(r + 1) * srb).unwrap_or(&[]);
         let mins = p.group_min.get(r * srb..(r + 1) * srb).unwrap_or(&[]);
         let row_scale = p.row_scale.get(r).map_or(0.0, |v| v.to_f32());
         let row_min = p.row_min.get(r).map_or(0.0, |v| v.to_f32());
+        let terms = (0..g.groups_per_row())
+            .map(|gi| {
+                let step = group_step(row_scale, read_code(scales, sb, gi), p.asymmetric, sb);
+                let offset = if p.asymmetric { group_offset(row_min, read_code(mins, sb, gi)) } else { 0.0 };
+                (step, offset)
+            })
+            .collect();
+        (codes, terms)
+    }
+
+    /// Row `r`'s codes, one per value, and each group's `(step, offset)`.
+    pub(crate) fn quantized_row(&self, g: &Geometry, r: usize) -> (Vec<u8>, Vec<(f32, f32)>) {
+        let (packed, terms) = self.row_terms(g, r);
+        let mut codes = Vec::with_capacity(g.cols);
         let mut at = 0;
-        for (gi, o) in out.chunks_mut(g.group).enumerate() {
+        for gi in 0..g.groups_per_row() {
+            let len = g.group_len(gi);
+            let group = packed.get(at..).unwrap_or(&[]);
+            codes.extend((0..len).map(|j| read_code(group, g.bits, j)));
+            at += g.packed_bytes(len);
+        }
+        (codes, terms)
+    }
+
+    /// Decodes row `r` (< rows) into `out[..cols]`.
+    pub(crate) fn decode_row(&self, g: &Geometry, r: usize, out: &mut [f32]) {
+        let p = &self.parts;
+        let zp = zero_point(g.bits, p.asymmetric);
+        let (codes, terms) = self.row_terms(g, r);
+        let mut at = 0;
+        for (o, (step, offset)) in out.chunks_mut(g.group).zip(terms) {
             let n = g.packed_bytes(o.len());
-            let step = group_step(row_scale, read_code(scales, sb, gi), p.asymmetric, sb);
-            let offset = if p.asymmetric {
-                group_offset(row_min, read_code(mins, sb, gi))
-            } else {
-                0.0
-            };
-            dequant_group(
-                codes.get(at..at + n).unwrap_or(&[]),
-                g.bits,
-                zp,
-                step,
-                offset,
-                o,
-            );
+            dequant_group(codes.get(at..at + n).unwrap_or(&[]), g.bits, zp, step, offset, o);
             at += n;
         }
         add_basis_row(g, &p.basis, &self.axes, r, out);

@@ -38,6 +38,18 @@ enum Body {
     Sparse(Sparse),
 }
 
+/// One row of a dense tensor without a basis: value `c`, in group `g = c / group`, is
+/// [`dequant`]`(codes[c], zero_point, terms[g].0, terms[g].1)`, bit for bit.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QuantizedRow {
+    /// One code per value, each below `2^bits`.
+    pub codes: Vec<u8>,
+    /// Per group: `(step, offset)`.
+    pub terms: Vec<(f32, f32)>,
+    /// Subtracted from every code (`2^(bits-1)` symmetric, 0 asymmetric).
+    pub zero_point: i32,
+}
+
 /// A compressed matrix of `rows x cols` (see the module doc).
 #[derive(Clone, Debug)]
 pub struct RbeTensor {
@@ -150,6 +162,19 @@ impl RbeTensor {
                 Body::Dense(d) => d.decode_row(&self.geom, start + k, row),
                 Body::Sparse(s) => s.decode_row(&self.geom, start + k, row),
             }
+        }
+    }
+
+    /// Row `r` as plain group quantization, when the tensor is dense without a basis (else
+    /// `None`, also for `r` out of range): exactly what [`decode_row`](Self::decode_row) computes.
+    pub fn quantized_row(&self, r: usize) -> Option<QuantizedRow> {
+        match &self.body {
+            Body::Dense(d) if !d.has_basis() && r < self.geom.rows => {
+                let (codes, terms) = d.quantized_row(&self.geom, r);
+                let zero_point = zero_point(self.geom.bits, d.parts.asymmetric);
+                Some(QuantizedRow { codes, terms, zero_point })
+            }
+            _ => None,
         }
     }
 

@@ -211,3 +211,24 @@ fn shared_parse_keeps_the_codes_inside_the_input_buffer() {
     assert_eq!(parts, parts_of(&t));
     assert_eq!(shared.decode(), t.decode());
 }
+
+#[test]
+fn quantized_rows_are_the_decode_without_a_basis() {
+    for (rows, cols, group, bits, asym, sb) in [(9, 100, 16, 3, false, 5), (7, 72, 32, 4, true, 6), (3, 260, 64, 8, false, 8)] {
+        let g = Geometry::new(rows, cols, 64, group, bits).unwrap();
+        let with_basis = hand_dense(g, asym, sb);
+        assert_eq!(with_basis.quantized_row(0), None, "a basis has no plain quantized form");
+        let plain = RbeTensor::from_dense(g, DenseParts { basis: Vec::new(), ..parts_of(&with_basis) }).unwrap();
+        let d = plain.decode();
+        for r in 0..rows {
+            let q = plain.quantized_row(r).unwrap();
+            assert_eq!((q.codes.len(), q.terms.len()), (cols, g.groups_per_row()));
+            for c in 0..cols {
+                let (step, offset) = q.terms[c / group];
+                let v = dequant(q.codes[c], q.zero_point, step, offset);
+                assert_eq!(v.to_bits(), d[r * cols + c].to_bits(), "({r},{c})");
+            }
+        }
+        assert_eq!(plain.quantized_row(rows), None);
+    }
+}
