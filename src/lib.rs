@@ -8,6 +8,7 @@ pub mod codec;
 pub mod container;
 pub mod convert;
 pub mod diff;
+pub mod emit;
 pub mod feeds;
 pub mod generate;
 pub mod gguf;

@@ -14,7 +14,7 @@ use rbe::convert::{self, ContainerJob, Progress};
 #[command(version, about)]
 struct Args {
     /// The input: an .onnx model, a llama.cpp .gguf (Llama family; a tokenizer.json is written
-    /// beside the output), or with --unpack-graph an .rbeonnx container.
+    /// beside the output), or with --unpack-graph / --emit an .rbeonnx container.
     input: PathBuf,
     /// The output file (for a .gguf input, an output ending in .onnx gets the plain graph with
     /// the exactly dequantized f32 weights instead of an encoded .rbeonnx).
@@ -52,6 +52,11 @@ struct Args {
     /// ONNX tool opens (its ai.rbe nodes need this runtime to run).
     #[arg(long)]
     unpack_graph: bool,
+    /// Instead of converting: write an .rbeonnx as a standard ONNX file that onnxruntime runs
+    /// (`onnx`: MatMulNBits / GatherBlockQuantized with our exact codes and scales), printing
+    /// how each weight was written (and with --report, as JSON).
+    #[arg(long, value_name = "FORMAT", value_parser = ["onnx"])]
+    emit: Option<String>,
     /// Calibrate on this text: run the original model on its windows and encode every linear
     /// layer with error feedback under its inputs' statistics (GPTQ). Needs --tokenizer.
     #[arg(long, value_name = "TEXT")]
@@ -172,6 +177,16 @@ fn run(args: Args) -> Result<(), String> {
     if args.unpack_graph {
         let model = rbe::container::unpack_to_onnx(&args.input)?;
         return rbe::atomic::write(&args.output, &prost::Message::encode_to_vec(&model));
+    }
+    if args.emit.is_some() {
+        let emitted = rbe::emit::emit_onnx(&args.input)?;
+        rbe::atomic::write(&args.output, &prost::Message::encode_to_vec(&emitted.model))?;
+        print!("{}", rbe::emit::table(&emitted.rows));
+        if let Some(path) = &args.report {
+            let json = serde_json::to_string_pretty(&emitted.rows).map_err(|e| e.to_string())?;
+            rbe::atomic::write(path, json.as_bytes())?;
+        }
+        return Ok(());
     }
     let params = params(&args)?;
     let calib_bar = bar("calibrating {bar:40} {pos}/{len} windows ({elapsed})")?;

@@ -9,7 +9,7 @@ mod matmul;
 mod plan;
 mod report;
 
-pub use plan::RBE_DOMAIN;
+pub use plan::{transpose, RBE_DOMAIN};
 pub use report::{ConvertReport, TensorReport};
 
 use std::collections::{HashMap, HashSet};
