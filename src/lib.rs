@@ -4,6 +4,7 @@
 pub mod atomic;
 pub mod bench;
 pub mod calibrate;
+pub mod chat;
 pub mod codec;
 pub mod container;
 pub mod convert;
@@ -13,4 +14,5 @@ pub mod feeds;
 pub mod generate;
 pub mod gguf;
 pub mod logits;
+pub mod model_dir;
 pub mod npy;

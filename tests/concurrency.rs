@@ -10,7 +10,7 @@ use common::{fixture, numbered_word_tokenizer};
 use rbe::codec::EncodeParams;
 use rbe::convert::{convert_file, Progress};
 use rbe::feeds::token_feeds;
-use rbe::generate::{generate, load_tokenizer, SamplingOptions};
+use rbe::generate::{generate, load_tokenizer, GenerateOptions};
 use rbe_runtime::{Session, Tensor};
 
 const THREADS: usize = 8;
@@ -64,9 +64,9 @@ fn generation_beside_batches_matches_generation_alone() {
     let dir = tempfile::tempdir().unwrap();
     let tokenizer = load_tokenizer(&numbered_word_tokenizer(dir.path(), 1000)).unwrap();
     let session = Arc::new(converted_session("gpt2_optimum_past"));
-    let sampling = SamplingOptions { temperature: 0.0, top_k: 0, seed: 0 };
+    let options = GenerateOptions::greedy(16);
     let prompt = "t464 t268 t758 t318";
-    let alone = generate(&session, &tokenizer, prompt, 16, &sampling, &mut |_| {}).unwrap().0;
+    let alone = generate(&session, &tokenizer, prompt, &options, &mut |_| {}).unwrap().0;
     // Thread 3's input twice over, as a batch of 2 (the empty past too).
     let batch = |session: &Session| -> Vec<(String, Tensor)> {
         let twice = |t: &Tensor| match t {
@@ -81,7 +81,7 @@ fn generation_beside_batches_matches_generation_alone() {
         let session = Arc::clone(&session);
         std::thread::spawn(move || (0..6).map(|_| session.run(batch(&session)).unwrap()).collect::<Vec<_>>())
     };
-    let beside = generate(&session, &tokenizer, prompt, 16, &sampling, &mut |_| {}).unwrap().0;
+    let beside = generate(&session, &tokenizer, prompt, &options, &mut |_| {}).unwrap().0;
     for outputs in runner.join().expect("the batch thread panicked") {
         assert_eq!(outputs, expected, "a batch beside generation differs from the batch alone");
     }

@@ -3,17 +3,16 @@
 mod common;
 
 use common::{fixture, numbered_word_tokenizer};
-use rbe::generate::{generate, load_tokenizer, SamplingOptions};
+use rbe::generate::{generate, load_tokenizer, GenerateOptions, SamplingOptions};
 use rbe_runtime::Session;
 
 fn greedy(model: &std::path::Path, n: usize) -> (Vec<u32>, bool) {
     let dir = tempfile::tempdir().unwrap();
     let tokenizer = load_tokenizer(&numbered_word_tokenizer(dir.path(), 1000)).unwrap();
     let session = Session::load(model).unwrap();
-    let sampling = SamplingOptions { temperature: 0.0, top_k: 0, seed: 0 };
     let mut text = String::new();
     let (ids, stats) =
-        generate(&session, &tokenizer, "t464 t268 t758 t318", n, &sampling, &mut |p| text.push_str(p)).unwrap();
+        generate(&session, &tokenizer, "t464 t268 t758 t318", &GenerateOptions::greedy(n), &mut |p| text.push_str(p)).unwrap();
     assert_eq!(stats.new_tokens, ids.len());
     assert!(!text.is_empty() || ids.is_empty(), "nothing was streamed");
     (ids, stats.kv_cache)
@@ -34,8 +33,8 @@ fn sampling_is_reproducible_with_a_seed() {
     let tokenizer = load_tokenizer(&numbered_word_tokenizer(dir.path(), 1000)).unwrap();
     let session = Session::load(&fixture("gpt2_optimum_past")).unwrap();
     let run = |seed| {
-        let s = SamplingOptions { temperature: 1.0, top_k: 50, seed };
-        generate(&session, &tokenizer, "t1 t2 t3", 12, &s, &mut |_| {}).unwrap().0
+        let options = GenerateOptions { sampling: SamplingOptions { temperature: 1.0, top_k: 50, seed }, ..GenerateOptions::greedy(12) };
+        generate(&session, &tokenizer, "t1 t2 t3", &options, &mut |_| {}).unwrap().0
     };
     assert_eq!(run(5), run(5));
     assert_ne!(run(5), run(6), "different seeds should differ on flat logits");
@@ -48,5 +47,5 @@ fn prompt_without_tokenizer_is_a_clean_error() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--prompt needs --tokenizer"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("needs a tokenizer: --tokenizer"));
 }

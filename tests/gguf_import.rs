@@ -78,6 +78,10 @@ fn plain_graph_matches_pytorch_and_its_tokenizer_matches_transformers() {
         let encoded = tokenizer.encode(text.as_str(), false).unwrap();
         let ours: Vec<i64> = encoded.get_ids().iter().map(|&i| i as i64).collect();
         assert_eq!(ours, ids, "{model}: tokenizer.json must tokenize like transformers' GGUF tokenizer");
+        let config: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join("tokenizer_config.json")).unwrap()).unwrap();
+        let eos = config["eos_token"].as_str().unwrap_or_else(|| panic!("{model}: no eos_token in {config}"));
+        assert_eq!(eos, "<|endoftext|>", "{model}: the fixture's tokenizer.ggml.eos_token_id names <|endoftext|>");
         let session = Session::load(&out).unwrap();
         let rows = logits_rows(&session, &ids);
         let rel = relative(&rows.concat(), &reference_rows(model).concat());

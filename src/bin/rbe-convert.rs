@@ -8,16 +8,20 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rbe::calibrate::Calibration;
 use rbe::codec::EncodeParams;
 use rbe::convert::{self, ContainerJob, Progress};
+use rbe::model_dir::{ModelDir, CONVERT_MODELS, SIDE_FILES};
 
 /// Compress an ONNX model's MatMul/Gemm, Gather and LayerNorm weights into an .rbeonnx container.
 #[derive(Parser)]
 #[command(version, about)]
 struct Args {
-    /// The input: an .onnx model, a llama.cpp .gguf (Llama family; a tokenizer.json is written
-    /// beside the output), or with --unpack-graph / --emit an .rbeonnx container.
+    /// The input: an .onnx model, a model directory (model.onnx beside tokenizer.json and its
+    /// configs, as optimum exports it), a llama.cpp .gguf (Llama family; tokenizer.json and
+    /// tokenizer_config.json are written beside the output), or with --unpack-graph / --emit an
+    /// .rbeonnx container.
     input: PathBuf,
-    /// The output file (for a .gguf input, an output ending in .onnx gets the plain graph with
-    /// the exactly dequantized f32 weights instead of an encoded .rbeonnx).
+    /// The output file; for a directory input, the output directory (model.rbeonnx and a copy
+    /// of the tokenizer and config files); for a .gguf input, an output ending in .onnx gets
+    /// the plain graph with the exactly dequantized f32 weights instead of an encoded .rbeonnx.
     #[arg(short, long)]
     output: PathBuf,
     /// q8 (near-lossless), q4 (default, ~4.5 bits per weight) or q3.
@@ -61,7 +65,7 @@ struct Args {
     /// layer with error feedback under its inputs' statistics (GPTQ). Needs --tokenizer.
     #[arg(long, value_name = "TEXT")]
     calibrate: Option<PathBuf>,
-    /// The model's tokenizer.json, for --calibrate.
+    /// The model's tokenizer.json, for --calibrate (default: the model directory's).
     #[arg(long, value_name = "FILE")]
     tokenizer: Option<PathBuf>,
     /// Calibration tokens at most (the text's first ones).
@@ -81,7 +85,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    match run(Args::parse()) {
+    match convert_input(Args::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("rbe-convert: {message}");
@@ -143,12 +147,29 @@ fn write_report(args: &Args, report: &rbe::convert::ConvertReport) -> Result<(),
     Ok(())
 }
 
-/// GGUF input: the graph (plain .onnx or encoded), then tokenizer.json beside it.
+/// Writes a side file `name` beside the output (when the conversion made one).
+fn write_beside(args: &Args, name: &str, text: Result<Option<String>, String>) -> Result<(), String> {
+    let path = args.output.with_file_name(name);
+    match text {
+        Ok(Some(text)) => {
+            rbe::atomic::write(&path, text.as_bytes())?;
+            println!("wrote {}", path.display());
+        }
+        Ok(None) => eprintln!("rbe-convert: warning: the GGUF has nothing for {name}; not written"),
+        Err(e) => eprintln!("rbe-convert: warning: {name} not written: {e}"),
+    }
+    Ok(())
+}
+
+/// GGUF input: the graph (plain .onnx or encoded), then tokenizer.json and
+/// tokenizer_config.json beside it.
 fn run_gguf(args: &Args, job: &ContainerJob) -> Result<(), String> {
     use rbe::gguf::convert::{convert_gguf, GgufTarget};
-    let tokenizer_path = args.output.with_file_name("tokenizer.json");
-    if tokenizer_path.exists() && !args.force {
-        return Err(format!("{} exists; pass --force to replace it", tokenizer_path.display()));
+    for name in ["tokenizer.json", "tokenizer_config.json"] {
+        let path = args.output.with_file_name(name);
+        if path.exists() && !args.force {
+            return Err(format!("{} exists; pass --force to replace it", path.display()));
+        }
     }
     let plain = args.output.extension().is_some_and(|e| e.eq_ignore_ascii_case("onnx"));
     if plain && job.calibration.is_some() {
@@ -161,15 +182,56 @@ fn run_gguf(args: &Args, job: &ContainerJob) -> Result<(), String> {
     if let Some(report) = &done.report {
         write_report(args, report)?;
     }
-    match done.tokenizer {
-        Ok(Some(json)) => {
-            rbe::atomic::write(&tokenizer_path, json.as_bytes())?;
-            println!("wrote {}", tokenizer_path.display());
-        }
-        Ok(None) => eprintln!("rbe-convert: warning: the GGUF has no tokenizer; no tokenizer.json written"),
-        Err(e) => eprintln!("rbe-convert: warning: no tokenizer.json written: {e}"),
+    write_beside(args, "tokenizer.json", done.tokenizer)?;
+    write_beside(args, "tokenizer_config.json", done.tokenizer_config)
+}
+
+/// A model directory input: converts its model into OUTPUT/model.rbeonnx; returns the side
+/// files to copy there afterwards (none when OUTPUT is the input directory).
+fn open_dir(args: &mut Args) -> Result<Vec<(PathBuf, PathBuf)>, String> {
+    if args.unpack_graph || args.emit.is_some() {
+        return Err("--unpack-graph and --emit take an .rbeonnx file, not a directory".into());
+    }
+    if args.output.is_file() {
+        return Err(format!("{} is a file; for a directory input the output is a directory", args.output.display()));
+    }
+    let dir = ModelDir::open(&args.input, CONVERT_MODELS)?;
+    std::fs::create_dir_all(&args.output).map_err(|e| format!("cannot create {}: {e}", args.output.display()))?;
+    let same = args.input.canonicalize().ok() == args.output.canonicalize().ok();
+    let copies: Vec<(PathBuf, PathBuf)> = if same {
+        Vec::new()
+    } else {
+        SIDE_FILES.iter().map(|n| (dir.dir.join(n), args.output.join(n))).filter(|(from, _)| from.is_file()).collect()
+    };
+    if let Some((_, to)) = copies.iter().find(|(_, to)| to.exists() && !args.force) {
+        return Err(format!("{} exists; pass --force to replace it", to.display()));
+    }
+    if args.tokenizer.is_none() && args.calibrate.is_some() {
+        args.tokenizer = dir.tokenizer.clone();
+    }
+    println!("model {}", dir.model.display());
+    args.output = args.output.join("model.rbeonnx");
+    args.input = dir.model;
+    Ok(copies)
+}
+
+fn copy_side_files(copies: &[(PathBuf, PathBuf)]) -> Result<(), String> {
+    for (from, to) in copies {
+        let bytes = std::fs::read(from).map_err(|e| format!("cannot read {}: {e}", from.display()))?;
+        rbe::atomic::write(to, &bytes)?;
+    }
+    if !copies.is_empty() {
+        let names: Vec<String> = copies.iter().filter_map(|(_, to)| to.file_name()).map(|n| n.to_string_lossy().into_owned()).collect();
+        println!("copied {}", names.join(", "));
     }
     Ok(())
+}
+
+/// Converts the input; a model directory's side files are copied once its model is written.
+fn convert_input(mut args: Args) -> Result<(), String> {
+    let copies = if args.input.is_dir() { open_dir(&mut args)? } else { Vec::new() };
+    run(args)?;
+    copy_side_files(&copies)
 }
 
 fn run(args: Args) -> Result<(), String> {

@@ -4,6 +4,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use rbe::chat::ChatTemplate;
+use rbe::generate::{Conversation, GenerateOptions, GenerationStats};
+use rbe::model_dir::{ModelDir, RUN_MODELS};
 use rbe::{feeds, generate, logits, npy};
 use rbe_runtime::kernels::qmm::Activations;
 use rbe_runtime::{Session, SessionOptions, Tensor};
@@ -13,7 +16,9 @@ use serde::Serialize;
 #[derive(Parser)]
 #[command(version, about)]
 struct Args {
-    /// The model: an .onnx file or an .rbeonnx container.
+    /// The model: an .onnx file, an .rbeonnx container, or a model directory (model.rbeonnx or
+    /// model.onnx beside tokenizer.json, config.json, generation_config.json,
+    /// tokenizer_config.json: tokenizer, end tokens and chat template are taken from there).
     model: PathBuf,
     /// Token ids of one sequence (batch 1), e.g. 464,2068,7586. Attention mask, position ids
     /// and an empty past are derived when the model takes them.
@@ -34,9 +39,19 @@ struct Args {
     /// Generate text after this prompt (needs --tokenizer); streams tokens as they come.
     #[arg(long)]
     prompt: Option<String>,
-    /// The model's tokenizer.json (for --prompt).
+    /// The model's tokenizer.json (for --prompt; default: the model directory's).
     #[arg(long, value_name = "FILE")]
     tokenizer: Option<PathBuf>,
+    /// Chat with an instruct model: the prompt (or, without --prompt, each line read from
+    /// stdin) is a user turn, rendered with the model's chat template.
+    #[arg(long)]
+    chat: bool,
+    /// With --chat: a system message opening the conversation.
+    #[arg(long, requires = "chat")]
+    system: Option<String>,
+    /// With --chat: the Jinja chat template to use (default: the model directory's).
+    #[arg(long, value_name = "FILE", requires = "chat")]
+    chat_template: Option<PathBuf>,
     /// How many tokens to generate after the prompt.
     #[arg(long, default_value_t = 32)]
     max_new_tokens: usize,
@@ -95,9 +110,14 @@ fn run(args: Args) -> Result<(), String> {
         fuse: !args.no_fuse,
         activations: if args.int8_activations { Activations::Int8 } else { Activations::Exact },
     };
-    let session = Session::load_with(&args.model, &options).map_err(|e| e.to_string())?;
-    if let Some(prompt) = &args.prompt {
-        return run_prompt(&session, prompt, &args);
+    let dir = if args.model.is_dir() { Some(ModelDir::open(&args.model, RUN_MODELS)?) } else { None };
+    let model = dir.as_ref().map_or(&args.model, |d| &d.model);
+    if dir.is_some() {
+        eprintln!("rbe-run: model {}", model.display());
+    }
+    let session = Session::load_with(model, &options).map_err(|e| e.to_string())?;
+    if args.chat || args.prompt.is_some() {
+        return run_text(&session, dir.as_ref(), &args);
     }
     let extra = feeds::read_input_args(&args.inputs)?;
     let inputs = match &args.input_ids {
@@ -137,25 +157,73 @@ fn run(args: Args) -> Result<(), String> {
     Ok(())
 }
 
-fn run_prompt(session: &Session, prompt: &str, args: &Args) -> Result<(), String> {
+/// The chat template: --chat-template's file, else the model directory's.
+fn chat_template(dir: Option<&ModelDir>, args: &Args) -> Result<ChatTemplate, String> {
+    if let Some(path) = &args.chat_template {
+        let source = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let eos = dir.and_then(|d| d.eos_token.clone()).unwrap_or_default();
+        return Ok(ChatTemplate::new(&source, "", &eos));
+    }
+    dir.and_then(|d| d.chat_template.clone()).ok_or_else(|| {
+        "--chat needs a chat template: a model directory with one (tokenizer_config.json's chat_template or chat_template.jinja), or --chat-template FILE".to_string()
+    })
+}
+
+/// Generation from text: --prompt, or a --chat conversation.
+fn run_text(session: &Session, dir: Option<&ModelDir>, args: &Args) -> Result<(), String> {
     use std::io::Write;
-    let path = args.tokenizer.as_ref().ok_or("--prompt needs --tokenizer tokenizer.json")?;
+    let path = args.tokenizer.as_ref().or(dir.and_then(|d| d.tokenizer.as_ref())).ok_or(
+        "generating text needs a tokenizer: --tokenizer tokenizer.json, or a model directory that has one",
+    )?;
     let tokenizer = generate::load_tokenizer(path)?;
     if !(args.temperature.is_finite() && args.temperature >= 0.0) {
         return Err(format!("--temperature must be >= 0, got {}", args.temperature));
     }
-    let sampling = generate::SamplingOptions { temperature: args.temperature, top_k: args.top_k, seed: args.seed };
+    let mut stop_ids = dir.map(|d| d.eos_token_ids.clone()).unwrap_or_default();
+    stop_ids.extend(dir.and_then(|d| d.eos_token.as_deref()).and_then(|t| tokenizer.token_to_id(t)));
+    let options = GenerateOptions {
+        max_new_tokens: args.max_new_tokens,
+        sampling: generate::SamplingOptions { temperature: args.temperature, top_k: args.top_k, seed: args.seed },
+        stop_ids,
+    };
     if generate::Stepper::new(session)?.mode() == generate::StepMode::Recompute {
         eprintln!("rbe-run: this export has no past_key_values inputs: every step recomputes the whole sequence");
     }
     let mut stdout = std::io::stdout();
-    print!("{prompt}");
     let mut emit = |piece: &str| {
         print!("{piece}");
         let _ = stdout.flush();
     };
-    let (_, stats) = generate::generate(session, &tokenizer, prompt, args.max_new_tokens, &sampling, &mut emit)?;
-    println!();
+    if !args.chat {
+        let prompt = args.prompt.as_deref().unwrap_or_default();
+        print!("{prompt}");
+        let (_, stats) = generate::generate(session, &tokenizer, prompt, &options, &mut emit)?;
+        println!();
+        print_stats(&stats);
+        return Ok(());
+    }
+    let template = chat_template(dir, args)?;
+    let mut conversation = Conversation::new(&template, args.system.as_deref());
+    if let Some(prompt) = &args.prompt {
+        let stats = conversation.reply(session, &tokenizer, prompt, &options, &mut emit)?;
+        println!();
+        print_stats(&stats);
+        return Ok(());
+    }
+    eprintln!("rbe-run: chat: one message per line, end with Ctrl-D");
+    for line in std::io::stdin().lines() {
+        let line = line.map_err(|e| format!("cannot read stdin: {e}"))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let stats = conversation.reply(session, &tokenizer, &line, &options, &mut emit)?;
+        println!();
+        print_stats(&stats);
+    }
+    Ok(())
+}
+
+fn print_stats(stats: &GenerationStats) {
     eprintln!(
         "prompt: {} tokens in {:.1} ms ({:.1} tokens/s); generated: {} tokens, {:.2} tokens/s{}",
         stats.prompt_tokens,
@@ -165,7 +233,6 @@ fn run_prompt(session: &Session, prompt: &str, args: &Args) -> Result<(), String
         stats.generate_tokens_per_s(),
         if stats.kv_cache { " (KV cache)" } else { " (recomputing, no KV cache)" }
     );
-    Ok(())
 }
 
 /// The output called `logits`, else the first rank-3 float output.

@@ -2,9 +2,11 @@
 //! the graph's own `present.*` outputs back as `past_key_values.*` when the export has them
 //! (else the whole sequence is recomputed each step).
 
+mod chat;
 mod sample;
 mod step;
 
+pub use chat::Conversation;
 pub use sample::{Sampler, SamplingOptions};
 pub use step::{Stepper, StepMode};
 
@@ -49,24 +51,44 @@ impl GenerationStats {
     }
 }
 
-/// Generates up to `max_new_tokens` after `prompt`, calling `emit` with each new piece of text
-/// as soon as it is decoded.
+/// What to generate after a prompt.
+#[derive(Clone, Debug)]
+pub struct GenerateOptions {
+    /// Tokens to generate at most.
+    pub max_new_tokens: usize,
+    /// How each one is picked.
+    pub sampling: SamplingOptions,
+    /// Token ids that end generation, besides the usual end tokens of the vocabulary
+    /// (`<|endoftext|>`, `<|im_end|>`, `</s>`, ...): the model's `eos_token_id`.
+    pub stop_ids: Vec<u32>,
+}
+
+impl GenerateOptions {
+    /// Greedy decoding of up to `max_new_tokens`, stopping at the vocabulary's end tokens.
+    pub fn greedy(max_new_tokens: usize) -> Self {
+        GenerateOptions { max_new_tokens, sampling: SamplingOptions { temperature: 0.0, top_k: 0, seed: 0 }, stop_ids: Vec::new() }
+    }
+}
+
+/// Generates after `prompt` (special tokens in its text are recognised), calling `emit` with
+/// each new piece of text as soon as it is decoded.
 pub fn generate(
     session: &Session,
     tokenizer: &Tokenizer,
     prompt: &str,
-    max_new_tokens: usize,
-    sampling: &SamplingOptions,
+    options: &GenerateOptions,
     emit: &mut dyn FnMut(&str),
 ) -> Result<(Vec<u32>, GenerationStats), String> {
+    let max_new_tokens = options.max_new_tokens;
     let encoding = tokenizer.encode(prompt, false).map_err(|e| format!("cannot tokenize the prompt: {e}"))?;
     let prompt_ids: Vec<i64> = encoding.get_ids().iter().map(|&i| i as i64).collect();
     if prompt_ids.is_empty() {
         return Err("the prompt is empty after tokenization".into());
     }
-    let end_ids: Vec<u32> = END_TOKENS.iter().filter_map(|t| tokenizer.token_to_id(t)).collect();
+    let end_ids: Vec<u32> =
+        END_TOKENS.iter().filter_map(|t| tokenizer.token_to_id(t)).chain(options.stop_ids.iter().copied()).collect();
     let mut stepper = Stepper::new(session)?;
-    let mut sampler = Sampler::new(sampling.clone());
+    let mut sampler = Sampler::new(options.sampling.clone());
     let mut generated: Vec<u32> = Vec::new();
     let mut shown = String::new();
     let start = Instant::now();

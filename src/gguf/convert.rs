@@ -1,5 +1,5 @@
 //! `rbe-convert model.gguf`: import, then either the plain ONNX graph (f32 weights, exactly
-//! the dequantized GGUF) or the encoded `.rbeonnx`, plus the tokenizer.json text.
+//! the dequantized GGUF) or the encoded `.rbeonnx`, plus the tokenizer.json and tokenizer_config.json texts.
 
 use std::path::Path;
 
@@ -17,6 +17,8 @@ pub struct GgufConversion {
     pub sources: String,
     /// The tokenizer.json text, or why there is none.
     pub tokenizer: Result<Option<String>, String>,
+    /// The tokenizer_config.json text (chat template, BOS/EOS tokens), or why there is none.
+    pub tokenizer_config: Result<Option<String>, String>,
 }
 
 /// How to write the converted model.
@@ -31,6 +33,7 @@ pub enum GgufTarget<'a> {
 pub fn convert_gguf(input: &Path, target: GgufTarget) -> Result<GgufConversion, String> {
     let (file, graph) = super::import(input).map_err(|e| e.to_string())?;
     let tokenizer = super::tokenizer::tokenizer_json(&file.metadata).map_err(|e| e.to_string());
+    let tokenizer_config = super::tokenizer::tokenizer_config_json(&file.metadata).map_err(|e| e.to_string());
     let sources = super::sources_table(&graph.sources);
     let input_bytes = std::fs::metadata(input).map_or(0, |m| m.len());
     let (bytes, report) = match target {
@@ -48,5 +51,5 @@ pub fn convert_gguf(input: &Path, target: GgufTarget) -> Result<GgufConversion, 
             (bytes, Some(report))
         }
     };
-    Ok(GgufConversion { bytes, report, sources, tokenizer })
+    Ok(GgufConversion { bytes, report, sources, tokenizer, tokenizer_config })
 }

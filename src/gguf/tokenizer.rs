@@ -64,6 +64,31 @@ pub fn tokenizer_json(meta: &Metadata) -> Result<Option<String>, GgufError> {
     Ok(Some(text))
 }
 
+/// A `tokenizer_config.json` text with the file's chat template (`tokenizer.chat_template`) and
+/// its BOS/EOS tokens by text, as transformers writes them; `Ok(None)` when the file has none
+/// of them.
+pub fn tokenizer_config_json(meta: &Metadata) -> Result<Option<String>, GgufError> {
+    let mut config = Map::new();
+    if let Some(template) = meta.str("tokenizer.chat_template")? {
+        config.insert("chat_template".into(), json!(template));
+    }
+    if meta.get("tokenizer.ggml.tokens").is_some() {
+        let tokens = strings(meta, "tokenizer.ggml.tokens")?;
+        for (key, field) in [("tokenizer.ggml.bos_token_id", "bos_token"), ("tokenizer.ggml.eos_token_id", "eos_token")] {
+            if let Some(id) = meta.uint(key)? {
+                let token = usize::try_from(id).ok().and_then(|i| tokens.get(i)).ok_or_else(|| {
+                    GgufError::Model(format!("{key} = {id} is beyond the vocabulary ({} tokens)", tokens.len()))
+                })?;
+                config.insert(field.into(), json!(token));
+            }
+        }
+    }
+    if config.is_empty() {
+        return Ok(None);
+    }
+    serde_json::to_string_pretty(&Json::Object(config)).map(Some).map_err(|e| GgufError::Model(e.to_string()))
+}
+
 fn strings<'m>(meta: &'m Metadata, key: &str) -> Result<Vec<&'m str>, GgufError> {
     let items = Metadata::required(key, meta.array(key))?;
     items
