@@ -3,7 +3,7 @@
 //! as `LayerNormalization`. A weight without a block form is written as the f32 values our
 //! decoder gives, and the report says why.
 
-use rbe_runtime::onnx::attributes::int_attr;
+use rbe_runtime::onnx::attributes::{int_attr, ints_attr};
 use rbe_runtime::rbe::RbeTensor;
 use rbe_runtime::Tensor;
 
@@ -94,21 +94,31 @@ pub fn matmul(b: &mut Builder, x: &str, tensor: &str, w: &RbeTensor, bias: Optio
     Ok(Form { name: format!("MatMulNBits {}-bit + offsets", q.bits), bytes, note: None })
 }
 
-/// [`matmul`] for a weight without a block form: its decoded values as a `[K, N]` initializer.
+/// [`matmul`] for a weight without a block form: its decoded values as the `[N, K]`
+/// initializer [`gather`]'s fallback also uses (a tied table is stored once), transposed by a
+/// node (onnxruntime folds it at load).
 fn dense_matmul(b: &mut Builder, x: &str, tensor: &str, w: &RbeTensor, bias: Option<&str>, output: &str, why: String) -> Result<Form, String> {
     let (n, k) = (w.rows(), w.cols());
-    let name = format!("{tensor}.f32_t");
-    let added = b.shared(&name, || Tensor::from_vec(&[k, n], crate::convert::transpose(&w.decode(), n, k)))?;
+    let (name, added) = decoded(b, tensor, w)?;
+    let wt = b.op("Transpose", &[&name], "weight_t", vec![ints_attr("perm", &[1, 0])]);
     match bias {
         Some(bias) => {
-            let y = b.op("MatMul", &[x, &name], "product", vec![]);
+            let y = b.op("MatMul", &[x, &wt], "product", vec![]);
             b.node("Add", "", &[&y, bias], output, vec![]);
         }
         None => {
-            b.node("MatMul", "", &[x, &name], output, vec![]);
+            b.node("MatMul", "", &[x, &wt], output, vec![]);
         }
     }
     Ok(Form { name: "MatMul f32".into(), bytes: bytes_of(4 * n * k, added), note: Some(why) })
+}
+
+/// A tensor's decoded values, rows as encoded, as one shared initializer: its name, and
+/// whether this call added it.
+fn decoded(b: &mut Builder, tensor: &str, t: &RbeTensor) -> Result<(String, bool), String> {
+    let name = format!("{tensor}.f32");
+    let added = b.shared(&name, || Tensor::from_vec(&[t.rows(), t.cols()], t.decode()))?;
+    Ok((name, added))
 }
 
 /// Rows `ids` of a table encoded as `V` rows, writing `output` (shape `ids.shape + [D]`).
@@ -116,8 +126,7 @@ pub fn gather(b: &mut Builder, table: &str, t: &RbeTensor, ids: &str, output: &s
     let q = match Blocks::of(t) {
         Ok(q) => q,
         Err(why) => {
-            let name = format!("{table}.f32");
-            let added = b.shared(&name, || Tensor::from_vec(&[t.rows(), t.cols()], t.decode()))?;
+            let (name, added) = decoded(b, table, t)?;
             b.node("Gather", "", &[&name, ids], output, vec![int_attr("axis", 0)]);
             return Ok(Form { name: "Gather f32".into(), bytes: bytes_of(4 * t.rows() * t.cols(), added), note: Some(why) });
         }
