@@ -11,6 +11,7 @@ mod clip;
 mod common;
 mod dropout;
 mod dynamic_quantize;
+mod einsum;
 mod elementwise;
 mod fused;
 mod gather;
@@ -174,6 +175,7 @@ impl Registry {
         shape::register(self);
         topk::register(self);
         trilu::register(self);
+        einsum::register(self);
     }
 }
 
