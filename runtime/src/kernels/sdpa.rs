@@ -136,13 +136,13 @@ fn sdpa_for(isa: Isa, a: &Sdpa) -> Result<SdpaOutput> {
         recycle(scores);
         done
     };
-    let chunk = (t * s).max(1);
-    let mut captures: Vec<Option<&mut [f32]>> = match captured.as_mut() {
-        Some(c) => c.chunks_mut(chunk).map(Some).collect(),
+    // One task per head: its rows of the output and of the captured scores (none when empty).
+    let mut captures: Vec<_> = match captured.as_mut() {
+        Some(c) => c.chunks_mut((t * s).max(1)).map(Some).collect(),
         None => Vec::new(),
     };
     captures.resize_with(b * h, || None);
-    let tasks: Vec<(usize, &mut [f32], Option<&mut [f32]>)> = y
+    let tasks: Vec<_> = y
         .chunks_mut((t * dv).max(1))
         .chain(std::iter::repeat_with(|| &mut [][..]))
         .zip(captures)
@@ -156,4 +156,103 @@ fn sdpa_for(isa: Isa, a: &Sdpa) -> Result<SdpaOutput> {
         tasks.into_iter().try_for_each(|(i, out, cap)| head(i, out, cap))?;
     }
     Ok(SdpaOutput { y, scores: captured })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Array4;
+
+    fn filled(shape: (usize, usize, usize, usize), seed: usize) -> Array4<f32> {
+        Array4::from_shape_fn(shape, |(a, b, c, d)| ((a * 131 + b * 71 + c * 17 + d * 7 + seed * 13) % 29) as f32 / 9.0 - 1.5)
+    }
+
+    /// The reference's steps in f64 for one (b, h, t): the captured row and the output row.
+    fn reference_row(a: &Sdpa, bi: usize, hi: usize, ti: usize) -> (Vec<f64>, Vec<f64>) {
+        let kv = hi / (a.q.dim().1 / a.k.dim().1);
+        let (s, d, dv) = (a.k.dim().2, a.q.dim().3, a.v.dim().3);
+        let bias = |j: usize| a.bias.as_ref().map_or(0.0, |m| m[[bi, hi, ti, j]] as f64);
+        let mut scores: Vec<f64> = (0..s)
+            .map(|j| (0..d).map(|x| a.q[[bi, hi, ti, x]] as f64 * a.k[[bi, kv, j, x]] as f64).sum::<f64>() * a.scale as f64)
+            .map(|x| if a.softcap > 0.0 { a.softcap as f64 * (x / a.softcap as f64).tanh() } else { x })
+            .collect();
+        let raw = scores.clone();
+        for (j, x) in scores.iter_mut().enumerate() {
+            *x += bias(j);
+        }
+        let biased = scores.clone();
+        let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let masked = a.bias.is_some() && (0..s).all(|j| bias(j) == f64::NEG_INFINITY);
+        let e: Vec<f64> = scores.iter().map(|x| if masked { 0.0 } else { (x - max).exp() }).collect();
+        let sum: f64 = e.iter().sum::<f64>().max(f64::MIN_POSITIVE);
+        let probs: Vec<f64> = e.iter().map(|x| x / sum).collect();
+        let out = (0..dv).map(|c| (0..s).map(|j| probs[j] * a.v[[bi, kv, j, c]] as f64).sum()).collect();
+        let kept = match a.capture {
+            Capture::Scores => raw,
+            Capture::Biased => biased,
+            _ => probs,
+        };
+        (kept, out)
+    }
+
+    fn assert_close(got: &[f32], want: &[f64], what: &str) {
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            let ok = (*g as f64 - w).abs() <= 1e-5 * (1.0 + w.abs()) || (w.is_infinite() && *g as f64 == *w);
+            assert!(ok, "{what} element {i}: {g} vs {w}");
+        }
+    }
+
+    #[test]
+    fn grouped_heads_softcap_bias_and_every_capture_match_the_plain_steps() {
+        // 2 batches, 4 query heads over 2 key/value heads, 3 queries, 5 keys; the bias masks
+        // key 4 everywhere, and query row 1 of batch 1 entirely.
+        let (b, h, hkv, t, s, d, dv) = (2, 4, 2, 3, 5, 4, 3);
+        let (q, k, v) = (filled((b, h, t, d), 1), filled((b, hkv, s, d), 2), filled((b, hkv, s, dv), 3));
+        let bias = Array4::from_shape_fn((b, 1, t, s), |(bi, _, ti, j)| match (bi, ti, j) {
+            (1, 1, _) | (_, _, 4) => f32::NEG_INFINITY,
+            _ => 0.1 * j as f32,
+        });
+        let levels = Isa::ALL.into_iter().filter(|&isa| isa <= Isa::detected());
+        for (isa, capture) in levels.flat_map(|isa| [Capture::Scores, Capture::Biased, Capture::Probs].map(|c| (isa, c))) {
+            for softcap in [0.0, 1.5] {
+                let a = Sdpa {
+                    q: q.view(),
+                    k: k.view(),
+                    v: v.view(),
+                    bias: Some(bias.broadcast((b, h, t, s)).unwrap()),
+                    scale: 0.7,
+                    softcap,
+                    capture,
+                };
+                let got = sdpa_for(isa, &a).unwrap();
+                let scores = got.scores.expect("captured scores");
+                for (bi, hi, ti) in (0..b).flat_map(|bi| (0..h).flat_map(move |hi| (0..t).map(move |ti| (bi, hi, ti)))) {
+                    let (kept, out) = reference_row(&a, bi, hi, ti);
+                    let row = ((bi * h + hi) * t + ti) * s;
+                    assert_close(&scores[row..row + s], &kept, &format!("{isa} {capture:?} scores"));
+                    let row = ((bi * h + hi) * t + ti) * dv;
+                    assert_close(&got.y[row..row + dv], &out, &format!("{isa} {capture:?} output"));
+                }
+                // The fully-masked row is 0, not NaN.
+                let row = ((h + 2) * t + 1) * dv;
+                assert!(got.y[row..row + dv].iter().all(|&x| x == 0.0));
+            }
+        }
+    }
+
+    #[test]
+    fn disagreeing_shapes_are_errors() {
+        let q = filled((1, 3, 2, 4), 1);
+        let (k, v) = (filled((1, 2, 5, 4), 2), filled((1, 2, 5, 4), 3));
+        let a = Sdpa { q: q.view(), k: k.view(), v: v.view(), bias: None, scale: 1.0, softcap: 0.0, capture: Capture::Nothing };
+        assert!(sdpa(&a).err().expect("an error").to_string().contains("dividing"));
+        let q = filled((1, 2, 2, 4), 1);
+        let bias = filled((1, 2, 2, 4), 4);
+        let a = Sdpa { q: q.view(), k: k.view(), v: v.view(), bias: Some(bias.view()), scale: 1.0, softcap: 0.0, capture: Capture::Nothing };
+        assert!(sdpa(&a).err().expect("an error").to_string().contains("bias"));
+        let empty = filled((1, 2, 0, 4), 1);
+        let a = Sdpa { q: empty.view(), k: k.view(), v: v.view(), bias: None, scale: 1.0, softcap: 0.0, capture: Capture::Probs };
+        let out = sdpa(&a).unwrap();
+        assert!(out.y.is_empty() && out.scores.is_some_and(|s| s.is_empty()));
+    }
 }

@@ -314,3 +314,87 @@ pub(super) fn register(reg: &mut Registry) {
         reg.register("", "Attention", since, attention_factory);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::ops::testutil::{assert_close, assert_err, node, t, values};
+    use crate::tensor::Tensor;
+
+    fn seq(shape: &[usize], seed: usize) -> Tensor {
+        let n: usize = shape.iter().product();
+        t(shape, &(0..n).map(|i| ((i * 7 + seed * 5) % 11) as f32 / 4.0 - 1.2).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn one_query_over_two_keys() {
+        // scores [1, 0] at scale 1: probabilities e/(e+1), 1/(e+1).
+        let q = t(&[1, 1, 1, 2], &[1.0f32, 0.0]);
+        let k = t(&[1, 1, 2, 2], &[1.0f32, 0.0, 0.0, 1.0]);
+        let v = t(&[1, 1, 2, 2], &[1.0f32, 2.0, 3.0, 4.0]);
+        let y = node("Attention").opset(23).float("scale", 1.0).run1(&[&q, &k, &v]).unwrap();
+        let p = std::f32::consts::E / (std::f32::consts::E + 1.0);
+        assert_close(&y, &[1, 1, 1, 2], &[p + 3.0 * (1.0 - p), 2.0 * p + 4.0 * (1.0 - p)]);
+        // A boolean mask hiding every key gives a zero row, and mode 3 zero probabilities.
+        let none = t(&[1, 2], &[false, false]);
+        let out = node("Attention").opset(23).outputs(4).int("qk_matmul_output_mode", 3).run_opt(&[Some(&q), Some(&k), Some(&v), Some(&none), None, None]).unwrap();
+        assert_close(&out[0], &[1, 1, 1, 2], &[0.0, 0.0]);
+        assert_close(&out[3], &[1, 1, 1, 2], &[0.0, 0.0]);
+    }
+
+    #[test]
+    fn causal_with_past_matches_the_explicit_mask_and_3d_matches_4d() {
+        // 4 query heads over 2 kv heads, 2 new positions after 3 past ones.
+        let (q, k, v) = (seq(&[1, 4, 2, 3], 1), seq(&[1, 2, 2, 3], 2), seq(&[1, 2, 2, 3], 3));
+        let (pk, pv) = (seq(&[1, 2, 3, 3], 4), seq(&[1, 2, 3, 3], 5));
+        let causal = node("Attention").opset(23).outputs(3).int("is_causal", 1).run(&[&q, &k, &v, &t(&[0, 5], &[] as &[f32])]);
+        assert_err(causal, "broadcast");
+        let inputs = |mask: Option<&Tensor>| -> Vec<Option<Tensor>> { vec![Some(q.clone()), Some(k.clone()), Some(v.clone()), mask.cloned(), Some(pk.clone()), Some(pv.clone())] };
+        let run = |spec: crate::ops::testutil::NodeSpec, ins: &[Option<Tensor>]| spec.run_opt(&ins.iter().map(Option::as_ref).collect::<Vec<_>>()).unwrap();
+        let causal = run(node("Attention").opset(23).outputs(3).int("is_causal", 1), &inputs(None));
+        let mask = t(&[2, 5], &[true, true, true, true, false, true, true, true, true, true]);
+        let masked = run(node("Attention").opset(23).outputs(3), &inputs(Some(&mask)));
+        let (shape, want) = values::<f32>(&masked[0]);
+        assert_close(&causal[0], &shape, &want);
+        assert_eq!(causal[1].shape(), &[1, 2, 5, 3]);
+        assert_eq!(values::<f32>(&causal[1]).1[..9], values::<f32>(&pk).1[..9]);
+        // The same in 3-D [B, S, heads·D] form.
+        let to3 = |x: &Tensor| {
+            let (s, d) = (x.shape()[2], x.shape()[3]);
+            crate::ops::testutil::node("Transpose").ints("perm", &[0, 2, 1, 3]).run1(&[x]).unwrap().reshape(&[1, s, x.shape()[1] * d]).unwrap()
+        };
+        let spec = node("Attention").opset(23).outputs(3).int("is_causal", 1).int("q_num_heads", 4).int("kv_num_heads", 2);
+        let y3 = spec.run_opt(&[Some(&to3(&q)), Some(&to3(&k)), Some(&to3(&v)), None, Some(&pk), Some(&pv)]).unwrap();
+        let (_, want) = values::<f32>(&to3(&causal[0]));
+        assert_close(&y3[0], &[1, 2, 12], &want);
+    }
+
+    #[test]
+    fn bad_inputs_are_errors() {
+        let (q, k, v) = (seq(&[1, 3, 2, 4], 1), seq(&[1, 2, 5, 4], 2), seq(&[1, 2, 5, 4], 3));
+        let at = |opset: i64| node("Attention").opset(opset);
+        assert_err(at(23).run1(&[&q, &k, &v]), "dividing");
+        let q = seq(&[1, 2, 2, 4], 1);
+        assert_err(at(23).run1(&[&seq(&[2, 4], 1), &seq(&[2, 4], 2), &seq(&[2, 4], 3)]), "3-D or 4-D");
+        assert_err(at(23).run1(&[&seq(&[1, 2, 8], 1), &k, &v]), "same rank");
+        assert_err(at(23).run1(&[&seq(&[1, 2, 8], 1), &seq(&[1, 5, 8], 2), &seq(&[1, 5, 8], 3)]), "q_num_heads");
+        let heads = at(23).int("q_num_heads", 3).int("kv_num_heads", 2);
+        assert_err(heads.run1(&[&seq(&[1, 2, 8], 1), &seq(&[1, 5, 8], 2), &seq(&[1, 5, 8], 3)]), "not a multiple");
+        assert_err(at(25).int("q_num_heads", 2).run1(&[&q, &k, &v]), "must not be given");
+        assert_err(at(23).run1(&[&q, &seq(&[1, 2, 5, 3], 2), &v]), "disagree");
+        assert_err(at(23).run1(&[&q, &k, &seq(&[1, 2, 4, 4], 3)]), "disagree");
+        assert_err(at(23).run1(&[&q, &k, &v, &seq(&[3, 5], 4)]), "attn_mask");
+        assert_err(at(23).run1(&[&q, &k, &v, &seq(&[2, 6], 4)]), "attn_mask");
+        assert_err(at(23).run1(&[&q, &k, &v, &seq(&[1, 1, 1, 2, 5], 4)]), "rank 1 to 4");
+        assert_err(at(23).run1(&[&q, &k, &v, &t(&[5], &[1i64; 5])]), "bool or float");
+        assert_err(at(23).run_opt(&[Some(&q), Some(&k), Some(&v), None, Some(&seq(&[1, 2, 1, 4], 5)), None]), "together");
+        assert_err(at(23).run(&[&q, &k, &v, &seq(&[2, 5], 4), &seq(&[1, 3, 1, 4], 5), &seq(&[1, 3, 1, 4], 5)]), "past_key");
+        let lens = t(&[1], &[3i64]);
+        let past = seq(&[1, 2, 1, 4], 5);
+        assert_err(at(24).run(&[&q, &k, &v, &seq(&[2, 6], 4), &past, &past, &lens]), "nonpad_kv_seqlen cannot");
+        assert_err(at(24).run_opt(&[Some(&q), Some(&k), Some(&v), None, None, None, Some(&t(&[2], &[3i64, 3]))]), "nonpad_kv_seqlen of shape");
+        assert_err(at(23).run1(&[&t(&[1, 1, 1, 1], &[1i64]), &k, &v]), "float");
+        assert_err(at(23).int("qk_matmul_output_mode", 4).build().map(|_| ()), "0..3");
+        assert_err(at(23).int("kv_num_heads", -2).build().map(|_| ()), "positive");
+        assert_err(at(25).int("left_window_size", -3).build().map(|_| ()), "window");
+    }
+}

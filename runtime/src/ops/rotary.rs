@@ -124,3 +124,55 @@ fn rotary_factory(ctx: &OpContext) -> Result<Box<dyn Kernel>> {
 pub(super) fn register(reg: &mut Registry) {
     reg.register("", "RotaryEmbedding", 23, rotary_factory);
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::ops::testutil::{assert_close, assert_err, node, t};
+
+    #[test]
+    fn rotates_halves_or_pairs_of_the_rotary_dims() {
+        // One head of 6 features, 4 of them rotated, at positions 1 and 0 of a 2-row cache.
+        let x = t(&[1, 1, 2, 6], &[1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+        let (c, s) = (0.6f32, 0.8f32);
+        let cos = t(&[2, 2], &[1.0f32, 1.0, c, 0.0]);
+        let sin = t(&[2, 2], &[0.0f32, 0.0, s, 1.0]);
+        let ids = t(&[1, 2], &[1i64, 0]);
+        let spec = node("RotaryEmbedding").opset(23).int("rotary_embedding_dim", 4);
+        let y = spec.run1(&[&x, &cos, &sin, &ids]).unwrap();
+        // Halves: pairs (x0, x2) by (c, s) and (x1, x3) by (0, 1).
+        let first = [c * 1.0 - s * 3.0, -4.0, s * 1.0 + c * 3.0, 2.0, 5.0, 6.0];
+        assert_close(&y, &[1, 1, 2, 6], &[&first[..], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]].concat());
+        let y = spec.int("interleaved", 1).run1(&[&x, &cos, &sin, &ids]).unwrap();
+        // Pairs: (x0, x1) by (c, s) and (x2, x3) by (0, 1).
+        let first = [c * 1.0 - s * 2.0, s * 1.0 + c * 2.0, -4.0, 3.0, 5.0, 6.0];
+        assert_close(&y, &[1, 1, 2, 6], &[&first[..], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]].concat());
+        // 3-D input with num_heads and per-token caches, same result as 4-D.
+        let x3 = x.reshape(&[1, 2, 6]).unwrap();
+        let cos3 = t(&[1, 2, 2], &[c, 0.0, 1.0, 1.0]);
+        let sin3 = t(&[1, 2, 2], &[s, 1.0, 0.0, 0.0]);
+        let y = node("RotaryEmbedding").opset(23).int("num_heads", 1).int("rotary_embedding_dim", 4).run1(&[&x3, &cos3, &sin3]).unwrap();
+        let first = [c * 1.0 - s * 3.0, -4.0, s * 1.0 + c * 3.0, 2.0, 5.0, 6.0];
+        assert_close(&y, &[1, 2, 6], &[&first[..], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]].concat());
+    }
+
+    #[test]
+    fn bad_inputs_are_errors() {
+        let x = t(&[1, 1, 2, 4], &[1.0f32; 8]);
+        let cache = t(&[2, 2], &[1.0f32; 4]);
+        let ids = t(&[1, 2], &[0i64, 1]);
+        let rope = || node("RotaryEmbedding").opset(23);
+        assert_err(rope().run1(&[&t(&[2, 4], &[1.0f32; 8]), &cache, &cache, &ids]), "3-D or 4-D");
+        assert_err(rope().run1(&[&t(&[1, 2, 4], &[1.0f32; 8]), &cache, &cache, &ids]), "num_heads");
+        assert_err(rope().int("num_heads", 3).run1(&[&t(&[1, 2, 4], &[1.0f32; 8]), &cache, &cache, &ids]), "multiple");
+        assert_err(rope().int("rotary_embedding_dim", 3).run1(&[&x, &cache, &cache, &ids]), "even");
+        assert_err(rope().int("rotary_embedding_dim", 6).run1(&[&x, &cache, &cache, &ids]), "at most");
+        assert_err(rope().run1(&[&x, &t(&[2, 3], &[1.0f32; 6]), &t(&[2, 3], &[1.0f32; 6]), &ids]), "rotary_embedding_dim / 2");
+        assert_err(rope().run1(&[&x, &cache, &t(&[1, 2], &[1.0f32; 2]), &ids]), "must agree");
+        assert_err(rope().run1(&[&x, &cache, &cache, &t(&[1, 2], &[0i64, 2])]), "outside the cache");
+        assert_err(rope().run1(&[&x, &cache, &cache, &t(&[1, 2], &[-1i64, 0])]), "outside the cache");
+        assert_err(rope().run1(&[&x, &cache, &cache, &t(&[1, 3], &[0i64; 3])]), "position_ids of shape");
+        assert_err(rope().run1(&[&x, &cache, &cache]), "without position_ids");
+        assert_err(rope().run1(&[&t(&[1, 1, 1, 2], &[1i64, 2]), &cache, &cache, &ids]), "float");
+        assert_err(rope().int("num_heads", -1).build().map(|_| ()), "nonnegative");
+    }
+}
