@@ -150,7 +150,7 @@ fn visible_keys(mask: Option<ArrayView1<f32>>, keys: usize) -> usize {
 multiversion! {
     /// One row of scores to probabilities: scale, add the mask, softmax like the Softmax op
     /// (a row of -inf gives NaN), then NaN to 0 if asked; compiled for `isa`.
-    fn softmax_row(row: &mut [f32], scale: f32, mask: Option<ArrayView1<f32>>, zero_nan: bool) => softmax_row_body
+    pub(super) fn softmax_row(row: &mut [f32], scale: f32, mask: Option<ArrayView1<f32>>, zero_nan: bool) => softmax_row_body
 }
 
 /// The body of [`softmax_row`], in plain loops (an outlined iterator fold would lose the

@@ -12,3 +12,4 @@ pub mod layout;
 pub mod packed;
 pub mod pool;
 pub mod qmm;
+pub mod sdpa;

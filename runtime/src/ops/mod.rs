@@ -4,6 +4,7 @@
 //! malformed attribute fails at load, and running does no string look-ups.
 
 mod activation;
+mod attention;
 mod attrs;
 mod broadcast;
 mod cast;
@@ -28,6 +29,7 @@ mod quantize;
 mod rbe;
 mod reduce;
 mod rms_norm;
+mod rotary;
 mod scatter;
 mod shape;
 #[cfg(test)]
@@ -152,6 +154,7 @@ impl Registry {
     fn register_standard(&mut self) {
         // Each op family registers its own ops; see the files of this module.
         activation::register(self);
+        attention::register(self);
         cast::register(self);
         clip::register(self);
         dropout::register(self);
@@ -171,6 +174,7 @@ impl Registry {
         rbe::register(self);
         reduce::register(self);
         rms_norm::register(self);
+        rotary::register(self);
         scatter::register(self);
         shape::register(self);
         topk::register(self);
