@@ -149,3 +149,49 @@ impl Kernel for GatherBlockQuantized {
         Ok(vec![table.gather(indices)?])
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use half::f16;
+
+    use crate::ops::testutil::{assert_close, assert_err, node, t, NodeSpec};
+
+    /// A 4-bit table of 3 rows of 32 values in blocks of 16.
+    fn q4() -> NodeSpec {
+        node("GatherBlockQuantized").domain("com.microsoft").opset(1).int("block_size", 16).int("bits", 4)
+    }
+
+    #[test]
+    fn gathers_and_dequantizes_rows() {
+        // Row r holds codes r + 8 (low) and 8 (high) alternately.
+        let data: Vec<u8> = (0..3u8).flat_map(|r| [0x80 | (r + 8); 16]).collect();
+        let data = t(&[3, 16], &data);
+        let scales = t(&[3, 2], &[1.0f32, 2.0, 1.0, 2.0, 1.0, 2.0]);
+        let y = q4().run1(&[&data, &t(&[2], &[2i64, -3]), &scales]).unwrap();
+        let row = |r: f32| -> Vec<f32> { (0..32).map(|c| if c % 2 == 1 { 0.0 } else { r * if c < 16 { 1.0 } else { 2.0 } }).collect() };
+        assert_close(&y, &[2, 32], &[row(2.0), row(0.0)].concat());
+        // Zero points 9 for every block: 8 - 9 = -1 on the odd values.
+        let zp = t(&[3, 1], &[0x99u8; 3]);
+        let y = q4().run1(&[&data, &t(&[1], &[1i32]), &scales, &zp]).unwrap();
+        let want: Vec<f32> = (0..32).map(|c| if c < 16 { 1.0 } else { 2.0 } * if c % 2 == 1 { -1.0 } else { 0.0 }).collect();
+        assert_close(&y, &[1, 32], &want);
+        let half_scales = t(&[3, 2], &[f16::from_f32(1.0); 6]);
+        let y = q4().run1(&[&data, &t(&[1], &[0i64]), &half_scales]).unwrap();
+        assert_eq!(y.dtype(), crate::tensor::DType::F16);
+    }
+
+    #[test]
+    fn malformed_inputs_are_errors() {
+        let data = t(&[3, 16], &[0u8; 48]);
+        let scales = t(&[3, 2], &[1.0f32; 6]);
+        let ids = t(&[1], &[0i64]);
+        assert_err(q4().int("bits", 3).build().map(|_| ()), "bits must be 2, 4 or 8");
+        assert_err(q4().int("block_size", 8).build().map(|_| ()), "block_size");
+        assert_err(q4().run1(&[&data, &t(&[1], &[3i64]), &scales]), "index 3 is out of range");
+        assert_err(q4().run1(&[&data, &ids, &t(&[3, 1], &[1.0f32; 3])]), "scales are float32 [3, 1]");
+        assert_err(q4().run1(&[&data, &ids, &scales, &t(&[3, 2], &[0u8; 6])]), "zero_points are uint8 [3, 2]");
+        assert_err(q4().int("quantize_axis", 0).run1(&[&data, &ids, &scales]), "quantize_axis");
+        assert_err(q4().run_opt(&[Some(&data), Some(&ids), None]), "missing scales");
+        assert_err(q4().run1(&[&t(&[3, 16], &[0i8; 48]), &ids, &scales]), "data must be uint8");
+    }
+}

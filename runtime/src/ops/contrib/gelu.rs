@@ -66,3 +66,44 @@ fn row_bias(x: &Tensor, bias: &Tensor, n: usize) -> Result<Vec<f32>> {
 fn like(x: &Tensor, values: Vec<f32>) -> Result<Tensor> {
     Ok(cast(&Tensor::from_vec(x.shape(), values)?, x.dtype()))
 }
+
+#[cfg(test)]
+mod tests {
+    use half::f16;
+
+    use crate::ops::testutil::{assert_close, assert_err, node, t, NodeSpec};
+
+    fn spec(op: &str) -> NodeSpec {
+        node(op).domain("com.microsoft").opset(1)
+    }
+
+    #[test]
+    fn the_family_computes_its_forms() {
+        let x = t(&[2, 2], &[-1.0f32, 0.0, 1.0, 2.0]);
+        let erf = |v: f64| 0.5 * v * (1.0 + crate::kernels::erf::erf(v / 2f64.sqrt()));
+        let want: Vec<f32> = [-1.0, 0.0, 1.0, 2.0].iter().map(|&v| erf(v) as f32).collect();
+        assert_close(&spec("Gelu").run1(&[&x]).unwrap(), &[2, 2], &want);
+        let bias = t(&[2], &[1.0f32, -1.0]);
+        let want: Vec<f32> = [0.0, -1.0, 2.0, 1.0].iter().map(|&v| erf(v) as f32).collect();
+        assert_close(&spec("BiasGelu").run1(&[&x, &bias]).unwrap(), &[2, 2], &want);
+        let tanh = |v: f64| 0.5 * v * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (v + 0.044715 * v * v * v)).tanh());
+        let want: Vec<f32> = [0.0, -1.0, 2.0, 1.0].iter().map(|&v| tanh(v) as f32).collect();
+        assert_close(&spec("FastGelu").run1(&[&x, &bias]).unwrap(), &[2, 2], &want);
+        let quick = |v: f64, a: f64| v / (1.0 + (-a * v).exp());
+        let want: Vec<f32> = [-1.0, 0.0, 1.0, 2.0].iter().map(|&v| quick(v, 1.702) as f32).collect();
+        assert_close(&spec("QuickGelu").run1(&[&x]).unwrap(), &[2, 2], &want);
+        let want: Vec<f32> = [-1.0, 0.0, 1.0, 2.0].iter().map(|&v| quick(v, 0.5) as f32).collect();
+        assert_close(&spec("QuickGelu").float("alpha", 0.5).run1(&[&x]).unwrap(), &[2, 2], &want);
+        let h = t(&[1], &[f16::from_f32(1.0)]);
+        assert_eq!(spec("Gelu").run1(&[&h]).unwrap(), t(&[1], &[f16::from_f32(erf(1.0) as f32)]));
+    }
+
+    #[test]
+    fn a_bias_must_match_the_last_axis() {
+        let x = t(&[2, 2], &[1.0f32; 4]);
+        assert_err(spec("BiasGelu").run1(&[&x, &t(&[2, 2], &[1.0f32; 4])]), "bias is float32 [2, 2]");
+        assert_err(spec("FastGelu").run1(&[&x, &t(&[2], &[f16::from_f32(1.0); 2])]), "bias is float16");
+        assert_err(spec("BiasGelu").run_opt(&[Some(&x), None]), "missing required input #1");
+        assert_err(spec("Gelu").run1(&[&t(&[1], &[1i64])]), "float");
+    }
+}

@@ -196,3 +196,100 @@ impl Kernel for MatMulNBits {
         Ok(y.iter().map(|t| cast(t, a.dtype())).collect())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use half::f16;
+
+    use crate::ops::testutil::{assert_close, assert_err, node, t, NodeSpec};
+    use crate::tensor::Tensor;
+
+    /// A 4-bit MatMulNBits node with K = 40, N = 2, blocks of 32 (two blocks a row, one short).
+    fn q4(bits: i64) -> NodeSpec {
+        node("MatMulNBits").domain("com.microsoft").opset(1).int("K", 40).int("N", 2).int("bits", bits).int("block_size", 32)
+    }
+
+    /// Row 0: codes 9 (block 0) and 10 (block 1); row 1: codes 8 and 0.
+    fn weight() -> (Tensor, Tensor) {
+        let mut b = vec![0x99u8; 16];
+        b.extend([0xaa; 16]);
+        b.extend([0x88; 16]);
+        b.extend([0x00; 16]);
+        (t(&[2, 2, 16], &b), t(&[4], &[0.5f32, 0.25, 1.0, 2.0]))
+    }
+
+    #[test]
+    fn decodes_with_the_default_zero_point_and_adds_the_bias() {
+        let (b, scales) = weight();
+        let a = t(&[1, 40], &[1.0f32; 40]);
+        // Row 0: 32 x (9-8)·0.5 + 8 x (10-8)·0.25 = 20; row 1: 0 + 8 x (0-8)·2 = -128.
+        let y = q4(4).run1(&[&a, &b, &scales]).unwrap();
+        assert_close(&y, &[1, 2], &[20.0, -128.0]);
+        let bias = t(&[2], &[1.0f32, -1.0]);
+        let y = q4(4).run_opt(&[Some(&a), Some(&b), Some(&scales), None, None, Some(&bias)]).unwrap();
+        assert_close(&y[0], &[1, 2], &[21.0, -129.0]);
+        // Packed zero points: row 0 blocks (9, 10), row 1 (8, 0).
+        let zp = t(&[2, 1], &[0xa9u8, 0x08]);
+        let y = q4(4).run1(&[&a, &b, &scales, &zp]).unwrap();
+        assert_close(&y, &[1, 2], &[0.0, 0.0]);
+    }
+
+    #[test]
+    fn constant_weights_are_taken_over_at_load() {
+        let (b, scales) = weight();
+        let spec = q4(4);
+        let kernel = spec.build_with(vec![None, Some(&b), Some(&scales)]).unwrap();
+        assert!(kernel.absorbs(1) && kernel.absorbs(2) && !kernel.absorbs(0) && !kernel.absorbs(5));
+        let a = t(&[2, 40], &[1.0f32; 80]);
+        let y = kernel.run(&[Some(&a), None, None]).unwrap();
+        assert_close(&y[0], &[2, 2], &[20.0, -128.0, 20.0, -128.0]);
+        let bad = t(&[2, 2, 15], &[0u8; 60]);
+        assert_err(spec.build_with(vec![None, Some(&bad), Some(&scales)]).map(|_| ()), "B has shape");
+    }
+
+    #[test]
+    fn float16_inputs_give_float16() {
+        let (b, _) = weight();
+        let scales = t(&[2, 2], &[0.5f32, 0.25, 1.0, 2.0].map(f16::from_f32));
+        let a = t(&[40], &[f16::from_f32(1.0); 40]);
+        let y = q4(4).run1(&[&a, &b, &scales]).unwrap();
+        assert_eq!(y, t(&[2], &[f16::from_f32(20.0), f16::from_f32(-128.0)]));
+        assert_err(q4(4).run1(&[&t(&[40], &[1.0f32; 40]), &b, &scales]), "A is float32 but the scales are float16");
+    }
+
+    #[test]
+    fn malformed_inputs_are_errors() {
+        let (b, scales) = weight();
+        let a = t(&[1, 40], &[1.0f32; 40]);
+        assert_err(q4(3).build().map(|_| ()), "bits must be 2, 4 or 8");
+        assert_err(q4(4).int("block_size", 24).build().map(|_| ()), "block_size");
+        assert_err(q4(4).run1(&[&a, &t(&[2, 2, 17], &[0u8; 68]), &scales]), "B has shape [2, 2, 17], expected [2, 2, 16]");
+        assert_err(q4(4).run_opt(&[Some(&a), Some(&b), None]), "missing scales");
+        assert_err(q4(4).run1(&[&a, &b, &t(&[3], &[1.0f32; 3])]), "scales has shape");
+        assert_err(q4(4).run1(&[&a, &b, &scales, &t(&[2, 2], &[0u8; 4])]), "packed zero_points");
+        assert_err(q4(4).run1(&[&t(&[1, 39], &[1.0f32; 39]), &b, &scales]), "must end in 40");
+        let bias = t(&[3], &[0.0f32; 3]);
+        assert_err(q4(4).run_opt(&[Some(&a), Some(&b), Some(&scales), None, None, Some(&bias)]), "bias");
+    }
+
+    #[test]
+    fn only_the_natural_g_idx_is_accepted() {
+        let (b, scales) = weight();
+        let a = t(&[1, 40], &[1.0f32; 40]);
+        let natural: Vec<i32> = (0..40).map(|i| i / 32).collect();
+        let y = q4(4).run_opt(&[Some(&a), Some(&b), Some(&scales), None, Some(&t(&[40], &natural))]).unwrap();
+        assert_close(&y[0], &[1, 2], &[20.0, -128.0]);
+        let mut shuffled = natural.clone();
+        shuffled.swap(0, 39);
+        assert_err(q4(4).run_opt(&[Some(&a), Some(&b), Some(&scales), None, Some(&t(&[40], &shuffled))]), "g_idx[0] = 1");
+    }
+
+    #[test]
+    fn an_empty_weight_gives_the_bias() {
+        let a = t(&[2, 40], &[1.0f32; 80]);
+        let y = q4(4)
+            .run_opt(&[Some(&a), Some(&t(&[2, 0, 16], &[0u8; 0])), Some(&t(&[0], &[0f32; 0])), None, None, Some(&t(&[2], &[3.0f32, 4.0]))])
+            .unwrap();
+        assert_close(&y[0], &[2, 2], &[3.0, 4.0, 3.0, 4.0]);
+    }
+}

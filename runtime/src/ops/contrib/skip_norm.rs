@@ -88,3 +88,43 @@ fn residual_sum(x: &Tensor, skip: &Tensor, bias: Option<&Tensor>) -> Result<Tens
         .collect();
     Tensor::from_vec(shape, sum)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::ops::testutil::{assert_close, assert_err, node, t, NodeSpec};
+
+    fn spec(op: &str) -> NodeSpec {
+        node(op).domain("com.microsoft").opset(1).outputs(4).float("epsilon", 0.0)
+    }
+
+    #[test]
+    fn normalizes_the_residual_sum_and_returns_it() {
+        let x = t(&[1, 2, 2], &[1.0f32, 2.0, 3.0, 4.0]);
+        let skip = t(&[2, 2], &[1.0f32, 0.0, 0.0, 0.0]);
+        let gamma = t(&[2], &[1.0f32, 2.0]);
+        let bias = t(&[2], &[0.0f32, 1.0]);
+        // Sums (2, 3) and (3, 5): means 2.5 and 4, standard deviations 0.5 and 1.
+        let out = spec("SkipLayerNormalization").run_opt(&[Some(&x), Some(&skip), Some(&gamma), None, Some(&bias)]).unwrap();
+        assert_close(&out[0], &[1, 2, 2], &[-1.0, 2.0, -1.0, 2.0]);
+        assert_close(&out[1], &[1, 2, 1], &[2.5, 4.0]);
+        assert_close(&out[2], &[1, 2, 1], &[2.0, 1.0]);
+        assert_close(&out[3], &[1, 2, 2], &[2.0, 3.0, 3.0, 5.0]);
+        let out = spec("SkipSimplifiedLayerNormalization").run(&[&x, &skip, &gamma, &bias]).unwrap();
+        let r = (6.5f32).sqrt();
+        assert_close(&out[0], &[1, 2, 2], &[2.0 / r, 6.0 / r, 3.0 / 17f32.sqrt(), 10.0 / 17f32.sqrt()]);
+        assert_close(&out[1], &[1, 2, 1], &[0.0, 0.0]);
+    }
+
+    #[test]
+    fn malformed_inputs_are_errors() {
+        let x = t(&[1, 2, 2], &[1.0f32; 4]);
+        let gamma = t(&[2], &[1.0f32; 2]);
+        let op = spec("SkipLayerNormalization");
+        assert_err(op.run(&[&x, &t(&[2], &[1.0f32; 2]), &gamma]), "skip is float32 [2]");
+        assert_err(op.run(&[&x, &t(&[2, 2, 2], &[1.0f32; 8]), &gamma]), "skip");
+        assert_err(op.run(&[&x, &x, &t(&[3], &[1.0f32; 3])]), "gamma is float32 [3]");
+        assert_err(op.run(&[&t(&[4], &[1.0f32; 4]), &t(&[4], &[1.0f32; 4]), &t(&[4], &[1.0f32; 4])]), "2-D or 3-D");
+        assert_err(op.run(&[&x, &x, &gamma, &t(&[1], &[0.0f32])]), "beta");
+        assert_err(spec("SkipLayerNormalization").float("epsilon", -1.0).build().map(|_| ()), "epsilon");
+    }
+}
