@@ -79,11 +79,11 @@ impl Weights {
     }
 }
 
-fn input<'a>(node: &'a NodeProto, i: usize) -> Option<&'a str> {
+fn input(node: &NodeProto, i: usize) -> Option<&str> {
     node.input.get(i).map(String::as_str).filter(|s| !s.is_empty())
 }
 
-fn required<'a>(node: &'a NodeProto, i: usize) -> Result<&'a str, String> {
+fn required(node: &NodeProto, i: usize) -> Result<&str, String> {
     input(node, i).ok_or_else(|| format!("node '{}' ({}): input #{i} is missing", node.name, node.op_type))
 }
 

@@ -8,13 +8,14 @@ use super::f32_values;
 use crate::error::{op_err, Result};
 use crate::kernels::blockq::{BlockRows, BlockShape};
 use crate::kernels::qmm::unpack_codes;
+use crate::ops::common::contiguous;
 use crate::ops::OpContext;
 use crate::tensor::{DType, Tensor};
 
 /// A `uint8` tensor's shape and bytes (a copy of its data).
 pub(super) fn u8_parts(t: &Tensor, what: &str) -> Result<(Vec<usize>, Bytes)> {
     let a = t.array::<u8>().map_err(|_| op_err(format!("{what} must be uint8, got {}", t.dtype())))?;
-    Ok((a.shape().to_vec(), Bytes::from(a.iter().copied().collect::<Vec<u8>>())))
+    Ok((a.shape().to_vec(), Bytes::copy_from_slice(&contiguous(a))))
 }
 
 /// Constant `uint8` input `i` as shape and bytes: shared with the initializer when the builder
@@ -24,6 +25,15 @@ pub(super) fn u8_constant(ctx: &OpContext, i: usize, what: &str) -> Result<Optio
         return Ok(Some((s.shape.clone(), s.bytes.clone())));
     }
     ctx.constant(i).map(|t| u8_parts(t, what)).transpose()
+}
+
+/// Constant input `i` as a tensor, whether the builder holds it as one or as shared bytes
+/// (`uint8` initializers); `None` when not constant.
+pub(super) fn constant_tensor(ctx: &OpContext, i: usize) -> Result<Option<Tensor>> {
+    match ctx.shared_u8(i) {
+        Some(s) => s.to_tensor().map(Some),
+        None => Ok(ctx.constant(i).cloned()),
+    }
 }
 
 /// Per-block zero points of `rows` rows of `per_row` blocks, as floats: `2^(bits-1)` when

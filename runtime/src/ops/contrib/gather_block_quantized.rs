@@ -6,7 +6,7 @@
 
 use bytes::Bytes;
 
-use super::blocks::{block_rows, check_block_bits, u8_constant, u8_parts};
+use super::blocks::{block_rows, check_block_bits, constant_tensor, u8_constant, u8_parts};
 use super::DOMAIN;
 use crate::error::{op_err, Result};
 use crate::kernels::blockq::{BlockRows, BlockShape};
@@ -91,7 +91,7 @@ impl Table {
         let ids = indices.to_i64_vec()?;
         let v = self.shape[0];
         let cols = self.rows.shape().cols;
-        let inner = if v == 0 { 0 } else { self.rows.shape().rows / v };
+        let inner = self.rows.shape().rows.checked_div(v).unwrap_or(0);
         let slice = inner * cols;
         let mut out = vec![0f32; ids.len() * slice];
         for (&id, o) in ids.iter().zip(out.chunks_exact_mut(slice.max(1))) {
@@ -124,9 +124,10 @@ fn factory(ctx: &OpContext) -> Result<Box<dyn Kernel>> {
     };
     let zp_named = ctx.node.input.get(ZERO_POINTS).is_some_and(|n| !n.is_empty());
     let data = u8_constant(ctx, DATA, "data").map_err(|e| model_err(ctx, e))?;
+    let zp = constant_tensor(ctx, ZERO_POINTS)?;
     let table = match (data, ctx.constant(SCALES)) {
-        (Some((shape, bytes)), Some(scales)) if !zp_named || ctx.constant(ZERO_POINTS).is_some() => {
-            Some(params.prepare(&shape, bytes, scales, ctx.constant(ZERO_POINTS)).map_err(|e| model_err(ctx, e))?)
+        (Some((shape, bytes)), Some(scales)) if !zp_named || zp.is_some() => {
+            Some(params.prepare(&shape, bytes, scales, zp.as_ref()).map_err(|e| model_err(ctx, e))?)
         }
         _ => None,
     };

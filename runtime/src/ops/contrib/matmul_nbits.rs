@@ -9,7 +9,7 @@ use std::borrow::Cow;
 
 use bytes::Bytes;
 
-use super::blocks::{block_rows, check_block_bits, u8_constant, u8_parts};
+use super::blocks::{block_rows, check_block_bits, constant_tensor, u8_constant, u8_parts};
 use super::{f32_values, DOMAIN};
 use crate::error::{op_err, Result};
 use crate::kernels::activation::Activation;
@@ -138,9 +138,10 @@ fn factory(ctx: &OpContext) -> Result<Box<dyn Kernel>> {
     let params = Params { k, n, block, bits };
     let named = |i: usize| ctx.node.input.get(i).is_some_and(|name| !name.is_empty());
     let b = u8_constant(ctx, B, "B").map_err(|e| model_err(ctx, e))?;
+    let zp = constant_tensor(ctx, ZERO_POINTS)?;
     let prepared = match (b, ctx.constant(SCALES)) {
-        (Some((shape, bytes)), Some(scales)) if !named(ZERO_POINTS) || ctx.constant(ZERO_POINTS).is_some() => {
-            Some(params.prepare(&shape, bytes, scales, ctx.constant(ZERO_POINTS)).map_err(|e| model_err(ctx, e))?)
+        (Some((shape, bytes)), Some(scales)) if !named(ZERO_POINTS) || zp.is_some() => {
+            Some(params.prepare(&shape, bytes, scales, zp.as_ref()).map_err(|e| model_err(ctx, e))?)
         }
         _ => None,
     };

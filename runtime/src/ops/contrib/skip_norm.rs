@@ -21,7 +21,7 @@ pub(super) fn register(reg: &mut Registry) {
 
 fn factory(ctx: &OpContext, simplified: bool) -> Result<Box<dyn Kernel>> {
     let epsilon = ctx.attrs.float_or("epsilon", 1e-12);
-    if !(epsilon >= 0.0) {
+    if epsilon.is_nan() || epsilon < 0.0 {
         return Err(model_err(ctx, format!("epsilon {epsilon} must be at least 0")));
     }
     let outputs = ctx.num_outputs().clamp(1, 4);
