@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: fixtures, golden reference cases, comparisons.
 #![allow(dead_code)]
 
+pub mod suite;
+
 use std::path::{Path, PathBuf};
 
 use rbe_runtime::Tensor;

@@ -229,7 +229,7 @@ impl Builder {
             .map(|id| id.and_then(|id| self.constants[id].as_ref()))
             .collect();
         let foldable = constants.iter().zip(&inputs).all(|(c, id)| c.is_some() || id.is_none());
-        let shared = inputs.iter().map(|id| id.and_then(|id| self.shared.get(&id)).map(|s| &s.bytes)).collect();
+        let shared = inputs.iter().map(|id| id.and_then(|id| self.shared.get(&id))).collect();
         let ctx = OpContext { node: proto, opset, attrs: Attrs::new(proto), constants, shared, options };
         let kernel = factory(&ctx).map_err(wrap)?;
         if foldable {

@@ -3,6 +3,7 @@
 pub mod activation;
 pub mod buffers;
 pub mod attention;
+pub mod blockq;
 pub mod epilogue;
 pub mod erf;
 pub mod gemm;

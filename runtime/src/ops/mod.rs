@@ -10,6 +10,7 @@ mod broadcast;
 mod cast;
 mod clip;
 mod common;
+mod contrib;
 mod dropout;
 mod dynamic_quantize;
 mod einsum;
@@ -44,6 +45,7 @@ use std::collections::HashMap;
 
 use crate::error::Result;
 use crate::onnx::proto::NodeProto;
+use crate::onnx::SharedBytes;
 use crate::options::SessionOptions;
 use crate::tensor::Tensor;
 
@@ -70,10 +72,10 @@ pub struct OpContext<'a> {
     /// The value of each input that is a constant (initializer or folded), `None` otherwise.
     /// Lets a kernel prepare a weight once at load (parse a compressed tensor, pack a matrix).
     pub constants: Vec<Option<&'a Tensor>>,
-    /// The bytes of each input that is a `uint8` initializer not materialised as a tensor
-    /// (its entry in `constants` is `None`). A kernel that absorbs the input keeps them
-    /// without copying (encoded weights); any other input is materialised by the builder.
-    pub shared: Vec<Option<&'a bytes::Bytes>>,
+    /// Each input that is a `uint8` initializer not materialised as a tensor (its entry in
+    /// `constants` is `None`), as shape and bytes. A kernel that absorbs the input keeps the
+    /// bytes without copying (encoded weights); any other input is materialised by the builder.
+    pub shared: Vec<Option<&'a SharedBytes>>,
     /// The session's options (activation mode of compressed matmuls, ...).
     pub options: &'a SessionOptions,
 }
@@ -93,6 +95,11 @@ impl<'a> OpContext<'a> {
 
     /// The shared bytes of input `i`, if it is a `uint8` initializer kept as bytes.
     pub fn shared_bytes(&self, i: usize) -> Option<&'a bytes::Bytes> {
+        self.shared_u8(i).map(|s| &s.bytes)
+    }
+
+    /// The shape and shared bytes of input `i`, if it is a `uint8` initializer kept as bytes.
+    pub fn shared_u8(&self, i: usize) -> Option<&'a SharedBytes> {
         self.shared.get(i).copied().flatten()
     }
 
@@ -122,7 +129,8 @@ impl Registry {
         Self::default()
     }
 
-    /// Every op this runtime knows, in the default ONNX domain.
+    /// Every op this runtime knows: the default ONNX domain, `ai.rbe` and onnxruntime's
+    /// `com.microsoft` contrib ops.
     pub fn standard() -> Self {
         let mut registry = Self::new();
         registry.register_standard();
@@ -157,6 +165,7 @@ impl Registry {
         attention::register(self);
         cast::register(self);
         clip::register(self);
+        contrib::register(self);
         dropout::register(self);
         dynamic_quantize::register(self);
         elementwise::register(self);

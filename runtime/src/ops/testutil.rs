@@ -31,15 +31,23 @@ impl NodeSpec {
         self
     }
 
+    /// Puts the node in `domain`.
+    pub fn domain(mut self, domain: &str) -> Self {
+        self.node.domain = domain.to_string();
+        self
+    }
+
     /// Declares `n` outputs.
     pub fn outputs(mut self, n: usize) -> Self {
         self.node.output = (0..n).map(|i| format!("y{i}")).collect();
         self
     }
 
+    /// Sets attribute `name`, replacing an earlier value.
     fn attr(mut self, name: &str, kind: AttributeType, fill: impl FnOnce(&mut AttributeProto)) -> Self {
         let mut a = AttributeProto { name: name.to_string(), r#type: kind as i32, ..Default::default() };
         fill(&mut a);
+        self.node.attribute.retain(|old| old.name != name);
         self.node.attribute.push(a);
         self
     }
@@ -76,15 +84,20 @@ impl NodeSpec {
 
     /// Resolves and builds the kernel.
     pub fn build(&self) -> Result<Box<dyn Kernel>> {
-        let factory = Registry::standard().resolve("", &self.node.op_type, self.opset).ok_or_else(|| {
+        self.build_with(Vec::new())
+    }
+
+    /// Resolves and builds the kernel with these inputs constant at load.
+    pub fn build_with(&self, constants: Vec<Option<&Tensor>>) -> Result<Box<dyn Kernel>> {
+        let factory = Registry::standard().resolve(&self.node.domain, &self.node.op_type, self.opset).ok_or_else(|| {
             Error::UnknownOp {
-                domain: String::new(),
+                domain: self.node.domain.clone(),
                 op_type: self.node.op_type.clone(),
                 opset: self.opset,
                 node: self.node.name.clone(),
             }
         })?;
-        factory(&OpContext::new(&self.node, self.opset))
+        factory(&OpContext { constants, ..OpContext::new(&self.node, self.opset) })
     }
 
     /// Builds and runs with optional inputs.
