@@ -1,9 +1,9 @@
 //! `rbe-convert --emit onnx` against onnxruntime's outputs on the emitted files
 //! (`golden/emit/<case>/`, written by tools/emit_refs.py): each case converts its fixture with
 //! the case's flags and emits it again; the emitted file must be the one the references came
-//! from (same size and CRC-32: conversion is deterministic on every ISA), and our runtime on
-//! the `.rbeonnx` must give onnxruntime's outputs on the emitted file within 1e-4 of the
-//! output's largest magnitude.
+//! from (same size and CRC-32: conversion is deterministic on every ISA), and our runtime, on
+//! the `.rbeonnx` and on the emitted file, must give onnxruntime's outputs on the emitted file
+//! within 1e-4 of the output's largest magnitude.
 
 mod common;
 
@@ -44,14 +44,17 @@ fn emit_case(name: &str) {
         assert_eq!(exact, !form.contains("f32"), "{name}: {row}: a weight out of block form must say why");
     }
 
-    let session = Session::load(&ours).unwrap();
-    for case in cases_in(&root().join("golden/emit")).into_iter().filter(|c| c.name == name) {
-        let got = session.run(case.inputs.clone()).unwrap();
-        for (out_name, expected) in &case.outputs {
-            let (_, actual) = got.iter().find(|(n, _)| n == out_name).unwrap_or_else(|| panic!("{name}: no output {out_name}"));
-            let scale = expected.as_f32().unwrap().iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
-            let diff = max_abs_diff(expected, actual);
-            assert!(diff <= 1e-4 * scale, "{name}/{out_name}: max |diff| {diff} > 1e-4 x {scale}");
+    // Our runtime on the container, and on the emitted file too (its com.microsoft ops).
+    for model in [&ours, &emitted] {
+        let session = Session::load(model).unwrap_or_else(|e| panic!("{name}: {}: {e}", model.display()));
+        for case in cases_in(&root().join("golden/emit")).into_iter().filter(|c| c.name == name) {
+            let got = session.run(case.inputs.clone()).unwrap();
+            for (out_name, expected) in &case.outputs {
+                let (_, actual) = got.iter().find(|(n, _)| n == out_name).unwrap_or_else(|| panic!("{name}: no output {out_name}"));
+                let scale = expected.as_f32().unwrap().iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
+                let diff = max_abs_diff(expected, actual);
+                assert!(diff <= 1e-4 * scale, "{name}/{out_name} ({}): max |diff| {diff} > 1e-4 x {scale}", model.display());
+            }
         }
     }
 }

@@ -78,6 +78,19 @@ impl<'a> Builder<'a> {
         self.constant(what, Tensor::from_vec(&[values.len()], values.to_vec()))
     }
 
+    /// `ReduceMean(x)` over `axis`, keeping it (axes as an attribute before opset 18, as an
+    /// input since).
+    pub fn mean_keep(&mut self, x: &str, axis: i64, what: &str) -> Result<String, String> {
+        let keep = rbe_runtime::onnx::attributes::int_attr("keepdims", 1);
+        if self.opset >= 18 {
+            let axes = self.ints(&format!("{what}_axes"), &[axis])?;
+            Ok(self.op("ReduceMean", &[x, &axes], what, vec![keep]))
+        } else {
+            let axes = rbe_runtime::onnx::attributes::ints_attr("axes", &[axis]);
+            Ok(self.op("ReduceMean", &[x], what, vec![axes, keep]))
+        }
+    }
+
     /// `ReduceSum(x)` over the last axis, without keeping it (axes as an attribute before
     /// opset 13, as an input since).
     pub fn sum_last_axis(&mut self, x: &str, what: &str) -> Result<String, String> {

@@ -7,7 +7,8 @@
 //! ops (for a linear: the input summed per block times the offsets, an exact identity). Codes
 //! of 2 or 3 bits are stored at 4, of 5 to 7 bits at 8. A weight with no block form (a basis,
 //! DCT mode, groups onnxruntime does not take) is written as its decoded f32 values, and the
-//! report says why. `RbeLayerNorm` becomes `LayerNormalization`.
+//! report says why. `RbeLayerNorm` becomes `LayerNormalization` (its decomposition before
+//! opset 17).
 
 mod blocks;
 mod builder;
@@ -119,17 +120,10 @@ fn rewrite(node: &NodeProto, w: &Weights, b: &mut Builder) -> Result<Option<Emit
             Ok(Some(row(table, &t, form)))
         }
         "RbeLayerNorm" => {
-            let x = required(node, 0)?;
-            let mut inputs = vec![x.to_string(), w.vector(b, required(node, 1)?)?];
-            if let Some(bias) = input(node, 2) {
-                inputs.push(w.vector(b, bias)?);
-            }
-            let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
-            let a = vec![
-                rbe_runtime::onnx::attributes::int_attr("axis", attrs.int_or("axis", -1)),
-                rbe_runtime::onnx::attributes::float_attr("epsilon", attrs.float_or("epsilon", 1e-5)),
-            ];
-            b.node("LayerNormalization", "", &inputs, output, a);
+            let scale = w.vector(b, required(node, 1)?)?;
+            let bias = input(node, 2).map(|n| w.vector(b, n)).transpose()?;
+            let (axis, epsilon) = (attrs.int_or("axis", -1), attrs.float_or("epsilon", 1e-5));
+            nodes::layer_norm(b, required(node, 0)?, &scale, bias.as_deref(), axis, epsilon, output)?;
             Ok(None)
         }
         other => Err(format!("node '{}': unknown op {RBE_DOMAIN}.{other}", node.name)),

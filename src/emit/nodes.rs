@@ -3,7 +3,7 @@
 //! as `LayerNormalization`. A weight without a block form is written as the f32 values our
 //! decoder gives, and the report says why.
 
-use rbe_runtime::onnx::attributes::{int_attr, ints_attr};
+use rbe_runtime::onnx::attributes::{float_attr, int_attr, ints_attr};
 use rbe_runtime::rbe::RbeTensor;
 use rbe_runtime::Tensor;
 
@@ -159,4 +159,36 @@ pub fn gather(b: &mut Builder, table: &str, t: &RbeTensor, ids: &str, output: &s
     let shape = b.op("Shape", &[&yq], "shape", vec![]);
     b.node("Reshape", "", &[&sum, &shape], output, vec![]);
     Ok(Form { name: format!("GatherBlockQuantized {}-bit + offsets", q.bits), bytes, note: None })
+}
+
+/// LayerNormalization of `x` over the axes from `axis` on, with `scale` and `bias`: the op
+/// itself from opset 17, its decomposition before (over one last axis, as `RbeLayerNorm`
+/// normalizes).
+pub fn layer_norm(b: &mut Builder, x: &str, scale: &str, bias: Option<&str>, axis: i64, epsilon: f32, output: &str) -> Result<(), String> {
+    if b.opset >= 17 {
+        let inputs: Vec<&str> = [x, scale].into_iter().chain(bias).collect();
+        b.node("LayerNormalization", "", &inputs, output, vec![int_attr("axis", axis), float_attr("epsilon", epsilon)]);
+        return Ok(());
+    }
+    if axis != -1 {
+        return Err(format!("LayerNormalization over axes from {axis} before opset 17 is not written here (only the last axis)"));
+    }
+    let mean = b.mean_keep(x, -1, "ln_mean")?;
+    let centered = b.op("Sub", &[x, &mean], "ln_centered", vec![]);
+    let squares = b.op("Mul", &[&centered, &centered], "ln_squares", vec![]);
+    let variance = b.mean_keep(&squares, -1, "ln_variance")?;
+    let eps = b.constant("ln_epsilon", Tensor::from_vec(&[], vec![epsilon]))?;
+    let shifted = b.op("Add", &[&variance, &eps], "ln_shifted", vec![]);
+    let std = b.op("Sqrt", &[&shifted], "ln_std", vec![]);
+    let normalized = b.op("Div", &[&centered, &std], "ln_normalized", vec![]);
+    match bias {
+        Some(bias) => {
+            let scaled = b.op("Mul", &[&normalized, scale], "ln_scaled", vec![]);
+            b.node("Add", "", &[&scaled, bias], output, vec![]);
+        }
+        None => {
+            b.node("Mul", "", &[&normalized, scale], output, vec![]);
+        }
+    }
+    Ok(())
 }
