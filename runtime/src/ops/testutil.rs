@@ -89,6 +89,12 @@ impl NodeSpec {
 
     /// Resolves and builds the kernel with these inputs constant at load.
     pub fn build_with(&self, constants: Vec<Option<&Tensor>>) -> Result<Box<dyn Kernel>> {
+        self.build_with_shared(constants, Vec::new())
+    }
+
+    /// Resolves and builds the kernel with these constant inputs, and these `uint8`
+    /// initializers held as bytes (as the graph builder passes them).
+    pub fn build_with_shared(&self, constants: Vec<Option<&Tensor>>, shared: Vec<Option<&crate::onnx::SharedBytes>>) -> Result<Box<dyn Kernel>> {
         let factory = Registry::standard().resolve(&self.node.domain, &self.node.op_type, self.opset).ok_or_else(|| {
             Error::UnknownOp {
                 domain: self.node.domain.clone(),
@@ -97,7 +103,7 @@ impl NodeSpec {
                 node: self.node.name.clone(),
             }
         })?;
-        factory(&OpContext { constants, ..OpContext::new(&self.node, self.opset) })
+        factory(&OpContext { constants, shared, ..OpContext::new(&self.node, self.opset) })
     }
 
     /// Builds and runs with optional inputs.

@@ -249,6 +249,22 @@ mod tests {
     }
 
     #[test]
+    fn uint8_initializers_held_as_shared_bytes_are_taken_over_too() {
+        use crate::onnx::SharedBytes;
+        use crate::ops::testutil::values;
+        let (b, scales) = weight();
+        let shared = |t: &Tensor| { let (shape, v) = values::<u8>(t); SharedBytes { shape, bytes: v.into() } };
+        let zp = t(&[2, 1], &[0xa9u8, 0x08]);
+        let (b_bytes, zp_bytes) = (shared(&b), shared(&zp));
+        let kernel = q4(4)
+            .build_with_shared(vec![None, None, Some(&scales), None], vec![None, Some(&b_bytes), None, Some(&zp_bytes)])
+            .unwrap();
+        assert!((1..=3).all(|i| kernel.absorbs(i)), "B, scales and zero points must be taken over at load");
+        let a = t(&[1, 40], &[1.0f32; 40]);
+        assert_close(&kernel.run(&[Some(&a), None, None, None]).unwrap()[0], &[1, 2], &[0.0, 0.0]);
+    }
+
+    #[test]
     fn float16_inputs_give_float16() {
         let (b, _) = weight();
         let scales = t(&[2, 2], &[0.5f32, 0.25, 1.0, 2.0].map(f16::from_f32));
