@@ -56,19 +56,32 @@ pub struct Emitted {
 
 /// The encoded initializers and the float parameters a rewrite reads.
 struct Weights {
-    by_name: HashMap<String, TensorProto>,
+    /// The graph's initializers, in file order.
+    all: Vec<TensorProto>,
+    /// Index into `all` by name.
+    by_name: HashMap<String, usize>,
 }
 
 impl Weights {
+    /// Takes the initializers over (no copy of the weights).
+    fn new(all: Vec<TensorProto>) -> Self {
+        let by_name = all.iter().enumerate().map(|(i, t)| (t.name.clone(), i)).collect();
+        Weights { all, by_name }
+    }
+
+    fn get(&self, name: &str) -> Option<&TensorProto> {
+        self.by_name.get(name).map(|&i| &self.all[i])
+    }
+
     fn encoded(&self, name: &str) -> Result<RbeTensor, String> {
-        let t = self.by_name.get(name).ok_or_else(|| format!("'{name}' is not an initializer"))?;
+        let t = self.get(name).ok_or_else(|| format!("'{name}' is not an initializer"))?;
         RbeTensor::from_bytes(&t.raw_data).map_err(|e| format!("'{name}': {e}"))
     }
 
     /// A float parameter vector by name: itself when raw f32, its decode (a new initializer)
     /// when encoded.
     fn vector(&self, b: &mut Builder, name: &str) -> Result<String, String> {
-        match self.by_name.get(name).map(|t| t.data_type) {
+        match self.get(name).map(|t| t.data_type) {
             Some(2) => {
                 let t = self.encoded(name)?;
                 let decoded = format!("{name}.f32");
@@ -144,7 +157,7 @@ pub fn emit_onnx(path: &Path) -> Result<Emitted, String> {
     let opset = default_opset(&model);
     let graph = model.graph.as_mut().ok_or("the container has no graph")?;
     let mut known: HashSet<String> = graph.initializer.iter().map(|t| t.name.clone()).collect();
-    let weights = Weights { by_name: graph.initializer.iter().map(|t| (t.name.clone(), t.clone())).collect() };
+    let weights = Weights::new(std::mem::take(&mut graph.initializer));
     let mut nodes = Vec::with_capacity(graph.node.len());
     let mut added = Vec::new();
     let mut rows = Vec::new();
@@ -161,8 +174,7 @@ pub fn emit_onnx(path: &Path) -> Result<Emitted, String> {
     }
     graph.node = nodes;
     let used: HashSet<&str> = graph.node.iter().flat_map(|n| n.input.iter().map(String::as_str)).chain(graph.output.iter().map(|o| o.name.as_str())).collect();
-    graph.initializer.retain(|t| used.contains(t.name.as_str()));
-    graph.initializer.extend(added);
+    graph.initializer = weights.all.into_iter().filter(|t| used.contains(t.name.as_str())).chain(added).collect();
     model.opset_import.retain(|o| o.domain != RBE_DOMAIN);
     let uses_ms = model.graph.iter().flat_map(|g| &g.node).any(|n| n.domain == MS_DOMAIN);
     if uses_ms && !model.opset_import.iter().any(|o| o.domain == MS_DOMAIN) {
