@@ -51,11 +51,13 @@ impl Blocks {
             offsets: None,
         };
         let mut offsets = Vec::with_capacity(g.rows * per_row);
+        let mut row_zero_points = vec![0u8; per_row];
         for r in 0..g.rows {
             let q = t.quantized_row(r).ok_or_else(|| format!("mode {}: no plain quantized form", t.mode_name()))?;
             pack_codes(&q.codes, bits, &mut out.codes[r * row_bytes..(r + 1) * row_bytes]);
             let zp = u8::try_from(q.zero_point).map_err(|_| "zero point out of range".to_string())?;
-            pack_codes(&vec![zp; per_row], bits, &mut out.zero_points[r * zp_row_bytes..(r + 1) * zp_row_bytes]);
+            row_zero_points.fill(zp);
+            pack_codes(&row_zero_points, bits, &mut out.zero_points[r * zp_row_bytes..(r + 1) * zp_row_bytes]);
             out.scales.extend(q.terms.iter().map(|&(step, _)| step));
             offsets.extend(q.terms.iter().map(|&(_, offset)| offset));
         }
