@@ -21,6 +21,9 @@ use tokenizers::PostProcessor;
 /// Tokens per window when neither the caller nor the tokenizer says.
 pub const DEFAULT_WINDOW: usize = 512;
 
+/// One window's token ids.
+pub type Window = Vec<i64>;
+
 /// What to calibrate on: token windows of a text, each run from position 0.
 pub struct Calibration<'a> {
     /// The windows' token ids.
@@ -29,6 +32,9 @@ pub struct Calibration<'a> {
     pub tick: &'a (dyn Fn() + Sync),
     /// Damping of the statistics, as a share of their mean diagonal (see [`crate::codec::Hessian`]).
     pub damp: f64,
+    /// An accuracy target to allocate bit widths for (the last windows are then held out of
+    /// the statistics and the search, to check the result on).
+    pub goal: Option<crate::allocate::Goal<'a>>,
 }
 
 impl<'a> Calibration<'a> {
@@ -78,12 +84,24 @@ impl<'a> Calibration<'a> {
         if windows.is_empty() {
             return Err(format!("{} has fewer than 2 tokens", text_path.display()));
         }
-        Ok(Calibration { windows, tick, damp: crate::codec::DEFAULT_DAMP })
+        Ok(Calibration { windows, tick, damp: crate::codec::DEFAULT_DAMP, goal: None })
     }
 
     /// Tokens over all windows.
     pub fn tokens(&self) -> usize {
         self.windows.iter().map(Vec::len).sum()
+    }
+
+    /// The windows split into those the statistics and an allocation's search use, and the
+    /// last quarter (at least one) held out to check the allocation on.
+    pub fn held_out(&self) -> Result<(&[Window], &[Window]), String> {
+        let n = self.windows.len();
+        if n < 2 {
+            return Err(format!(
+                "an allocation target needs at least 2 calibration windows to hold one out, got {n} (shorten --calib-window or give more text)"
+            ));
+        }
+        Ok(self.windows.split_at(n - (n / 4).max(1)))
     }
 }
 

@@ -1,6 +1,7 @@
 //! `rbe`: the toolkit around `rbe-runtime`: the codec's encoder, graph rewriting, the
 //! `.rbeonnx` writer, snapshot-diff, and the command-line tools.
 
+pub mod allocate;
 pub mod atomic;
 pub mod bench;
 pub mod calibrate;

@@ -79,6 +79,21 @@ struct Args {
     /// round-to-nearest, less fits the calibration text harder).
     #[arg(long, default_value_t = rbe::codec::DEFAULT_DAMP, value_name = "X")]
     calib_damp: f64,
+    /// Allocate code widths per tensor for the fewest bytes whose mean KL to the original,
+    /// measured on held-out calibration windows, is at most X (nats). Needs --calibrate.
+    #[arg(long, value_name = "X", conflicts_with_all = ["min_top1", "avg_bpw"])]
+    target_kl: Option<f64>,
+    /// Allocate code widths per tensor for the fewest bytes whose top-1 agreement with the
+    /// original on held-out calibration windows is at least P. Needs --calibrate.
+    #[arg(long, value_name = "P", conflicts_with = "avg_bpw")]
+    min_top1: Option<f64>,
+    /// Allocate code widths per tensor for the least predicted KL within B bits per weight on
+    /// average (every stored byte counted; --max-bpw is the per-tensor cap). Needs --calibrate.
+    #[arg(long, value_name = "B")]
+    avg_bpw: Option<f64>,
+    /// The code widths an allocation chooses from.
+    #[arg(long, value_delimiter = ',', default_values_t = rbe::allocate::DEFAULT_WIDTHS)]
+    widths: Vec<u8>,
     /// zstd level for the container (1..=19).
     #[arg(long, default_value_t = 3)]
     zstd_level: i32,
@@ -131,6 +146,20 @@ fn params(args: &Args) -> Result<EncodeParams, String> {
     }
     p.validate()?;
     Ok(p)
+}
+
+/// The allocation target the flags ask for, if any.
+fn goal<'a>(args: &Args, on_step: &'a (dyn Fn(&rbe::allocate::Step) + Sync)) -> Result<Option<rbe::allocate::Goal<'a>>, String> {
+    use rbe::allocate::{Goal, Target};
+    let target = match (args.target_kl, args.min_top1, args.avg_bpw) {
+        (Some(x), _, _) => Target::Kl(x),
+        (_, Some(p), _) => Target::Top1(p),
+        (_, _, Some(b)) => Target::Bpw(b),
+        _ => return Ok(None),
+    };
+    let goal = Goal { target, widths: args.widths.clone(), on_step };
+    goal.validate()?;
+    Ok(Some(goal))
 }
 
 /// A progress bar (hidden until it has a length) in `template`'s style.
@@ -253,10 +282,28 @@ fn run(args: Args) -> Result<(), String> {
     let params = params(&args)?;
     let calib_bar = bar("calibrating {bar:40} {pos}/{len} windows ({elapsed})")?;
     let tick = || calib_bar.inc(1);
+    let on_step = |s: &rbe::allocate::Step| {
+        calib_bar.suspend(|| {
+            eprintln!(
+                "allocation {:<6} {:<48} predicted KL {:>6}  bpw {:.3}  measured KL {:.4}  top-1 {:.4}",
+                s.stage,
+                s.what,
+                if s.predicted_kl.is_nan() { "-".to_string() } else { format!("{:.4}", s.predicted_kl) },
+                s.bits_per_weight,
+                s.measured.kl,
+                s.measured.top1
+            )
+        })
+    };
+    let goal = goal(&args, &on_step)?;
+    if goal.is_some() && args.calibrate.is_none() {
+        return Err("--target-kl, --min-top1 and --avg-bpw measure the model on --calibrate TEXT".into());
+    }
     let calibration = match (&args.calibrate, &args.tokenizer) {
         (Some(text), Some(tokenizer)) => {
             let mut c = Calibration::from_text(text, tokenizer, args.calib_window, args.calib_tokens, &tick)?;
             c.damp = args.calib_damp;
+            c.goal = goal;
             calib_bar.set_length(c.windows.len() as u64);
             Some(c)
         }
@@ -284,5 +331,12 @@ fn run(args: Args) -> Result<(), String> {
     calib_bar.finish_and_clear();
     encode_bar.finish_and_clear();
     rbe::atomic::write(&args.output, &bytes)?;
-    write_report(&args, &report)
+    write_report(&args, &report)?;
+    match &report.allocation {
+        Some(a) if !a.met => Err(format!(
+            "the allocation did not meet {} on the held-out windows (the file is written; see the report)",
+            a.target
+        )),
+        _ => Ok(()),
+    }
 }

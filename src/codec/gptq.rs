@@ -8,7 +8,9 @@
 //! round-to-nearest encoder does, from the group's values as the feedback has left them when
 //! its first value comes up.
 
+use ndarray::{Array2, ArrayView2};
 use rayon::prelude::*;
+use rbe_runtime::kernels::gemm::gemm;
 use rbe_runtime::rbe::{dequant, zero_point, Geometry};
 
 use super::dense::encode_rows;
@@ -37,6 +39,9 @@ pub struct Hessian {
     /// Each input's second moment relative to their mean: how much an error on its weight
     /// costs in the output, for choosing group scales.
     importance: Vec<f32>,
+    /// The undamped second moments, `cols x cols`, divided by their mean diagonal: what
+    /// [`Hessian::output_error`] weighs a change of the weights with.
+    moments: Vec<f32>,
 }
 
 impl Hessian {
@@ -72,8 +77,10 @@ impl Hessian {
             }
             if let Some(r) = upper_cholesky(&h, cols) {
                 let u = invert_upper(&r, cols).into_iter().map(|v| v as f32).collect();
-                let importance = diag.iter().map(|&d| (d / mean.max(f64::MIN_POSITIVE)) as f32).collect();
-                return Ok(Hessian { cols, u, dead, importance });
+                let unit = mean.max(f64::MIN_POSITIVE);
+                let importance = diag.iter().map(|&d| (d / unit) as f32).collect();
+                let moments = xtx.iter().map(|&v| (v / unit) as f32).collect();
+                return Ok(Hessian { cols, u, dead, importance, moments });
             }
             damp *= 10.0;
         }
@@ -83,6 +90,21 @@ impl Hessian {
     /// Number of inputs.
     pub fn cols(&self) -> usize {
         self.cols
+    }
+
+    /// The layer's output energy that the weight change `delta` (`rows x cols`, row-major)
+    /// causes on the calibration inputs, `Σ_r δ_r M δ_rᵀ` with `M` the second moments in units
+    /// of their mean diagonal; with `delta` = the weights themselves, the output's own energy.
+    pub fn output_error(&self, delta: &[f32], rows: usize) -> Result<f64, String> {
+        let n = self.cols;
+        if rows.checked_mul(n) != Some(delta.len()) {
+            return Err(format!("{} values for {rows} rows of {n}", delta.len()));
+        }
+        let d = ArrayView2::from_shape((rows, n), delta).map_err(|e| e.to_string())?;
+        let m = ArrayView2::from_shape((n, n), &self.moments[..]).map_err(|e| e.to_string())?;
+        let mut dm = Array2::<f32>::zeros((rows, n));
+        gemm(1.0, d, m, 0.0, dm.view_mut()).map_err(|e| e.to_string())?;
+        Ok(dm.iter().zip(d.iter()).map(|(&a, &b)| a as f64 * b as f64).sum())
     }
 }
 
@@ -303,6 +325,21 @@ mod tests {
                 assert!((v - want).abs() < 1e-3, "({i},{j}): {v}");
             }
         }
+    }
+
+    #[test]
+    fn output_error_is_the_layer_output_energy_in_units_of_the_mean_moment() {
+        let (rows, cols) = (5, 24);
+        let x = correlated_inputs(100, cols);
+        let h = xtx(&x, cols);
+        let mean = (0..cols).map(|i| h[i * cols + i]).sum::<f64>() / cols as f64;
+        let w: Vec<f32> = correlated_inputs(rows, cols);
+        let q: Vec<f32> = w.iter().map(|v| (v * 4.0).round() / 4.0).collect();
+        let delta: Vec<f32> = w.iter().zip(&q).map(|(a, b)| a - b).collect();
+        let got = Hessian::new(&h, cols, DEFAULT_DAMP).unwrap().output_error(&delta, rows).unwrap();
+        let want = output_error(&x, &w, &q, cols) / mean;
+        assert!((got - want).abs() <= 1e-3 * want, "{got} vs {want}");
+        assert!(Hessian::new(&h, cols, DEFAULT_DAMP).unwrap().output_error(&delta[1..], rows).is_err());
     }
 
     #[test]

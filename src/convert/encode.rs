@@ -6,7 +6,11 @@ use std::hash::{Hash, Hasher};
 
 use rayon::prelude::*;
 
+use rbe_runtime::onnx::proto::ModelProto;
+use rbe_runtime::onnx::ExternalData;
+
 use super::plan::Weight;
+use crate::allocate::{self, AllocationReport, Bench, Goal, Reference};
 use crate::codec::{encode, encode_calibrated, EncodeParams, Encoded, Hessian};
 
 /// One encoded tensor and every weight that shares it.
@@ -107,4 +111,47 @@ pub fn encode_unique(
         .zip(names)
         .map(|((encoded, sources), name)| EncodedWeight { name, sources, encoded })
         .collect())
+}
+
+/// What an allocation measures its choices on.
+pub struct AllocationJob<'a> {
+    /// The rewritten model without its encoded weights.
+    pub template: &'a ModelProto,
+    /// Its external data.
+    pub data: ExternalData<'a>,
+    /// The target and the widths.
+    pub goal: &'a Goal<'a>,
+    /// The original's logits on the search windows.
+    pub search: &'a Reference,
+    /// The original's logits on the held-out windows.
+    pub check: &'a Reference,
+}
+
+/// Encodes the unique tensors at every width of the job's goal ([`encode_unique`]'s
+/// statistics steer them the same way) and keeps, per tensor, the width the allocation picks.
+pub fn allocate_unique(
+    unique: Vec<Weight>,
+    sharing: Sharing,
+    params: &EncodeParams,
+    hessians: &HashMap<String, Hessian>,
+    job: &AllocationJob,
+    tick: &(dyn Fn() + Sync),
+) -> Result<(Vec<EncodedWeight>, AllocationReport), String> {
+    let names = sharing.names();
+    let steered = unique.into_iter().zip(&sharing.steering).map(|(w, s)| (w, s.as_ref().and_then(|a| hessians.get(a)))).collect();
+    let choices = allocate::encode_all(steered, &job.goal.widths, params, tick)?;
+    let bench = Bench { template: job.template, data: job.data, names: &names, search: job.search, check: job.check };
+    let (picked, report) = allocate::allocate(&choices, &bench, job.goal)?;
+    let encoded = choices
+        .into_iter()
+        .zip(picked)
+        .map(|(c, i)| c.options.into_iter().nth(i).map(|o| o.encoded).ok_or("internal: a chosen width is missing"))
+        .collect::<Result<Vec<_>, _>>()?;
+    let rows = encoded
+        .into_iter()
+        .zip(sharing.sources)
+        .zip(names)
+        .map(|((encoded, sources), name)| EncodedWeight { name, sources, encoded })
+        .collect();
+    Ok((rows, report))
 }

@@ -9,7 +9,7 @@ mod matmul;
 mod plan;
 mod report;
 
-pub use plan::{transpose, RBE_DOMAIN};
+pub use plan::{transpose, Weight, RBE_DOMAIN};
 pub use report::{ConvertReport, TensorReport};
 
 use std::collections::{HashMap, HashSet};
@@ -20,10 +20,11 @@ use rbe_runtime::onnx::proto::{ModelProto, NodeProto, OperatorSetIdProto, Tensor
 use rbe_runtime::onnx::{tensor_to_proto, ExternalData};
 use rbe_runtime::Tensor;
 
+use crate::allocate::{AllocationReport, Reference};
 use crate::calibrate::Calibration;
 use crate::codec::{EncodeParams, Hessian};
 use index::{GraphIndex, Initializers};
-use plan::{PlannedInput, Rewrite, Weight};
+use plan::{PlannedInput, Rewrite};
 
 /// Progress callbacks: told the number of tensors to encode, then ticked once per tensor.
 pub struct Progress<'a> {
@@ -91,13 +92,14 @@ pub fn convert_to_container(
     input_bytes: u64,
     job: &ContainerJob,
 ) -> Result<(Vec<u8>, ConvertReport), String> {
-    let tensors = convert(&mut model, data, job.params, job.progress, job.calibration)?;
+    let (tensors, allocation) = convert(&mut model, data, job.params, job.progress, job.calibration)?;
     let mut builder = crate::container::ContainerBuilder::new(job.zstd_level);
     if let Some(graph) = model.graph.as_mut() {
         graph.initializer.iter_mut().for_each(|t| builder.externalize(t));
     }
     let bytes = builder.finish(&model)?;
-    let report = ConvertReport::new(job.preset.to_string(), tensors, input_bytes, bytes.len() as u64);
+    let mut report = ConvertReport::new(job.preset.to_string(), tensors, input_bytes, bytes.len() as u64);
+    report.allocation = allocation;
     Ok((bytes, report))
 }
 
@@ -122,16 +124,17 @@ fn plan_rewrites(ix: &GraphIndex) -> Vec<Rewrite> {
     rewrites
 }
 
-/// Converts `model` in place and returns one report row per stored tensor. With
-/// `calibration`, the original model first runs on its windows to collect the inputs'
-/// statistics of every planned linear layer.
+/// Converts `model` in place and returns one report row per stored tensor (and what an
+/// allocation did). With `calibration`, the original model first runs on its windows to
+/// collect the inputs' statistics of every planned linear layer; with its goal, every weight
+/// is encoded at each of the goal's widths and one is chosen per weight to meet it.
 pub fn convert(
     model: &mut ModelProto,
     data: ExternalData,
     params: &EncodeParams,
     progress: &Progress,
     calibration: Option<&Calibration>,
-) -> Result<Vec<TensorReport>, String> {
+) -> Result<(Vec<TensorReport>, Option<AllocationReport>), String> {
     let graph = model.graph.as_ref().ok_or("the model has no graph")?;
     let values = Initializers::new(graph, data);
     let lookup = |name: &str| values.get(name);
@@ -145,7 +148,18 @@ pub fn convert(
             _ => None,
         })
         .collect();
-    let hessians = match calibration {
+    let goal = calibration.and_then(|c| c.goal.as_ref());
+    // With an allocation target, the last windows are held out of the statistics and the search.
+    let mut references = None;
+    let fitting = match calibration {
+        Some(c) if goal.is_some() => {
+            let (fit, held) = c.held_out()?;
+            references = Some((Reference::compute(model, data, fit.to_vec())?, Reference::compute(model, data, held.to_vec())?));
+            Some(Calibration { windows: fit.to_vec(), tick: c.tick, damp: c.damp, goal: None })
+        }
+        _ => None,
+    };
+    let hessians = match fitting.as_ref().or(calibration) {
         Some(c) => layer_statistics(model, data, c, &weights)?,
         None => HashMap::new(),
     };
@@ -184,13 +198,7 @@ pub fn convert(
         }
     }
     let unique: Vec<Weight> = unique.into_iter().collect::<Option<_>>().ok_or("internal: a shared weight is missing")?;
-    (progress.on_plan)(unique.len());
-    let encoded = encode::encode_unique(unique, sharing, params, &hessians, progress.tick)?;
-    for e in &encoded {
-        let bytes = e.encoded.tensor.to_bytes();
-        let n = bytes.len();
-        initializers.push(tensor_to_proto(&e.name, &Tensor::from_vec(&[n], bytes).map_err(|e| e.to_string())?));
-    }
+    // The rewritten graph, still without its encoded weights (what an allocation measures).
     let graph = model.graph.as_mut().ok_or("the model has no graph")?;
     graph.node = nodes;
     // Older IR versions list initializers among the inputs too.
@@ -199,7 +207,22 @@ pub fn convert(
     if !model.opset_import.iter().any(|o| o.domain == RBE_DOMAIN) {
         model.opset_import.push(OperatorSetIdProto { domain: RBE_DOMAIN.into(), version: 1 });
     }
-    Ok(report::tensor_reports(&encoded, &model.graph.as_ref().ok_or("no graph")?.initializer))
+    (progress.on_plan)(unique.len());
+    let (encoded, allocation) = match (goal, &references) {
+        (Some(goal), Some((search, check))) => {
+            let job = encode::AllocationJob { template: model, data, goal, search, check };
+            let (e, r) = encode::allocate_unique(unique, sharing, params, &hessians, &job, progress.tick)?;
+            (e, Some(r))
+        }
+        _ => (encode::encode_unique(unique, sharing, params, &hessians, progress.tick)?, None),
+    };
+    let graph = model.graph.as_mut().ok_or("the model has no graph")?;
+    for e in &encoded {
+        let bytes = e.encoded.tensor.to_bytes();
+        let n = bytes.len();
+        graph.initializer.push(tensor_to_proto(&e.name, &Tensor::from_vec(&[n], bytes).map_err(|e| e.to_string())?));
+    }
+    Ok((report::tensor_reports(&encoded, &graph.initializer), allocation))
 }
 
 /// The prepared input statistics of every planned weight that multiplies an activation, by

@@ -48,6 +48,9 @@ pub struct ConvertReport {
     pub output_file_bytes: u64,
     /// `input_file_bytes / output_file_bytes`.
     pub file_ratio: f64,
+    /// What an accuracy-targeted allocation chose and measured, when one ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allocation: Option<crate::allocate::AllocationReport>,
 }
 
 /// Rows for the encoded tensors, then the raw initializers that remain.
@@ -99,6 +102,7 @@ impl ConvertReport {
             input_file_bytes,
             output_file_bytes,
             tensors,
+            allocation: None,
         }
     }
 
@@ -136,6 +140,9 @@ impl ConvertReport {
             self.output_file_bytes,
             self.file_ratio
         );
+        if let Some(a) = &self.allocation {
+            out += &a.summary();
+        }
         out
     }
 }
