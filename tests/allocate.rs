@@ -120,6 +120,17 @@ fn allocation_flags_from_the_command_line() {
     assert!(String::from_utf8_lossy(&ok.stdout).contains("allocation for average bits per weight <= 4"));
     let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&report_path).unwrap()).unwrap();
     assert!(json["allocation"]["chosen"].as_array().is_some_and(|c| !c.is_empty()));
+    // snapshot-diff's HTML report plots every model run of the allocation.
+    let html = dir.path().join("r.html");
+    let diff = Command::new(env!("CARGO_BIN_EXE_snapshot-diff"))
+        .args([fixture(FIXTURE).to_str().unwrap(), out_path.to_str().unwrap(), "--html", html.to_str().unwrap(), "--convert-report", report])
+        .output()
+        .unwrap();
+    assert!(diff.status.success(), "{}", String::from_utf8_lossy(&diff.stderr));
+    let page = std::fs::read_to_string(&html).unwrap();
+    let runs = json["allocation"]["trace"].as_array().map_or(0, Vec::len);
+    assert!(page.contains(&format!("Allocation ({runs} model runs)")), "no allocation plot");
+    assert!(page.contains("held-out check"));
     for (args, needle) in [
         (vec!["--force", "--target-kl", "0.1"], "measure the model on --calibrate"),
         (vec!["--force", "--calibrate", t, "--tokenizer", k, "--target-kl=-1"], "out of range"),

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+use super::rd_plot::{scatter, Point};
 use super::report::{fmt_value, Report};
 
 /// The part of an `rbe-convert --report` JSON file the HTML report draws.
@@ -18,6 +19,36 @@ pub struct ConvertSummary {
     /// Encoded weights' f32 size over their stored size, when given.
     #[serde(default)]
     pub weights_ratio_vs_f32: Option<f64>,
+    /// The model runs of an accuracy-targeted allocation, when one ran.
+    #[serde(default)]
+    pub allocation: Option<AllocationSummary>,
+}
+
+/// The part of a report's `allocation` the HTML report draws.
+#[derive(Clone, Debug, Deserialize)]
+pub struct AllocationSummary {
+    /// Every model run of the allocation.
+    pub trace: Vec<AllocationRun>,
+}
+
+/// One model run of an allocation.
+#[derive(Clone, Debug, Deserialize)]
+pub struct AllocationRun {
+    /// `probe`, `search` or `check`.
+    pub stage: String,
+    /// What was run.
+    pub what: String,
+    /// Average bits per weight.
+    pub bits_per_weight: f64,
+    /// What it measured.
+    pub measured: MeasuredKl,
+}
+
+/// A run's measured mean KL.
+#[derive(Clone, Debug, Deserialize)]
+pub struct MeasuredKl {
+    /// Mean KL (nats).
+    pub kl: f64,
 }
 
 /// One tensor of a converter report.
@@ -44,7 +75,7 @@ impl ConvertSummary {
 }
 
 /// Escapes text for HTML and SVG.
-fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
@@ -211,6 +242,30 @@ fn tensor_chart(c: &ConvertSummary) -> String {
     )
 }
 
+/// Bits per weight against measured KL for every model run of an allocation.
+fn allocation_plot(c: &ConvertSummary) -> String {
+    let Some(a) = &c.allocation else { return String::new() };
+    let points: Vec<Point> = a
+        .trace
+        .iter()
+        .map(|r| Point {
+            label: if r.stage == "check" { r.what.clone() } else { String::new() },
+            bpw: r.bits_per_weight,
+            kl: r.measured.kl,
+            series: match r.stage.as_str() {
+                "check" => "held-out check".to_string(),
+                "search" => "search (calibration windows)".to_string(),
+                other => format!("{other} (calibration windows)"),
+            },
+        })
+        .collect();
+    let plot = scatter(&format!("Allocation of {}: bits per weight vs mean KL of every model run", c.preset), &points);
+    if plot.is_empty() {
+        return plot;
+    }
+    format!("<h2>Allocation ({} model runs)</h2>{plot}", a.trace.len())
+}
+
 const STYLE: &str = "body{font:14px/1.4 sans-serif;margin:24px;color:#222;max-width:1100px}\
 h1{font-size:22px}h2{font-size:17px;margin-top:28px;border-bottom:1px solid #ddd}\
 table{border-collapse:collapse;margin:10px 0}caption{text-align:left;font-weight:bold;padding:4px 0}\
@@ -229,6 +284,7 @@ pub fn render(reports: &[Report], conversions: &[ConvertSummary]) -> String {
     }
     for c in conversions {
         body += &tensor_chart(c);
+        body += &allocation_plot(c);
     }
     format!(
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>snapshot-diff report</title>\
