@@ -68,8 +68,35 @@ impl Costs {
         self.bisect(|a| a.predicted_kl <= kl)
     }
 
-    /// The most accurate assignment on the hull within `bytes` (the smallest one if none is).
+    /// The most accurate assignment within `bytes` (the smallest one if none is): the hull
+    /// point within the budget, then the rest of the budget spent greedily on the upgrades
+    /// that remove the most predicted KL per byte.
     pub fn within_bytes(&self, bytes: usize) -> Assignment {
+        let mut a = self.hull_within_bytes(bytes);
+        loop {
+            let spare = bytes.saturating_sub(a.bytes);
+            let mut best: Option<(usize, usize, f64)> = None;
+            for (w, opts) in self.options.iter().enumerate() {
+                let (b0, kl0) = opts[a.chosen[w]];
+                for (i, &(b, kl)) in opts.iter().enumerate() {
+                    let (extra, gain) = (b.saturating_sub(b0), kl0 - kl);
+                    if b > b0 && extra <= spare && gain > 0.0 {
+                        let rate = gain / extra as f64;
+                        if best.is_none_or(|(_, _, r)| rate > r) {
+                            best = Some((w, i, rate));
+                        }
+                    }
+                }
+            }
+            let Some((w, i, _)) = best else { return a };
+            let mut chosen = a.chosen;
+            chosen[w] = i;
+            a = self.assignment(chosen);
+        }
+    }
+
+    /// The most accurate assignment on the hull within `bytes` (the smallest one if none is).
+    fn hull_within_bytes(&self, bytes: usize) -> Assignment {
         let smallest = self.at_price(LAMBDA.0);
         if smallest.bytes > bytes {
             return smallest;
@@ -141,6 +168,14 @@ mod tests {
         assert_eq!(costs().within_bytes(800).chosen, vec![2, 2]);
         // Below the smallest assignment: the smallest one.
         assert_eq!(costs().within_bytes(10).chosen, vec![0, 0]);
+    }
+
+    #[test]
+    fn the_budget_left_over_by_the_hull_is_spent_on_the_best_upgrade() {
+        // The hull jumps from 300 to 500 bytes; within 450 the first weight takes its middle option.
+        let a = costs().within_bytes(450);
+        assert_eq!(a.chosen, vec![1, 1]);
+        assert_eq!(a.bytes, 400);
     }
 
     #[test]
