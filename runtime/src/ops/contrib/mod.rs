@@ -1,13 +1,19 @@
 //! onnxruntime's contrib ops (domain `com.microsoft`) that exported and quantized models use:
 //! `MatMulNBits`, `GatherBlockQuantized`, `SkipLayerNormalization`,
-//! `SkipSimplifiedLayerNormalization`, `Gelu`, `FastGelu`, `BiasGelu`, `QuickGelu`. Their
+//! `SkipSimplifiedLayerNormalization`, `Gelu`, `FastGelu`, `BiasGelu`, `QuickGelu`,
+//! `GroupQueryAttention`, `MultiHeadAttention`, `Attention`, `RotaryEmbedding`. Their
 //! semantics are onnxruntime's CPU kernels'; float16 is computed in float32 and returned as
 //! float16, as those kernels do.
 
+mod attention_core;
 mod blocks;
+mod fused_attention;
 mod gather_block_quantized;
 mod gelu;
+mod gqa;
 mod matmul_nbits;
+mod mha;
+mod rotary;
 mod skip_norm;
 
 use super::cast::cast;
@@ -20,9 +26,13 @@ pub const DOMAIN: &str = "com.microsoft";
 
 /// Registers every contrib op.
 pub(super) fn register(reg: &mut Registry) {
+    fused_attention::register(reg);
     gather_block_quantized::register(reg);
     gelu::register(reg);
+    gqa::register(reg);
     matmul_nbits::register(reg);
+    mha::register(reg);
+    rotary::register(reg);
     skip_norm::register(reg);
 }
 
