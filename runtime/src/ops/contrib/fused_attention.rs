@@ -134,7 +134,7 @@ mod tests {
         assert_err(att().run(&[&x, &filled(&[5, 12]), &bias]), "weights of shape");
         assert_err(att().run(&[&x, &filled(&[4, 10]), &bias]), "3 parts");
         assert_err(att().run(&[&x, &w, &filled(&[11])]), "bias of shape");
-        assert_err(att().run(&[&x, &w, &bias, &t(&[2], &[3i32, 3])]), "mask_index of shape");
+        assert_err(att().run(&[&x, &w, &bias, &t(&[3], &[3i32, 3, 3])]), "mask_index of shape");
         assert_err(att().run_opt(&[Some(&x), Some(&w), Some(&bias), None, Some(&filled(&[2, 1, 2, 2, 3]))]), "past of shape");
         assert_err(att().ints("qkv_hidden_sizes", &[4, 2, 6]).build().map(|_| ()), "qkv_hidden_sizes");
         assert_err(att().int("do_rotary", 1).build().map(|_| ()), "do_rotary");
