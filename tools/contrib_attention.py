@@ -69,38 +69,49 @@ def gqa(name, b=2, s=5, past=0, heads=4, kv_heads=2, head=8, packed=False, rotar
                      num_heads=heads, kv_num_heads=kv_heads, **attrs)
 
 
-def key_padding(b, total, lengths):
+def padding_mask(kind, b, total):
+    """onnxruntime's int32 key mask: "2d" `[B, total]` 0/1 or "1d" `[B]` lengths (sequence `i`
+    has `total - i` keys), or None."""
+    lengths = [total - i for i in range(b)]
+    if kind == "1d":
+        return np.array(lengths, I32)
     mask = np.zeros((b, total), I32)
     for i, n in enumerate(lengths):
         mask[i, :n] = 1
-    return mask
+    return mask if kind == "2d" else None
 
 
-def mha(name, b=2, s=3, kv=4, past=0, heads=2, head=8, bias=False, mask=None, attn_bias=None, dtype=F32, seed=0, **attrs):
+def given(order, feeds):
+    """The node's input names in `order`, "" for those not in `feeds`, trailing ones dropped."""
+    names = [n if n in feeds else "" for n in order]
+    while names[-1] == "":
+        names.pop()
+    return names
+
+
+def mha(name, b=2, s=3, kv=4, past=0, heads=2, head=8, bias=False, mask=None, attn_bias=None, bnsh=False, dtype=F32, seed=0,
+        **attrs):
     """`mask` is None, "2d" (key padding over past + kv) or "1d" (lengths); `attn_bias` is
-    None or the leading dims of `attention_bias` (`(1, heads)`, `(b, 1)`)."""
+    None or the leading dims of `attention_bias` (`(1, heads)`, `(b, 1)`); `bnsh` gives key and
+    value already split into heads."""
     rng = np.random.default_rng(seed)
     d = heads * head
     total = past + kv
     feeds = {"query": rng.standard_normal((b, s, d)).astype(dtype),
              "key": rng.standard_normal((b, kv, d)).astype(dtype),
              "value": rng.standard_normal((b, kv, d)).astype(dtype)}
+    if bnsh:
+        feeds["key"], feeds["value"] = (x.reshape(b, kv, heads, head).transpose(0, 2, 1, 3).copy() for x in (feeds["key"], feeds["value"]))
     if bias:
         feeds["bias"] = rng.uniform(-0.5, 0.5, 3 * d).astype(dtype)
-    lengths = [total - i for i in range(b)]
-    if mask == "2d":
-        feeds["key_padding_mask"] = key_padding(b, total, lengths)
-    elif mask == "1d":
-        feeds["key_padding_mask"] = np.array(lengths, I32)
+    if mask:
+        feeds["key_padding_mask"] = padding_mask(mask, b, total)
     if attn_bias:
         feeds["attention_bias"] = rng.uniform(-1, 1, (*attn_bias, s, total)).astype(dtype)
     if past:
         feeds["past_key"] = rng.standard_normal((b, heads, past, head)).astype(dtype)
         feeds["past_value"] = rng.standard_normal((b, heads, past, head)).astype(dtype)
-    order = ["query", "key", "value", "bias", "key_padding_mask", "attention_bias", "past_key", "past_value"]
-    names = [n if n in feeds else "" for n in order]
-    while names[-1] == "":
-        names.pop()
+    names = given(["query", "key", "value", "bias", "key_padding_mask", "attention_bias", "past_key", "past_value"], feeds)
     outputs = [("output", dtype)] + ([("present_key", dtype), ("present_value", dtype)] if past else [])
     return feed_case(name, "MultiHeadAttention", names, feeds, outputs, dtype, num_heads=heads, **attrs)
 
@@ -114,18 +125,13 @@ def attention(name, b=2, s=4, past=0, heads=2, head=8, hidden=16, qkv=None, mask
     consts = {"weights": (rng.standard_normal((hidden, sum(sizes))) / np.sqrt(hidden)).astype(dtype),
               "bias": rng.uniform(-0.5, 0.5, sum(sizes)).astype(dtype)}
     feeds = {"input": rng.standard_normal((b, s, hidden)).astype(dtype)}
-    lengths = [total - i for i in range(b)]
-    if mask == "2d":
-        feeds["mask_index"] = key_padding(b, total, lengths)
-    elif mask == "1d":
-        feeds["mask_index"] = np.array(lengths, I32)
+    if mask:
+        feeds["mask_index"] = padding_mask(mask, b, total)
     if past:
         feeds["past"] = rng.standard_normal((2, b, heads, past, head)).astype(dtype)
     if attn_bias:
         feeds["attention_bias"] = rng.uniform(-1, 1, (*attn_bias, s, total)).astype(dtype)
-    names = [n if n in feeds or n in consts else "" for n in ["input", "weights", "bias", "mask_index", "past", "attention_bias"]]
-    while names[-1] == "":
-        names.pop()
+    names = given(["input", "weights", "bias", "mask_index", "past", "attention_bias"], {**feeds, **consts})
     if qkv:
         attrs["qkv_hidden_sizes"] = qkv
     outputs = [("output", dtype)] + ([("present", dtype)] if past else [])
@@ -170,6 +176,7 @@ def cases() -> list:
         mha("ms_mha_key_padding_2d_filter", mask="2d", past=2, kv=3, mask_filter_value=-3.0),
         mha("ms_mha_key_padding_1d", mask="1d"),
         mha("ms_mha_attention_bias_scale", attn_bias=(1, 2), scale=0.2, bias=True),
+        mha("ms_mha_bnsh_kv_mask", bnsh=True, mask="2d", kv=5, s=2),
         mha("ms_mha_f16_past_mask", s=1, kv=1, past=4, mask="2d", attn_bias=(2, 1), dtype=F16),
         attention("ms_attention_plain"),
         attention("ms_attention_gpt2_past_mask", s=1, past=4, mask="2d", unidirectional=1),

@@ -117,13 +117,8 @@ fn split_past(past: &Tensor, [b, n, h]: [usize; 3], dv: usize) -> Result<(Tensor
 
 #[cfg(test)]
 mod tests {
+    use super::super::filled;
     use crate::ops::testutil::{assert_err, node, t};
-    use crate::tensor::Tensor;
-
-    fn filled(shape: &[usize]) -> Tensor {
-        let n: usize = shape.iter().product();
-        t(shape, &(0..n).map(|i| (i % 5) as f32 / 4.0 - 0.5).collect::<Vec<_>>())
-    }
 
     #[test]
     fn wrong_shapes_are_errors() {

@@ -235,13 +235,9 @@ fn present(past: Option<&Tensor>, new: &Tensor, lengths: &Lengths, [nkv, h]: [us
 
 #[cfg(test)]
 mod tests {
-    use crate::ops::testutil::{assert_err, node, t};
+    use super::super::filled;
     use crate::tensor::Tensor;
-
-    fn filled(shape: &[usize]) -> Tensor {
-        let n: usize = shape.iter().product();
-        t(shape, &(0..n).map(|i| (i % 9) as f32 / 4.0 - 1.0).collect::<Vec<_>>())
-    }
+    use crate::ops::testutil::{assert_err, node, t};
 
     #[test]
     fn wrong_shapes_are_errors() {

@@ -103,13 +103,8 @@ fn biased(x: &Tensor, bias: Option<&[f32]>, what: &str) -> Result<Tensor> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::filled;
     use crate::ops::testutil::{assert_err, node, t};
-    use crate::tensor::Tensor;
-
-    fn filled(shape: &[usize]) -> Tensor {
-        let n: usize = shape.iter().product();
-        t(shape, &(0..n).map(|i| (i % 7) as f32 / 3.0 - 1.0).collect::<Vec<_>>())
-    }
 
     #[test]
     fn wrong_shapes_are_errors() {

@@ -43,3 +43,10 @@ fn f32_values(t: &Tensor, what: &str) -> Result<Vec<f32>> {
     }
     Ok(cast(t, DType::F32).as_f32()?.iter().copied().collect())
 }
+
+/// A float32 tensor of `shape` holding a short repeating ramp in [-1, 1] (for unit tests).
+#[cfg(test)]
+fn filled(shape: &[usize]) -> Tensor {
+    let n: usize = shape.iter().product();
+    Tensor::from_vec(shape, (0..n).map(|i| (i % 9) as f32 / 4.0 - 1.0).collect()).expect("a consistent shape")
+}
