@@ -40,10 +40,10 @@ def feed_case(name, op, names, feeds, outputs, dtype, consts=None, **attrs):
     return Case(name, build(shapes), values, **tol(dtype))
 
 
-def gqa(name, b=2, s=5, past=0, heads=4, kv_heads=2, head=8, packed=False, rotary=None, rotary_dim=None, dtype=F32, seed=0,
-        **attrs):
+def gqa(name, b=2, s=5, past=0, heads=4, kv_heads=2, head=8, packed=False, rotary=None, rotary_dim=None, shorter=0,
+        dtype=F32, seed=0, **attrs):
     """`rotary` is None, "halves" or "interleaved" (over `rotary_dim`, the whole head by
-    default); sequences all have `past + s` tokens."""
+    default); the first sequence has `past + s` tokens, the others `shorter` fewer."""
     rng = np.random.default_rng(seed)
     total = past + s
     feeds = {}
@@ -56,7 +56,7 @@ def gqa(name, b=2, s=5, past=0, heads=4, kv_heads=2, head=8, packed=False, rotar
     if past:
         feeds["past_key"] = rng.standard_normal((b, kv_heads, past, head)).astype(dtype)
         feeds["past_value"] = rng.standard_normal((b, kv_heads, past, head)).astype(dtype)
-    feeds["seqlens_k"] = np.full(b, total - 1, I32)
+    feeds["seqlens_k"] = np.array([total - 1] + [total - 1 - shorter] * (b - 1), I32)
     feeds["total_sequence_length"] = np.array(total, I32)
     names = [n if n in feeds else "" for n in ["query", "key", "value", "past_key", "past_value"]]
     names += ["seqlens_k", "total_sequence_length"]
@@ -166,6 +166,7 @@ def cases() -> list:
         gqa("ms_gqa_packed_prompt_heads_4_1", heads=4, kv_heads=1, packed=True, s=4),
         gqa("ms_gqa_rotary_prompt", rotary="halves", head=16),
         gqa("ms_gqa_rotary_interleaved_partial_token", s=1, past=5, heads=2, kv_heads=1, head=32, rotary="interleaved", rotary_dim=16),
+        gqa("ms_gqa_token_ragged_rotary", s=1, past=4, shorter=2, head=16, rotary="halves"),
         gqa("ms_gqa_local_window", b=1, s=7, local_window_size=2),
         gqa("ms_gqa_local_window_token", s=1, past=5, local_window_size=3),
         gqa("ms_gqa_softcap_scale_past", s=2, past=3, b=1, softcap=2.0, scale=0.3),
