@@ -221,6 +221,9 @@ fn present(past: Option<&Tensor>, new: &Tensor, lengths: &Lengths, [nkv, h]: [us
         for hi in 0..nkv {
             let head = &mut out[(bi * nkv + hi) * span * h..][..span * h];
             if let Some((values, rows)) = &past {
+                if cached > *rows {
+                    return Err(op_err(format!("{what} holds {rows} tokens, sequence {bi} has {cached} cached")));
+                }
                 let from = (bi * nkv + hi) * rows * h;
                 head[..cached * h].copy_from_slice(&values[from..from + cached * h]);
             }
@@ -256,6 +259,8 @@ mod tests {
         let step = [Some(&filled(&[1, 1, 16])), Some(&filled(&[1, 1, 8])), Some(&filled(&[1, 1, 8]))];
         let (lens, total) = (t(&[1], &[4i32]), t(&[1], &[5i32]));
         assert_err(run(gqa(), &[step[0], step[1], step[2], Some(&past), Some(&past), Some(&lens), Some(&total)]), "past of 3");
+        let short = filled(&[1, 2, 2, 4]);
+        assert_err(run(gqa(), &[step[0], step[1], step[2], Some(&filled(&[1, 2, 4, 4])), Some(&short), Some(&lens), Some(&total)]), "past_value holds 2");
         let bad_past = filled(&[1, 2, 4, 2]);
         assert_err(run(gqa(), &[step[0], step[1], step[2], Some(&bad_past), Some(&bad_past), Some(&lens), Some(&total)]), "past_key of shape");
         let rope = gqa().int("do_rotary", 1);

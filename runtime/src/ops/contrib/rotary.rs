@@ -34,7 +34,10 @@ fn factory(ctx: &OpContext) -> Result<Box<dyn Kernel>> {
             return Err(op_err(format!("cos_cache must be [positions, rotary_embedding_dim / 2], got {:?}", cos.shape())));
         };
         let num_heads = match (heads, x.shape()) {
-            (0, &[_, _, hidden]) if width > 0 => Some(hidden / (2 * width)),
+            (0, &[_, _, hidden]) if hidden >= 2 * width && width > 0 => Some(hidden / (2 * width)),
+            (0, &[_, _, hidden]) => {
+                return Err(op_err(format!("hidden size {hidden} holds no head of twice the cache width {width}")))
+            }
             (0, _) => None,
             (n, _) => Some(n),
         };
@@ -71,6 +74,7 @@ mod tests {
         assert_err(rope().run1(&[&x, &t(&[1], &[3i64]), &cos, &sin]), "outside the cache");
         assert_err(rope().run1(&[&x, &t(&[1], &[0i64]), &t(&[1, 5, 2], &cache), &sin]), "cos_cache must be");
         assert_err(rope().run1(&[&t(&[12], &[1.0f32; 12]), &t(&[1], &[0i64]), &cos, &sin]), "3-D or 4-D");
+        assert_err(rope().run1(&[&t(&[1, 3, 2], &[1.0f32; 6]), &t(&[1], &[0i64]), &cos, &sin]), "holds no head");
         assert_err(rope().int("num_heads", 3).run1(&[&x, &t(&[1], &[0i64]), &cos, &sin]), "multiple");
         assert_err(rope().int("rotary_embedding_dim", 2).build().map(|_| ()), "needs num_heads");
         assert_err(rope().int("is_packed_batching", 1).build().map(|_| ()), "packed");
