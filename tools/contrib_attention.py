@@ -1,8 +1,10 @@
 """Cases for onnxruntime's attention ops: GroupQueryAttention (prompt and token steps, packed
-QKV, rotary in halves or interleaved, local window, softcap, scale, float16), MultiHeadAttention
-(cross attention, packed bias, past, unidirectional, 2-D and 1-D key padding masks,
-mask_filter_value, attention_bias, scale, float16), the fused Attention (input projection,
-bias, past, unidirectional, 2-D and 1-D mask_index, qkv_hidden_sizes, attention_bias, float16)
+QKV, sequences of different lengths, rotary in halves or interleaved, local window, softcap,
+scale, float16), MultiHeadAttention
+(cross attention, key/value split into heads, packed bias, past, unidirectional, 1-D, 2-D and
+3-D key masks, mask_filter_value, attention_bias, scale, float16), the fused Attention (input
+projection, bias, past, unidirectional, 1-D lengths, end/start, 2-D and 3-D mask_index,
+qkv_hidden_sizes, attention_bias, float16)
 and the contrib RotaryEmbedding (3-D and 4-D input, position ids or a scalar offset, partial
 rotary dims, interleaved, float16). Read by tools/contrib_cases.py."""
 
@@ -69,12 +71,18 @@ def gqa(name, b=2, s=5, past=0, heads=4, kv_heads=2, head=8, packed=False, rotar
                      num_heads=heads, kv_num_heads=kv_heads, **attrs)
 
 
-def padding_mask(kind, b, total):
-    """onnxruntime's int32 key mask: "2d" `[B, total]` 0/1 or "1d" `[B]` lengths (sequence `i`
-    has `total - i` keys), or None."""
+def padding_mask(kind, b, total, s=1):
+    """onnxruntime's int32 key mask, or None: "2d" `[B, total]` 0/1, "1d" `[B]` lengths,
+    "1d_start" `[2B]` ends then starts (sequence `i` has keys `i..total - i`), or "3d"
+    `[B, S, total]` 0/1 per score (key 0 always kept)."""
     lengths = [total - i for i in range(b)]
     if kind == "1d":
         return np.array(lengths, I32)
+    if kind == "1d_start":
+        return np.array(lengths + list(range(b)), I32)
+    if kind == "3d":
+        i, q, j = np.indices((b, s, total))
+        return (((i + q + j) % 3 != 0) | (j == 0)).astype(I32)
     mask = np.zeros((b, total), I32)
     for i, n in enumerate(lengths):
         mask[i, :n] = 1
@@ -91,7 +99,7 @@ def given(order, feeds):
 
 def mha(name, b=2, s=3, kv=4, past=0, heads=2, head=8, bias=False, mask=None, attn_bias=None, bnsh=False, dtype=F32, seed=0,
         **attrs):
-    """`mask` is None, "2d" (key padding over past + kv) or "1d" (lengths); `attn_bias` is
+    """`mask` is a kind of `padding_mask` over past + kv keys, or None; `attn_bias` is
     None or the leading dims of `attention_bias` (`(1, heads)`, `(b, 1)`); `bnsh` gives key and
     value already split into heads."""
     rng = np.random.default_rng(seed)
@@ -105,7 +113,7 @@ def mha(name, b=2, s=3, kv=4, past=0, heads=2, head=8, bias=False, mask=None, at
     if bias:
         feeds["bias"] = rng.uniform(-0.5, 0.5, 3 * d).astype(dtype)
     if mask:
-        feeds["key_padding_mask"] = padding_mask(mask, b, total)
+        feeds["key_padding_mask"] = padding_mask(mask, b, total, s)
     if attn_bias:
         feeds["attention_bias"] = rng.uniform(-1, 1, (*attn_bias, s, total)).astype(dtype)
     if past:
@@ -118,7 +126,7 @@ def mha(name, b=2, s=3, kv=4, past=0, heads=2, head=8, bias=False, mask=None, at
 
 def attention(name, b=2, s=4, past=0, heads=2, head=8, hidden=16, qkv=None, mask=None, attn_bias=None,
               dtype=F32, seed=0, **attrs):
-    """`qkv` sets qkv_hidden_sizes; `mask` is None, "2d" ([B, past + S]) or "1d" (lengths)."""
+    """`qkv` sets qkv_hidden_sizes; `mask` is a kind of `padding_mask` over past + S keys, or None."""
     rng = np.random.default_rng(seed)
     sizes = qkv or [heads * head] * 3
     total = past + s
@@ -126,7 +134,7 @@ def attention(name, b=2, s=4, past=0, heads=2, head=8, hidden=16, qkv=None, mask
               "bias": rng.uniform(-0.5, 0.5, sum(sizes)).astype(dtype)}
     feeds = {"input": rng.standard_normal((b, s, hidden)).astype(dtype)}
     if mask:
-        feeds["mask_index"] = padding_mask(mask, b, total)
+        feeds["mask_index"] = padding_mask(mask, b, total, s)
     if past:
         feeds["past"] = rng.standard_normal((2, b, heads, past, head)).astype(dtype)
     if attn_bias:
@@ -177,6 +185,7 @@ def cases() -> list:
         mha("ms_mha_key_padding_2d_filter", mask="2d", past=2, kv=3, mask_filter_value=-3.0),
         mha("ms_mha_key_padding_1d", mask="1d"),
         mha("ms_mha_attention_bias_scale", attn_bias=(1, 2), scale=0.2, bias=True),
+        mha("ms_mha_mask_3d", mask="3d", kv=5),
         mha("ms_mha_bnsh_kv_mask", bnsh=True, mask="2d", kv=5, s=2),
         mha("ms_mha_f16_past_mask", s=1, kv=1, past=4, mask="2d", attn_bias=(2, 1), dtype=F16),
         attention("ms_attention_plain"),
@@ -184,6 +193,8 @@ def cases() -> list:
         attention("ms_attention_prompt_unidirectional_mask", mask="2d", unidirectional=1),
         attention("ms_attention_qkv_hidden_sizes", qkv=[16, 16, 24], mask="1d", heads=2),
         attention("ms_attention_bias_scale_filter", attn_bias=(1, 2), mask="2d", scale=0.25, mask_filter_value=-2.0),
+        attention("ms_attention_mask_start_end_past", s=2, past=2, mask="1d_start"),
+        attention("ms_attention_mask_3d_unidirectional", mask="3d", unidirectional=1),
         attention("ms_attention_f16_past", s=2, past=3, unidirectional=1, dtype=F16),
         rotary("ms_rotary_3d_positions"),
         rotary("ms_rotary_3d_partial_interleaved", shape=(1, 4, 32), heads=2, dim=8, interleaved=1),
