@@ -1,12 +1,11 @@
 """Cases for onnxruntime's attention ops: GroupQueryAttention (prompt and token steps, packed
 QKV, sequences of different lengths, rotary in halves or interleaved, local window, softcap,
-scale, float16), MultiHeadAttention
-(cross attention, key/value split into heads, packed bias, past, unidirectional, 1-D, 2-D and
-3-D key masks, mask_filter_value, attention_bias, scale, float16), the fused Attention (input
-projection, bias, past, unidirectional, 1-D lengths, end/start, 2-D and 3-D mask_index,
-qkv_hidden_sizes, attention_bias, float16)
-and the contrib RotaryEmbedding (3-D and 4-D input, position ids or a scalar offset, partial
-rotary dims, interleaved, float16). Read by tools/contrib_cases.py."""
+scale, float16), MultiHeadAttention (cross attention, key/value split into heads, packed bias,
+past, unidirectional, 1-D, 2-D and 3-D key masks, mask_filter_value, attention_bias, scale,
+float16), the fused Attention (input projection, bias, past, unidirectional, 1-D lengths,
+end/start, 2-D and 3-D mask_index, qkv_hidden_sizes, attention_bias, float16) and the contrib
+RotaryEmbedding (3-D and 4-D input, position ids or a scalar offset, partial rotary dims,
+interleaved, float16). Read by tools/contrib_cases.py."""
 
 from __future__ import annotations
 
