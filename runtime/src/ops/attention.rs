@@ -155,11 +155,7 @@ fn run(config: &Config, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
     })?;
     let dv = vv.dim().3;
     let y = Tensor::from(from_shape_vec(&[b, h, t, dv], out.y)?);
-    let y = if q.rank() == 3 {
-        with_array!(&y, a => Tensor::from(a.clone().permuted_axes(IxDyn(&[0, 2, 1, 3])))).reshape(&[b, t, h * dv])?
-    } else {
-        y
-    };
+    let y = if q.rank() == 3 { merge_heads(&y)? } else { y };
     let mut outputs = vec![cast(&y, q.dtype()), present_key, present_value];
     if let Some(scores) = out.scores {
         outputs.push(cast(&Tensor::from(from_shape_vec(&[b, h, t, s], scores)?), q.dtype()));
@@ -197,7 +193,7 @@ fn effective_scale(scale: f32, dtype: DType) -> f32 {
 
 /// `t` as `[B, heads, S, D]`: a 4-D tensor as it is, a 3-D `[B, S, heads·D]` one split into
 /// `heads` (a view when `t` is row-major).
-fn split_heads(t: &Tensor, heads: Option<usize>, what: &str) -> Result<Tensor> {
+pub(super) fn split_heads(t: &Tensor, heads: Option<usize>, what: &str) -> Result<Tensor> {
     match (t.shape(), heads) {
         ([_, _, _, _], _) => Ok(t.clone()),
         (&[b, s, hidden], Some(n)) => {
@@ -212,9 +208,17 @@ fn split_heads(t: &Tensor, heads: Option<usize>, what: &str) -> Result<Tensor> {
     }
 }
 
+/// `[B, heads, S, D]` as `[B, S, heads·D]`.
+pub(super) fn merge_heads(t: &Tensor) -> Result<Tensor> {
+    let &[b, h, s, d] = t.shape() else {
+        return Err(op_err(format!("expected a 4-D tensor, got shape {:?}", t.shape())));
+    };
+    with_array!(t, a => Tensor::from(a.clone().permuted_axes(IxDyn(&[0, 2, 1, 3])))).reshape(&[b, s, h * d])
+}
+
 /// The cache after this step: `past` and `new` joined along the sequence axis (axis 2), in
 /// their own type; `new` alone without a past.
-fn append(past: Option<&Tensor>, new: &Tensor, what: &str) -> Result<Tensor> {
+pub(super) fn append(past: Option<&Tensor>, new: &Tensor, what: &str) -> Result<Tensor> {
     let Some(past) = past else { return Ok(new.clone()) };
     let (p, n) = (past.shape(), new.shape());
     if past.dtype() != new.dtype() || p.len() != 4 || (p[0], p[1], p[3]) != (n[0], n[1], n[3]) {
@@ -234,7 +238,8 @@ fn concat_seq<T: Element>(past: &Array<T>, new: &Tensor) -> Result<Tensor> {
         .map_err(|e| op_err(format!("cannot append to the cache: {e}")))
 }
 
-fn rank4(t: &Tensor) -> Result<ndarray::ArrayView4<'_, f32>> {
+/// A float32 tensor as a 4-D view.
+pub(super) fn rank4(t: &Tensor) -> Result<ndarray::ArrayView4<'_, f32>> {
     t.as_f32()?.view().into_dimensionality::<Ix4>().map_err(|e| op_err(e.to_string()))
 }
 

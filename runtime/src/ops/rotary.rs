@@ -9,13 +9,16 @@ use super::{input, optional_input, Kernel, OpContext, Registry};
 use crate::error::{op_err, Result};
 use crate::tensor::{DType, Tensor};
 
-/// The attributes, checked at load.
+/// The attributes, checked at load (shared with the contrib RotaryEmbedding and
+/// GroupQueryAttention).
 #[derive(Clone, Copy)]
-struct Rotary {
-    interleaved: bool,
-    /// 0: the whole head.
-    dim: usize,
-    num_heads: Option<usize>,
+pub(super) struct Rotary {
+    /// Rotate interleaved pairs `(2i, 2i+1)` instead of halves `(i, i + dim/2)`.
+    pub interleaved: bool,
+    /// How many leading features of a head rotate; 0: the whole head.
+    pub dim: usize,
+    /// The head count of a 3-D `[B, S, heads·D]` input.
+    pub num_heads: Option<usize>,
 }
 
 /// Where the cos/sin rows come from.
@@ -43,7 +46,9 @@ impl Angles {
     }
 }
 
-fn rotary(r: Rotary, x: &Tensor, cos: &Tensor, sin: &Tensor, ids: Option<&Tensor>) -> Result<Tensor> {
+/// `x` (`[B, H, S, D]`, or `[B, S, H·D]` with `num_heads`) with its heads rotated by the
+/// cache rows of `ids` (`[B or 1, S or 1]`), or of the token itself without ids.
+pub(super) fn rotary(r: Rotary, x: &Tensor, cos: &Tensor, sin: &Tensor, ids: Option<&Tensor>) -> Result<Tensor> {
     if !matches!(x.dtype(), DType::F32 | DType::F16 | DType::F64) {
         return Err(op_err(format!("RotaryEmbedding needs a float input, got {}", x.dtype())));
     }
