@@ -44,7 +44,7 @@ impl Angles {
 }
 
 fn rotary(r: Rotary, x: &Tensor, cos: &Tensor, sin: &Tensor, ids: Option<&Tensor>) -> Result<Tensor> {
-    if !matches!(x.dtype(), DType::F32 | DType::F16 | DType::F64) {
+    if !x.dtype().is_float() {
         return Err(op_err(format!("RotaryEmbedding needs a float input, got {}", x.dtype())));
     }
     // (B, H, S, D) and whether the data is laid out [B, S, H, D] (3-D input).
