@@ -59,7 +59,9 @@ impl DType {
             12 => DType::U32,
             13 => DType::U64,
             16 => DType::BF16,
-            other => return Err(Error::Model(format!("unsupported tensor data type {other}"))),
+            other => {
+                return Err(Error::Model(format!("unsupported tensor data type {other} ({})", onnx_type_name(other))))
+            }
         })
     }
 
@@ -119,6 +121,27 @@ impl DType {
             DType::U64 => "uint64",
             DType::Bool => "bool",
         }
+    }
+}
+
+/// The ONNX name of a `TensorProto.DataType` code the runtime has no dtype for.
+fn onnx_type_name(code: i32) -> &'static str {
+    match code {
+        0 => "undefined",
+        8 => "string",
+        14 => "complex64",
+        15 => "complex128",
+        17 => "float8e4m3fn",
+        18 => "float8e4m3fnuz",
+        19 => "float8e5m2",
+        20 => "float8e5m2fnuz",
+        21 => "uint4",
+        22 => "int4",
+        23 => "float4e2m1",
+        24 => "float8e8m0",
+        25 => "uint2",
+        26 => "int2",
+        _ => "unknown code",
     }
 }
 

@@ -73,5 +73,5 @@ fn wrong_element_counts_and_unknown_types_are_errors() {
     assert!(tensor_from_proto(&p, ExternalData::Refused).is_err());
     let p = TensorProto { data_type: 22, dims: vec![1], ..Default::default() };
     let e = tensor_from_proto(&p, ExternalData::Refused).unwrap_err().to_string();
-    assert!(e.contains("unsupported tensor data type 22"), "{e}");
+    assert!(e.contains("unsupported tensor data type 22 (int4)"), "{e}");
 }

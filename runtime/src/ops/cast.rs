@@ -54,37 +54,21 @@ macro_rules! float_like {
 }
 float_like!(f32, f64);
 
-impl Source for f16 {
-    fn widen(self) -> Wide {
-        Wide::Float(self.to_f64())
-    }
+/// The 16-bit floats, each with its rounding from float64.
+macro_rules! half_like {
+    ($($t:ty => $round:expr),*) => {$(
+        impl Source for $t {
+            fn widen(self) -> Wide { Wide::Float(self.to_f64()) }
+        }
+        impl Target for $t {
+            fn from_int(v: i128) -> Self { Self::from_float(v as f64) }
+            fn from_float(v: f64) -> Self { $round(v) }
+        }
+    )*};
 }
-
-impl Target for f16 {
-    fn from_int(v: i128) -> Self {
-        f16::from_f64(v as f64)
-    }
-    fn from_float(v: f64) -> Self {
-        f16::from_f64(v)
-    }
-}
-
-impl Source for bf16 {
-    fn widen(self) -> Wide {
-        Wide::Float(self.to_f64())
-    }
-}
-
-/// bfloat16 rounds from float32 (half's float64 path truncates instead of rounding), so a
-/// float32 source rounds once, to nearest even, as the spec asks.
-impl Target for bf16 {
-    fn from_int(v: i128) -> Self {
-        bf16::from_f32(v as f32)
-    }
-    fn from_float(v: f64) -> Self {
-        bf16::from_f32(v as f32)
-    }
-}
+// bfloat16 rounds from float32 (half's float64 path truncates instead of rounding), so a
+// float32 source rounds once, to nearest even, as the spec asks.
+half_like!(f16 => f16::from_f64, bf16 => |v: f64| bf16::from_f32(v as f32));
 
 impl Source for bool {
     fn widen(self) -> Wide {
