@@ -33,7 +33,7 @@ pub fn read(path: &Path) -> Result<Tensor, String> {
     ))
 }
 
-/// Writes a tensor as an `.npy` file (float16 is widened to float32).
+/// Writes a tensor as an `.npy` file (float16 and bfloat16 are widened to float32).
 pub fn write(path: &Path, tensor: &Tensor) -> Result<(), String> {
     let mut buf = Vec::new();
     let result = match tensor {
@@ -44,6 +44,11 @@ pub fn write(path: &Path, tensor: &Tensor) -> Result<(), String> {
         Tensor::I32(a) => a.write_npy(&mut buf),
         Tensor::I8(a) => a.write_npy(&mut buf),
         Tensor::U8(a) => a.write_npy(&mut buf),
+        Tensor::BF16(a) => a.mapv(|v| v.to_f32()).write_npy(&mut buf),
+        Tensor::I16(a) => a.write_npy(&mut buf),
+        Tensor::U16(a) => a.write_npy(&mut buf),
+        Tensor::U32(a) => a.write_npy(&mut buf),
+        Tensor::U64(a) => a.write_npy(&mut buf),
         Tensor::Bool(a) => a.write_npy(&mut buf),
     };
     result.map_err(|e| format!("cannot encode {}: {e}", path.display()))?;

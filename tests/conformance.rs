@@ -17,6 +17,10 @@ use std::process::Command;
 use common::suite::{manifest, run_case, supported, Case, Outcome};
 use rbe_runtime::ops::Registry;
 
+/// Why the bfloat16 Attention cases miss: 1-2 ulp, and rtol 1e-3 is under bfloat16's spacing.
+const BF16_ATTENTION: &str = "the reference rounds every step (inside MatMul and Softmax too) to bfloat16, we \
+    accumulate in float32 and round once: 1-2 ulp of bfloat16 (2^-8 relative), over rtol 1e-3";
+
 /// Supported cases known to fail, with the reason. A listed case that passes fails the test,
 /// so the list cannot go stale.
 const EXPECTED_FAILURES: &[(&str, &str)] = &[
@@ -24,6 +28,16 @@ const EXPECTED_FAILURES: &[(&str, &str)] = &[
         "test_attention_4d_causal_fp16_expanded",
         "the reference rounds every step to float16, we accumulate MatMul/Softmax in float32: 1 ulp over rtol 1e-3",
     ),
+    ("test_attention_3d_causal_bf16", BF16_ATTENTION),
+    ("test_attention_3d_causal_bf16_expanded", BF16_ATTENTION),
+    ("test_attention_4d_attn_mask_causal_bf16", BF16_ATTENTION),
+    ("test_attention_4d_attn_mask_causal_bf16_expanded", BF16_ATTENTION),
+    ("test_attention_4d_causal_bf16", BF16_ATTENTION),
+    ("test_attention_4d_causal_bf16_expanded", BF16_ATTENTION),
+    ("test_attention_4d_causal_padded_kv_bf16", BF16_ATTENTION),
+    ("test_attention_4d_causal_padded_kv_bf16_expanded", BF16_ATTENTION),
+    ("test_attention_4d_padded_kv_bf16", BF16_ATTENTION),
+    ("test_attention_4d_padded_kv_bf16_expanded", BF16_ATTENTION),
     ("test_training_dropout", "training-mode Dropout draws numpy's random mask: refused (Err)"),
     ("test_training_dropout_default", "training-mode Dropout draws numpy's random mask: refused (Err)"),
     ("test_training_dropout_default_mask", "training-mode Dropout draws numpy's random mask: refused (Err)"),

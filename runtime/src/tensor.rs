@@ -3,7 +3,7 @@
 //! Arrays are `ArcArray`s, so cloning a tensor (an initializer read by many nodes, an
 //! `Identity`) shares the buffer instead of copying it.
 
-use half::f16;
+use half::{bf16, f16};
 use ndarray::{ArcArray, IxDyn};
 
 use crate::error::{op_err, Error, Result};
@@ -18,6 +18,8 @@ pub enum DType {
     F32,
     /// 16-bit IEEE float.
     F16,
+    /// bfloat16: float32's exponent with a 7-bit mantissa.
+    BF16,
     /// 64-bit float.
     F64,
     /// 64-bit signed integer.
@@ -28,6 +30,14 @@ pub enum DType {
     I8,
     /// 8-bit unsigned integer.
     U8,
+    /// 16-bit signed integer.
+    I16,
+    /// 16-bit unsigned integer.
+    U16,
+    /// 32-bit unsigned integer.
+    U32,
+    /// 64-bit unsigned integer.
+    U64,
     /// Boolean.
     Bool,
 }
@@ -42,9 +52,16 @@ impl DType {
             6 => DType::I32,
             7 => DType::I64,
             9 => DType::Bool,
+            4 => DType::U16,
+            5 => DType::I16,
             10 => DType::F16,
             11 => DType::F64,
-            other => return Err(Error::Model(format!("unsupported tensor data type {other}"))),
+            12 => DType::U32,
+            13 => DType::U64,
+            16 => DType::BF16,
+            other => {
+                return Err(Error::Model(format!("unsupported tensor data type {other} ({})", onnx_type_name(other))))
+            }
         })
     }
 
@@ -57,17 +74,32 @@ impl DType {
             DType::I32 => 6,
             DType::I64 => 7,
             DType::Bool => 9,
+            DType::U16 => 4,
+            DType::I16 => 5,
             DType::F16 => 10,
             DType::F64 => 11,
+            DType::U32 => 12,
+            DType::U64 => 13,
+            DType::BF16 => 16,
         }
+    }
+
+    /// True for the float dtypes: float32, float64 and the 16-bit floats.
+    pub fn is_float(self) -> bool {
+        matches!(self, DType::F32 | DType::F64) || self.is_half()
+    }
+
+    /// True for float16 and bfloat16, which ops compute in float32 and round back.
+    pub fn is_half(self) -> bool {
+        matches!(self, DType::F16 | DType::BF16)
     }
 
     /// Size of one element in bytes.
     pub fn size(self) -> usize {
         match self {
-            DType::F64 | DType::I64 => 8,
-            DType::F32 | DType::I32 => 4,
-            DType::F16 => 2,
+            DType::F64 | DType::I64 | DType::U64 => 8,
+            DType::F32 | DType::I32 | DType::U32 => 4,
+            DType::F16 | DType::BF16 | DType::I16 | DType::U16 => 2,
             DType::I8 | DType::U8 | DType::Bool => 1,
         }
     }
@@ -82,8 +114,34 @@ impl DType {
             DType::I32 => "int32",
             DType::I8 => "int8",
             DType::U8 => "uint8",
+            DType::BF16 => "bfloat16",
+            DType::I16 => "int16",
+            DType::U16 => "uint16",
+            DType::U32 => "uint32",
+            DType::U64 => "uint64",
             DType::Bool => "bool",
         }
+    }
+}
+
+/// The ONNX name of a `TensorProto.DataType` code the runtime has no dtype for.
+fn onnx_type_name(code: i32) -> &'static str {
+    match code {
+        0 => "undefined",
+        8 => "string",
+        14 => "complex64",
+        15 => "complex128",
+        17 => "float8e4m3fn",
+        18 => "float8e4m3fnuz",
+        19 => "float8e5m2",
+        20 => "float8e5m2fnuz",
+        21 => "uint4",
+        22 => "int4",
+        23 => "float4e2m1",
+        24 => "float8e8m0",
+        25 => "uint2",
+        26 => "int2",
+        _ => "unknown code",
     }
 }
 
@@ -110,6 +168,16 @@ pub enum Tensor {
     I8(Array<i8>),
     /// uint8 data.
     U8(Array<u8>),
+    /// bfloat16 data.
+    BF16(Array<bf16>),
+    /// int16 data.
+    I16(Array<i16>),
+    /// uint16 data.
+    U16(Array<u16>),
+    /// uint32 data.
+    U32(Array<u32>),
+    /// uint64 data.
+    U64(Array<u64>),
     /// bool data.
     Bool(Array<bool>),
 }
@@ -127,6 +195,11 @@ macro_rules! with_array {
             $crate::Tensor::I32($arr) => $body,
             $crate::Tensor::I8($arr) => $body,
             $crate::Tensor::U8($arr) => $body,
+            $crate::Tensor::BF16($arr) => $body,
+            $crate::Tensor::I16($arr) => $body,
+            $crate::Tensor::U16($arr) => $body,
+            $crate::Tensor::U32($arr) => $body,
+            $crate::Tensor::U64($arr) => $body,
             $crate::Tensor::Bool($arr) => $body,
         }
     };
@@ -165,6 +238,11 @@ impl_element!(i64, I64);
 impl_element!(i32, I32);
 impl_element!(i8, I8);
 impl_element!(u8, U8);
+impl_element!(bf16, BF16);
+impl_element!(i16, I16);
+impl_element!(u16, U16);
+impl_element!(u32, U32);
+impl_element!(u64, U64);
 impl_element!(bool, Bool);
 
 impl<T: Element> From<Array<T>> for Tensor {
@@ -190,6 +268,11 @@ impl Tensor {
             Tensor::I32(_) => DType::I32,
             Tensor::I8(_) => DType::I8,
             Tensor::U8(_) => DType::U8,
+            Tensor::BF16(_) => DType::BF16,
+            Tensor::I16(_) => DType::I16,
+            Tensor::U16(_) => DType::U16,
+            Tensor::U32(_) => DType::U32,
+            Tensor::U64(_) => DType::U64,
             Tensor::Bool(_) => DType::Bool,
         }
     }
@@ -245,16 +328,8 @@ impl Tensor {
         if self.len() != 1 {
             return Err(op_err(format!("expected a scalar, got shape {:?}", self.shape())));
         }
-        Ok(match self {
-            Tensor::F32(a) => a.iter().next().copied().unwrap_or_default() as f64,
-            Tensor::F16(a) => a.iter().next().copied().unwrap_or_default().to_f64(),
-            Tensor::F64(a) => a.iter().next().copied().unwrap_or_default(),
-            Tensor::I64(a) => a.iter().next().copied().unwrap_or_default() as f64,
-            Tensor::I32(a) => a.iter().next().copied().unwrap_or_default() as f64,
-            Tensor::I8(a) => a.iter().next().copied().unwrap_or_default() as f64,
-            Tensor::U8(a) => a.iter().next().copied().unwrap_or_default() as f64,
-            Tensor::Bool(a) => a.iter().next().copied().unwrap_or_default() as u8 as f64,
-        })
+        let wide = crate::ops::cast::cast(self, DType::F64);
+        Ok(wide.array::<f64>()?.iter().next().copied().unwrap_or_default())
     }
 
     /// The whole f32 allocation behind this tensor, when it is an f32 tensor holding the only

@@ -184,6 +184,11 @@ fn floats(t: &Tensor) -> Cow<'_, [f32]> {
         Tensor::I32(a) => owned(a, |v| v as f32),
         Tensor::I8(a) => owned(a, f32::from),
         Tensor::U8(a) => owned(a, f32::from),
+        Tensor::BF16(a) => owned(a, |v| v.to_f32()),
+        Tensor::I16(a) => owned(a, f32::from),
+        Tensor::U16(a) => owned(a, f32::from),
+        Tensor::U32(a) => owned(a, |v| v as f32),
+        Tensor::U64(a) => owned(a, |v| v as f32),
         Tensor::Bool(a) => owned(a, |v| v as u8 as f32),
     }
 }

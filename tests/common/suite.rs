@@ -87,6 +87,7 @@ fn as_f64(t: &Tensor) -> Vec<f64> {
     match t {
         Tensor::F32(a) => a.iter().map(|&v| v as f64).collect(),
         Tensor::F16(a) => a.iter().map(|v| v.to_f64()).collect(),
+        Tensor::BF16(a) => a.iter().map(|v| v.to_f64()).collect(),
         Tensor::F64(a) => a.iter().copied().collect(),
         _ => Vec::new(),
     }
@@ -101,7 +102,7 @@ pub fn compare(got: &Tensor, want: &Tensor, rtol: f64, atol: f64) -> Option<Stri
     if got.shape() != want.shape() {
         return Some(format!("shape {:?} instead of {:?}", got.shape(), want.shape()));
     }
-    if !matches!(want, Tensor::F32(_) | Tensor::F16(_) | Tensor::F64(_)) {
+    if !want.dtype().is_float() {
         return (got != want).then(|| format!("{got:?} instead of {want:?}"));
     }
     let (g, w) = (as_f64(got), as_f64(want));

@@ -9,7 +9,7 @@ pub use load::{read_model, read_model_bytes};
 use std::path::Path;
 
 use bytes::Bytes;
-use half::f16;
+use half::{bf16, f16};
 
 use crate::error::{Error, Result};
 use crate::tensor::{DType, Element, Tensor};
@@ -130,6 +130,7 @@ fn typed_len(t: &TensorProto, dtype: DType) -> usize {
         DType::F32 => t.float_data.len(),
         DType::F64 => t.double_data.len(),
         DType::I64 => t.int64_data.len(),
+        DType::U32 | DType::U64 => t.uint64_data.len(),
         _ => t.int32_data.len(),
     }
 }
@@ -153,6 +154,11 @@ fn from_raw(dtype: DType, shape: &[usize], raw: &[u8]) -> Result<Tensor> {
         DType::I32 => Tensor::from_vec(shape, le_vec(raw, i32::from_le_bytes)),
         DType::I8 => Tensor::from_vec(shape, raw.iter().map(|&b| b as i8).collect()),
         DType::U8 => Tensor::from_vec(shape, raw.to_vec()),
+        DType::BF16 => Tensor::from_vec(shape, le_vec(raw, bf16::from_le_bytes)),
+        DType::I16 => Tensor::from_vec(shape, le_vec(raw, i16::from_le_bytes)),
+        DType::U16 => Tensor::from_vec(shape, le_vec(raw, u16::from_le_bytes)),
+        DType::U32 => Tensor::from_vec(shape, le_vec(raw, u32::from_le_bytes)),
+        DType::U64 => Tensor::from_vec(shape, le_vec(raw, u64::from_le_bytes)),
         DType::Bool => Tensor::from_vec(shape, raw.iter().map(|&b| b != 0).collect()),
     }
 }
@@ -168,6 +174,11 @@ fn from_typed(t: &TensorProto, dtype: DType, shape: &[usize]) -> Result<Tensor> 
         DType::U8 => Tensor::from_vec(shape, ints.iter().map(|&v| v as u8).collect()),
         DType::Bool => Tensor::from_vec(shape, ints.iter().map(|&v| v != 0).collect()),
         DType::F16 => Tensor::from_vec(shape, ints.iter().map(|&v| f16::from_bits(v as u16)).collect()),
+        DType::BF16 => Tensor::from_vec(shape, ints.iter().map(|&v| bf16::from_bits(v as u16)).collect()),
+        DType::I16 => Tensor::from_vec(shape, ints.iter().map(|&v| v as i16).collect()),
+        DType::U16 => Tensor::from_vec(shape, ints.iter().map(|&v| v as u16).collect()),
+        DType::U32 => Tensor::from_vec(shape, t.uint64_data.iter().map(|&v| v as u32).collect()),
+        DType::U64 => Tensor::from_vec(shape, t.uint64_data.clone()),
     }
     .map_err(|e| Error::Model(format!("tensor '{}': {e}", t.name)))
 }
@@ -185,6 +196,11 @@ pub fn tensor_to_proto(name: &str, tensor: &Tensor) -> TensorProto {
         Tensor::I32(a) => raw(a, i32::to_le_bytes),
         Tensor::I8(a) => raw(a, |v: i8| v.to_le_bytes()),
         Tensor::U8(a) => raw(a, |v: u8| [v]),
+        Tensor::BF16(a) => raw(a, bf16::to_le_bytes),
+        Tensor::I16(a) => raw(a, i16::to_le_bytes),
+        Tensor::U16(a) => raw(a, u16::to_le_bytes),
+        Tensor::U32(a) => raw(a, u32::to_le_bytes),
+        Tensor::U64(a) => raw(a, u64::to_le_bytes),
         Tensor::Bool(a) => raw(a, |v: bool| [v as u8]),
     };
     TensorProto {
@@ -195,3 +211,6 @@ pub fn tensor_to_proto(name: &str, tensor: &Tensor) -> TensorProto {
         ..Default::default()
     }
 }
+
+#[cfg(test)]
+mod tests;

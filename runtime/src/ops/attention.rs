@@ -7,7 +7,7 @@
 //! reference implementation, which wrote the conformance outputs: there
 //! `qk_matmul_output_mode` 0 and 1 both give the (softcapped) scores.
 
-use half::f16;
+use half::{bf16, f16};
 use ndarray::{Axis, Ix4, IxDyn};
 
 use super::cast::cast;
@@ -92,7 +92,7 @@ fn attention_factory(ctx: &OpContext) -> Result<Box<dyn Kernel>> {
 fn run(config: &Config, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
     let (q, k, v) = (input(inputs, 0)?, input(inputs, 1)?, input(inputs, 2)?);
     for (t, what) in [(q, "Q"), (k, "K"), (v, "V")] {
-        if !matches!(t.dtype(), DType::F32 | DType::F16 | DType::F64) {
+        if !t.dtype().is_float() {
             return Err(op_err(format!("Attention needs float {what}, got {}", t.dtype())));
         }
     }
@@ -185,6 +185,7 @@ fn effective_scale(scale: f32, dtype: DType) -> f32 {
     let root = (scale as f64).sqrt();
     let root = match dtype {
         DType::F16 => f16::from_f64(root).to_f64(),
+        DType::BF16 => bf16::from_f32(root as f32).to_f64(),
         DType::F32 => root as f32 as f64,
         _ => root,
     };
@@ -256,7 +257,7 @@ fn build_bias(config: &Config, mask: Option<&Tensor>, frame: &Frame) -> Result<O
             let m = mask_dims(mask.shape(), frame.dims)?;
             let values = match mask {
                 Tensor::Bool(a) => a.mapv(|keep| if keep { 0.0 } else { f32::NEG_INFINITY }).into_shared(),
-                other if matches!(other.dtype(), DType::F32 | DType::F16 | DType::F64) => cast(other, DType::F32).as_f32()?.clone(),
+                other if other.dtype().is_float() => cast(other, DType::F32).as_f32()?.clone(),
                 other => return Err(op_err(format!("attn_mask must be bool or float, got {}", other.dtype()))),
             };
             (Some(contiguous(&values).into_owned()), m)

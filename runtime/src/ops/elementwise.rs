@@ -1,6 +1,6 @@
 //! Elementwise ops: unary math, broadcasting arithmetic, comparisons and logic, Pow, Where.
 
-use half::f16;
+use half::{bf16, f16};
 use ndarray::{ArrayD, ArrayViewD};
 
 use super::broadcast::{select_broadcast, zip_broadcast};
@@ -80,6 +80,7 @@ fn is_nan(t: &Tensor) -> Result<Tensor> {
         Tensor::F32(a) => a.mapv(f32::is_nan).into(),
         Tensor::F64(a) => a.mapv(f64::is_nan).into(),
         Tensor::F16(a) => a.mapv(f16::is_nan).into(),
+        Tensor::BF16(a) => a.mapv(bf16::is_nan).into(),
         other => return Err(not_float(other)),
     })
 }
@@ -227,7 +228,8 @@ impl FloatFn for PowScalar {
 fn pow(base: &Tensor, exponent: &Tensor) -> Result<Tensor> {
     let dtype = base.dtype();
     match dtype {
-        DType::F32 | DType::F64 | DType::F16 => {}
+        DType::F32 | DType::F64 => {}
+        DType::F16 | DType::BF16 => return Ok(cast(&pow(&cast(base, DType::F32), exponent)?, dtype)),
         DType::Bool => return Err(op_err("Pow needs a numeric base, got bool")),
         _ => return Ok(cast(&pow(&cast(base, DType::F64), exponent)?, dtype)),
     }
@@ -238,9 +240,6 @@ fn pow(base: &Tensor, exponent: &Tensor) -> Result<Tensor> {
     Ok(match (base, &exponent) {
         (Tensor::F32(x), Tensor::F32(e)) => zip_broadcast(x, e, f32::powf)?.into(),
         (Tensor::F64(x), Tensor::F64(e)) => zip_broadcast(x, e, f64::powf)?.into(),
-        (Tensor::F16(x), Tensor::F16(e)) => {
-            zip_broadcast(x, e, |p, q| f16::from_f32(p.to_f32().powf(q.to_f32())))?.into()
-        }
         _ => return Err(not_float(base)),
     })
 }
@@ -332,6 +331,27 @@ mod tests {
 
     fn unary(op: &str, x: &[f32]) -> Tensor {
         node(op).run1(&[&t(&[x.len()], x)]).unwrap()
+    }
+
+    #[test]
+    fn unsigned_sixteen_bit_and_bfloat16_inputs_take_the_shared_dispatch() {
+        let a = t(&[3], &[1u32, 5, u32::MAX]);
+        let b = t(&[1], &[2u32]);
+        assert_eq!(values::<u32>(&node("Add").run1(&[&a, &b]).unwrap()).1, vec![3, 7, 1]);
+        assert_eq!(values::<bool>(&node("Less").run1(&[&a, &b]).unwrap()).1, vec![true, false, false]);
+        let big = t(&[2], &[u64::MAX, 9]);
+        assert_eq!(values::<u64>(&node("Div").run1(&[&big, &t(&[1], &[3u64])]).unwrap()).1, vec![u64::MAX / 3, 3]);
+        let s = t(&[2], &[-7i16, 4]);
+        assert_eq!(values::<i16>(&node("Abs").run1(&[&s]).unwrap()).1, vec![7, 4]);
+        let h = t(&[3], &[bf16::from_f32(1.5), bf16::from_f32(-2.0), bf16::NAN]);
+        let sq = node("Mul").run1(&[&h, &h]).unwrap();
+        assert_eq!(values::<bf16>(&sq).1[..2], [bf16::from_f32(2.25), bf16::from_f32(4.0)]);
+        assert_eq!(values::<bool>(&node("IsNaN").run1(&[&h]).unwrap()).1, vec![false, false, true]);
+        let root = node("Sqrt").run1(&[&t(&[1], &[bf16::from_f32(6.25)])]).unwrap();
+        assert_eq!(values::<bf16>(&root).1, vec![bf16::from_f32(2.5)]);
+        let p = node("Pow").run1(&[&t(&[1], &[bf16::from_f32(3.0)]), &t(&[1], &[2u16])]).unwrap();
+        assert_eq!(values::<bf16>(&p).1, vec![bf16::from_f32(9.0)]);
+        assert_err(node("Add").run1(&[&a, &t(&[1], &[2u64])]), "uint32 and uint64");
     }
 
     #[test]

@@ -3,10 +3,11 @@
 use ndarray::{Array1, ArrayD, IxDyn};
 
 use super::common::{checked_len, dims_to_shape, input_ints, kernel, model_err};
-use super::numeric::Num;
+use super::cast::cast;
+use super::numeric::{numeric, Num};
 use super::{input, Kernel, OpContext, Registry};
 use crate::error::{op_err, Result};
-use crate::tensor::{DType, Tensor};
+use crate::tensor::{Array, DType, Tensor};
 use crate::with_array;
 
 fn constant_factory(ctx: &OpContext) -> Result<Box<dyn Kernel>> {
@@ -46,12 +47,12 @@ fn constant_of_shape_factory(ctx: &OpContext) -> Result<Box<dyn Kernel>> {
 
 /// `ceil((limit - start) / delta)`, at least 0, exactly for integers.
 fn range_len(start: &Tensor, limit: &Tensor, delta: &Tensor) -> Result<usize> {
-    let int = |t: &Tensor| match t.to_i64_vec()?.as_slice() {
+    let int = |t: &Tensor| match cast(t, DType::I64).to_i64_vec()?.as_slice() {
         [v] => Ok(*v as i128),
         _ => Err(op_err(format!("Range inputs must be scalars, got shape {:?}", t.shape()))),
     };
     let count = match start.dtype() {
-        DType::I64 | DType::I32 => {
+        DType::I64 | DType::I32 | DType::I16 => {
             let (s, l, d) = (int(start)?, int(limit)?, int(delta)?);
             if d == 0 {
                 return Err(op_err("Range delta cannot be 0"));
@@ -60,7 +61,7 @@ fn range_len(start: &Tensor, limit: &Tensor, delta: &Tensor) -> Result<usize> {
             let (num, den) = if d > 0 { (l - s, d) } else { (s - l, -d) };
             (num + den - 1).div_euclid(den).max(0)
         }
-        DType::F32 | DType::F64 | DType::F16 => {
+        dtype if dtype.is_float() => {
             let (s, l, d) = (start.scalar_f64()?, limit.scalar_f64()?, delta.scalar_f64()?);
             let count = ((l - s) / d).ceil();
             if !count.is_finite() {
@@ -74,9 +75,10 @@ fn range_len(start: &Tensor, limit: &Tensor, delta: &Tensor) -> Result<usize> {
     checked_len(&[n])
 }
 
-fn arange<T: Num>(start: &Tensor, delta: &Tensor, n: usize) -> Result<Tensor> {
-    let first = |t: &Tensor| t.array::<T>()?.first().copied().ok_or_else(|| op_err("empty Range input"));
-    let (s, d) = (first(start)?, first(delta)?);
+fn arange<T: Num>(start: &Array<T>, delta: &Tensor, n: usize) -> Result<Tensor> {
+    let empty = || op_err("empty Range input");
+    let s = start.first().copied().ok_or_else(empty)?;
+    let d = delta.array::<T>()?.first().copied().ok_or_else(empty)?;
     Ok(Array1::from_iter((0..n).map(|i| s.add(T::from_usize(i).mul(d)))).into_dyn().into())
 }
 
@@ -90,13 +92,7 @@ fn range(start: &Tensor, limit: &Tensor, delta: &Tensor) -> Result<Tensor> {
         )));
     }
     let n = range_len(start, limit, delta)?;
-    match start.dtype() {
-        DType::F32 => arange::<f32>(start, delta, n),
-        DType::F64 => arange::<f64>(start, delta, n),
-        DType::F16 => arange::<half::f16>(start, delta, n),
-        DType::I32 => arange::<i32>(start, delta, n),
-        _ => arange::<i64>(start, delta, n),
-    }
+    numeric!(start, a => arange(a, delta, n))
 }
 
 /// Registers Constant, ConstantOfShape and Range.
@@ -157,6 +153,17 @@ mod tests {
         let h = |v: f32| Tensor::scalar(half::f16::from_f32(v));
         let y = node("Range").run1(&[&h(1.0), &h(5.0), &h(2.0)]).unwrap();
         assert_eq!(values::<half::f16>(&y).1, vec![half::f16::from_f32(1.0), half::f16::from_f32(3.0)]);
+    }
+
+    #[test]
+    fn range_of_int16_and_bfloat16() {
+        let s = |v: i16| Tensor::scalar(v);
+        let y = node("Range").run1(&[&s(5), &s(-1), &s(-2)]).unwrap();
+        assert_eq!(values::<i16>(&y).1, vec![5, 3, 1]);
+        let b = |v: f32| Tensor::scalar(half::bf16::from_f32(v));
+        let y = node("Range").run1(&[&b(0.5), &b(2.0), &b(0.5)]).unwrap();
+        assert_eq!(values::<half::bf16>(&y).1, [0.5f32, 1.0, 1.5].map(half::bf16::from_f32).to_vec());
+        assert_err(node("Range").run1(&[&Tensor::scalar(0u8), &Tensor::scalar(2u8), &Tensor::scalar(1u8)]), "does not support uint8");
     }
 
     #[test]

@@ -7,7 +7,7 @@ mod activation;
 mod attention;
 mod attrs;
 mod broadcast;
-mod cast;
+pub(crate) mod cast;
 mod clip;
 mod common;
 mod contrib;

@@ -1,7 +1,7 @@
 //! Mod: the remainder with the sign of the divisor (`fmod = 0`, integers) or of the dividend
 //! (`fmod = 1`, C's `fmod`), broadcasting.
 
-use half::f16;
+use half::{bf16, f16};
 
 use super::broadcast::zip_broadcast;
 use super::common::kernel;
@@ -33,7 +33,7 @@ macro_rules! impl_int_rem {
         }
     )*};
 }
-impl_int_rem!(i64, i32, i8, u8);
+impl_int_rem!(i64, i32, i16, i8, u64, u32, u16, u8);
 
 macro_rules! impl_float_rem {
     ($($t:ty),*) => {$(
@@ -49,15 +49,17 @@ macro_rules! impl_float_rem {
 }
 impl_float_rem!(f32, f64);
 
-impl Remainder for f16 {
-    const INTEGER: bool = false;
-    fn trunc_rem(self, rhs: Self) -> Self {
-        f16::from_f32(self.to_f32().trunc_rem(rhs.to_f32()))
-    }
-    fn floor_rem(self, rhs: Self) -> Self {
-        f16::from_f32(self.to_f32().floor_rem(rhs.to_f32()))
-    }
+/// The 16-bit floats take the remainder in float32 and round it once.
+macro_rules! impl_half_rem {
+    ($($t:ty),*) => {$(
+        impl Remainder for $t {
+            const INTEGER: bool = false;
+            fn trunc_rem(self, rhs: Self) -> Self { <$t>::from_f32(self.to_f32().trunc_rem(rhs.to_f32())) }
+            fn floor_rem(self, rhs: Self) -> Self { <$t>::from_f32(self.to_f32().floor_rem(rhs.to_f32())) }
+        }
+    )*};
 }
+impl_half_rem!(f16, bf16);
 
 fn modulo<T: Remainder>(a: &Array<T>, b: &Array<T>, fmod: bool) -> Result<Tensor> {
     if T::INTEGER && b.iter().any(|v| *v == T::default()) {

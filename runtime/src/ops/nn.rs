@@ -81,7 +81,9 @@ fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     Ok(match (a, b) {
         (Tensor::F32(x), Tensor::F32(y)) => matmul_typed(x, y)?.into(),
         (Tensor::F64(x), Tensor::F64(y)) => matmul_typed(x, y)?.into(),
-        (Tensor::F16(_), Tensor::F16(_)) => cast(&matmul(&cast(a, DType::F32), &cast(b, DType::F32))?, DType::F16),
+        _ if a.dtype().is_half() && b.dtype() == a.dtype() => {
+            cast(&matmul(&cast(a, DType::F32), &cast(b, DType::F32))?, a.dtype())
+        }
         _ => return Err(pair_err("float", a, b)),
     })
 }
@@ -124,9 +126,9 @@ fn gemm_op(a: &Tensor, b: &Tensor, c: Option<&Tensor>, g: GemmAttrs) -> Result<T
     match (a, b) {
         (Tensor::F32(x), Tensor::F32(y)) => gemm_typed(x, y, c.map(|c| c.array::<f32>()).transpose()?, g),
         (Tensor::F64(x), Tensor::F64(y)) => gemm_typed(x, y, c.map(|c| c.array::<f64>()).transpose()?, g),
-        (Tensor::F16(_), Tensor::F16(_)) => {
+        _ if a.dtype().is_half() && b.dtype() == a.dtype() => {
             let up = |t: &Tensor| cast(t, DType::F32);
-            Ok(cast(&gemm_op(&up(a), &up(b), c.map(up).as_ref(), g)?, DType::F16))
+            Ok(cast(&gemm_op(&up(a), &up(b), c.map(up).as_ref(), g)?, a.dtype()))
         }
         _ => Err(pair_err("float", a, b)),
     }
@@ -213,10 +215,10 @@ pub(super) fn layer_norm(x: &Tensor, scale: &Tensor, bias: Option<&Tensor>, axis
     match x {
         Tensor::F32(a) => layer_norm_typed(a, scale.as_f32()?, bias.map(Tensor::as_f32).transpose()?, axis, epsilon),
         Tensor::F64(a) => layer_norm_typed(a, scale.array()?, bias.map(Tensor::array).transpose()?, axis, epsilon),
-        Tensor::F16(_) => {
+        _ if x.dtype().is_half() => {
             let up = |t: &Tensor| cast(t, DType::F32);
             let [y, mean, inv_std] = layer_norm(&up(x), &up(scale), bias.map(up).as_ref(), axis as i64, epsilon)?;
-            Ok([cast(&y, DType::F16), mean, inv_std])
+            Ok([cast(&y, x.dtype()), mean, inv_std])
         }
         other => Err(not_float(other)),
     }

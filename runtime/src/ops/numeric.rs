@@ -1,12 +1,12 @@
 //! Numeric element traits and the dtype dispatch shared by the arithmetic op families.
 //!
-//! [`Num`] covers every numeric dtype (float16 computes through float32, integers wrap like
-//! C); [`Float`] covers float32 and float64, and [`on_float`] runs a float computation on any
-//! float tensor, float16 going through float32.
+//! [`Num`] covers every numeric dtype (float16 and bfloat16 compute through float32, integers
+//! wrap like C); [`Float`] covers float32 and float64, and [`on_float`] runs a float
+//! computation on any float tensor, the 16-bit floats going through float32.
 
 use std::ops::{Add, AddAssign, Div, Mul, Neg, Sub};
 
-use half::f16;
+use half::{bf16, f16};
 use ndarray::{ArrayD, ArrayViewD};
 
 use crate::error::{op_err, Result};
@@ -64,7 +64,7 @@ macro_rules! impl_int {
     )*};
 }
 
-impl_int!(i64, i32, i8, u8);
+impl_int!(i64, i32, i16, i8, u64, u32, u16, u8);
 
 macro_rules! impl_float_num {
     ($($t:ty),*) => {$(
@@ -87,43 +87,27 @@ macro_rules! impl_float_num {
 
 impl_float_num!(f32, f64);
 
-/// float16 arithmetic rounds each float32 result once.
-impl Num for f16 {
-    const INTEGER: bool = false;
-    fn add(self, rhs: Self) -> Self {
-        f16::from_f32(self.to_f32() + rhs.to_f32())
-    }
-    fn sub(self, rhs: Self) -> Self {
-        f16::from_f32(self.to_f32() - rhs.to_f32())
-    }
-    fn mul(self, rhs: Self) -> Self {
-        f16::from_f32(self.to_f32() * rhs.to_f32())
-    }
-    fn div(self, rhs: Self) -> Self {
-        f16::from_f32(self.to_f32() / rhs.to_f32())
-    }
-    fn neg(self) -> Self {
-        -self
-    }
-    fn abs(self) -> Self {
-        f16::from_bits(self.to_bits() & 0x7fff)
-    }
-    fn max(self, rhs: Self) -> Self {
-        f16::from_f32(Num::max(self.to_f32(), rhs.to_f32()))
-    }
-    fn min(self, rhs: Self) -> Self {
-        f16::from_f32(Num::min(self.to_f32(), rhs.to_f32()))
-    }
-    fn lowest() -> Self {
-        f16::NEG_INFINITY
-    }
-    fn highest() -> Self {
-        f16::INFINITY
-    }
-    fn from_usize(n: usize) -> Self {
-        f16::from_f32(n as f32)
-    }
+/// The 16-bit floats: arithmetic rounds each float32 result once.
+macro_rules! impl_half_num {
+    ($($t:ty),*) => {$(
+        impl Num for $t {
+            const INTEGER: bool = false;
+            fn add(self, rhs: Self) -> Self { <$t>::from_f32(self.to_f32() + rhs.to_f32()) }
+            fn sub(self, rhs: Self) -> Self { <$t>::from_f32(self.to_f32() - rhs.to_f32()) }
+            fn mul(self, rhs: Self) -> Self { <$t>::from_f32(self.to_f32() * rhs.to_f32()) }
+            fn div(self, rhs: Self) -> Self { <$t>::from_f32(self.to_f32() / rhs.to_f32()) }
+            fn neg(self) -> Self { -self }
+            fn abs(self) -> Self { <$t>::from_bits(self.to_bits() & 0x7fff) }
+            fn max(self, rhs: Self) -> Self { <$t>::from_f32(Num::max(self.to_f32(), rhs.to_f32())) }
+            fn min(self, rhs: Self) -> Self { <$t>::from_f32(Num::min(self.to_f32(), rhs.to_f32())) }
+            fn lowest() -> Self { <$t>::NEG_INFINITY }
+            fn highest() -> Self { <$t>::INFINITY }
+            fn from_usize(n: usize) -> Self { <$t>::from_f32(n as f32) }
+        }
+    )*};
 }
+
+impl_half_num!(f16, bf16);
 
 /// float32 and float64: the types float kernels are written for.
 pub(crate) trait Float:
@@ -199,19 +183,20 @@ pub(crate) trait FloatFn {
     fn call<F: Float>(&self, x: ArrayViewD<'_, F>) -> Result<ArrayD<F>>;
 }
 
-/// Runs `f` on a float32 or float64 tensor, or on a float16 one through float32.
+/// Runs `f` on a float32 or float64 tensor, or on a float16 or bfloat16 one through float32.
 pub(crate) fn on_float<K: FloatFn>(t: &Tensor, f: &K) -> Result<Tensor> {
     match t {
         Tensor::F32(a) => Ok(f.call(a.view())?.into()),
         Tensor::F64(a) => Ok(f.call(a.view())?.into()),
         Tensor::F16(a) => Ok(f.call(a.mapv(f16::to_f32).view())?.mapv(f16::from_f32).into()),
+        Tensor::BF16(a) => Ok(f.call(a.mapv(bf16::to_f32).view())?.mapv(bf16::from_f32).into()),
         other => Err(not_float(other)),
     }
 }
 
 /// The error for a tensor that should have been float.
 pub(crate) fn not_float(t: &Tensor) -> crate::Error {
-    op_err(format!("expected a float tensor (float32, float16 or float64), got {}", t.dtype()))
+    op_err(format!("expected a float tensor (float32, float16, bfloat16 or float64), got {}", t.dtype()))
 }
 
 /// Matches a tensor of any numeric dtype, binding its array to `$a` in `$body`; any other
@@ -226,6 +211,11 @@ macro_rules! numeric {
             $crate::Tensor::I32($a) => $body,
             $crate::Tensor::I8($a) => $body,
             $crate::Tensor::U8($a) => $body,
+            $crate::Tensor::BF16($a) => $body,
+            $crate::Tensor::I16($a) => $body,
+            $crate::Tensor::U16($a) => $body,
+            $crate::Tensor::U32($a) => $body,
+            $crate::Tensor::U64($a) => $body,
             other => Err($crate::error::op_err(format!(
                 "expected a numeric tensor, got {}",
                 other.dtype()
@@ -247,6 +237,11 @@ macro_rules! numeric_pair {
             ($crate::Tensor::I32($a), $crate::Tensor::I32($b)) => $body,
             ($crate::Tensor::I8($a), $crate::Tensor::I8($b)) => $body,
             ($crate::Tensor::U8($a), $crate::Tensor::U8($b)) => $body,
+            ($crate::Tensor::BF16($a), $crate::Tensor::BF16($b)) => $body,
+            ($crate::Tensor::I16($a), $crate::Tensor::I16($b)) => $body,
+            ($crate::Tensor::U16($a), $crate::Tensor::U16($b)) => $body,
+            ($crate::Tensor::U32($a), $crate::Tensor::U32($b)) => $body,
+            ($crate::Tensor::U64($a), $crate::Tensor::U64($b)) => $body,
             (x, y) => Err($crate::ops::numeric::pair_err("numeric", x, y)),
         }
     };
@@ -264,6 +259,11 @@ macro_rules! same_pair {
             ($crate::Tensor::I32($a), $crate::Tensor::I32($b)) => $body,
             ($crate::Tensor::I8($a), $crate::Tensor::I8($b)) => $body,
             ($crate::Tensor::U8($a), $crate::Tensor::U8($b)) => $body,
+            ($crate::Tensor::BF16($a), $crate::Tensor::BF16($b)) => $body,
+            ($crate::Tensor::I16($a), $crate::Tensor::I16($b)) => $body,
+            ($crate::Tensor::U16($a), $crate::Tensor::U16($b)) => $body,
+            ($crate::Tensor::U32($a), $crate::Tensor::U32($b)) => $body,
+            ($crate::Tensor::U64($a), $crate::Tensor::U64($b)) => $body,
             ($crate::Tensor::Bool($a), $crate::Tensor::Bool($b)) => $body,
             (x, y) => Err($crate::ops::numeric::pair_err("same-dtype", x, y)),
         }
@@ -289,6 +289,20 @@ mod tests {
         assert_eq!(Num::abs(i32::MIN), i32::MIN);
         assert_eq!(Num::abs(-5i8), 5);
         assert_eq!(Num::abs(200u8), 200);
+    }
+
+    #[test]
+    fn unsigned_and_bfloat16_arithmetic() {
+        assert_eq!(Num::add(u64::MAX, 2), 1);
+        assert_eq!(Num::sub(0u32, 1), u32::MAX);
+        assert_eq!(Num::div(7u16, 2), 3);
+        assert_eq!(Num::neg(1u16), u16::MAX);
+        assert_eq!(Num::mul(i16::MAX, 2), -2);
+        // 1 + 2^-8 is a tie between 1 and 1 + 2^-7 in bfloat16: rounds to even (1).
+        assert_eq!(Num::add(bf16::ONE, bf16::from_f32(2f32.powi(-8))), bf16::ONE);
+        assert_eq!(Num::abs(bf16::from_f32(-1.5)), bf16::from_f32(1.5));
+        assert!(Num::max(bf16::NAN, bf16::ONE).is_nan());
+        assert_eq!(<bf16 as Num>::lowest(), bf16::NEG_INFINITY);
     }
 
     #[test]

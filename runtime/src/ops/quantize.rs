@@ -61,16 +61,18 @@ impl Layout {
 /// Reads a float tensor as float32 values in row-major order.
 fn floats(t: &Tensor) -> Result<Vec<f32>> {
     match t.dtype() {
-        DType::F32 | DType::F16 | DType::F64 => Ok(contiguous(cast(t, DType::F32).as_f32()?).into_owned()),
+        dtype if dtype.is_float() => Ok(contiguous(cast(t, DType::F32).as_f32()?).into_owned()),
         other => Err(op_err(format!("expected a float tensor, got {other}"))),
     }
 }
 
-/// Reads an int8/uint8/int32 tensor as i32 values.
+/// Reads an int8/uint8/int16/uint16/int32 tensor as i32 values.
 fn ints(t: &Tensor) -> Result<Vec<i32>> {
     match t.dtype() {
-        DType::I8 | DType::U8 | DType::I32 => Ok(contiguous(cast(t, DType::I32).array::<i32>()?).into_owned()),
-        other => Err(op_err(format!("quantized data must be int8, uint8 or int32, got {other}"))),
+        DType::I8 | DType::U8 | DType::I16 | DType::U16 | DType::I32 => {
+            Ok(contiguous(cast(t, DType::I32).array::<i32>()?).into_owned())
+        }
+        other => Err(op_err(format!("quantized data must be int8, uint8, int16, uint16 or int32, got {other}"))),
     }
 }
 
@@ -79,7 +81,9 @@ pub(super) fn quant_range(dtype: DType) -> Result<(f32, f32)> {
     match dtype {
         DType::U8 => Ok((0.0, 255.0)),
         DType::I8 => Ok((-128.0, 127.0)),
-        other => Err(op_err(format!("quantizing to {other} is not supported (int8 and uint8 are)"))),
+        DType::U16 => Ok((0.0, 65535.0)),
+        DType::I16 => Ok((-32768.0, 32767.0)),
+        other => Err(op_err(format!("quantizing to {other} is not supported (int8, uint8, int16 and uint16 are)"))),
     }
 }
 
@@ -88,12 +92,9 @@ pub(super) fn quantize_value(x: f32, scale: f32, zero_point: f32, (lo, hi): (f32
     ((x / scale).round_ties_even() + zero_point).clamp(lo, hi)
 }
 
-/// Packs quantized values (already in range) as `dtype`.
+/// Packs quantized values (integers already in the range of `dtype`) as `dtype`.
 pub(super) fn quantized_tensor(shape: &[usize], q: Vec<f32>, dtype: DType) -> Result<Tensor> {
-    match dtype {
-        DType::U8 => Ok(from_shape_vec(shape, q.into_iter().map(|v| v as u8).collect())?.into()),
-        _ => Ok(from_shape_vec(shape, q.into_iter().map(|v| v as i8).collect())?.into()),
-    }
+    Ok(cast(&from_shape_vec(shape, q)?.into(), dtype))
 }
 
 fn quantize(x: &Tensor, scale: &Tensor, zero_point: Option<&Tensor>, layout: Layout, output: DType) -> Result<Tensor> {
@@ -173,6 +174,17 @@ mod tests {
     use crate::ops::testutil::{assert_close, assert_err, node, t, values};
 
     #[test]
+    fn sixteen_bit_quantization_saturates_to_its_range() {
+        let x = t(&[3], &[1.0f32, -70000.0, 40000.0]);
+        let q = node("QuantizeLinear").opset(21).run1(&[&x, &t(&[], &[0.5f32]), &t(&[], &[0i16])]).unwrap();
+        assert_eq!(values::<i16>(&q).1, vec![2, i16::MIN, i16::MAX]);
+        let q = node("QuantizeLinear").opset(21).run1(&[&x, &t(&[], &[1.0f32]), &t(&[], &[100u16])]).unwrap();
+        assert_eq!(values::<u16>(&q).1, vec![101, 0, 40100]);
+        let d = node("DequantizeLinear").opset(21).run1(&[&q, &t(&[], &[2.0f32]), &t(&[], &[100u16])]).unwrap();
+        assert_close(&d, &[3], &[2.0, -200.0, 80000.0]);
+    }
+
+    #[test]
     fn per_tensor_per_axis_and_blocked_round_trip() {
         let x = t(&[2, 2], &[-1.0f32, 0.5, 2.5, 300.0]);
         let y = node("QuantizeLinear").opset(21).run1(&[&x, &t(&[], &[0.5f32]), &t(&[], &[10u8])]).unwrap();
@@ -193,7 +205,7 @@ mod tests {
         assert_err(node("QuantizeLinear").opset(21).run1(&[&x, &t(&[3], &[1.0f32; 3])]), "does not fit");
         assert_err(node("QuantizeLinear").opset(21).int("block_size", 1).run1(&[&x, &t(&[2, 1], &[1.0f32; 2])]), "does not fit");
         assert_err(node("QuantizeLinear").opset(21).run1(&[&x, &t(&[], &[1.0f32]), &t(&[], &[1i64])]), "not supported");
-        assert_err(node("DequantizeLinear").opset(21).run1(&[&x, &t(&[], &[1.0f32])]), "int8, uint8 or int32");
+        assert_err(node("DequantizeLinear").opset(21).run1(&[&x, &t(&[], &[1.0f32])]), "int16, uint16 or int32");
         let q = t(&[1], &[1u8]);
         assert_err(node("DequantizeLinear").opset(21).run1(&[&q, &t(&[], &[1.0f32]), &t(&[], &[1i8])]), "must match");
         assert!(node("QuantizeLinear").opset(21).int("block_size", -1).build().is_err());

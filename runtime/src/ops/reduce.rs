@@ -117,7 +117,7 @@ fn reduce(x: &Tensor, op: Reduction, axes: &[usize], keepdims: bool) -> Result<T
         // Max and Min of bools are "any" and "all" (opset 20).
         (Reduction::Num(Reduce::Max | Reduce::Min), DType::Bool) => via(DType::U8),
         // Accumulate half-precision data in float32.
-        (Reduction::Num(_), DType::F16) => via(DType::F32),
+        (Reduction::Num(_), dtype) if dtype.is_half() => via(DType::F32),
         (Reduction::Num(r), _) => numeric!(x, a => reduce_typed(a, axes, keepdims, |row| reduce_row(r, row))),
     }
 }
@@ -297,6 +297,18 @@ mod tests {
 
     fn x23() -> Tensor {
         t(&[2, 3], &[1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0])
+    }
+
+    #[test]
+    fn bfloat16_accumulates_in_float32_and_wide_unsigned_keeps_its_range() {
+        let h = t(&[3], &[256.0f32, 1.0, 1.0].map(half::bf16::from_f32));
+        // Summed in bfloat16 each 1 would vanish next to 256; in float32 they add to 258.
+        let y = node("ReduceSum").int("keepdims", 0).run1(&[&h]).unwrap();
+        assert_eq!(values::<half::bf16>(&y).1, vec![half::bf16::from_f32(258.0)]);
+        let u = t(&[3], &[u64::MAX, 1, 7]);
+        assert_eq!(values::<u64>(&node("ReduceMax").int("keepdims", 0).run1(&[&u]).unwrap()).1, vec![u64::MAX]);
+        let arg = node("ArgMin").run1(&[&t(&[3], &[5u16, 2, 9])]).unwrap();
+        assert_eq!(values::<i64>(&arg).1, vec![1]);
     }
 
     #[test]

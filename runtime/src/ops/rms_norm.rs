@@ -14,7 +14,7 @@ use crate::tensor::{DType, Tensor};
 /// normalized dims 1).
 pub(super) fn rms_norm(x: &Tensor, scale: &Tensor, axis: i64, epsilon: f32) -> Result<[Tensor; 2]> {
     for t in [x, scale] {
-        if !matches!(t.dtype(), DType::F32 | DType::F16 | DType::F64) {
+        if !t.dtype().is_float() {
             return Err(op_err(format!("RMS normalization needs float inputs, got {}", t.dtype())));
         }
     }

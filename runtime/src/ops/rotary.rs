@@ -49,7 +49,7 @@ impl Angles {
 /// `x` (`[B, H, S, D]`, or `[B, S, H·D]` with `num_heads`) with its heads rotated by the
 /// cache rows of `ids` (`[B or 1, S or 1]`), or of the token itself without ids.
 pub(super) fn rotary(r: Rotary, x: &Tensor, cos: &Tensor, sin: &Tensor, ids: Option<&Tensor>) -> Result<Tensor> {
-    if !matches!(x.dtype(), DType::F32 | DType::F16 | DType::F64) {
+    if !x.dtype().is_float() {
         return Err(op_err(format!("RotaryEmbedding needs a float input, got {}", x.dtype())));
     }
     // (B, H, S, D) and whether the data is laid out [B, S, H, D] (3-D input).

@@ -38,7 +38,7 @@ pub(super) fn register(reg: &mut Registry) {
 
 /// The values of a float tensor as float32, row-major; `what` names it in errors.
 fn f32_values(t: &Tensor, what: &str) -> Result<Vec<f32>> {
-    if !matches!(t.dtype(), DType::F32 | DType::F16 | DType::F64) {
+    if !t.dtype().is_float() {
         return Err(op_err(format!("{what} must be a float tensor, got {}", t.dtype())));
     }
     Ok(cast(t, DType::F32).as_f32()?.iter().copied().collect())

@@ -58,7 +58,7 @@ fn hidden_vector(x: &Tensor, p: &Tensor, what: &str) -> Result<Tensor> {
 
 /// `input + skip (+ bias)` in float32, after checking the shapes (see the module doc).
 fn residual_sum(x: &Tensor, skip: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
-    if !matches!(x.dtype(), DType::F32 | DType::F16 | DType::F64) {
+    if !x.dtype().is_float() {
         return Err(op_err(format!("input must be a float tensor, got {}", x.dtype())));
     }
     let (shape, sk) = (x.shape(), skip.shape());
