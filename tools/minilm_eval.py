@@ -627,10 +627,11 @@ def main() -> None:
         print("  " + ", ".join(f"{methods[k]['label']}: cos {methods[k]['cos_mean']:.5f}"
                                for k in [preset] + [k for k, _ in rtn_keys(bits)]), flush=True)
         if preset == "q4":
-            for variant, acc in ort_baselines.VARIANTS.items():
+            for variant, (acc, algorithm) in ort_baselines.VARIANTS.items():
                 info = ort_int4_bits(ort_paths[variant], enc, numel)
                 res["ort_fp32_left"], res["ort_bpw_matmul"] = info["fp32_left"], info["bpw_matmul"]
-                methods[variant] = {"label": f"onnxruntime int4 b32 (MatMul only), accuracy_level {acc or 'unset'}",
+                methods[variant] = {"label": f"onnxruntime int4 {algorithm.upper()} b32 (MatMul only), "
+                                             f"accuracy_level {acc or 'unset'}",
                                     "bpw": info["bpw"], "file_bytes": info["file_bytes"],
                                     **compare(ref, embeddings(run_ort(ort_paths[variant], feeds), feeds))}
 

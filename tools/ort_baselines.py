@@ -13,6 +13,8 @@ For each MODEL `<dir>/<name>.onnx` writes beside it (or in --out-dir):
                              4 bits, block 32, symmetric, round-to-nearest (the quantizer's default
                              algorithm), accuracy_level unset (fp32 compute).
   <name>.ort_int4_acc4.onnx  the same with accuracy_level=4 (int8 activations in the kernel).
+  <name>.ort_hqq.onnx        the matmul form quantized with the quantizer's HQQ algorithm: 4 bits,
+                             block 32, asymmetric (uint8 zero points), accuracy_level unset.
 
 Checks (exit 1 on failure): onnxruntime gives the same outputs on the original and the matmul form
 (max |diff| < 1e-4 on every output, batch 2, seq 7, past 5 when the model takes a past), and each
@@ -39,11 +41,12 @@ from onnx import helper, numpy_helper  # noqa: E402
 FORM_TOL = 1e-4
 BLOCK_SIZE = 32
 BITS = 4
-VARIANTS = {"ort_int4": None, "ort_int4_acc4": 4}  # file suffix -> accuracy_level
+# file suffix -> (accuracy_level, algorithm)
+VARIANTS = {"ort_int4": (None, "rtn"), "ort_int4_acc4": (4, "rtn"), "ort_hqq": (None, "hqq")}
 
 
 def baseline_paths(model: Path, out_dir: Path | None = None) -> dict[str, Path]:
-    """'matmul', 'ort_int4', 'ort_int4_acc4' -> the files this script writes for model."""
+    """'matmul', 'ort_int4', 'ort_int4_acc4', 'ort_hqq' -> the files this script writes for model."""
     d = out_dir or model.parent
     stem = model.name[:-len(".onnx")] if model.name.endswith(".onnx") else model.stem
     return {k: d / f"{stem}.{k}.onnx" for k in ["matmul", *VARIANTS]}
@@ -170,11 +173,12 @@ def count_ops(path: Path) -> dict[str, int]:
     return counts
 
 
-def quantize(src: Path, dst: Path, accuracy_level: int | None) -> None:
-    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+def quantize(src: Path, dst: Path, accuracy_level: int | None, algorithm: str) -> None:
+    from onnxruntime.quantization.matmul_nbits_quantizer import HQQWeightOnlyQuantConfig, MatMulNBitsQuantizer
     logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer").setLevel(logging.WARNING)
-    q = MatMulNBitsQuantizer(onnx.load(str(src)), bits=BITS, block_size=BLOCK_SIZE, is_symmetric=True,
-                             accuracy_level=accuracy_level)
+    hqq = HQQWeightOnlyQuantConfig(block_size=BLOCK_SIZE, bits=BITS) if algorithm == "hqq" else None
+    q = MatMulNBitsQuantizer(onnx.load(str(src)), bits=BITS, block_size=BLOCK_SIZE, is_symmetric=hqq is None,
+                             accuracy_level=accuracy_level, algo_config=hqq)
     q.process()
     c.save_proto(q.model.model, dst)
 
@@ -213,8 +217,8 @@ def make_baselines(model: Path, out_dir: Path | None) -> dict[str, Path]:
     print(f"  {c.rel(paths['matmul'])} ({mb(paths['matmul'])}): same outputs as the original, "
           f"max |diff| {diff:.2e} < {FORM_TOL} on {shapes}", flush=True)
 
-    for variant, level in VARIANTS.items():
-        quantize(paths["matmul"], paths[variant], level)
+    for variant, (level, algorithm) in VARIANTS.items():
+        quantize(paths["matmul"], paths[variant], level, algorithm)
         ops = count_ops(paths[variant])
         n_q, n_left = ops.get("MatMulNBits", 0), ops.get("MatMul", 0)
         if n_q == 0:
@@ -224,7 +228,8 @@ def make_baselines(model: Path, out_dir: Path | None) -> dict[str, Path]:
         d = float(np.abs(got[lg] - ref[lg]).max())
         rel_rmse = float(np.sqrt(np.mean((got[lg] - ref[lg]) ** 2)) / ref[lg].std())
         print(f"  {c.rel(paths[variant])} ({mb(paths[variant])}): {n_q} MatMul quantized to MatMulNBits "
-              f"(bits {BITS}, block {BLOCK_SIZE}, symmetric, accuracy_level {level}), {n_left} MatMul left; "
+              f"(bits {BITS}, block {BLOCK_SIZE}, {'HQQ, zero points' if algorithm == 'hqq' else 'symmetric'}, "
+              f"accuracy_level {level}), {n_left} MatMul left; "
               f"{lg} vs fp32: max |diff| {d:.3g}, relative RMSE {rel_rmse:.3g}", flush=True)
     return paths
 
