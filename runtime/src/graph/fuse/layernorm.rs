@@ -25,7 +25,7 @@ pub struct DecomposedLayerNorm<'g> {
 }
 
 /// The other input of a two-input node, given one of them.
-fn other_input<'g>(ix: &GraphIndex<'g>, node: usize, known: &str) -> Option<&'g str> {
+pub(super) fn other_input<'g>(ix: &GraphIndex<'g>, node: usize, known: &str) -> Option<&'g str> {
     match ix.node(node).input.as_slice() {
         [a, b] if a == known => Some(b),
         [a, b] if b == known => Some(a),
@@ -34,7 +34,7 @@ fn other_input<'g>(ix: &GraphIndex<'g>, node: usize, known: &str) -> Option<&'g 
 }
 
 /// True when `node` is a ReduceMean over the last axis only, with kept dims.
-fn is_last_axis_mean(ix: &GraphIndex, node: usize) -> bool {
+pub(super) fn is_last_axis_mean(ix: &GraphIndex, node: usize) -> bool {
     let n = ix.node(node);
     let attrs = Attrs::new(n);
     let axes = attrs.ints("axes").or_else(|| ix.constant(n.input.get(1)?)?.to_i64_vec().ok());

@@ -147,3 +147,37 @@ fn attention_with_runtime_scale_padding_and_nan_guard_becomes_one_op() {
     let (_, gap) = compare(&m, per_batch);
     assert!(gap <= 1e-5, "gap {gap}");
 }
+
+#[test]
+fn decomposed_rms_norms_become_one_op_that_does_not_overflow_in_f16() {
+    let mean = n("ReduceMean", &["p", "last"], "v");
+    let head = vec![n("Pow", &["x", "two"], "p"), mean, n("Add", &["v", "eps"], "a"), n("Sqrt", &["a"], "s")];
+    let by_div = [n("Div", &["x", "s"], "d"), n("Mul", &["d", "g"], "y")];
+    let by_reciprocal = [n("Reciprocal", &["s"], "r"), n("Mul", &["x", "r"], "d"), n("Mul", &["g", "d"], "y")];
+    let last = Tensor::from_vec(&[1], vec![-1i64]).unwrap();
+    let inits = [("two", Tensor::scalar(2.0f32)), ("eps", Tensor::scalar(1e-5f32)), ("g", seq(&[8], 4)), ("last", last)];
+    for tail in [&by_div[..], &by_reciprocal[..]] {
+        let nodes: Vec<NodeProto> = head.iter().chain(tail).cloned().collect();
+        let (ops, gap) = compare(&model(nodes, &["x"], &inits), vec![("x".into(), seq(&[2, 3, 8], 3))]);
+        assert_eq!(ops, ["SimplifiedLayerNormalization"]);
+        assert!(gap <= 1e-5, "gap {gap}");
+    }
+    // In float16, x = 300 squares past f16's range: the plain ops give 0, the fused op does not.
+    let half = |t: Tensor| crate::ops::cast::cast(&t, crate::tensor::DType::F16);
+    let inits16: Vec<(&str, Tensor)> = inits.iter().map(|(k, t)| (*k, if *k == "last" { t.clone() } else { half(t.clone()) })).collect();
+    let nodes: Vec<NodeProto> = head.iter().chain(&by_div).cloned().collect();
+    let m = model(nodes, &["x"], &inits16);
+    let x = half(Tensor::from_vec(&[1, 8], vec![300.0f32, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]).unwrap());
+    let run = |fuse| {
+        let s = Session::from_model_with(&m, ExternalData::Refused, &SessionOptions { fuse, ..Default::default() }).unwrap();
+        let y = s.run(vec![("x".into(), x.clone())]).unwrap().remove(0).1;
+        crate::ops::cast::cast(&y, crate::tensor::DType::F32)
+    };
+    let plain = run(false);
+    assert_eq!(plain.as_f32().unwrap()[[0, 0]], 0.0, "x² overflows to inf in the plain f16 ops");
+    let y = run(true);
+    let y = y.as_f32().unwrap();
+    // rms = sqrt((300² + 140) / 8) ≈ 106.2: y[0] ≈ 2.83 · g[0].
+    let g0 = inits[2].1.as_f32().unwrap()[[0]];
+    assert!((y[[0, 0]] - 300.0 / 106.24 * g0).abs() <= 0.02 * g0.abs().max(0.1), "{}", y[[0, 0]]);
+}
