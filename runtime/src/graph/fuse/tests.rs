@@ -151,7 +151,7 @@ fn attention_with_runtime_scale_padding_and_nan_guard_becomes_one_op() {
 #[test]
 fn decomposed_rms_norms_become_one_op_that_does_not_overflow_in_f16() {
     let mean = n("ReduceMean", &["p", "last"], "v");
-    let head = vec![n("Pow", &["x", "two"], "p"), mean, n("Add", &["v", "eps"], "a"), n("Sqrt", &["a"], "s")];
+    let head = [n("Pow", &["x", "two"], "p"), mean, n("Add", &["v", "eps"], "a"), n("Sqrt", &["a"], "s")];
     let by_div = [n("Div", &["x", "s"], "d"), n("Mul", &["d", "g"], "y")];
     let by_reciprocal = [n("Reciprocal", &["s"], "r"), n("Mul", &["x", "r"], "d"), n("Mul", &["g", "d"], "y")];
     let last = Tensor::from_vec(&[1], vec![-1i64]).unwrap();
