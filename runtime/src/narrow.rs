@@ -54,7 +54,7 @@ impl Format {
     fn nan_code(self, negative: bool) -> u32 {
         let sign = if negative { self.sign_bit() } else { 0 };
         match self.specials {
-            Specials::Ieee => sign | (((1 << self.exp_bits) - 1) << self.man_bits) | (1 << (self.man_bits - 1)) | 1,
+            Specials::Ieee => sign | (((1 << self.exp_bits) - 1) << self.man_bits) | (1 << (self.man_bits - 1)),
             Specials::Finite => sign | (self.sign_bit() - 1),
             Specials::UnsignedZero => self.sign_bit(),
             // No NaN: ml_dtypes (the ONNX reference) gives negative zero.
@@ -417,5 +417,90 @@ impl NarrowTensor {
             DType::U2 => build::<UInt2>(shape, raw),
             _ => return None,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Inputs of the tables below, whose codes ml_dtypes (the ONNX reference) gives for
+    /// a non-saturating cast from float32.
+    const INPUTS: [f32; 21] = [
+        f32::NAN, f32::INFINITY, f32::NEG_INFINITY, -0.0, 1e9, -1e9, 7.0, 6.5, 5.0, -5.0, 0.25, 0.2, 1e-30,
+        -1e-30, 464.0, 465.0, 61440.0, 17.7, -9.5, -3.5, 2.5,
+    ];
+
+    fn codes(format: Format) -> Vec<u32> {
+        INPUTS.iter().map(|&x| format.encode(x, false)).collect()
+    }
+
+    #[test]
+    fn float8_and_float4_encode_like_the_reference() {
+        let e4m3fn = [127, 127, 255, 128, 127, 255, 78, 77, 74, 202, 40, 37, 0, 128, 126, 127, 127, 89, 210, 198, 66];
+        let e4m3fnuz = [128, 128, 128, 0, 128, 128, 86, 85, 82, 210, 48, 45, 0, 0, 128, 128, 128, 97, 218, 206, 74];
+        let e5m2 = [126, 124, 252, 128, 124, 252, 71, 70, 69, 197, 52, 50, 0, 128, 95, 95, 124, 76, 201, 195, 65];
+        let e5m2fnuz = [128, 128, 128, 0, 128, 128, 75, 74, 73, 201, 56, 54, 0, 0, 99, 99, 128, 80, 205, 199, 69];
+        let e2m1 = [8, 7, 15, 8, 7, 15, 7, 7, 6, 14, 0, 0, 0, 8, 7, 7, 7, 7, 15, 14, 4];
+        assert_eq!(codes(E4M3FN), e4m3fn);
+        assert_eq!(codes(E4M3FNUZ), e4m3fnuz);
+        assert_eq!(codes(E5M2), e5m2);
+        assert_eq!(codes(E5M2FNUZ), e5m2fnuz);
+        assert_eq!(codes(E2M1), e2m1);
+    }
+
+    #[test]
+    fn saturation_clamps_overflow_and_infinities_but_keeps_nan() {
+        assert_eq!(E4M3FN.decode(E4M3FN.encode(1e9, true)), 448.0);
+        assert_eq!(E5M2.decode(E5M2.encode(f32::NEG_INFINITY, true)), -57344.0);
+        assert_eq!(E4M3FNUZ.decode(E4M3FNUZ.encode(f32::INFINITY, true)), 240.0);
+        assert!(E5M2FNUZ.decode(E5M2FNUZ.encode(f32::NAN, true)).is_nan());
+    }
+
+    #[test]
+    fn every_float8_code_decodes_and_encodes_back() {
+        for format in [E4M3FN, E4M3FNUZ, E5M2, E5M2FNUZ] {
+            for code in 0..256u32 {
+                let value = format.decode(code);
+                if value.is_nan() {
+                    assert!(format.decode(format.encode(value, false)).is_nan());
+                } else {
+                    assert_eq!(format.encode(value, false), code, "{value}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn e8m0_follows_round_mode_and_saturate() {
+        let r = |x, mode| Float8E8M0::round(x, true, mode).0;
+        assert_eq!(r(3.0, E8M0Rounding::Up), 4.0);
+        assert_eq!(r(3.0, E8M0Rounding::Down), 2.0);
+        assert_eq!(r(3.0, E8M0Rounding::Nearest), 4.0);
+        assert_eq!(r(2.5, E8M0Rounding::Nearest), 2.0);
+        assert_eq!(r(f64::from(f32::MAX), E8M0Rounding::Up), 2f32.powi(127));
+        assert!(Float8E8M0::round(f64::from(f32::MAX), false, E8M0Rounding::Up).0.is_nan());
+        assert_eq!(Float8E8M0::from_bits(0).0, 2f32.powi(-127));
+    }
+
+    #[test]
+    fn sub_byte_types_pack_low_bits_first() {
+        let t = NarrowTensor::unpack(DType::I4, &[3], &[0x9f, 0x07]).unwrap().unwrap();
+        let Tensor::Narrow(n) = &t else { panic!("not narrow: {t:?}") };
+        assert_eq!(n.to_f64().into_raw_vec_and_offset().0, vec![-1.0, -7.0, 7.0]);
+        assert_eq!(n.to_raw(), vec![0x9f, 0x07]);
+        let t = NarrowTensor::unpack(DType::U2, &[5], &[0b1110_0100, 0b11]).unwrap().unwrap();
+        let Tensor::Narrow(n) = &t else { panic!("not narrow: {t:?}") };
+        assert_eq!(n.to_f64().into_raw_vec_and_offset().0, vec![0.0, 1.0, 2.0, 3.0, 3.0]);
+        assert!(NarrowTensor::unpack(DType::U4, &[3], &[0]).unwrap().is_err());
+        assert!(NarrowTensor::unpack(DType::F32, &[1], &[0]).is_none());
+    }
+
+    #[test]
+    fn floats_out_of_an_int_range_become_zero() {
+        assert_eq!(Int4::from_float(-8.9, true), Int4(-8));
+        assert_eq!(Int4::from_float(8.0, true), Int4(0));
+        assert_eq!(UInt2::from_float(-1.0, true), UInt2(0));
+        assert_eq!(Int2::from_int(3), Int2(-1));
     }
 }
