@@ -33,7 +33,7 @@ pub fn read(path: &Path) -> Result<Tensor, String> {
     ))
 }
 
-/// Writes a tensor as an `.npy` file (float16 and bfloat16 are widened to float32).
+/// Writes a tensor as an `.npy` file (float16, bfloat16 and the narrow types are widened to float32).
 pub fn write(path: &Path, tensor: &Tensor) -> Result<(), String> {
     let mut buf = Vec::new();
     let result = match tensor {
@@ -50,6 +50,7 @@ pub fn write(path: &Path, tensor: &Tensor) -> Result<(), String> {
         Tensor::U32(a) => a.write_npy(&mut buf),
         Tensor::U64(a) => a.write_npy(&mut buf),
         Tensor::Bool(a) => a.write_npy(&mut buf),
+        Tensor::Narrow(n) => n.to_f64().mapv(|v| v as f32).write_npy(&mut buf),
     };
     result.map_err(|e| format!("cannot encode {}: {e}", path.display()))?;
     crate::atomic::write(path, &buf)

@@ -13,6 +13,7 @@ pub mod container;
 pub mod error;
 pub mod graph;
 pub mod kernels;
+pub mod narrow;
 pub mod onnx;
 pub mod ops;
 pub mod options;

@@ -40,6 +40,26 @@ pub enum DType {
     U64,
     /// Boolean.
     Bool,
+    /// float8 with 4 exponent and 3 mantissa bits, no infinities.
+    F8E4M3FN,
+    /// float8e4m3 without infinities or negative zero.
+    F8E4M3FNUZ,
+    /// float8 with 5 exponent and 2 mantissa bits (IEEE-like).
+    F8E5M2,
+    /// float8e5m2 without infinities or negative zero.
+    F8E5M2FNUZ,
+    /// float8 of 8 exponent bits: powers of two.
+    F8E8M0,
+    /// float4 with 2 exponent bits and 1 mantissa bit.
+    F4E2M1,
+    /// 4-bit signed integer.
+    I4,
+    /// 4-bit unsigned integer.
+    U4,
+    /// 2-bit signed integer.
+    I2,
+    /// 2-bit unsigned integer.
+    U2,
 }
 
 impl DType {
@@ -59,6 +79,16 @@ impl DType {
             12 => DType::U32,
             13 => DType::U64,
             16 => DType::BF16,
+            17 => DType::F8E4M3FN,
+            18 => DType::F8E4M3FNUZ,
+            19 => DType::F8E5M2,
+            20 => DType::F8E5M2FNUZ,
+            21 => DType::U4,
+            22 => DType::I4,
+            23 => DType::F4E2M1,
+            24 => DType::F8E8M0,
+            25 => DType::U2,
+            26 => DType::I2,
             other => {
                 return Err(Error::Model(format!("unsupported tensor data type {other} ({})", onnx_type_name(other))))
             }
@@ -81,6 +111,16 @@ impl DType {
             DType::U32 => 12,
             DType::U64 => 13,
             DType::BF16 => 16,
+            DType::F8E4M3FN => 17,
+            DType::F8E4M3FNUZ => 18,
+            DType::F8E5M2 => 19,
+            DType::F8E5M2FNUZ => 20,
+            DType::U4 => 21,
+            DType::I4 => 22,
+            DType::F4E2M1 => 23,
+            DType::F8E8M0 => 24,
+            DType::U2 => 25,
+            DType::I2 => 26,
         }
     }
 
@@ -94,13 +134,34 @@ impl DType {
         matches!(self, DType::F16 | DType::BF16)
     }
 
-    /// Size of one element in bytes.
+    /// True for the float8 and float4 dtypes, held as float32 values.
+    pub fn is_narrow_float(self) -> bool {
+        matches!(self, DType::F8E4M3FN | DType::F8E4M3FNUZ | DType::F8E5M2 | DType::F8E5M2FNUZ | DType::F8E8M0 | DType::F4E2M1)
+    }
+
+    /// Width of one element in bits as ONNX stores it (4 and 2 for the packed sub-byte types).
+    pub fn bits(self) -> usize {
+        match self {
+            DType::F4E2M1 | DType::I4 | DType::U4 => 4,
+            DType::I2 | DType::U2 => 2,
+            other => other.size() * 8,
+        }
+    }
+
+    /// Bytes that `count` elements take in ONNX `raw_data` (sub-byte types packed).
+    pub fn raw_len(self, count: usize) -> usize {
+        crate::narrow::packed_len(self.bits(), count)
+    }
+
+    /// Size of one element in bytes (one byte for the sub-byte types, as they are unpacked).
     pub fn size(self) -> usize {
         match self {
             DType::F64 | DType::I64 | DType::U64 => 8,
             DType::F32 | DType::I32 | DType::U32 => 4,
             DType::F16 | DType::BF16 | DType::I16 | DType::U16 => 2,
             DType::I8 | DType::U8 | DType::Bool => 1,
+            DType::F8E4M3FN | DType::F8E4M3FNUZ | DType::F8E5M2 | DType::F8E5M2FNUZ | DType::F8E8M0 => 1,
+            DType::F4E2M1 | DType::I4 | DType::U4 | DType::I2 | DType::U2 => 1,
         }
     }
 
@@ -120,6 +181,16 @@ impl DType {
             DType::U32 => "uint32",
             DType::U64 => "uint64",
             DType::Bool => "bool",
+            DType::F8E4M3FN => "float8e4m3fn",
+            DType::F8E4M3FNUZ => "float8e4m3fnuz",
+            DType::F8E5M2 => "float8e5m2",
+            DType::F8E5M2FNUZ => "float8e5m2fnuz",
+            DType::F8E8M0 => "float8e8m0",
+            DType::F4E2M1 => "float4e2m1",
+            DType::I4 => "int4",
+            DType::U4 => "uint4",
+            DType::I2 => "int2",
+            DType::U2 => "uint2",
         }
     }
 }
@@ -131,16 +202,8 @@ fn onnx_type_name(code: i32) -> &'static str {
         8 => "string",
         14 => "complex64",
         15 => "complex128",
-        17 => "float8e4m3fn",
-        18 => "float8e4m3fnuz",
-        19 => "float8e5m2",
-        20 => "float8e5m2fnuz",
-        21 => "uint4",
-        22 => "int4",
-        23 => "float4e2m1",
-        24 => "float8e8m0",
-        25 => "uint2",
-        26 => "int2",
+        27 => "float6e2m3",
+        28 => "float6e3m2",
         _ => "unknown code",
     }
 }
@@ -180,6 +243,8 @@ pub enum Tensor {
     U64(Array<u64>),
     /// bool data.
     Bool(Array<bool>),
+    /// Data of a float8, float4, int4/uint4 or int2/uint2 type.
+    Narrow(crate::narrow::NarrowTensor),
 }
 
 /// Runs `$body` with `$arr` bound to the inner array, whatever the dtype.
@@ -201,6 +266,7 @@ macro_rules! with_array {
             $crate::Tensor::U32($arr) => $body,
             $crate::Tensor::U64($arr) => $body,
             $crate::Tensor::Bool($arr) => $body,
+            $crate::Tensor::Narrow(narrow) => $crate::with_narrow_array!(narrow, $arr => $body),
         }
     };
 }
@@ -274,6 +340,7 @@ impl Tensor {
             Tensor::U32(_) => DType::U32,
             Tensor::U64(_) => DType::U64,
             Tensor::Bool(_) => DType::Bool,
+            Tensor::Narrow(n) => n.dtype(),
         }
     }
 

@@ -190,6 +190,7 @@ fn floats(t: &Tensor) -> Cow<'_, [f32]> {
         Tensor::U32(a) => owned(a, |v| v as f32),
         Tensor::U64(a) => owned(a, |v| v as f32),
         Tensor::Bool(a) => owned(a, |v| v as u8 as f32),
+        Tensor::Narrow(n) => Cow::Owned(n.to_f64().iter().map(|&v| v as f32).collect()),
     }
 }
 

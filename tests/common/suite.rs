@@ -89,6 +89,7 @@ fn as_f64(t: &Tensor) -> Vec<f64> {
         Tensor::F16(a) => a.iter().map(|v| v.to_f64()).collect(),
         Tensor::BF16(a) => a.iter().map(|v| v.to_f64()).collect(),
         Tensor::F64(a) => a.iter().copied().collect(),
+        Tensor::Narrow(n) => n.to_f64().into_iter().collect(),
         _ => Vec::new(),
     }
 }
@@ -102,7 +103,7 @@ pub fn compare(got: &Tensor, want: &Tensor, rtol: f64, atol: f64) -> Option<Stri
     if got.shape() != want.shape() {
         return Some(format!("shape {:?} instead of {:?}", got.shape(), want.shape()));
     }
-    if !want.dtype().is_float() {
+    if !want.dtype().is_float() && !want.dtype().is_narrow_float() {
         return (got != want).then(|| format!("{got:?} instead of {want:?}"));
     }
     let (g, w) = (as_f64(got), as_f64(want));

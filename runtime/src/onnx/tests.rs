@@ -71,7 +71,18 @@ fn wrong_element_counts_and_unknown_types_are_errors() {
     let mut p = typed(DType::BF16, &[2]);
     p.raw_data = vec![0u8; 3].into();
     assert!(tensor_from_proto(&p, ExternalData::Refused).is_err());
-    let p = TensorProto { data_type: 22, dims: vec![1], ..Default::default() };
+    let p = TensorProto { data_type: 27, dims: vec![1], ..Default::default() };
     let e = tensor_from_proto(&p, ExternalData::Refused).unwrap_err().to_string();
-    assert!(e.contains("unsupported tensor data type 22 (int4)"), "{e}");
+    assert!(e.contains("unsupported tensor data type 27 (float6e2m3)"), "{e}");
+    let mut p = typed(DType::I4, &[3]);
+    p.raw_data = vec![0u8; 1].into();
+    assert!(tensor_from_proto(&p, ExternalData::Refused).is_err(), "3 int4 need 2 bytes");
+    let mut p = typed(DType::I4, &[3]);
+    p.int32_data = vec![0x9f, 0x07];
+    let t = tensor_from_proto(&p, ExternalData::Refused).unwrap();
+    assert_eq!(crate::ops::cast::cast(&t, DType::I32).array::<i32>().unwrap().as_slice().unwrap(), &[-1, -7, 7]);
+    let mut p = typed(DType::F8E4M3FN, &[2]);
+    p.raw_data = vec![0x38u8, 0xff].into();
+    let back = tensor_from_proto(&p, ExternalData::Refused).unwrap();
+    assert_eq!(tensor_to_proto("t", &back).raw_data, p.raw_data, "NaN and 1.0 keep their codes");
 }

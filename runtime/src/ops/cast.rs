@@ -1,12 +1,18 @@
 //! Cast and CastLike: conversion between any two dtypes with C semantics (floats truncate
 //! toward zero into integers, integers wrap, anything nonzero is true). Floats round to the
 //! nearest half-precision value, ties to even; NaN and infinities stay NaN and infinities.
+//! The float8 types follow the `saturate` attribute and float8e8m0 its `round_mode`; int4 and
+//! int2 wrap like the other integers (see [`crate::narrow`]).
 
 use half::{bf16, f16};
 
 use super::common::{kernel, model_err};
 use super::{input, Kernel, OpContext, Registry};
 use crate::error::Result;
+use crate::narrow::{
+    E8M0Rounding, Float4E2M1, Float8E4M3FN, Float8E4M3FNUZ, Float8E5M2, Float8E5M2FNUZ, Float8E8M0, Int2, Int4,
+    NarrowElement, UInt2, UInt4,
+};
 use crate::tensor::{Array, DType, Element, Tensor};
 use crate::with_array;
 
@@ -22,10 +28,62 @@ trait Source: Element {
     fn widen(self) -> Wide;
 }
 
+/// How out-of-range values land in the narrow float types (Cast's `saturate` and `round_mode`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Rounding {
+    /// Out-of-range values clamp to the largest finite value (else become inf or NaN).
+    pub(crate) saturate: bool,
+    /// How float8e8m0 rounds.
+    pub(crate) e8m0: E8M0Rounding,
+}
+
+impl Rounding {
+    /// Cast's defaults: saturate, float8e8m0 rounds up.
+    pub(crate) const DEFAULT: Rounding = Rounding { saturate: true, e8m0: E8M0Rounding::Up };
+}
+
 /// A dtype that can be cast to.
 trait Target: Element {
     fn from_int(v: i128) -> Self;
     fn from_float(v: f64) -> Self;
+    /// `from_float` under explicit rounding rules (only the narrow floats look at them).
+    fn from_float_with(v: f64, _: Rounding) -> Self {
+        Self::from_float(v)
+    }
+}
+
+macro_rules! narrow_like {
+    ($($t:ty),*) => {$(
+        impl Source for $t {
+            fn widen(self) -> Wide {
+                if <$t>::DTYPE.is_narrow_float() { Wide::Float(self.to_f64()) } else { Wide::Int(self.to_f64() as i128) }
+            }
+        }
+        impl Target for $t {
+            fn from_int(v: i128) -> Self { NarrowElement::from_int(v) }
+            fn from_float(v: f64) -> Self { <Self as Target>::from_float_with(v, Rounding::DEFAULT) }
+            fn from_float_with(v: f64, r: Rounding) -> Self { NarrowElement::from_float(v, r.saturate) }
+        }
+    )*};
+}
+narrow_like!(Float8E4M3FN, Float8E4M3FNUZ, Float8E5M2, Float8E5M2FNUZ, Float4E2M1, Int4, UInt4, Int2, UInt2);
+
+impl Source for Float8E8M0 {
+    fn widen(self) -> Wide {
+        Wide::Float(self.to_f64())
+    }
+}
+
+impl Target for Float8E8M0 {
+    fn from_int(v: i128) -> Self {
+        <Self as Target>::from_float(v as f64)
+    }
+    fn from_float(v: f64) -> Self {
+        <Self as Target>::from_float_with(v, Rounding::DEFAULT)
+    }
+    fn from_float_with(v: f64, r: Rounding) -> Self {
+        Float8E8M0::round(v, r.saturate, r.e8m0)
+    }
 }
 
 macro_rules! int_like {
@@ -85,37 +143,63 @@ impl Target for bool {
     }
 }
 
-fn convert<S: Source, D: Target>(v: S) -> D {
+fn convert<S: Source, D: Target>(v: S, rounding: Rounding) -> D {
     match v.widen() {
         Wide::Int(i) => D::from_int(i),
-        Wide::Float(f) => D::from_float(f),
+        Wide::Float(f) => D::from_float_with(f, rounding),
     }
 }
 
-fn cast_array<S: Source>(a: &Array<S>, to: DType) -> Tensor {
+fn cast_array<S: Source>(a: &Array<S>, to: DType, r: Rounding) -> Tensor {
+    fn to_type<S: Source, D: Target>(a: &Array<S>, r: Rounding) -> Tensor {
+        a.mapv(|v| convert::<S, D>(v, r)).into()
+    }
     match to {
-        DType::F32 => a.mapv(convert::<S, f32>).into(),
-        DType::F16 => a.mapv(convert::<S, f16>).into(),
-        DType::F64 => a.mapv(convert::<S, f64>).into(),
-        DType::I64 => a.mapv(convert::<S, i64>).into(),
-        DType::I32 => a.mapv(convert::<S, i32>).into(),
-        DType::I8 => a.mapv(convert::<S, i8>).into(),
-        DType::U8 => a.mapv(convert::<S, u8>).into(),
-        DType::BF16 => a.mapv(convert::<S, bf16>).into(),
-        DType::I16 => a.mapv(convert::<S, i16>).into(),
-        DType::U16 => a.mapv(convert::<S, u16>).into(),
-        DType::U32 => a.mapv(convert::<S, u32>).into(),
-        DType::U64 => a.mapv(convert::<S, u64>).into(),
-        DType::Bool => a.mapv(convert::<S, bool>).into(),
+        DType::F32 => to_type::<S, f32>(a, r),
+        DType::F16 => to_type::<S, f16>(a, r),
+        DType::F64 => to_type::<S, f64>(a, r),
+        DType::I64 => to_type::<S, i64>(a, r),
+        DType::I32 => to_type::<S, i32>(a, r),
+        DType::I8 => to_type::<S, i8>(a, r),
+        DType::U8 => to_type::<S, u8>(a, r),
+        DType::BF16 => to_type::<S, bf16>(a, r),
+        DType::I16 => to_type::<S, i16>(a, r),
+        DType::U16 => to_type::<S, u16>(a, r),
+        DType::U32 => to_type::<S, u32>(a, r),
+        DType::U64 => to_type::<S, u64>(a, r),
+        DType::Bool => to_type::<S, bool>(a, r),
+        DType::F8E4M3FN => to_type::<S, Float8E4M3FN>(a, r),
+        DType::F8E4M3FNUZ => to_type::<S, Float8E4M3FNUZ>(a, r),
+        DType::F8E5M2 => to_type::<S, Float8E5M2>(a, r),
+        DType::F8E5M2FNUZ => to_type::<S, Float8E5M2FNUZ>(a, r),
+        DType::F8E8M0 => to_type::<S, Float8E8M0>(a, r),
+        DType::F4E2M1 => to_type::<S, Float4E2M1>(a, r),
+        DType::I4 => to_type::<S, Int4>(a, r),
+        DType::U4 => to_type::<S, UInt4>(a, r),
+        DType::I2 => to_type::<S, Int2>(a, r),
+        DType::U2 => to_type::<S, UInt2>(a, r),
     }
 }
 
 /// `t` converted to `to`; shares the buffer when it already has that dtype.
 pub(crate) fn cast(t: &Tensor, to: DType) -> Tensor {
+    cast_with(t, to, Rounding::DEFAULT)
+}
+
+/// `t` converted to `to` under `rounding`.
+pub(crate) fn cast_with(t: &Tensor, to: DType, rounding: Rounding) -> Tensor {
     if t.dtype() == to {
         return t.clone();
     }
-    with_array!(t, a => cast_array(a, to))
+    with_array!(t, a => cast_array(a, to, rounding))
+}
+
+/// Cast's and CastLike's `saturate` and `round_mode` attributes.
+fn rounding(ctx: &OpContext) -> Result<Rounding> {
+    let mode = ctx.attrs.string("round_mode")?.unwrap_or_else(|| "up".to_string());
+    let e8m0 = E8M0Rounding::parse(&mode)
+        .ok_or_else(|| model_err(ctx, format!("round_mode must be up, down or nearest, got '{mode}'")))?;
+    Ok(Rounding { saturate: ctx.attrs.int_or("saturate", 1) != 0, e8m0 })
 }
 
 fn cast_factory(ctx: &OpContext) -> Result<Box<dyn Kernel>> {
@@ -123,11 +207,13 @@ fn cast_factory(ctx: &OpContext) -> Result<Box<dyn Kernel>> {
     let to = i32::try_from(code)
         .map_err(|_| model_err(ctx, format!("'to' = {code} is not a data type")))
         .and_then(|c| DType::from_onnx(c).map_err(|e| model_err(ctx, e)))?;
-    kernel(move |inputs| Ok(vec![cast(input(inputs, 0)?, to)]))
+    let r = rounding(ctx)?;
+    kernel(move |inputs| Ok(vec![cast_with(input(inputs, 0)?, to, r)]))
 }
 
-fn cast_like_factory(_: &OpContext) -> Result<Box<dyn Kernel>> {
-    kernel(|inputs| Ok(vec![cast(input(inputs, 0)?, input(inputs, 1)?.dtype())]))
+fn cast_like_factory(ctx: &OpContext) -> Result<Box<dyn Kernel>> {
+    let r = rounding(ctx)?;
+    kernel(move |inputs| Ok(vec![cast_with(input(inputs, 0)?, input(inputs, 1)?.dtype(), r)]))
 }
 
 /// Registers Cast and CastLike.

@@ -1,7 +1,9 @@
-//! QuantizeLinear and DequantizeLinear with int8/uint8 (and int32 input) data: per-tensor,
-//! per-axis and blocked (opset 21) scales and zero points. Float math runs in float32.
+//! QuantizeLinear and DequantizeLinear with 8- and 16-bit, int4/uint4, int2/uint2 and
+//! float8/float4 data (and int32 input): per-tensor, per-axis and blocked (opset 21) scales and
+//! zero points. Float math runs in float32; float8/float4 outputs round to nearest even and
+//! saturate unless `saturate` = 0.
 
-use super::cast::cast;
+use super::cast::{cast, cast_with, Rounding};
 use super::common::{contiguous, from_shape_vec, kernel, model_err, normalize_axis};
 use super::{input, optional_input, Kernel, OpContext, Registry};
 use crate::error::{op_err, Result};
@@ -66,24 +68,41 @@ fn floats(t: &Tensor) -> Result<Vec<f32>> {
     }
 }
 
-/// Reads an int8/uint8/int16/uint16/int32 tensor as i32 values.
-fn ints(t: &Tensor) -> Result<Vec<i32>> {
+/// Reads quantized data (8/16/32-bit, 4-bit and 2-bit integers, float8 and float4) as f64
+/// values, all exact.
+fn levels(t: &Tensor) -> Result<Vec<f64>> {
     match t.dtype() {
-        DType::I8 | DType::U8 | DType::I16 | DType::U16 | DType::I32 => {
-            Ok(contiguous(cast(t, DType::I32).array::<i32>()?).into_owned())
+        DType::I8 | DType::U8 | DType::I16 | DType::U16 | DType::I32 | DType::I4 | DType::U4 | DType::I2 | DType::U2 => {
+            Ok(contiguous(cast(t, DType::F64).array::<f64>()?).into_owned())
         }
-        other => Err(op_err(format!("quantized data must be int8, uint8, int16, uint16 or int32, got {other}"))),
+        dtype if dtype.is_narrow_float() => Ok(contiguous(cast(t, DType::F64).array::<f64>()?).into_owned()),
+        other => Err(op_err(format!(
+            "quantized data must be an 8/16/32-bit, 4-bit or 2-bit integer or a float8/float4, got {other}"
+        ))),
     }
 }
 
-/// The (inclusive) range of a quantized dtype.
+/// A zero point fits a scale when it has its shape (a one-element zero point fits a scalar scale).
+fn fits_scale(zero_point: &Tensor, scale: &Tensor) -> bool {
+    zero_point.shape() == scale.shape() || (zero_point.len() == 1 && scale.len() == 1)
+}
+
+/// The (inclusive) range of a quantized dtype; the float8/float4 types saturate to their largest
+/// finite value when cast, so their range is unbounded here.
 pub(super) fn quant_range(dtype: DType) -> Result<(f32, f32)> {
     match dtype {
+        DType::I4 => Ok((-8.0, 7.0)),
+        DType::U4 => Ok((0.0, 15.0)),
+        DType::I2 => Ok((-2.0, 1.0)),
+        DType::U2 => Ok((0.0, 3.0)),
+        dtype if dtype.is_narrow_float() && dtype != DType::F8E8M0 => Ok((f32::NEG_INFINITY, f32::INFINITY)),
         DType::U8 => Ok((0.0, 255.0)),
         DType::I8 => Ok((-128.0, 127.0)),
         DType::U16 => Ok((0.0, 65535.0)),
         DType::I16 => Ok((-32768.0, 32767.0)),
-        other => Err(op_err(format!("quantizing to {other} is not supported (int8, uint8, int16 and uint16 are)"))),
+        other => Err(op_err(format!(
+            "quantizing to {other} is not supported (8/16-bit, 4-bit and 2-bit integers, float8 and float4e2m1 are)"
+        ))),
     }
 }
 
@@ -97,23 +116,26 @@ pub(super) fn quantized_tensor(shape: &[usize], q: Vec<f32>, dtype: DType) -> Re
     Ok(cast(&from_shape_vec(shape, q)?.into(), dtype))
 }
 
-fn quantize(x: &Tensor, scale: &Tensor, zero_point: Option<&Tensor>, layout: Layout, output: DType) -> Result<Tensor> {
+fn quantize(x: &Tensor, scale: &Tensor, zero_point: Option<&Tensor>, layout: Layout, output: DType, saturate: bool) -> Result<Tensor> {
     let dtype = zero_point.map_or(output, Tensor::dtype);
     let range = quant_range(dtype)?;
     let index = layout.scale_index(x.shape(), scale.shape())?;
     let scales = floats(scale)?;
-    let zps = match zero_point {
-        Some(z) if z.shape() != scale.shape() => {
+    let zps: Vec<f32> = match zero_point {
+        Some(z) if !fits_scale(z, scale) => {
             return Err(op_err(format!("zero point shape {:?} differs from scale shape {:?}", z.shape(), scale.shape())))
         }
-        Some(z) => ints(z)?.into_iter().map(|v| v as f32).collect(),
+        Some(z) => levels(z)?.into_iter().map(|v| v as f32).collect(),
         None => vec![0.0; scales.len()],
     };
-    let q = floats(x)?
-        .into_iter()
-        .zip(index)
-        .map(|(v, s)| quantize_value(v, scales[s], zps[s], range))
-        .collect();
+    let values = floats(x)?.into_iter().zip(index);
+    if dtype.is_narrow_float() {
+        // No integer rounding: the cast rounds to the nearest float8/float4 value.
+        let q: Vec<f32> = values.map(|(v, s)| v / scales[s] + zps[s]).collect();
+        let rounding = Rounding { saturate, ..Rounding::DEFAULT };
+        return Ok(cast_with(&from_shape_vec(x.shape(), q)?.into(), dtype, rounding));
+    }
+    let q = values.map(|(v, s)| quantize_value(v, scales[s], zps[s], range)).collect();
     quantized_tensor(x.shape(), q, dtype)
 }
 
@@ -121,7 +143,7 @@ fn dequantize(x: &Tensor, scale: &Tensor, zero_point: Option<&Tensor>, layout: L
     let index = layout.scale_index(x.shape(), scale.shape())?;
     let scales = floats(scale)?;
     let zps = match zero_point {
-        Some(z) if z.dtype() != x.dtype() || z.shape() != scale.shape() => {
+        Some(z) if z.dtype() != x.dtype() || !fits_scale(z, scale) => {
             return Err(op_err(format!(
                 "zero point ({} {:?}) must match the data type {} and the scale shape {:?}",
                 z.dtype(),
@@ -130,13 +152,13 @@ fn dequantize(x: &Tensor, scale: &Tensor, zero_point: Option<&Tensor>, layout: L
                 scale.shape()
             )))
         }
-        Some(z) => ints(z)?,
-        None => vec![0; scales.len()],
+        Some(z) => levels(z)?,
+        None => vec![0.0; scales.len()],
     };
-    let y: Vec<f32> = ints(x)?
+    let y: Vec<f32> = levels(x)?
         .into_iter()
         .zip(index)
-        .map(|(v, s)| (v as i64 - zps[s] as i64) as f32 * scales[s])
+        .map(|(v, s)| (v - zps[s]) as f32 * scales[s])
         .collect();
     Ok(cast(&from_shape_vec(x.shape(), y)?.into(), scale.dtype()))
 }
@@ -148,8 +170,9 @@ fn quantize_factory(ctx: &OpContext) -> Result<Box<dyn Kernel>> {
         code => DType::from_onnx(code as i32).map_err(|e| model_err(ctx, e))?,
     };
     quant_range(output).map_err(|e| model_err(ctx, e))?;
+    let saturate = ctx.attrs.int_or("saturate", 1) != 0;
     kernel(move |inputs| {
-        Ok(vec![quantize(input(inputs, 0)?, input(inputs, 1)?, optional_input(inputs, 2), layout, output)?])
+        Ok(vec![quantize(input(inputs, 0)?, input(inputs, 1)?, optional_input(inputs, 2), layout, output, saturate)?])
     })
 }
 
