@@ -34,11 +34,23 @@ pub(super) fn other_input<'g>(ix: &GraphIndex<'g>, node: usize, known: &str) -> 
 }
 
 /// True when `node` is a ReduceMean over the last axis only, with kept dims.
-pub(super) fn is_last_axis_mean(ix: &GraphIndex, node: usize) -> bool {
+fn is_last_axis_mean(ix: &GraphIndex, node: usize) -> bool {
     let n = ix.node(node);
     let attrs = Attrs::new(n);
     let axes = attrs.ints("axes").or_else(|| ix.constant(n.input.get(1)?)?.to_i64_vec().ok());
     is_op(n, "ReduceMean") && axes.as_deref() == Some(&[-1]) && attrs.int_or("keepdims", 1) == 1
+}
+
+/// `Sqrt(ReduceMean(Pow(base, 2)) + eps)` (mean over the last axis) from its `Sqrt` node: the
+/// base, `eps`, and the `Add`, `ReduceMean` and `Pow` nodes.
+pub(super) fn root_mean_square<'g>(ix: &GraphIndex<'g>, sqrt: usize) -> Option<(&'g str, f64, [usize; 3])> {
+    let add = ix.producer_of_type(ix.node(sqrt).input.first()?, "Add")?;
+    let var = ix.node(add).input.iter().find(|n| ix.producer(n).is_some_and(|p| is_last_axis_mean(ix, p)))?;
+    let eps = ix.scalar(other_input(ix, add, var)?)?;
+    let mean = ix.producer(var)?;
+    let pow = ix.producer_of_type(ix.node(mean).input.first()?, "Pow")?;
+    let [base, exponent] = ix.node(pow).input.as_slice() else { return None };
+    (ix.scalar(exponent)? == 2.0).then_some((base.as_str(), eps, [add, mean, pow]))
 }
 
 /// Matches the pattern from its `Div`; every intermediate must be private to it.
@@ -55,22 +67,18 @@ pub fn match_decomposed<'g>(ix: &GraphIndex<'g>, div: usize) -> Option<Decompose
         return None;
     }
     let sqrt = ix.producer_of_type(s, "Sqrt")?;
-    let add_eps = ix.producer_of_type(ix.node(sqrt).input.first()?, "Add")?;
-    let var = ix.node(add_eps).input.iter().find(|n| ix.producer(n).is_some_and(|p| is_last_axis_mean(ix, p)))?;
-    let eps = ix.scalar(other_input(ix, add_eps, var)?)?;
-    let mean2 = ix.producer(var)?;
-    let pow = ix.producer_of_type(ix.node(mean2).input.first()?, "Pow")?;
-    let [pbase, pexp] = ix.node(pow).input.as_slice() else { return None };
-    if pbase != d || ix.scalar(pexp)? != 2.0 {
+    let (base, eps, [add_eps, mean2, pow]) = root_mean_square(ix, sqrt)?;
+    if base != d.as_str() {
         return None;
     }
+    let var = ix.output(mean2);
     let n_out = ix.output(div);
     let mul = ix.sole_consumer(n_out).filter(|&c| is_op(ix.node(c), "Mul"))?;
     let gamma = other_input(ix, mul, n_out)?;
     let m_out = ix.output(mul);
     let add = ix.sole_consumer(m_out).filter(|&c| is_op(ix.node(c), "Add"))?;
     let beta = other_input(ix, add, m_out)?;
-    let private = [(m.as_str(), 1), (d.as_str(), 2), (ix.output(pow), 1), (var.as_str(), 1), (ix.output(add_eps), 1), (s.as_str(), 1)];
+    let private = [(m.as_str(), 1), (d.as_str(), 2), (ix.output(pow), 1), (var, 1), (ix.output(add_eps), 1), (s.as_str(), 1)];
     if private.iter().any(|(v, n)| ix.consumers(v).len() != *n || ix.consumers(v).contains(&GRAPH_OUTPUT)) {
         return None;
     }

@@ -4,7 +4,7 @@
 //! `x * Reciprocal(Sqrt(...))`.
 
 use super::index::{is_op, GraphIndex};
-use super::layernorm::{is_last_axis_mean, other_input};
+use super::layernorm::{other_input, root_mean_square};
 use super::Rewrite;
 use crate::onnx::attributes::{float_attr, int_attr};
 use crate::onnx::proto::NodeProto;
@@ -30,13 +30,8 @@ fn normalised(ix: &GraphIndex, node: usize) -> Option<(String, usize, Vec<usize>
 /// Rewrites a decomposed RMSNorm over the last axis, from its normalising node.
 pub fn plan_rms_norm(ix: &GraphIndex, node: usize) -> Option<Rewrite> {
     let (x, sqrt, mut nodes) = normalised(ix, node)?;
-    let add = ix.producer_of_type(ix.node(sqrt).input.first()?, "Add")?;
-    let var = ix.node(add).input.iter().find(|v| ix.producer(v).is_some_and(|p| is_last_axis_mean(ix, p)))?;
-    let eps = ix.scalar(other_input(ix, add, var)?)?;
-    let mean = ix.producer(var)?;
-    let pow = ix.producer_of_type(ix.node(mean).input.first()?, "Pow")?;
-    let [base, exponent] = ix.node(pow).input.as_slice() else { return None };
-    if *base != x || ix.scalar(exponent)? != 2.0 {
+    let (base, eps, [add, mean, pow]) = root_mean_square(ix, sqrt)?;
+    if base != x {
         return None;
     }
     let normed = ix.output(node);
