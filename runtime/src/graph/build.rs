@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use crate::error::{Error, Result};
+use crate::graph::scope::{with_implicit_inputs, Scope};
 use crate::graph::{Graph, InputSpec, Node, ValueId};
 use crate::onnx::proto::{GraphProto, ModelProto, NodeProto};
 use crate::onnx::{shared_u8, tensor_from_proto, ExternalData, SharedBytes};
@@ -22,22 +23,47 @@ pub fn build(model: &ModelProto, data: ExternalData, registry: &Registry, option
         .iter()
         .map(|o| (normalize_domain(&o.domain), o.version))
         .collect();
-    let mut b = Builder::default();
-    b.add_initializers(graph, data)?;
-    let fused;
-    let graph = if options.fuse {
-        fused = b.fused(graph);
+    if options.fuse {
         // Fused nodes are `ai.rbe` ops, version 1.
         opsets.entry(crate::ops::RBE_DOMAIN).or_insert(1);
+    }
+    let scope = Scope { opsets, registry, options, data };
+    build_graph(graph, &scope, Vec::new())
+}
+
+/// A value a nested graph reads from the graph around it.
+pub enum OuterValue {
+    /// A constant of the enclosing graph (an initializer or a folded value).
+    Constant(Tensor),
+    /// A `uint8` initializer of the enclosing graph kept as shared bytes.
+    Shared(SharedBytes),
+    /// A value computed at run time: the nested graph takes it as an input of any type.
+    Runtime,
+}
+
+/// Builds the plan of a nested graph (an `If` branch) that reads the named `outer` values of
+/// the enclosing graph; its constants fold and its products fuse like the main graph's.
+pub fn build_nested(graph: &GraphProto, scope: &Scope, outer: Vec<(String, OuterValue)>) -> Result<Graph> {
+    build_graph(graph, scope, outer)
+}
+
+fn build_graph(graph: &GraphProto, scope: &Scope, outer: Vec<(String, OuterValue)>) -> Result<Graph> {
+    let graph = with_implicit_inputs(graph);
+    let mut b = Builder::default();
+    b.add_outer(outer);
+    b.add_initializers(&graph, scope.data)?;
+    let fused;
+    let graph = if scope.options.fuse {
+        fused = b.fused(&graph);
         &fused
     } else {
-        graph
+        &*graph
     };
     b.add_inputs(graph)?;
     let order = b.order_nodes(graph)?;
     b.count_readers(graph);
     for index in order {
-        b.add_node(&graph.node[index], index, &opsets, registry, options)?;
+        b.add_node(&graph.node[index], index, scope)?;
     }
     b.finish(graph)
 }
@@ -67,6 +93,22 @@ impl Builder {
         self.names.push(name.to_string());
         self.constants.push(None);
         id
+    }
+
+    fn add_outer(&mut self, outer: Vec<(String, OuterValue)>) {
+        for (name, value) in outer {
+            let id = self.value(&name);
+            match value {
+                OuterValue::Constant(t) => self.constants[id] = Some(t),
+                OuterValue::Shared(bytes) => {
+                    self.shared.insert(id, bytes);
+                }
+                OuterValue::Runtime => {
+                    self.inputs.push(InputSpec { name, dtype: None, dims: None });
+                    self.input_ids.push(id);
+                }
+            }
+        }
     }
 
     fn add_initializers(&mut self, graph: &GraphProto, data: ExternalData) -> Result<()> {
@@ -115,17 +157,20 @@ impl Builder {
         Ok(())
     }
 
+    /// Counts, per value (node outputs included), the nodes and graph outputs reading it.
     fn count_readers(&mut self, graph: &GraphProto) {
+        let read: Vec<&str> = graph
+            .node
+            .iter()
+            .flat_map(|n| n.input.iter())
+            .chain(graph.output.iter().map(|o| &o.name))
+            .filter(|n| !n.is_empty())
+            .map(String::as_str)
+            .collect();
+        let ids: Vec<ValueId> = read.into_iter().map(|name| self.value(name)).collect();
         self.readers_left = vec![0; self.names.len()];
-        for name in graph.node.iter().flat_map(|n| n.input.iter()).filter(|n| !n.is_empty()) {
-            if let Some(&id) = self.ids.get(name.as_str()) {
-                self.readers_left[id] += 1;
-            }
-        }
-        for out in &graph.output {
-            if let Some(&id) = self.ids.get(out.name.as_str()) {
-                self.readers_left[id] += 1;
-            }
+        for id in ids {
+            self.readers_left[id] += 1;
         }
     }
 
@@ -179,9 +224,7 @@ impl Builder {
         &mut self,
         proto: &NodeProto,
         index: usize,
-        opsets: &HashMap<&str, i64>,
-        registry: &Registry,
-        options: &SessionOptions,
+        scope: &Scope,
     ) -> Result<()> {
         let name = if proto.name.is_empty() {
             format!("{}_{index}", proto.op_type)
@@ -189,14 +232,15 @@ impl Builder {
             proto.name.clone()
         };
         let domain = normalize_domain(&proto.domain);
-        let opset = opsets.get(domain).copied().unwrap_or(0);
+        let opset = scope.opsets.get(domain).copied().unwrap_or(0);
         let unknown = || Error::UnknownOp {
             domain: proto.domain.clone(),
             op_type: proto.op_type.clone(),
             opset,
             node: name.clone(),
         };
-        let factory = registry
+        let factory = scope
+            .registry
             .resolve(domain, &proto.op_type, opset)
             .ok_or_else(unknown)?;
         let inputs: Vec<Option<ValueId>> = proto
@@ -230,7 +274,15 @@ impl Builder {
             .collect();
         let foldable = constants.iter().zip(&inputs).all(|(c, id)| c.is_some() || id.is_none());
         let shared = inputs.iter().map(|id| id.and_then(|id| self.shared.get(&id))).collect();
-        let ctx = OpContext { node: proto, opset, attrs: Attrs::new(proto), constants, shared, options };
+        let ctx = OpContext {
+            node: proto,
+            opset,
+            attrs: Attrs::new(proto),
+            constants,
+            shared,
+            options: scope.options,
+            scope: Some(scope),
+        };
         let kernel = factory(&ctx).map_err(wrap)?;
         if foldable {
             let values = kernel.run(&ctx.constants).map_err(wrap)?;
@@ -311,12 +363,19 @@ impl Builder {
         }
     }
 
+    /// True when value `id` is a constant, a graph input or a node's output.
+    fn is_defined(&self, id: ValueId) -> bool {
+        self.constants[id].is_some()
+            || self.shared.contains_key(&id)
+            || self.input_ids.contains(&id)
+            || self.nodes.iter().any(|n| n.outputs.contains(&Some(id)))
+    }
+
     fn finish(mut self, graph: &GraphProto) -> Result<Graph> {
         let mut outputs = Vec::with_capacity(graph.output.len());
         for out in &graph.output {
-            let id = *self.ids.get(&out.name).ok_or_else(|| {
-                Error::Model(format!("graph output '{}' is never produced", out.name))
-            })?;
+            let id = self.ids.get(&out.name).copied().filter(|id| self.is_defined(*id));
+            let id = id.ok_or_else(|| Error::Model(format!("graph output '{}' is never produced", out.name)))?;
             self.materialize(id)?;
             outputs.push((out.name.clone(), id));
         }

@@ -6,10 +6,12 @@ mod build;
 pub mod fuse;
 mod inputs;
 mod run;
+mod scope;
 
-pub use build::build;
+pub use build::{build, build_nested, OuterValue};
 pub use inputs::{Dim, InputSpec};
 pub use run::Observer;
+pub use scope::{outer_names, Scope};
 
 use crate::ops::Kernel;
 use crate::tensor::Tensor;

@@ -1,7 +1,7 @@
 //! Typed access to a node's attributes.
 
 use crate::error::{Error, Result};
-use crate::onnx::proto::{AttributeProto, NodeProto};
+use crate::onnx::proto::{AttributeProto, GraphProto, NodeProto};
 use crate::tensor::Tensor;
 
 /// A node's attributes, looked up by name.
@@ -72,6 +72,11 @@ impl<'a> Attrs<'a> {
             None => Ok(None),
             Some(t) => crate::onnx::tensor_from_proto(t, crate::onnx::ExternalData::Refused).map(Some),
         }
+    }
+
+    /// A graph attribute (the branches of `If`), if present.
+    pub fn graph(&self, name: &str) -> Option<&'a GraphProto> {
+        self.get(name).and_then(|a| a.g.as_ref())
     }
 
     /// A required integer attribute.

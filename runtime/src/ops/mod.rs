@@ -11,6 +11,7 @@ pub(crate) mod cast;
 mod clip;
 mod common;
 mod contrib;
+mod control_flow;
 mod dropout;
 mod dynamic_quantize;
 mod einsum;
@@ -44,6 +45,7 @@ pub use rbe::DOMAIN as RBE_DOMAIN;
 use std::collections::HashMap;
 
 use crate::error::Result;
+use crate::graph::Scope;
 use crate::onnx::proto::NodeProto;
 use crate::onnx::SharedBytes;
 use crate::options::SessionOptions;
@@ -78,6 +80,9 @@ pub struct OpContext<'a> {
     pub shared: Vec<Option<&'a SharedBytes>>,
     /// The session's options (activation mode of compressed matmuls, ...).
     pub options: &'a SessionOptions,
+    /// The model-wide context, for kernels that build nested graphs (`If`); `None` when a
+    /// kernel is built on its own (tests).
+    pub scope: Option<&'a Scope<'a>>,
 }
 
 impl<'a> OpContext<'a> {
@@ -90,6 +95,7 @@ impl<'a> OpContext<'a> {
             constants: Vec::new(),
             shared: Vec::new(),
             options: &SessionOptions::DEFAULT,
+            scope: None,
         }
     }
 
@@ -166,6 +172,7 @@ impl Registry {
         cast::register(self);
         clip::register(self);
         contrib::register(self);
+        control_flow::register(self);
         dropout::register(self);
         dynamic_quantize::register(self);
         elementwise::register(self);
