@@ -12,7 +12,8 @@
 //! `gemv_cold/{shape}/{format}` (a ring of copies of the layer bigger than the L3 cache, the
 //! next one every iteration: what a decode step sees), `gather/32000x768/{format}` (one
 //! embedding row per token) and `gemm_m128/{shape}/{format}` (a 128-token prompt; f32 through
-//! the `gemm` crate and through the weight packed at load, `kernels::packed`).
+//! the `gemm` crate and through the weight packed at load, `kernels::packed`; q4 with exact
+//! and with int8 activations).
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use rayon::prelude::*;
@@ -288,14 +289,15 @@ fn gemm_m128(c: &mut Criterion) {
             || (),
             |_, _| packed.matmul(black_box(&x), m, &mut out, None, Activation::None).expect("shapes match"),
         );
-        let setup = || encoded(&w, rows, cols, "q4");
-        case(
-            &mut g,
-            BenchmarkId::new(name, "q4"),
-            lazy_bytes(rows, cols, "q4"),
-            setup,
-            |t, _| t.matmul(black_box(&x), m, &mut out).expect("shapes match"),
-        );
+        for (mode, label) in [(Activations::Exact, "q4"), (Activations::Int8, "q4-int8")] {
+            case(
+                &mut g,
+                BenchmarkId::new(name, label),
+                lazy_bytes(rows, cols, "q4"),
+                || encoded(&w, rows, cols, "q4"),
+                |t, _| t.matmul_with(black_box(&x), m, &mut out, mode).expect("shapes match"),
+            );
+        }
     }
     g.finish();
 }

@@ -72,8 +72,8 @@ struct Args {
     /// type.
     #[arg(long, requires = "bench")]
     profile: bool,
-    /// Int8 activations in compressed matmuls of one token (faster, not bit-exact; like
-    /// onnxruntime's MatMulNBits accuracy_level 4).
+    /// Int8 activations in compressed matmuls: every token's GEMV, and prompts' GEMMs on
+    /// 4-bit codes (faster, not bit-exact; like onnxruntime's MatMulNBits accuracy_level 4).
     #[arg(long)]
     int8_activations: bool,
     /// Run every node as the file spells it (no fusion passes).

@@ -6,7 +6,10 @@
 //!   an offset times the group's activation sum) is applied. [`Activations::Int8`] quantizes
 //!   the activation row once per call to int8 and uses integer dot products (ggml's way).
 //! - [`gemm`] (several rows): panels of rows are decoded with SIMD into a per-thread buffer
-//!   and multiplied by the GEMM kernel; exact f32.
+//!   and multiplied by the GEMM kernel; exact f32. With [`Activations::Int8`], 4-bit codes in
+//!   groups of whole sub-blocks take the integer GEMM instead (AVX2: each weight panel
+//!   unpacked once for several activation rows; elsewhere the int8 GEMV row by row), so a
+//!   prompt gets the same arithmetic as a generated token.
 //!
 //! AVX2 + FMA is detected at run time, and for the int8 GEMV of 4- and 8-bit codes in groups
 //! of 32 AVX-512 VNNI; other CPUs run portable loops with the same results up to f32 rounding. Work is split
@@ -14,6 +17,8 @@
 
 mod act;
 mod decode;
+#[cfg(target_arch = "x86_64")]
+mod gemm_i8;
 mod matrix;
 mod par;
 mod rows;
@@ -97,8 +102,22 @@ fn row_kernel(q: &QuantMatrix, mode: Activations) -> (RowsFn, Order) {
     (rows::rows_portable, Order::Natural)
 }
 
-/// `out[m x rows] = x[m x cols] · Wᵀ` for `W` = `q`, exact f32 (see the module doc).
-pub fn gemm(q: &QuantMatrix, x: &[f32], m: usize, out: &mut [f32]) -> Result<()> {
+/// `out[m x rows] = x[m x cols] · Wᵀ` for `W` = `q`: exact f32, or with int8 activations
+/// where `q` has 4-bit codes in groups of whole sub-blocks and no short last group (see the
+/// module doc); other layouts multiply exactly in either mode.
+pub fn gemm(q: &QuantMatrix, x: &[f32], m: usize, out: &mut [f32], mode: Activations) -> Result<()> {
+    if mode == Activations::Int8 && int8_gemm_layout(q) {
+        par::check(q.rows(), q.cols(), x, m, out)?;
+        #[cfg(target_arch = "x86_64")]
+        if gemm_i8::available(q) {
+            gemm_i8::gemm(q, x, m, out);
+            return Ok(());
+        }
+        for (xi, oi) in x.chunks_exact(q.cols()).zip(out.chunks_exact_mut(q.rows())) {
+            gemv(q, xi, oi, mode)?;
+        }
+        return Ok(());
+    }
     gemm_by(
         q.rows(),
         q.cols(),
@@ -108,6 +127,11 @@ pub fn gemm(q: &QuantMatrix, x: &[f32], m: usize, out: &mut [f32]) -> Result<()>
         || Scratch::new(q),
         |s, first, w| decode::decode_rows(q, s, first, w),
     )
+}
+
+/// Whether [`gemm`] multiplies `q` with int8 activations in [`Activations::Int8`] mode.
+fn int8_gemm_layout(q: &QuantMatrix) -> bool {
+    q.bits() == 4 && q.has_sub_blocks() && q.full_groups() == q.groups_per_row()
 }
 
 /// Decodes rows `first..first + out.len() / cols` of `q` into `out` (whole rows; the caller

@@ -267,6 +267,50 @@ fn int8_gemv_stays_within_its_quantization_bound() {
     });
 }
 
+/// The int8 GEMM (m > 1) against the int8 GEMV row by row: the same quantized activations
+/// and integer sums, so they differ only by the order of the float additions; m covers the
+/// kernel's blocks of 4 rows and their tails, the shapes a last panel of fewer than 8 rows
+/// and groups of 1 and 2 sub-blocks.
+#[test]
+fn int8_gemm_matches_the_int8_gemv_row_by_row() {
+    for asym in [false, true] {
+        for (k, &(rows, cols, group)) in [(37, 96, 32), (33, 256, 64), (8, 3072, 32), (70, 64, 32)].iter().enumerate() {
+            let o = random(rows, cols, group, 4, 6, asym, 40 + k as u64);
+            let q = o.view();
+            for m in [2usize, 3, 5, 128] {
+                let x = activations(m * cols, 11 + m as u64);
+                let mut got = vec![f32::NAN; m * rows];
+                gemm(&q, &x, m, &mut got, Activations::Int8).unwrap();
+                let w = o.dense();
+                for (i, (xi, gi)) in x.chunks_exact(cols).zip(got.chunks_exact(rows)).enumerate() {
+                    let mut want = vec![f32::NAN; rows];
+                    gemv(&q, xi, &mut want, Activations::Int8).unwrap();
+                    for (r, (g, v)) in gi.iter().zip(&want).enumerate() {
+                        let (_, scale) = reference_dot(xi, &w[r * cols..(r + 1) * cols]);
+                        assert!(
+                            ((g - v) as f64).abs() <= 1e-5 * scale,
+                            "asym {asym} {rows}x{cols}/{group} m {m}: row {i} col {r}: gemm {g}, gemv {v}"
+                        );
+                    }
+                }
+                assert_rows(&o, &x, m, &got, 1e-5, |_, xi, wr| int8_bound(&q, xi, wr), "int8 gemm");
+            }
+        }
+    }
+}
+
+/// Layouts the int8 GEMM does not take (other widths, a short last group) stay exact.
+#[test]
+fn int8_gemm_keeps_other_layouts_exact() {
+    for (bits, rows, cols) in [(4, 20, 200), (3, 20, 96), (8, 9, 64)] {
+        let o = random(rows, cols, 32, bits, 6, false, 5);
+        let x = activations(4 * cols, 6);
+        let mut out = vec![f32::NAN; 4 * rows];
+        gemm(&o.view(), &x, 4, &mut out, Activations::Int8).unwrap();
+        assert_rows(&o, &x, 4, &out, 1e-5, |_, _, _| 0.0, &format!("bits {bits} {rows}x{cols}"));
+    }
+}
+
 /// Shapes for the AVX-512 blocks of 4 rows and steps of 16 groups: one group, a step with
 /// one group over, whole steps plus a part, short last groups (one starting a step), rows not
 /// a multiple of 4.
@@ -340,7 +384,7 @@ fn gemm_matches_reference_for_several_rows() {
                 let o = random(rows, cols, group, bits, sb, asym, m as u64 + bits as u64);
                 let x = activations(m * cols, 3 + m as u64);
                 let mut out = vec![f32::NAN; m * rows];
-                gemm(&o.view(), &x, m, &mut out).unwrap();
+                gemm(&o.view(), &x, m, &mut out, Activations::Exact).unwrap();
                 let what = format!("gemm m {m} bits {bits} asym {asym} {rows}x{cols}/{group}");
                 assert_rows(&o, &x, m, &out, 1e-5, |_, _, _| 0.0, &what);
             }
@@ -398,7 +442,8 @@ fn wrong_lengths_are_errors_not_panics() {
     let q = o.view();
     assert!(gemv(&q, &[0.0; 63], &mut [0.0; 4], Activations::Exact).is_err());
     assert!(gemv(&q, &[0.0; 64], &mut [0.0; 3], Activations::Int8).is_err());
-    assert!(gemm(&q, &[0.0; 128], 2, &mut [0.0; 7]).is_err());
+    assert!(gemm(&q, &[0.0; 128], 2, &mut [0.0; 7], Activations::Exact).is_err());
+    assert!(gemm(&q, &[0.0; 128], 2, &mut [0.0; 7], Activations::Int8).is_err());
     let mut bad = random(4, 64, 32, 4, 6, false, 1);
     bad.codes.pop();
     assert!(QuantMatrix::new(QuantParts {
