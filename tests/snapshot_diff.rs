@@ -82,6 +82,24 @@ fn a_model_against_itself_is_perfect() {
     assert_eq!(v["passed"], true);
 }
 
+/// `--int8-activations` runs the converted side's compressed matmuls (prompt GEMMs included)
+/// on int8 activations: a q4 model against itself then differs, by that rounding only.
+#[test]
+fn int8_activations_apply_to_the_converted_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = convert(dir.path(), "gpt2_legacy_op17", "q4");
+    let run = |extra: &[&str]| {
+        let out = snapshot_diff(&[&[s(&model), s(&model), "--json"], extra].concat());
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        json(&out)["comparisons"][0]["outputs"][0].clone()
+    };
+    let (exact, int8) = (run(&[]), run(&["--int8-activations"]));
+    assert_eq!(exact["max_abs_diff"], 0.0);
+    let diff = int8["max_abs_diff"].as_f64().unwrap();
+    assert!(diff > 0.0, "int8 activations changed nothing");
+    assert!(int8["cosine"].as_f64().unwrap() > 0.999, "{int8}");
+}
+
 #[test]
 fn saved_inputs_are_compared_with_onnxruntime_too() {
     let dir = tempfile::tempdir().unwrap();

@@ -18,6 +18,7 @@ use indicatif::ProgressBar;
 use rbe::codec::EncodeParams;
 use rbe::convert::{convert_file, Progress};
 use rbe::diff::golden::{self, Tolerance};
+use rbe_runtime::kernels::qmm::Activations;
 use rbe::diff::{Job, Source};
 
 /// How far a metric may move from its snapshot: 1% of its gap to the ideal, at least 1e-6.
@@ -35,6 +36,7 @@ fn golden_metrics(name: &str, preset: &str) {
         source: Source::Random { sequences: 4, len: 64, seed: 0, vocab: None },
         reference: None,
         label: None,
+        activations: Activations::Exact,
     };
     let report = rbe::diff::run(&job, &AtomicBool::new(false), &ProgressBar::hidden()).unwrap();
     let path = root().join("golden/snapshots").join(format!("{name}.{preset}.json"));

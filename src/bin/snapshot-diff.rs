@@ -12,6 +12,7 @@ use rbe::diff::golden::{self, Tolerance};
 use rbe::diff::html::{self, ConvertSummary};
 use rbe::diff::thresholds::{parse_fraction, Check, Thresholds};
 use rbe::diff::{Job, Report, Source};
+use rbe_runtime::kernels::qmm::Activations;
 use serde::Serialize;
 
 /// Compare a converted model with its original: per-output max |diff|, RMSE, relative RMSE,
@@ -92,6 +93,10 @@ struct Args {
     /// The run's name in reports (default: the converted model's file stem).
     #[arg(long)]
     label: Option<String>,
+    /// Run the converted model's compressed matmuls with int8 activations (as `rbe-run
+    /// --int8-activations`), to measure what that costs in accuracy.
+    #[arg(long)]
+    int8_activations: bool,
 }
 
 #[derive(Subcommand)]
@@ -192,6 +197,7 @@ fn job(args: &Args) -> Result<Job, String> {
         source,
         reference: args.reference.clone(),
         label: args.label.clone(),
+        activations: if args.int8_activations { Activations::Int8 } else { Activations::Exact },
     })
 }
 

@@ -4,7 +4,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
 use indicatif::ProgressBar;
-use rbe_runtime::Session;
+use rbe_runtime::kernels::qmm::Activations;
+use rbe_runtime::{Session, SessionOptions};
 
 use super::compare::{self, Labels, Options};
 use super::inputs::{self, Batch};
@@ -52,6 +53,8 @@ pub struct Job {
     pub reference: Option<PathBuf>,
     /// The run's name in reports; defaults to the converted model's file stem.
     pub label: Option<String>,
+    /// How the converted model's compressed matmuls treat activations (`--int8-activations`).
+    pub activations: Activations,
 }
 
 fn file_name(path: &Path) -> String {
@@ -64,8 +67,9 @@ fn tail(path: &Path, n: usize) -> String {
     parts[parts.len().saturating_sub(n)..].join("/")
 }
 
-fn load(path: &Path) -> Result<Session, String> {
-    Session::load(path).map_err(|e| format!("cannot load {}: {e}", path.display()))
+fn load(path: &Path, activations: Activations) -> Result<Session, String> {
+    let options = SessionOptions { activations, ..SessionOptions::DEFAULT };
+    Session::load_with(path, &options).map_err(|e| format!("cannot load {}: {e}", path.display()))
 }
 
 /// Runs the job. `progress` gets the number of runs as its length and ticks after each;
@@ -74,8 +78,8 @@ pub fn run(job: &Job, stop: &AtomicBool, progress: &ProgressBar) -> Result<Repor
     if job.reference.is_some() && !matches!(job.source, Source::Dir(_)) {
         return Err("--reference needs --inputs: the saved outputs must come from the same inputs".into());
     }
-    let original = load(&job.original)?;
-    let converted = load(&job.converted)?;
+    let original = load(&job.original, Activations::Exact)?;
+    let converted = load(&job.converted, job.activations)?;
     let specs = original.inputs();
     let (batches, source, hint) = match &job.source {
         Source::Dir(dir) => {
@@ -157,6 +161,7 @@ mod tests {
             source: Source::Random { sequences: 1, len: 4, seed: 0, vocab: Some(10) },
             reference: Some("refs".into()),
             label: None,
+            activations: Activations::Exact,
         };
         let err = run(&job, &AtomicBool::new(false), &ProgressBar::hidden()).unwrap_err();
         assert!(err.contains("--reference needs --inputs"), "{err}");
