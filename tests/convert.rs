@@ -138,3 +138,58 @@ fn rbe_run_rejects_corrupt_containers_with_exit_2() {
         }
     }
 }
+
+/// A weight read only inside an `If` branch (as in optimum's merged decoders, whose weights
+/// sit in the outer graph) stays in the converted file, which then runs like the original.
+#[test]
+fn weights_read_inside_if_branches_are_kept() {
+    use prost::Message;
+    use rbe_runtime::onnx::proto::attribute_proto::AttributeType;
+    use rbe_runtime::onnx::proto::{AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, ValueInfoProto};
+    use rbe_runtime::onnx::tensor_to_proto;
+
+    let info = |name: &str| ValueInfoProto { name: name.into(), ..Default::default() };
+    let node = |op: &str, inputs: &[&str], output: &str| NodeProto {
+        op_type: op.into(),
+        input: inputs.iter().map(|s| s.to_string()).collect(),
+        output: vec![output.into()],
+        ..Default::default()
+    };
+    let branch = |n: NodeProto| GraphProto { output: vec![info(&n.output[0])], node: vec![n], ..Default::default() };
+    let attr = |name: &str, g: GraphProto| AttributeProto {
+        name: name.into(),
+        r#type: AttributeType::Graph as i32,
+        g: Some(g),
+        ..Default::default()
+    };
+    let w = Tensor::from_vec(&[64, 64], (0..64 * 64).map(|i| ((i * 37 % 101) as f32 - 50.0) / 500.0).collect()).unwrap();
+    let model = ModelProto {
+        ir_version: 8,
+        opset_import: vec![OperatorSetIdProto { domain: String::new(), version: 17 }],
+        graph: Some(GraphProto {
+            node: vec![NodeProto {
+                attribute: vec![
+                    attr("then_branch", branch(node("MatMul", &["x", "w"], "a"))),
+                    attr("else_branch", branch(node("Neg", &["x"], "b"))),
+                ],
+                ..node("If", &["flag"], "y")
+            }],
+            input: vec![info("x"), info("flag")],
+            output: vec![info("y")],
+            initializer: vec![tensor_to_proto("w", &w)],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("if.onnx");
+    std::fs::write(&path, model.encode_to_vec()).unwrap();
+    let params = EncodeParams::preset("q4").unwrap();
+    let (bytes, _) = convert_file(&path, &params, "q4", 3, &Progress::none()).unwrap();
+    let x = Tensor::from_vec(&[2, 64], (0..128).map(|i| i as f32 / 64.0 - 1.0).collect()).unwrap();
+    let feeds = vec![("x".to_string(), x), ("flag".to_string(), Tensor::from_vec(&[], vec![true]).unwrap())];
+    let run = |s: &Session| s.run(feeds.clone()).unwrap().remove(0).1;
+    let (want, got) = (run(&Session::load(&path).unwrap()), run(&load_bytes(&bytes)));
+    assert_eq!(want.shape(), got.shape());
+    assert!(rel_rmse(&want, &got) < 1e-6, "{}", rel_rmse(&want, &got));
+}

@@ -465,7 +465,8 @@ def run_and_save(session, inputs: dict, case_dir: Path) -> dict:
 def gpt2_feed(session, batch: int, seq: int, past: int = 0, seed: int = 0) -> dict:
     """Inputs for a GPT-2-style ONNX graph, built from its declared inputs: input_ids (token_ids
     of a name derived from the shape, below the logits' vocab), attention_mask ones
-    [batch, past + seq], position_ids past..past+seq-1, token_type_ids zeros, and
+    [batch, past + seq], position_ids past..past+seq-1, token_type_ids zeros, use_cache_branch
+    (merged decoders) true when past > 0, and
     past_key_values.* N(0, 1) float [batch, heads, past, head_dim] (heads, head_dim from the
     graph). Dtypes as declared. Exits on any other input."""
     np = require("numpy")
@@ -484,6 +485,8 @@ def gpt2_feed(session, batch: int, seq: int, past: int = 0, seed: int = 0) -> di
             v = np.broadcast_to(np.arange(past, past + seq), (batch, seq))
         elif i.name == "token_type_ids":
             v = np.zeros((batch, seq))
+        elif i.name == "use_cache_branch":  # optimum's merged decoders: the If's condition
+            v = np.array([past > 0])
         elif i.name.startswith("past_key_values."):
             heads, head_dim = i.shape[1], i.shape[3]
             if not (isinstance(heads, int) and isinstance(head_dim, int)):

@@ -17,6 +17,7 @@ use std::collections::{HashMap, HashSet};
 use rayon::prelude::*;
 
 use rbe_runtime::onnx::proto::{ModelProto, NodeProto, OperatorSetIdProto, TensorProto};
+use rbe_runtime::graph::node_reads;
 use rbe_runtime::onnx::{tensor_to_proto, ExternalData};
 use rbe_runtime::Tensor;
 
@@ -166,17 +167,18 @@ pub fn convert(
     let sharing = encode::Sharing::of(&weights, &hessians);
     let mut added = Vec::new();
     let nodes = rewrite_nodes(&ix, &rewrites, &sharing.names(), &sharing.assignment, &mut added)?;
-    let used: HashSet<&str> = nodes
+    // Values read inside `If` branches count too: a merged decoder's weights live outside them.
+    let used: HashSet<String> = nodes
         .iter()
-        .flat_map(|n| n.input.iter().map(String::as_str))
-        .chain(graph.output.iter().map(|o| o.name.as_str()))
+        .flat_map(node_reads)
+        .chain(graph.output.iter().map(|o| o.name.clone()))
         .collect();
     // Only the initializers that stay are decoded again, normalised to embedded raw data.
     let mut initializers = Vec::new();
     let mut dropped = HashSet::new();
     for t in &graph.initializer {
         match values.decode(&t.name)? {
-            Some(v) if used.contains(t.name.as_str()) => initializers.push(tensor_to_proto(&t.name, &v)),
+            Some(v) if used.contains(&t.name) => initializers.push(tensor_to_proto(&t.name, &v)),
             Some(_) => {
                 dropped.insert(t.name.clone());
             }

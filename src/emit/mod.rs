@@ -18,6 +18,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use rbe_runtime::onnx::proto::{ModelProto, NodeProto, OperatorSetIdProto, TensorProto};
+use rbe_runtime::graph::node_reads;
 use rbe_runtime::rbe::RbeTensor;
 use rbe_runtime::Tensor;
 use serde::Serialize;
@@ -173,8 +174,8 @@ pub fn emit_onnx(path: &Path) -> Result<Emitted, String> {
         added.extend(b.initializers);
     }
     graph.node = nodes;
-    let used: HashSet<&str> = graph.node.iter().flat_map(|n| n.input.iter().map(String::as_str)).chain(graph.output.iter().map(|o| o.name.as_str())).collect();
-    graph.initializer = weights.all.into_iter().filter(|t| used.contains(t.name.as_str())).chain(added).collect();
+    let used: HashSet<String> = graph.node.iter().flat_map(node_reads).chain(graph.output.iter().map(|o| o.name.clone())).collect();
+    graph.initializer = weights.all.into_iter().filter(|t| used.contains(&t.name)).chain(added).collect();
     model.opset_import.retain(|o| o.domain != RBE_DOMAIN);
     let uses_ms = model.graph.iter().flat_map(|g| &g.node).any(|n| n.domain == MS_DOMAIN);
     if uses_ms && !model.opset_import.iter().any(|o| o.domain == MS_DOMAIN) {

@@ -11,7 +11,7 @@ mod scope;
 pub use build::{build, build_nested, OuterValue};
 pub use inputs::{Dim, InputSpec};
 pub use run::Observer;
-pub use scope::{outer_names, Scope};
+pub use scope::{node_reads, outer_names, Scope};
 
 use crate::ops::Kernel;
 use crate::tensor::Tensor;

@@ -47,6 +47,13 @@ pub fn outer_names(graph: &GraphProto) -> Vec<String> {
     names
 }
 
+/// Every value `node` reads: its inputs and what its nested graphs take from the enclosing
+/// scopes (a value read only inside an `If` branch is still read by the `If`).
+pub fn node_reads(node: &NodeProto) -> impl Iterator<Item = String> + '_ {
+    let nested = nested_graphs(node).flat_map(outer_names);
+    node.input.iter().filter(|n| !n.is_empty()).cloned().chain(nested)
+}
+
 /// The graphs held in `node`'s attributes (the branches of `If`, the bodies of `Loop`/`Scan`).
 pub fn nested_graphs(node: &NodeProto) -> impl Iterator<Item = &GraphProto> {
     node.attribute.iter().flat_map(|a| a.g.iter().chain(&a.graphs))
