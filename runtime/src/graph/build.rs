@@ -48,10 +48,10 @@ pub fn build_nested(graph: &GraphProto, scope: &Scope, outer: Vec<(String, Outer
 }
 
 fn build_graph(graph: &GraphProto, scope: &Scope, outer: Vec<(String, OuterValue)>) -> Result<Graph> {
-    let graph = with_implicit_inputs(graph);
     let mut b = Builder::default();
     b.add_outer(outer);
-    b.add_initializers(&graph, scope.data)?;
+    b.add_initializers(graph, scope.data)?;
+    let graph = with_implicit_inputs(graph);
     let fused;
     let graph = if scope.options.fuse {
         fused = b.fused(&graph);

@@ -61,12 +61,21 @@ pub fn nested_graphs(node: &NodeProto) -> impl Iterator<Item = &GraphProto> {
 
 /// `graph` with each node that holds nested graphs also reading, as extra trailing inputs, the
 /// values those graphs take from `graph` (or from further out), so that ordering, liveness and
-/// fusion see every reader. The node's kernel finds them after its declared inputs.
+/// fusion see every reader. The node's kernel finds them after its declared inputs. A copy
+/// leaves the initializers out (a merged decoder's outer graph holds every weight): read them
+/// from the original.
 pub fn with_implicit_inputs(graph: &GraphProto) -> Cow<'_, GraphProto> {
     if !graph.node.iter().any(|n| nested_graphs(n).next().is_some()) {
         return Cow::Borrowed(graph);
     }
-    let mut graph = graph.clone();
+    let mut graph = GraphProto {
+        name: graph.name.clone(),
+        node: graph.node.clone(),
+        input: graph.input.clone(),
+        output: graph.output.clone(),
+        value_info: graph.value_info.clone(),
+        ..Default::default()
+    };
     for node in &mut graph.node {
         let implicit: Vec<String> = nested_graphs(node).flat_map(outer_names).collect();
         let mut seen = HashSet::new();

@@ -27,13 +27,8 @@ const MR: usize = 4;
 /// Bytes of one interleaved sub-block of a panel: 8 rows of 16 bytes.
 const BLOCK: usize = NC * SUB / 2;
 
-/// Whether this CPU runs the integer GEMM on `q` (whose layout the caller checked: 4-bit
-/// codes, groups of whole sub-blocks, no short last group).
-pub(super) fn available(q: &QuantMatrix) -> bool {
-    q.bits() == 4 && super::rows_x86::available()
-}
-
-/// `out = x · Wᵀ` with int8 activations; the caller checked the sizes and [`available`].
+/// `out = x · Wᵀ` with int8 activations; the caller checked the sizes, the layout (4-bit
+/// codes, groups of whole sub-blocks, no short last group) and that the CPU has AVX2.
 pub(super) fn gemm(q: &QuantMatrix, x: &[f32], m: usize, out: &mut [f32]) {
     let (n, k) = (q.rows(), q.cols());
     let acts: Vec<Prepared> = x
@@ -120,7 +115,7 @@ impl Panel {
         let zp = q.zero_point() as f32;
         for (rows, out) in acts.chunks(MR).zip(dst.chunks_mut(MR * NC)) {
             let mut main = [[0f32; NC]; MR];
-            // SAFETY: `available` checked AVX2 and FMA before any `Panel` was made.
+            // SAFETY: the caller checked AVX2 and FMA before any `Panel` was made.
             unsafe {
                 match rows.len() {
                     4 => main_sums::<4>(&self.codes, &self.scales, spg, rows, &mut main),

@@ -109,7 +109,7 @@ pub fn gemm(q: &QuantMatrix, x: &[f32], m: usize, out: &mut [f32], mode: Activat
     if mode == Activations::Int8 && int8_gemm_layout(q) {
         par::check(q.rows(), q.cols(), x, m, out)?;
         #[cfg(target_arch = "x86_64")]
-        if gemm_i8::available(q) {
+        if rows_x86::available() {
             gemm_i8::gemm(q, x, m, out);
             return Ok(());
         }
