@@ -11,7 +11,7 @@ mod scope;
 pub use build::{build, build_nested, OuterValue};
 pub use inputs::{Dim, InputSpec};
 pub use run::Observer;
-pub use scope::{node_reads, outer_names, Scope};
+pub use scope::{nested_graphs, node_reads, outer_names, with_implicit_inputs, Scope};
 
 use crate::ops::Kernel;
 use crate::tensor::Tensor;
@@ -30,6 +30,13 @@ pub struct Node {
     kernel: Box<dyn Kernel>,
     inputs: Vec<Option<ValueId>>,
     outputs: Vec<Option<ValueId>>,
+}
+
+impl Node {
+    /// The planned graphs this node runs (the branches of an `If`), for inspection.
+    pub fn nested_graphs(&self) -> Vec<&Graph> {
+        self.kernel.nested_graphs()
+    }
 }
 
 /// A loaded, planned graph, ready to run any number of times from any number of threads.

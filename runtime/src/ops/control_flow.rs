@@ -108,6 +108,10 @@ impl Kernel for If {
     fn absorbs(&self, input: usize) -> bool {
         self.absorbed.get(input).copied().unwrap_or(false)
     }
+
+    fn nested_graphs(&self) -> Vec<&Graph> {
+        vec![&self.then_branch.graph, &self.else_branch.graph]
+    }
 }
 
 #[cfg(test)]

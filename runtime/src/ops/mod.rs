@@ -61,6 +61,11 @@ pub trait Kernel: Send + Sync {
     fn absorbs(&self, _input: usize) -> bool {
         false
     }
+
+    /// The planned graphs the kernel runs (the branches of `If`), for inspection.
+    fn nested_graphs(&self) -> Vec<&crate::graph::Graph> {
+        Vec::new()
+    }
 }
 
 /// What a kernel factory sees of the node it builds for.
