@@ -3,6 +3,7 @@
 
 mod encode;
 mod gather;
+mod graph_plan;
 mod index;
 mod layernorm;
 mod matmul;
@@ -16,16 +17,16 @@ use std::collections::{HashMap, HashSet};
 
 use rayon::prelude::*;
 
-use rbe_runtime::onnx::proto::{ModelProto, NodeProto, OperatorSetIdProto, TensorProto};
+use rbe_runtime::onnx::proto::{ModelProto, OperatorSetIdProto, TensorProto};
 use rbe_runtime::graph::node_reads;
-use rbe_runtime::onnx::{tensor_to_proto, ExternalData};
+use rbe_runtime::onnx::{tensor_from_proto, tensor_to_proto, ExternalData};
 use rbe_runtime::Tensor;
 
 use crate::allocate::{AllocationReport, Reference};
 use crate::calibrate::Calibration;
 use crate::codec::{EncodeParams, Hessian};
-use index::{GraphIndex, Initializers};
-use plan::{PlannedInput, Rewrite};
+use graph_plan::{GraphPlan, NewInitializers};
+use index::Initializers;
 
 /// Progress callbacks: told the number of tensors to encode, then ticked once per tensor.
 pub struct Progress<'a> {
@@ -104,27 +105,6 @@ pub fn convert_to_container(
     Ok((bytes, report))
 }
 
-/// Finds every rewrite, claiming each node at most once.
-fn plan_rewrites(ix: &GraphIndex) -> Vec<Rewrite> {
-    let mut claimed = HashSet::new();
-    let mut rewrites = Vec::new();
-    for (i, node) in ix.nodes().iter().enumerate() {
-        let planned = match (node.domain.as_str(), node.op_type.as_str()) {
-            ("" | "ai.onnx", "MatMul") => matmul::plan_matmul(ix, i),
-            ("" | "ai.onnx", "Gemm") => matmul::plan_gemm(ix, i),
-            ("" | "ai.onnx", "Gather") => gather::plan_gather(ix, i),
-            ("" | "ai.onnx", "LayerNormalization") => layernorm::plan_layernorm(ix, i),
-            ("" | "ai.onnx", "Div") => layernorm::plan_decomposed(ix, i),
-            _ => None,
-        };
-        if let Some(r) = planned.filter(|r| r.removed.iter().all(|n| !claimed.contains(n))) {
-            claimed.extend(r.removed.iter().copied());
-            rewrites.push(r);
-        }
-    }
-    rewrites
-}
-
 /// Converts `model` in place and returns one report row per stored tensor (and what an
 /// allocation did). With `calibration`, the original model first runs on its windows to
 /// collect the inputs' statistics of every planned linear layer; with its goal, every weight
@@ -139,16 +119,9 @@ pub fn convert(
     let graph = model.graph.as_ref().ok_or("the model has no graph")?;
     let values = Initializers::new(graph, data);
     let lookup = |name: &str| values.get(name);
-    let ix = GraphIndex::new(&graph.node, graph.output.iter().map(|o| o.name.as_str()), &lookup);
-    let rewrites = plan_rewrites(&ix);
-    let weights: Vec<&Weight> = rewrites
-        .iter()
-        .flat_map(|r| r.inputs.iter())
-        .filter_map(|i| match i {
-            PlannedInput::Encoded(w) => Some(w),
-            _ => None,
-        })
-        .collect();
+    let local = |t: &TensorProto| tensor_from_proto(t, data).ok();
+    let plan = GraphPlan::new(graph, &lookup, &local);
+    let weights = plan.weights();
     let goal = calibration.and_then(|c| c.goal.as_ref());
     // With an allocation target, the last windows are held out of the statistics and the search.
     let mut references = None;
@@ -165,8 +138,10 @@ pub fn convert(
         None => HashMap::new(),
     };
     let sharing = encode::Sharing::of(&weights, &hessians);
-    let mut added = Vec::new();
-    let nodes = rewrite_nodes(&ix, &rewrites, &sharing.names(), &sharing.assignment, &mut added)?;
+    let encoded_names = sharing.names();
+    let mut names = sharing.assignment.iter().map(|&u| encoded_names[u].clone());
+    let mut added = NewInitializers::new(graph);
+    let nodes = plan.rewrite(graph, &mut names, &mut added)?;
     // Values read inside `If` branches count too: a merged decoder's weights live outside them.
     let used: HashSet<String> = nodes
         .iter()
@@ -185,15 +160,10 @@ pub fn convert(
             None => initializers.push(t.clone()),
         }
     }
-    initializers.extend(added);
-    drop(ix);
+    initializers.extend(added.tensors);
     // The planned weights leave the plan to be encoded, each dropped once encoded.
     let mut unique: Vec<Option<Weight>> = (0..sharing.first.len()).map(|_| None).collect();
-    let planned = rewrites.into_iter().flat_map(|r| r.inputs).filter_map(|i| match i {
-        PlannedInput::Encoded(w) => Some(w),
-        _ => None,
-    });
-    for (i, w) in planned.enumerate() {
+    for (i, w) in plan.into_weights().into_iter().enumerate() {
         let u = sharing.assignment[i];
         if sharing.first[u] == i {
             unique[u] = Some(w);
@@ -246,56 +216,4 @@ fn layer_statistics(
             Ok((name, h))
         })
         .collect()
-}
-
-/// The new node list: replaced nodes dropped, each `ai.rbe` node placed where the node that
-/// produced its output stood, so the list stays topologically sorted.
-fn rewrite_nodes(
-    ix: &GraphIndex,
-    rewrites: &[Rewrite],
-    encoded_names: &[String],
-    assignment: &[usize],
-    initializers: &mut Vec<TensorProto>,
-) -> Result<Vec<NodeProto>, String> {
-    let mut weights = assignment.iter();
-    let mut replacement: Vec<Option<NodeProto>> = vec![None; ix.nodes().len()];
-    let mut removed = vec![false; ix.nodes().len()];
-    for r in rewrites {
-        let mut inputs = Vec::new();
-        for input in &r.inputs {
-            inputs.push(match input {
-                PlannedInput::Value(name) => name.clone(),
-                PlannedInput::Encoded(_) => {
-                    let e = weights.next().ok_or("internal: weight count mismatch")?;
-                    encoded_names[*e].clone()
-                }
-                PlannedInput::Raw(name, tensor) => {
-                    initializers.push(tensor_to_proto(name, tensor));
-                    name.clone()
-                }
-            });
-        }
-        let anchor = *r
-            .removed
-            .iter()
-            .find(|&&n| ix.node(n).output.first() == Some(&r.output))
-            .ok_or("internal: rewrite without an anchor")?;
-        r.removed.iter().for_each(|&n| removed[n] = true);
-        replacement[anchor] = Some(NodeProto {
-            name: r.name.clone(),
-            op_type: r.op_type.to_string(),
-            domain: RBE_DOMAIN.to_string(),
-            input: inputs,
-            output: vec![r.output.clone()],
-            attribute: r.attributes.clone(),
-            ..Default::default()
-        });
-    }
-    Ok(ix
-        .nodes()
-        .iter()
-        .zip(replacement)
-        .zip(removed)
-        .filter_map(|((node, new), gone)| new.or((!gone).then(|| node.clone())))
-        .collect())
 }
