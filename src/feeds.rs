@@ -38,7 +38,8 @@ pub fn parse_token_ids(text: &str) -> Result<Vec<i64>, String> {
 
 /// Feeds for one sequence of token ids (batch 1, no past): `input_ids`, and, when the model
 /// takes them, an all-ones `attention_mask`, `position_ids` 0..n, zero `token_type_ids`, and
-/// empty `past_key_values.*`. `extra` tensors (from `--input`) override or complete these.
+/// empty `past_key_values.*`, and `use_cache_branch` (false) of optimum's merged decoders.
+/// `extra` tensors (from `--input`) override or complete these.
 pub fn token_feeds(
     inputs: &[InputSpec],
     ids: &[i64],
@@ -73,6 +74,9 @@ pub fn token_feeds_after(
             Tensor::from_vec(&[1, n], (past_len as i64..total as i64).collect())
         } else if name == "token_type_ids" {
             Tensor::from_vec(&[1, n], vec![0i64; n])
+        } else if name == "use_cache_branch" {
+            // optimum's merged decoders: the branch that reads the cache once there is one.
+            Tensor::from_vec(&[1], vec![past_len > 0])
         } else if past_len == 0 && (name.starts_with("past_key_values") || name.starts_with("past.")) {
             let shape = empty_past_shape(spec)?;
             Tensor::from_vec(&shape, Vec::<f32>::new())
