@@ -1,6 +1,7 @@
 //! Fusion: on every fixture, plain and converted, the outputs with fusion match those
 //! without it, and the patterns are recognised (one attention core per layer, every linear
-//! layer, every decomposed LayerNorm), so a matcher that stops matching fails here.
+//! layer, every decomposed LayerNorm; in each branch of a merged decoder), so a matcher that
+//! stops matching fails here.
 
 mod common;
 
@@ -9,6 +10,7 @@ use rbe::codec::EncodeParams;
 use rbe::convert::{convert_file, Progress};
 use rbe_runtime::onnx::proto::ModelProto;
 use rbe_runtime::onnx::{read_model, ExternalData};
+use rbe_runtime::graph::Graph;
 use rbe_runtime::{Session, SessionOptions};
 
 /// Transformer layers in each fixture.
@@ -18,8 +20,28 @@ fn options(fuse: bool) -> SessionOptions {
     SessionOptions { fuse, ..SessionOptions::default() }
 }
 
+/// The graphs that each compute the whole decoder: the branches of a merged decoder's `If`
+/// (first step, with cache), else the main graph.
+fn decoders(session: &Session) -> Vec<&Graph> {
+    let branches: Vec<&Graph> = session.graph().nodes().iter().flat_map(|n| n.nested_graphs()).collect();
+    if branches.is_empty() {
+        vec![session.graph()]
+    } else {
+        branches
+    }
+}
+
+/// Nodes of `op_type` in each decoder graph (see [`decoders`]), all equal or the test fails.
 fn count(session: &Session, op_type: &str) -> usize {
-    session.graph().nodes().iter().filter(|n| n.op_type == op_type).count()
+    let counts: Vec<usize> =
+        decoders(session).iter().map(|g| g.nodes().iter().filter(|n| n.op_type == op_type).count()).collect();
+    assert!(counts.windows(2).all(|w| w[0] == w[1]), "{op_type}: {counts:?} across the branches");
+    counts[0]
+}
+
+/// Nodes in each decoder graph, summed.
+fn node_total(session: &Session) -> usize {
+    decoders(session).iter().map(|g| g.nodes().len()).sum()
 }
 
 /// Max |fused - plain| over all outputs of all reference inputs, relative to the largest
@@ -64,7 +86,7 @@ fn fused_fixtures_match_unfused_and_fuse_every_layer() {
         // Opset 14 exports spell LayerNorm out: two per layer and the final one.
         let decomposed = if name.contains("op14") { 2 * N_LAYER + 1 } else { 0 };
         assert_eq!(count(&fused, "RbeLayerNorm"), decomposed, "{name}: decomposed LayerNorms");
-        assert!(fused.graph().nodes().len() < plain.graph().nodes().len());
+        assert!(node_total(&fused) < node_total(&plain));
         let gap = worst_relative_gap(&fused, &plain, name);
         println!("{name:24} fused vs plain: max relative gap {gap:.2e}");
         assert!(gap <= 1e-5, "{name}: fused outputs differ by {gap:.2e} relative");
@@ -73,7 +95,7 @@ fn fused_fixtures_match_unfused_and_fuse_every_layer() {
 
 #[test]
 fn fused_converted_fixtures_match_unfused() {
-    for name in ["gpt2_legacy_op14_mask", "gpt2_dynamo_op18", "gpt2_optimum_past"] {
+    for name in ["gpt2_legacy_op14_mask", "gpt2_dynamo_op18", "gpt2_optimum_past", "gpt2_optimum_merged"] {
         let params = EncodeParams::preset("q4").unwrap();
         let (bytes, _) = convert_file(&fixture(name), &params, "q4", 1, &Progress::none()).unwrap();
         let c = rbe_runtime::container::unpack(&bytes).unwrap();

@@ -25,6 +25,10 @@ fn kv_cache_generation_equals_recomputation() {
     assert!(used_cache && !used_cache_2);
     assert_eq!(cached.len(), 16);
     assert_eq!(cached, recomputed, "same weights, same greedy tokens");
+    // optimum's merged decoder: the first step and the cached steps run different If branches.
+    let (merged, used_cache_3) = greedy(&fixture("gpt2_optimum_merged"), 16);
+    assert!(used_cache_3);
+    assert_eq!(merged, recomputed, "merged decoder, same greedy tokens");
 }
 
 #[test]

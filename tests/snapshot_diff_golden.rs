@@ -99,4 +99,7 @@ golden_tests! {
     optimum_past_q8: "gpt2_optimum_past", "q8";
     optimum_past_q4: "gpt2_optimum_past", "q4";
     optimum_past_q3: "gpt2_optimum_past", "q3";
+    optimum_merged_q8: "gpt2_optimum_merged", "q8";
+    optimum_merged_q4: "gpt2_optimum_merged", "q4";
+    optimum_merged_q3: "gpt2_optimum_merged", "q3";
 }

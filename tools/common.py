@@ -237,6 +237,54 @@ def export_optimum_past(pretrained_dir: Path, out_path: Path, work_dir: Path) ->
     return produced
 
 
+# Runs in the optimum venv: the decoder without past inputs but with present outputs (optimum's
+# first-step model), the decoder with past, and optimum's own merge of the two into one file
+# whose If on use_cache_branch picks the branch (all weights in the outer graph).
+_MERGE_SCRIPT = """
+import sys
+from pathlib import Path
+from transformers import AutoConfig
+from optimum.exporters.onnx import main_export
+from optimum.exporters.onnx.model_configs import GPT2OnnxConfig
+from optimum.onnx import merge_decoders
+pretrained, work = sys.argv[1], Path(sys.argv[2])
+config = AutoConfig.from_pretrained(pretrained)
+first = GPT2OnnxConfig(config, task="text-generation", use_past=True, use_past_in_inputs=False)
+main_export(pretrained, output=work / "first", task="text-generation-with-past",
+            custom_onnx_configs={"model": first}, no_post_process=True)
+main_export(pretrained, output=work / "past", task="text-generation-with-past", no_post_process=True)
+merge_decoders(str(work / "first" / "model.onnx"), str(work / "past" / "model.onnx"),
+               save_path=str(work / "merged.onnx"), strict=False)
+"""
+
+
+def export_optimum_merged(pretrained_dir: Path, out_path: Path, work_dir: Path) -> None:
+    """optimum's merged GPT-2 decoder (one If on use_cache_branch choosing the first-step or the
+    with-past graph, as optimum's ORTModelForCausalLM files are), made in the optimum venv from a
+    save_pretrained directory and saved at out_path."""
+    if work_dir.exists():
+        shutil.rmtree(work_dir)
+    work_dir.mkdir(parents=True)
+    python = OPTIMUM_VENV / "bin" / "python"
+    if not python.exists():
+        fail(f"{python} not found: the optimum venv is missing; {OPTIMUM_VENV_HINT}")
+    cmd = [str(python), "-c", _MERGE_SCRIPT, str(pretrained_dir), str(work_dir)]
+    print(f"  $ {python} -c <merge script> {pretrained_dir} {work_dir}", flush=True)
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    if res.returncode != 0:
+        fail(f"optimum merged export failed (exit {res.returncode}):\n{res.stdout[-4000:]}\n{res.stderr[-4000:]}")
+    save_single_or_with_data(work_dir / "merged.onnx", out_path)
+    shutil.rmtree(work_dir)
+
+
+def cache_flag(session, feed: dict, past_len: int) -> dict:
+    """feed plus use_cache_branch (true once there is a cache) when session is a merged decoder."""
+    np = require("numpy")
+    if any(i.name == "use_cache_branch" for i in session.get_inputs()):
+        return {**feed, "use_cache_branch": np.array([past_len > 0])}
+    return feed
+
+
 def save_single_or_with_data(src: Path, dst: Path) -> None:
     """Re-save an ONNX model at dst: embedded when it fits under 2 GB, else with one external
     data file '<dst name>.data' beside it (relative location)."""
@@ -397,11 +445,11 @@ def verify_optimum_against_torch(model, path: Path, tol: float) -> float:
         past = {f"past_key_values.{i}.{kv}": np.zeros((b, heads, 0, head_dim), np.float32)
                 for i in range(n_layer) for kv in ("key", "value")}
         names = [o.name for o in sess.get_outputs()]
-        out = dict(zip(names, sess.run(names, {"input_ids": ids[:, :s], "attention_mask": mask[:, :s],
-                                               "position_ids": pos[:, :s], **past})))
+        prompt = {"input_ids": ids[:, :s], "attention_mask": mask[:, :s], "position_ids": pos[:, :s], **past}
+        out = dict(zip(names, sess.run(names, cache_flag(sess, prompt, 0))))
         past = {k.replace("present.", "past_key_values."): v for k, v in out.items() if k.startswith("present.")}
-        step = sess.run(["logits"], {"input_ids": ids[:, s:], "attention_mask": mask,
-                                      "position_ids": pos[:, s:], **past})[0]
+        step = {"input_ids": ids[:, s:], "attention_mask": mask, "position_ids": pos[:, s:], **past}
+        step = sess.run(["logits"], cache_flag(sess, step, s))[0]
         got = np.concatenate([out["logits"], step], axis=1)
         keep = mask.astype(bool)
         worst = max(worst, float(np.abs(got[keep] - ref[keep]).max()))
@@ -485,7 +533,7 @@ def gpt2_feed(session, batch: int, seq: int, past: int = 0, seed: int = 0) -> di
             v = np.broadcast_to(np.arange(past, past + seq), (batch, seq))
         elif i.name == "token_type_ids":
             v = np.zeros((batch, seq))
-        elif i.name == "use_cache_branch":  # optimum's merged decoders: the If's condition
+        elif i.name == "use_cache_branch":  # optimum's merged decoders: see cache_flag
             v = np.array([past > 0])
         elif i.name.startswith("past_key_values."):
             heads, head_dim = i.shape[1], i.shape[3]

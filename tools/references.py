@@ -16,6 +16,8 @@ fixture, so fixtures can be cross-checked):
                           prompt_b1_s7), prompt_b2_s16 (second row left-padded by PAD, position_ids
                           cumsum(mask)-1 with 1 at padded slots as transformers' generate does),
                           step_b2_past16 (1 token per row, past = presents of prompt_b2_s16)
+  gpt2_optimum_merged     the same four cases, use_cache_branch false for the prompts and true for
+                          the steps (tools/export_merged_fixture.py)
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ ort = c.require("onnxruntime")
 
 TORCH_FIXTURES = ["gpt2_legacy_op14", "gpt2_legacy_op14_mask", "gpt2_legacy_op17",
                   "gpt2_legacy_op17_mask", "gpt2_dynamo_op18", "gpt2_dynamo_op18_mask"]
-OPTIMUM_FIXTURE = "gpt2_optimum_past"
+OPTIMUM_FIXTURES = ["gpt2_optimum_past", "gpt2_optimum_merged"]
 SHAPES = {"b1_s1": (1, 1), "b1_s7": (1, 7), "b1_s64": (1, 64), "b2_s16": (2, 16)}
 PAD = 5  # padded positions on the second row of the padded b2 cases
 CROSS_TOL = 1e-4  # fixtures share weights: their logits must agree to this
@@ -93,45 +95,43 @@ def run_torch_fixture(stem: str, out_root: Path) -> dict[str, dict]:
     return results
 
 
-def run_optimum_fixture(out_root: Path) -> dict[str, dict]:
-    sess = c.ort_session(c.FIXTURES / f"{OPTIMUM_FIXTURE}.onnx")
+def run_optimum_fixture(stem: str, out_root: Path) -> dict[str, dict]:
+    sess = c.ort_session(c.FIXTURES / f"{stem}.onnx")
     vocab = vocab_of(sess)
-    root = out_root / OPTIMUM_FIXTURE
+    root = out_root / stem
     res = {}
+
+    def run(case: str, inputs: dict, past_len: int) -> dict:
+        res[case] = c.run_and_save(sess, c.cache_flag(sess, inputs, past_len), root / case)
+        return res[case]
 
     ids = c.token_ids("b1_s7", 1, 7, vocab)
     mask = np.ones((1, 7), np.int64)
-    res["prompt_b1_s7"] = c.run_and_save(sess, {"input_ids": ids, "attention_mask": mask,
-                                                "position_ids": positions(mask), **empty_past(sess, 1)},
-                                         root / "prompt_b1_s7")
+    run("prompt_b1_s7", {"input_ids": ids, "attention_mask": mask, "position_ids": positions(mask),
+                         **empty_past(sess, 1)}, 0)
     step_ids = c.token_ids("step_b1_past7", 1, 1, vocab)
-    res["step_b1_past7"] = c.run_and_save(sess, {"input_ids": step_ids, "attention_mask": np.ones((1, 8), np.int64),
-                                                 "position_ids": np.array([[7]], np.int64),
-                                                 **past_from(res["prompt_b1_s7"])},
-                                          root / "step_b1_past7")
+    run("step_b1_past7", {"input_ids": step_ids, "attention_mask": np.ones((1, 8), np.int64),
+                          "position_ids": np.array([[7]], np.int64), **past_from(res["prompt_b1_s7"])}, 7)
 
     ids = c.token_ids("b2_s16", 2, 16, vocab)
     mask = np.ones((2, 16), np.int64)
     mask[1, :PAD] = 0
-    res["prompt_b2_s16"] = c.run_and_save(sess, {"input_ids": ids, "attention_mask": mask,
-                                                 "position_ids": positions(mask), **empty_past(sess, 2)},
-                                          root / "prompt_b2_s16")
+    run("prompt_b2_s16", {"input_ids": ids, "attention_mask": mask, "position_ids": positions(mask),
+                          **empty_past(sess, 2)}, 0)
     step_ids = c.token_ids("step_b2_past16", 2, 1, vocab)
     step_mask = np.concatenate([mask, np.ones((2, 1), np.int64)], axis=1)
-    res["step_b2_past16"] = c.run_and_save(sess, {"input_ids": step_ids, "attention_mask": step_mask,
-                                                  "position_ids": positions(step_mask)[:, -1:],
-                                                  **past_from(res["prompt_b2_s16"])},
-                                           root / "step_b2_past16")
+    run("step_b2_past16", {"input_ids": step_ids, "attention_mask": step_mask,
+                           "position_ids": positions(step_mask)[:, -1:], **past_from(res["prompt_b2_s16"])}, 16)
 
     # Consistency (not saved): prompt + step must equal one pass over the 8 tokens.
     full_ids = np.concatenate([c.token_ids("b1_s7", 1, 7, vocab), c.token_ids("step_b1_past7", 1, 1, vocab)], 1)
     full_mask = np.ones((1, 8), np.int64)
-    full = sess.run(["logits"], {"input_ids": full_ids, "attention_mask": full_mask,
-                                 "position_ids": positions(full_mask), **empty_past(sess, 1)})[0]
+    full = sess.run(["logits"], c.cache_flag(sess, {"input_ids": full_ids, "attention_mask": full_mask,
+                                                    "position_ids": positions(full_mask), **empty_past(sess, 1)}, 0))[0]
     d = float(np.abs(full[:, 7] - res["step_b1_past7"]["logits"][:, 0]).max())
     print(f"  check: step_b1_past7 vs one 8-token pass: max |diff| = {d:.3g}")
     if d > CROSS_TOL:
-        c.fail(f"{OPTIMUM_FIXTURE}: step logits differ from the full pass by {d:.3g}")
+        c.fail(f"{stem}: step logits differ from the full pass by {d:.3g}")
     return res
 
 
@@ -144,8 +144,12 @@ def cross_check(all_results: dict[str, dict]) -> None:
             if stem.endswith("_mask") and case == "b2_s16":
                 continue  # padded there
             worst = max(worst, float(np.abs(all_results[stem][case]["logits"] - base[case]["logits"]).max()))
-    opt = all_results[OPTIMUM_FIXTURE]["prompt_b1_s7"]["logits"]
-    worst = max(worst, float(np.abs(opt - base["b1_s7"]["logits"]).max()))
+    for stem in OPTIMUM_FIXTURES:
+        opt = all_results[stem]["prompt_b1_s7"]["logits"]
+        worst = max(worst, float(np.abs(opt - base["b1_s7"]["logits"]).max()))
+    past, merged = (all_results[s] for s in OPTIMUM_FIXTURES)
+    for case in past:
+        worst = max(worst, float(np.abs(merged[case]["logits"] - past[case]["logits"]).max()))
     print(f"  check: logits of all fixtures agree on unpadded cases: max |diff| = {worst:.3g}")
     if worst > CROSS_TOL:
         c.fail(f"fixtures disagree by {worst:.3g} (> {CROSS_TOL})")
@@ -190,18 +194,19 @@ def write_readme(out_root: Path, all_results: dict[str, dict]) -> None:
 
 def main() -> None:
     out_root = c.GOLDEN_REFS
-    missing = [s for s in TORCH_FIXTURES + [OPTIMUM_FIXTURE] if not (c.FIXTURES / f"{s}.onnx").exists()]
+    missing = [s for s in TORCH_FIXTURES + OPTIMUM_FIXTURES if not (c.FIXTURES / f"{s}.onnx").exists()]
     if missing:
-        c.fail(f"missing fixtures {missing}: run tools/export_fixtures.py first (see tools/README.md)")
-    for stem in TORCH_FIXTURES + [OPTIMUM_FIXTURE]:
+        c.fail(f"missing fixtures {missing}: run tools/export_fixtures.py and tools/export_merged_fixture.py first (see tools/README.md)")
+    for stem in TORCH_FIXTURES + OPTIMUM_FIXTURES:
         if (out_root / stem).exists():
             shutil.rmtree(out_root / stem)
     all_results = {}
     for stem in TORCH_FIXTURES:
         print(f"{stem}", flush=True)
         all_results[stem] = run_torch_fixture(stem, out_root)
-    print(OPTIMUM_FIXTURE, flush=True)
-    all_results[OPTIMUM_FIXTURE] = run_optimum_fixture(out_root)
+    for stem in OPTIMUM_FIXTURES:
+        print(stem, flush=True)
+        all_results[stem] = run_optimum_fixture(stem, out_root)
     cross_check(all_results)
     write_readme(out_root, all_results)
     total = sum(p.stat().st_size for p in out_root.rglob("*") if p.is_file())

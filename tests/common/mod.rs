@@ -21,6 +21,7 @@ pub const FIXTURES: &[&str] = &[
     "gpt2_dynamo_op18",
     "gpt2_dynamo_op18_mask",
     "gpt2_optimum_past",
+    "gpt2_optimum_merged",
 ];
 
 /// Path of a committed fixture.

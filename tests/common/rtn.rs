@@ -5,16 +5,23 @@
 use std::collections::HashMap;
 
 use rbe::codec::rtn_absmax;
-use rbe_runtime::onnx::proto::ModelProto;
+use rbe_runtime::graph::nested_graphs;
+use rbe_runtime::onnx::proto::{GraphProto, ModelProto};
 use rbe_runtime::onnx::{tensor_from_proto, tensor_to_proto, ExternalData};
 use rbe_runtime::Tensor;
 
 /// Along which axis each 2-D weight is reduced when used: true when its rows are the output
-/// rows as stored (Gather tables, transB Gemm weights, Transpose'd LM heads).
+/// rows as stored (Gather tables, transB Gemm weights, Transpose'd LM heads). Nodes inside `If`
+/// branches count too (a merged decoder's weights are read there).
 fn row_layout(model: &ModelProto) -> HashMap<String, bool> {
-    let graph = model.graph.as_ref().unwrap();
     let mut layout = HashMap::new();
+    add_layout(model.graph.as_ref().unwrap(), &mut layout);
+    layout
+}
+
+fn add_layout(graph: &GraphProto, layout: &mut HashMap<String, bool>) {
     for node in &graph.node {
+        nested_graphs(node).for_each(|g| add_layout(g, layout));
         let attrs = rbe_runtime::ops::Attrs::new(node);
         match node.op_type.as_str() {
             "Gather" | "Transpose" => {
@@ -29,7 +36,6 @@ fn row_layout(model: &ModelProto) -> HashMap<String, bool> {
             _ => {}
         }
     }
-    layout
 }
 
 /// A copy of `model` whose weights went through RTN at `bits` in groups of `group`.
