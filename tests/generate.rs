@@ -32,6 +32,15 @@ fn kv_cache_generation_equals_recomputation() {
 }
 
 #[test]
+fn llama_kv_cache_generation_equals_recomputation() {
+    let (cached, used_cache) = greedy(&fixture("llama_optimum_past"), 16);
+    let (recomputed, _) = greedy(&fixture("llama_legacy_op17_mask"), 16);
+    assert!(used_cache);
+    assert_eq!(cached.len(), 16);
+    assert_eq!(cached, recomputed, "same weights, same greedy tokens");
+}
+
+#[test]
 fn sampling_is_reproducible_with_a_seed() {
     let dir = tempfile::tempdir().unwrap();
     let tokenizer = load_tokenizer(&numbered_word_tokenizer(dir.path(), 1000)).unwrap();

@@ -2,13 +2,13 @@
 
 mod common;
 
-use common::{cases, fixture, max_abs_diff, FIXTURES};
+use common::{cases, fixture, max_abs_diff, FIXTURES, LLAMA_FIXTURES};
 use rbe_runtime::Session;
 
 #[test]
 fn every_fixture_matches_onnxruntime_references() {
     let mut checked = 0;
-    for name in FIXTURES {
+    for name in FIXTURES.iter().chain(LLAMA_FIXTURES) {
         let session = Session::load(&fixture(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
         let cases = cases(name);
         assert!(!cases.is_empty(), "{name} has no reference cases");
@@ -27,7 +27,7 @@ fn every_fixture_matches_onnxruntime_references() {
             }
         }
     }
-    assert!(checked >= FIXTURES.len() * 4, "only {checked} outputs checked");
+    assert!(checked >= (FIXTURES.len() + LLAMA_FIXTURES.len()) * 4, "only {checked} outputs checked");
 }
 
 #[test]

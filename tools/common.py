@@ -114,6 +114,43 @@ def make_gpt2(config, seed: int):
     return model
 
 
+def make_llama(config, seed: int, attention: str):
+    """Llama-style causal LM (RMSNorm, RoPE, grouped-query attention, SwiGLU) with random init
+    (seeded) and every parameter perturbed with N(0, PERTURB_STD), attention implementation
+    `attention` ("eager" for the legacy exporter, which cannot export SDPA with GQA)."""
+    torch = require("torch")
+    transformers = require("transformers")
+    torch.manual_seed(seed)
+    config._attn_implementation = attention
+    model = transformers.LlamaForCausalLM(config).eval()
+    gen = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for _, p in model.named_parameters():
+            p.add_(torch.randn(p.shape, generator=gen, dtype=p.dtype) * PERTURB_STD)
+    return model
+
+
+def save_pretrained_for_optimum(model, tok, hf_dir: Path) -> None:
+    """save_pretrained (and the tokenizer's, if any), then make config.json readable by
+    transformers 4.57 (the optimum venv): 5.x writes rope_theta only inside rope_parameters,
+    which 4.57 ignores (it would fall back to rope_theta 10000 silently), so it is written at
+    the top level too."""
+    import json
+    if hf_dir.exists():
+        shutil.rmtree(hf_dir)
+    model.save_pretrained(str(hf_dir))
+    if tok is not None:
+        tok.save_pretrained(str(hf_dir))
+    cfg_path = hf_dir / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    rope = cfg.get("rope_parameters") or {}
+    if "rope_theta" not in cfg and "rope_theta" in rope:
+        cfg["rope_theta"] = rope["rope_theta"]
+    if rope.get("rope_type", "default") != "default":
+        fail(f"rope_parameters {rope}: only the default rope is handled for transformers 4.57")
+    cfg_path.write_text(json.dumps(cfg, indent=2) + "\n")
+
+
 @contextlib.contextmanager
 def no_packed_sequence_detection():
     """transformers 5.x calls aten::diff to detect packed sequences when no attention mask is

@@ -89,24 +89,6 @@ def load(gguf: Path):
     return model, tok
 
 
-def save_pretrained(model, tok, hf_dir: Path) -> None:
-    """save_pretrained, then make config.json readable by transformers 4.57 (the optimum venv):
-    5.x writes rope_theta only inside rope_parameters, which 4.57 ignores (it would fall back to
-    rope_theta 10000 silently), so it is written at the top level too."""
-    if hf_dir.exists():
-        shutil.rmtree(hf_dir)
-    model.save_pretrained(str(hf_dir))
-    tok.save_pretrained(str(hf_dir))
-    cfg_path = hf_dir / "config.json"
-    cfg = json.loads(cfg_path.read_text())
-    rope = cfg.get("rope_parameters") or {}
-    if "rope_theta" not in cfg and "rope_theta" in rope:
-        cfg["rope_theta"] = rope["rope_theta"]
-    if rope.get("rope_type", "default") != "default":
-        c.fail(f"rope_parameters {rope}: only the default rope is handled for transformers 4.57")
-    cfg_path.write_text(json.dumps(cfg, indent=2) + "\n")
-
-
 def prompt_ids(tokenizer_json: Path):
     np = c.require("numpy")
     tokenizers = c.require("tokenizers")
@@ -170,7 +152,7 @@ def main() -> None:
     n_params = sum(p.numel() for p in model.parameters())
     print(f"loaded {gguf} ({type(model).__name__}, {n_params} parameters, "
           f"attention '{model.config._attn_implementation}')", flush=True)
-    save_pretrained(model, tok, out / "hf")
+    c.save_pretrained_for_optimum(model, tok, out / "hf")
     shutil.copyfile(out / "hf" / "tokenizer.json", out / "tokenizer.json")
     print(f"saved {c.rel(out / 'hf')} and {c.rel(out / 'tokenizer.json')}", flush=True)
 

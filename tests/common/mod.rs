@@ -24,6 +24,10 @@ pub const FIXTURES: &[&str] = &[
     "gpt2_optimum_merged",
 ];
 
+/// The committed tiny Llama-style fixtures (RMSNorm, RoPE, grouped-query attention, SwiGLU,
+/// tied embeddings; tools/export_llama_fixtures.py): torch legacy and dynamo, optimum with past.
+pub const LLAMA_FIXTURES: &[&str] = &["llama_legacy_op17_mask", "llama_dynamo_op18_mask", "llama_optimum_past"];
+
 /// Path of a committed fixture.
 pub fn fixture(name: &str) -> PathBuf {
     root().join("tests/fixtures").join(format!("{name}.onnx"))
