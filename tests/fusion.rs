@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{cases, fixture, FIXTURES};
+use common::{cases, fixture, FIXTURES, LLAMA_FIXTURES};
 use rbe::codec::EncodeParams;
 use rbe::convert::{convert_file, Progress};
 use rbe_runtime::onnx::proto::ModelProto;
@@ -106,6 +106,38 @@ fn fused_converted_fixtures_match_unfused() {
         let gap = worst_relative_gap(&fused, &plain, name);
         println!("{name:24} converted, fused vs plain: max relative gap {gap:.2e}");
         assert!(gap <= 1e-5, "{name}: fused outputs differ by {gap:.2e} relative");
+    }
+}
+
+/// The Llama-style exports (torch legacy with eager attention, dynamo with SDPA, optimum with
+/// past), plain and converted: one attention core per layer (grouped K/V heads repeated by
+/// plain ops in front of it), all seven products by a weight per layer and the tied head
+/// fused, every decomposed RMSNorm one node; the same outputs as without fusion.
+#[test]
+fn llama_fixtures_fuse_every_layer() {
+    for name in LLAMA_FIXTURES {
+        let model = read_model(&fixture(name)).unwrap();
+        let (fused, plain) = sessions(&model, ExternalData::Refused);
+        assert_eq!(count(&fused, "RbeAttention"), N_LAYER, "{name}: attention cores");
+        assert_eq!(count(&fused, "Softmax"), 0, "{name}: softmax left");
+        assert_eq!(count(&fused, "RbeLinear"), 7 * N_LAYER + 1, "{name}: linears");
+        assert_eq!(count(&fused, "Gemm"), 0, "{name}: Gemm left");
+        // Only the rotary table's product (inverse frequencies x positions) may stay a MatMul.
+        assert!(count(&fused, "MatMul") <= 1, "{name}: products left");
+        assert_eq!(count(&fused, "SimplifiedLayerNormalization"), 2 * N_LAYER + 1, "{name}: RMSNorms");
+        assert_eq!(count(&fused, "Pow"), 0, "{name}: decomposed RMSNorm left");
+        let gap = worst_relative_gap(&fused, &plain, name);
+        println!("{name:24} fused vs plain: max relative gap {gap:.2e}");
+        assert!(gap <= 1e-5, "{name}: fused outputs differ by {gap:.2e} relative");
+
+        let params = EncodeParams::preset("q4").unwrap();
+        let (bytes, _) = convert_file(&fixture(name), &params, "q4", 1, &Progress::none()).unwrap();
+        let c = rbe_runtime::container::unpack(&bytes).unwrap();
+        let (fused, plain) = sessions(&c.model, ExternalData::Sections(&c.sections));
+        assert_eq!(count(&plain, "RbeMatMul"), 7 * N_LAYER + 1, "{name}: converted linears");
+        assert_eq!(count(&fused, "RbeAttention"), N_LAYER, "{name}: converted attention cores");
+        let gap = worst_relative_gap(&fused, &plain, name);
+        assert!(gap <= 1e-5, "{name}: converted, fused outputs differ by {gap:.2e} relative");
     }
 }
 

@@ -1,8 +1,10 @@
 //! The core of attention -> `RbeAttention`: from `MatMul(Q·s, Kᵀ·s)` (each scale optional,
-//! the transpose of K absorbed), `+ mask` (optional), `Softmax(axis=-1)`, the optional
-//! `Where(IsNaN(p), 0, p)` of SDPA exports, to `MatMul(p, V)`. Head split and merge stay.
+//! the transpose of K absorbed; or one scale after the product, as transformers' eager
+//! attention writes it), `+ mask` (optional), `Softmax(axis=-1)`, the optional
+//! `Where(IsNaN(p), 0, p)` of SDPA exports or `Cast`s to float of eager ones, to `MatMul(p, V)`.
+//! Head split and merge stay, as does the repetition of grouped K/V heads.
 
-use super::index::{is_op, GraphIndex, GRAPH_OUTPUT};
+use super::index::{is_cast_to_float, is_op, GraphIndex, GRAPH_OUTPUT};
 use super::Rewrite;
 use crate::onnx::attributes::{int_attr, ints_attr};
 use crate::onnx::proto::NodeProto;
@@ -30,6 +32,23 @@ fn unscale<'g>(ix: &GraphIndex<'g>, value: &'g str, reader: usize) -> (&'g str, 
     unscaled
 }
 
+/// `scores = Mul(MatMul(..), s)` with `s` one constant value, read only once: the product and
+/// `s` (a scale of the scores is one of Q), and the Mul. Else `scores` unscaled.
+fn scaled_product<'g>(ix: &GraphIndex<'g>, scores: &'g str) -> (&'g str, &'g str, Option<usize>) {
+    let unscaled = (scores, "", None);
+    let Some(mul) = ix.producer_of_type(scores, "Mul").filter(|_| ix.consumers(scores).len() == 1) else {
+        return unscaled;
+    };
+    let [a, b] = ix.node(mul).input.as_slice() else { return unscaled };
+    for (product, s) in [(a, b), (b, a)] {
+        let matmul = ix.producer_of_type(product, "MatMul").is_some() && ix.sole_consumer(product) == Some(mul);
+        if matmul && ix.constant(s).is_some_and(|t| t.len() == 1) {
+            return (product, s, Some(mul));
+        }
+    }
+    unscaled
+}
+
 /// `Kᵀ` as a tensor and the permutation that turns it into `[B, H, S, D]`, absorbing a
 /// 4-axis Transpose read only by `reader`.
 fn key<'g>(ix: &GraphIndex<'g>, kt: &'g str, reader: usize) -> (&'g str, Vec<i64>, Option<usize>) {
@@ -43,14 +62,23 @@ fn key<'g>(ix: &GraphIndex<'g>, kt: &'g str, reader: usize) -> (&'g str, Vec<i64
     (kt, vec![0, 1, 3, 2], None)
 }
 
-/// The MatMul reading the probabilities `p` as its left operand: directly, or through
-/// `Where(IsNaN(p), 0, p)`. Returns it, the nodes in between, and whether NaN becomes 0.
-fn probabilities_reader(ix: &GraphIndex, p: &str) -> Option<(usize, Vec<usize>, bool)> {
+/// The MatMul reading the probabilities `p` as its left operand: directly, through `Cast`s to
+/// float, or through `Where(IsNaN(p), 0, p)`. Returns it, the nodes in between, and whether
+/// NaN becomes 0.
+fn probabilities_reader<'g>(ix: &GraphIndex<'g>, mut p: &'g str) -> Option<(usize, Vec<usize>, bool)> {
     let left_of_matmul = |v: &str| {
         ix.sole_consumer(v).filter(|&m| is_op(ix.node(m), "MatMul") && ix.node(m).input.first().is_some_and(|a| a == v))
     };
+    let mut casts = Vec::new();
+    while let Some(cast) = ix.sole_consumer(p).filter(|&c| is_cast_to_float(ix.node(c))) {
+        casts.push(cast);
+        p = ix.output(cast);
+    }
     if let Some(m) = left_of_matmul(p) {
-        return Some((m, vec![], false));
+        return Some((m, casts, false));
+    }
+    if !casts.is_empty() {
+        return None;
     }
     let readers = ix.consumers(p);
     let isnan = *readers.iter().find(|&&r| r != GRAPH_OUTPUT && is_op(ix.node(r), "IsNaN"))?;
@@ -63,7 +91,7 @@ fn probabilities_reader(ix: &GraphIndex, p: &str) -> Option<(usize, Vec<usize>, 
 }
 
 /// Matches the attention core from its Softmax.
-pub fn plan_attention(ix: &GraphIndex, softmax: usize) -> Option<Rewrite> {
+pub fn plan_attention<'g>(ix: &GraphIndex<'g>, softmax: usize) -> Option<Rewrite> {
     let node = ix.node(softmax);
     if !is_op(node, "Softmax") || Attrs::new(node).int("axis") != Some(-1) {
         return None;
@@ -73,15 +101,21 @@ pub fn plan_attention(ix: &GraphIndex, softmax: usize) -> Option<Rewrite> {
     let (scores, mask) = match ix.producer(logits) {
         Some(add) if is_op(ix.node(add), "Add") && ix.sole_consumer(logits) == Some(softmax) => {
             let [a, b] = ix.node(add).input.as_slice() else { return None };
-            let (scores, mask) = if ix.producer_of_type(a, "MatMul").is_some() { (a, b) } else { (b, a) };
+            let product = |v: &'g str| ix.producer_of_type(scaled_product(ix, v).0, "MatMul").is_some();
+            let (scores, mask) = if product(a) { (a, b) } else { (b, a) };
             removed.push(add);
             (scores.as_str(), mask.as_str())
         }
         _ => (logits.as_str(), ""),
     };
+    let (scores, post_scale, post_mul) = scaled_product(ix, scores);
     let qk = ix.producer_of_type(scores, "MatMul")?;
     let [qs, kts] = ix.node(qk).input.as_slice() else { return None };
-    let (q, q_scale, q_mul) = unscale(ix, qs, qk);
+    let (q, q_scale, q_mul) = match unscale(ix, qs, qk) {
+        (q, "", None) => (q, post_scale, post_mul),
+        _ if post_mul.is_some() => return None,
+        scaled => scaled,
+    };
     let (kt, k_scale, k_mul) = unscale(ix, kts, qk);
     let (k, key_perm, k_transpose) = key(ix, kt, k_mul.unwrap_or(qk));
     let (pv, between, zero_nan) = probabilities_reader(ix, ix.output(softmax))?;

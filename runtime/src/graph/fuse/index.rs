@@ -115,3 +115,11 @@ impl<'g> GraphIndex<'g> {
 pub fn is_op(node: &NodeProto, op_type: &str) -> bool {
     node.op_type == op_type && matches!(node.domain.as_str(), "" | "ai.onnx")
 }
+
+/// True when `node` is a `Cast` to float (a no-op in an f32 graph; transformers' Llama code
+/// writes them around its norms and softmax).
+pub fn is_cast_to_float(node: &NodeProto) -> bool {
+    /// `TensorProto.DataType.FLOAT`.
+    const FLOAT: i64 = 1;
+    is_op(node, "Cast") && crate::ops::Attrs::new(node).int_or("to", 0) == FLOAT
+}
