@@ -547,13 +547,14 @@ def run_and_save(session, inputs: dict, case_dir: Path) -> dict:
     return results
 
 
-def gpt2_feed(session, batch: int, seq: int, past: int = 0, seed: int = 0) -> dict:
+def gpt2_feed(session, batch: int, seq: int, past: int = 0, seed: int = 0, head_dim: int | None = None) -> dict:
     """Inputs for a GPT-2-style ONNX graph, built from its declared inputs: input_ids (token_ids
     of a name derived from the shape, below the logits' vocab), attention_mask ones
     [batch, past + seq], position_ids past..past+seq-1, token_type_ids zeros, use_cache_branch
     (merged decoders) true when past > 0, and
     past_key_values.* N(0, 1) float [batch, heads, past, head_dim] (heads, head_dim from the
-    graph). Dtypes as declared. Exits on any other input."""
+    graph; head_dim where the graph leaves it symbolic, as onnxruntime's model builder does).
+    Dtypes as declared. Exits on any other input."""
     np = require("numpy")
     dtypes = graph_dtypes(session)
     vocab = next((o.shape[-1] for o in session.get_outputs() if o.name == "logits"), None)
@@ -573,10 +574,10 @@ def gpt2_feed(session, batch: int, seq: int, past: int = 0, seed: int = 0) -> di
         elif i.name == "use_cache_branch":  # optimum's merged decoders: see cache_flag
             v = np.array([past > 0])
         elif i.name.startswith("past_key_values."):
-            heads, head_dim = i.shape[1], i.shape[3]
-            if not (isinstance(heads, int) and isinstance(head_dim, int)):
-                fail(f"{i.name}: heads/head_dim must be static, got shape {i.shape}")
-            v = rng.standard_normal((batch, heads, past, head_dim))
+            heads, size = i.shape[1], i.shape[3] if isinstance(i.shape[3], int) else head_dim
+            if not (isinstance(heads, int) and isinstance(size, int)):
+                fail(f"{i.name}: heads/head_dim must be static (or pass the head size), got shape {i.shape}")
+            v = rng.standard_normal((batch, heads, past, size))
         else:
             fail(f"don't know how to feed graph input {i.name} {i.shape}")
         feed[i.name] = np.ascontiguousarray(np.asarray(v).astype(dtypes[i.name]))

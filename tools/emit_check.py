@@ -6,16 +6,20 @@ For each pair `X.rbeonnx` (ours) and `X.onnx` (emitted from it), feeds the .npy 
 optimizations) and `rbe-run --save-outputs`, and prints max |diff| and max relative diff of
 every output; exits 1 when one is over `--tol` (relative to the output's largest magnitude).
 With `--save-refs DIR` it also writes onnxruntime's outputs there as .npy (inputs/ and
-outputs/), for committed references.
+outputs/), for committed references. Any two files with the same inputs can be compared (the
+same third-party file on both sides: our runtime against onnxruntime). `--bench N` times N runs
+of each side (onnxruntime in-process, `rbe-run --bench N`), alternating twice, and prints the
+ratio. `--head-dim` gives the past's head size where the graph leaves it symbolic.
 
     /root/venvs/torch/bin/python tools/emit_check.py --ours X.rbeonnx --emitted X.onnx \
-        [--inputs DIR | --batch 1 --seq 16] [--tol 1e-4] [--save-refs DIR] [--bench N]
+        [--inputs DIR | --batch 1 --seq 16] [--tol 1e-4] [--save-refs DIR] [--bench N] [--head-dim D]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -40,18 +44,44 @@ def load_inputs(session, args) -> dict:
     np = require("numpy")
     if args.inputs:
         return {i.name: np.load(args.inputs / f"{i.name}.npy") for i in session.get_inputs()}
-    return gpt2_feed(session, args.batch, args.seq, past=args.past, seed=0)
+    return gpt2_feed(session, args.batch, args.seq, past=args.past, seed=0, head_dim=args.head_dim)
 
 
-def rbe_outputs(model: Path, feeds: dict, work: Path) -> dict:
+def rbe_args(model: Path, feeds: dict, work: Path) -> list[str]:
+    """rbe-run's command line for model on feeds (saved as .npy files under work)."""
     np = require("numpy")
-    cmd = [str(RBE_RUN), str(model), "--save-outputs", str(work / "out")]
+    cmd = [str(RBE_RUN), str(model)]
     for name, value in feeds.items():
         path = work / f"in_{len(cmd)}.npy"
         np.save(path, value)
         cmd += ["--input", f"{name}=@{path}"]
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    return cmd
+
+
+def rbe_outputs(cmd: list[str], work: Path) -> dict:
+    np = require("numpy")
+    subprocess.run(cmd + ["--save-outputs", str(work / "out")], check=True, stdout=subprocess.DEVNULL)
     return {p.stem: np.load(p) for p in (work / "out").glob("*.npy")}
+
+
+def rbe_median_ms(cmd: list[str], runs: int) -> float:
+    """rbe-run --bench runs: its median (it warms up once first)."""
+    out = subprocess.run(cmd + ["--bench", str(runs)], check=True, capture_output=True, text=True).stdout
+    match = re.search(r"median ([0-9.]+) ms", out)
+    if not match:
+        raise SystemExit(f"no median in rbe-run's output: {out[-500:]}")
+    return float(match.group(1))
+
+
+def ort_median_ms(session, feeds: dict, runs: int) -> float:
+    np = require("numpy")
+    session.run(None, feeds)
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        session.run(None, feeds)
+        times.append((time.perf_counter() - t) * 1e3)
+    return float(np.median(times))
 
 
 def main() -> int:
@@ -63,8 +93,10 @@ def main() -> int:
     p.add_argument("--seq", type=int, default=16)
     p.add_argument("--past", type=int, default=0)
     p.add_argument("--tol", type=float, default=1e-4)
+    p.add_argument("--head-dim", type=int, help="head size of past_key_values.* where the graph leaves it symbolic")
     p.add_argument("--save-refs", type=Path)
-    p.add_argument("--bench", type=int, default=0, help="also time N onnxruntime runs (median ms)")
+    p.add_argument("--bench", type=int, default=0,
+                   help="also time N runs of each side (median ms), alternating twice, with the ratio")
     args = p.parse_args()
     np = require("numpy")
 
@@ -72,8 +104,9 @@ def main() -> int:
     feeds = load_inputs(session, args)
     names = [o.name for o in session.get_outputs()]
     theirs = dict(zip(names, session.run(None, feeds)))
-    with tempfile.TemporaryDirectory() as tmp:
-        ours = rbe_outputs(args.ours, feeds, Path(tmp))
+    tmp = tempfile.TemporaryDirectory()
+    rbe_cmd = rbe_args(args.ours, feeds, Path(tmp.name))
+    ours = rbe_outputs(rbe_cmd, Path(tmp.name))
     worst = 0.0
     result = {}
     for name in names:
@@ -84,14 +117,13 @@ def main() -> int:
         result[name] = {"max_abs_diff": diff, "rel_diff": rel, "shape": list(a.shape)}
         print(f"{name:<24} shape {list(a.shape)}  max|diff| {diff:.3g}  relative {rel:.3g}")
     if args.bench:
-        session.run(None, feeds)
-        times = []
-        for _ in range(args.bench):
-            t = time.perf_counter()
-            session.run(None, feeds)
-            times.append((time.perf_counter() - t) * 1e3)
-        result["ort_median_ms"] = float(np.median(times))
-        print(f"onnxruntime median {result['ort_median_ms']:.2f} ms over {args.bench} runs")
+        # Alternating, twice: onnxruntime, ours, onnxruntime, ours.
+        for round_ in range(2):
+            theirs_ms, ours_ms = ort_median_ms(session, feeds, args.bench), rbe_median_ms(rbe_cmd, args.bench)
+            result[f"round{round_}"] = {"ort_median_ms": theirs_ms, "rbe_median_ms": ours_ms}
+            print(f"round {round_}: onnxruntime median {theirs_ms:.2f} ms, rbe-run median {ours_ms:.2f} ms "
+                  f"over {args.bench} runs: ours / onnxruntime {ours_ms / theirs_ms:.2f}x")
+    tmp.cleanup()
     if args.save_refs:
         for sub, values in (("inputs", feeds), ("outputs", theirs)):
             d = args.save_refs / sub
