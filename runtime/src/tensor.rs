@@ -436,6 +436,16 @@ impl Tensor {
         with_array!(self, a => reshape_array(a, shape).map(Tensor::from))
     }
 
+    /// The same tensor with its elements in row-major order: a copy when it is a strided view
+    /// (a folded `Transpose`), so readers of a constant never re-layout it at every run.
+    pub fn into_standard_layout(self) -> Result<Tensor> {
+        if with_array!(&self, a => a.is_standard_layout()) {
+            return Ok(self);
+        }
+        let shape = self.shape().to_vec();
+        self.reshape(&shape)
+    }
+
     /// A 0-d tensor holding one value.
     pub fn scalar<T: Element>(value: T) -> Tensor {
         T::wrap(ndarray::arr0(value).into_dyn().into_shared())
@@ -459,6 +469,52 @@ fn reshape_array<T: Copy>(a: &Array<T>, shape: &[usize]) -> Result<Array<T>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_strided_view_is_copied_to_row_major() {
+        let t = Tensor::from_vec(&[2, 3], (0..6).map(|v| v as f32).collect()).unwrap();
+        let transposed = Tensor::F32(t.as_f32().unwrap().clone().permuted_axes(IxDyn(&[1, 0])));
+        assert!(!transposed.as_f32().unwrap().is_standard_layout());
+        let standard = transposed.into_standard_layout().unwrap();
+        let a = standard.as_f32().unwrap();
+        assert!(a.is_standard_layout());
+        assert_eq!(a.shape(), &[3, 2]);
+        assert_eq!(a.iter().copied().collect::<Vec<_>>(), vec![0., 3., 1., 4., 2., 5.]);
+    }
+
+    /// A folded `Transpose` of a weight (onnxruntime's model builder stores a tied embedding as
+    /// the head's `[hidden, vocab]` matrix and gathers from its transpose) is kept row-major, so
+    /// the Gather does not re-layout the whole table at every run.
+    #[test]
+    fn folded_constants_are_row_major() {
+        use crate::onnx::proto::{GraphProto, ModelProto, NodeProto, OperatorSetIdProto, ValueInfoProto};
+        use crate::onnx::{tensor_to_proto, ExternalData};
+        let w = Tensor::from_vec(&[4, 8], (0..32).map(|v| v as f32).collect()).unwrap();
+        let node = |op: &str, inputs: &[&str], output: &str| NodeProto {
+            op_type: op.into(),
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: vec![output.into()],
+            ..Default::default()
+        };
+        let info = |name: &str| ValueInfoProto { name: name.into(), ..Default::default() };
+        let model = ModelProto {
+            ir_version: 8,
+            opset_import: vec![OperatorSetIdProto { domain: String::new(), version: 17 }],
+            graph: Some(GraphProto {
+                node: vec![node("Transpose", &["w"], "table"), node("Gather", &["table", "ids"], "y")],
+                input: vec![info("ids")],
+                output: vec![info("y")],
+                initializer: vec![tensor_to_proto("w", &w)],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let session = crate::Session::from_model(&model, ExternalData::Refused).unwrap();
+        let table = session.graph().constant("table").expect("folded");
+        assert!(table.as_f32().unwrap().is_standard_layout());
+        let y = session.run(vec![("ids".into(), Tensor::from_vec(&[1], vec![2i64]).unwrap())]).unwrap().remove(0).1;
+        assert_eq!(y.as_f32().unwrap().iter().copied().collect::<Vec<_>>(), vec![2., 10., 18., 26.]);
+    }
 
     #[test]
     fn only_a_unique_f32_tensor_gives_up_its_buffer() {

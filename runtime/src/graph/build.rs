@@ -340,7 +340,7 @@ impl Builder {
         }
         for (id, value) in outputs.iter().zip(values) {
             if let Some(id) = id {
-                self.constants[*id] = Some(value);
+                self.constants[*id] = Some(value.into_standard_layout()?);
             }
         }
         Ok(())
