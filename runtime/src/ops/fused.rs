@@ -36,8 +36,10 @@ fn gelu(ctx: &OpContext) -> Result<Box<dyn Kernel>> {
     })
 }
 
-/// `Y = act(X · W + bias)` for a constant float32 `W` (`[K, N]`, or `[N, K]` with `trans_b`),
-/// packed once for the product kernel.
+/// `Y = act(X · W + bias)` for a constant float32 or float16 `W` (`[K, N]`, or `[N, K]` with
+/// `trans_b`), widened and packed once for the product kernel. A float16 `X` is widened per run
+/// and `Y` rounded back to float16 (one rounding, where the unfused graph rounded after the
+/// product and again after the bias).
 struct RbeLinear {
     weight: PackedMatrix,
     bias: Option<Vec<f32>>,
@@ -46,7 +48,11 @@ struct RbeLinear {
 
 fn linear(ctx: &OpContext) -> Result<Box<dyn Kernel>> {
     let w = ctx.constant(1).ok_or_else(|| model_err(ctx, "the weight must be a constant"))?;
-    let weight = w.as_f32().map_err(|_| model_err(ctx, "the weight must be float32"))?;
+    if !matches!(w.dtype(), DType::F32 | DType::F16) {
+        return Err(model_err(ctx, format!("the weight must be float32 or float16, got {}", w.dtype())));
+    }
+    let wide = cast(w, DType::F32);
+    let weight = wide.as_f32()?;
     let weight = weight
         .view()
         .into_dimensionality::<Ix2>()
@@ -54,7 +60,8 @@ fn linear(ctx: &OpContext) -> Result<Box<dyn Kernel>> {
     let weight = if ctx.attrs.int_or("trans_b", 0) != 0 { weight.reversed_axes() } else { weight };
     let n = weight.ncols();
     let bias = match (ctx.constant(2), ctx.node.input.get(2).filter(|n| !n.is_empty())) {
-        (Some(b), _) if b.len() == n => Some(b.as_f32().map_err(|_| model_err(ctx, "the bias must be float32"))?.iter().copied().collect()),
+        (Some(b), _) if b.len() == n && b.dtype() == w.dtype() => Some(cast(b, DType::F32).as_f32()?.iter().copied().collect()),
+        (Some(b), _) if b.len() == n => return Err(model_err(ctx, format!("the bias is {}, the weight {}", b.dtype(), w.dtype()))),
         (Some(b), _) => return Err(model_err(ctx, format!("bias of shape {:?} for {n} outputs", b.shape()))),
         (None, Some(_)) => return Err(model_err(ctx, "the bias must be a constant")),
         (None, None) => None,
@@ -69,9 +76,11 @@ impl Kernel for RbeLinear {
 
     fn run(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
         let (k, n) = (self.weight.rows(), self.weight.cols());
-        linear_rows(input(inputs, 0)?, k, n, |x, m, out| {
+        let x = input(inputs, 0)?;
+        let y = linear_rows(&cast(x, DType::F32), k, n, |x, m, out| {
             self.weight.matmul(x, m, out, self.bias.as_deref(), self.activation)
-        })
+        })?;
+        Ok(if x.dtype() == DType::F16 { y.iter().map(|t| cast(t, DType::F16)).collect() } else { y })
     }
 }
 

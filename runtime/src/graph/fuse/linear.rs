@@ -1,5 +1,6 @@
-//! Linear layers: MatMul or Gemm with a constant float weight and their bias, and a GELU
-//! after any linear layer -> `RbeLinear`, or `RbeMatMul` with an `activation`.
+//! Linear layers: MatMul or Gemm with a constant float weight (float32, or float16 in fp16
+//! graphs) and their bias, and a GELU after any linear layer -> `RbeLinear`, or `RbeMatMul`
+//! with an `activation`.
 
 use super::gelu::match_gelu;
 use super::index::{is_op, GraphIndex};
@@ -18,18 +19,19 @@ struct Linear {
     removed: Vec<usize>,
 }
 
-/// A constant 2-D float32 weight: its number of output columns (after `trans_b`).
+/// A constant 2-D float32 or float16 weight: its number of output columns (after `trans_b`).
 fn weight_columns(ix: &GraphIndex, name: &str, trans_b: bool) -> Option<usize> {
     match ix.initializer(name)? {
-        t @ Tensor::F32(_) if t.rank() == 2 => Some(t.shape()[if trans_b { 0 } else { 1 }]),
+        t @ (Tensor::F32(_) | Tensor::F16(_)) if t.rank() == 2 => Some(t.shape()[if trans_b { 0 } else { 1 }]),
         _ => None,
     }
 }
 
-/// A constant float32 bias of `n` values shaped `[n]` or `[1, n]`.
-fn is_bias(ix: &GraphIndex, name: &str, n: usize) -> bool {
+/// A constant bias of `n` values shaped `[n]` or `[1, n]`, of the weight's type.
+fn is_bias(ix: &GraphIndex, name: &str, weight: &str, n: usize) -> bool {
+    let dtype = ix.initializer(weight).map(|w| w.dtype());
     ix.initializer(name).is_some_and(|t| {
-        matches!(t, Tensor::F32(_)) && t.len() == n && t.shape().iter().rev().skip(1).all(|&d| d == 1)
+        Some(t.dtype()) == dtype && t.len() == n && t.shape().iter().rev().skip(1).all(|&d| d == 1)
     })
 }
 
@@ -55,7 +57,7 @@ fn biased_matmul(ix: &GraphIndex, add: usize) -> Option<Linear> {
     for (product, bias) in [(a, b), (b, a)] {
         let Some(mm) = ix.producer_of_type(product, "MatMul") else { continue };
         let [x, w] = ix.node(mm).input.as_slice() else { continue };
-        if weight_columns(ix, w, false).is_some_and(|n| is_bias(ix, bias, n)) && ix.sole_consumer(product) == Some(add) {
+        if weight_columns(ix, w, false).is_some_and(|n| is_bias(ix, bias, w, n)) && ix.sole_consumer(product) == Some(add) {
             let fused = rbe_linear(&ix.node(mm).name, vec![x.clone(), w.clone(), bias.clone()], ix.output(add), false);
             return Some(Linear { node: fused, removed: vec![mm, add] });
         }
@@ -75,8 +77,9 @@ fn linear_producing(ix: &GraphIndex, value: &str) -> Option<Linear> {
     if is_op(node, "Gemm") {
         let trans_b = attrs.int_or("transB", 0) != 0;
         let plain = attrs.int_or("transA", 0) == 0 && attrs.float_or("alpha", 1.0) == 1.0 && attrs.float_or("beta", 1.0) == 1.0;
-        let n = weight_columns(ix, node.input.get(1)?, trans_b)?;
-        let bias_ok = node.input.get(2).is_none_or(|c| c.is_empty() || is_bias(ix, c, n));
+        let w = node.input.get(1)?;
+        let n = weight_columns(ix, w, trans_b)?;
+        let bias_ok = node.input.get(2).is_none_or(|c| c.is_empty() || is_bias(ix, c, w, n));
         return (plain && bias_ok).then(|| Linear { node: rbe_linear(&node.name, node.input.clone(), value, trans_b), removed: vec![p] });
     }
     if is_op(node, "MatMul") {

@@ -181,3 +181,26 @@ fn decomposed_rms_norms_become_one_op_that_does_not_overflow_in_f16() {
     let g0 = inits[2].1.as_f32().unwrap()[[0]];
     assert!((y[[0, 0]] - 300.0 / 106.24 * g0).abs() <= 0.02 * g0.abs().max(0.1), "{}", y[[0, 0]]);
 }
+
+/// An fp16 graph's MatMul + bias by float16 constants fuses too (the weight is widened once at
+/// load, not at every run), and its output stays float16, within f16 rounding of the plain ops.
+#[test]
+fn float16_matmul_and_bias_become_one_linear() {
+    use half::f16;
+    let half = |t: Tensor| Tensor::from_vec(t.shape(), t.as_f32().unwrap().iter().map(|&v| f16::from_f32(v)).collect()).unwrap();
+    let nodes = vec![n("MatMul", &["x", "w"], "m"), n("Add", &["m", "b"], "y")];
+    let m = model(nodes, &["x"], &[("w", half(seq(&[8, 16], 1))), ("b", half(seq(&[16], 2)))]);
+    let session = |fuse| Session::from_model_with(&m, ExternalData::Refused, &SessionOptions { fuse, ..Default::default() }).unwrap();
+    let (fused, plain) = (session(true), session(false));
+    let ops: Vec<&str> = fused.graph().nodes().iter().map(|n| n.op_type.as_str()).collect();
+    assert_eq!(ops, ["RbeLinear"]);
+    let feeds = vec![("x".to_string(), half(seq(&[2, 3, 8], 3)))];
+    let y = |s: &Session| s.run(feeds.clone()).unwrap().remove(0).1;
+    let (a, b) = (y(&fused), y(&plain));
+    assert_eq!((a.dtype(), a.shape()), (b.dtype(), b.shape()));
+    let widen = |t: &Tensor| -> Vec<f32> { t.array::<f16>().unwrap().iter().map(|v| v.to_f32()).collect() };
+    let (a, b) = (widen(&a), widen(&b));
+    let scale = b.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let gap = a.iter().zip(&b).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max) / scale;
+    assert!(gap <= 2e-3, "gap {gap}");
+}
