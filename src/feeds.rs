@@ -98,16 +98,21 @@ pub fn token_feeds_after(
     Ok(feeds)
 }
 
-/// `[batch, heads, past, head_dim]` with batch 1, past 0 and the declared fixed sizes.
+/// `[batch, heads, past, head_dim]` with batch 1, past 0 and the declared fixed sizes; a
+/// symbolic head size (onnxruntime's model builder writes one) is 0: an empty cache has
+/// nothing to read, and its consumers (GroupQueryAttention) take it as no cache.
 fn empty_past_shape(spec: &InputSpec) -> Result<Vec<usize>, String> {
     let dims = spec.dims.as_ref().filter(|d| d.len() == 4).ok_or_else(|| {
         format!("input {} must declare 4 dims to build an empty past", spec.describe())
     })?;
-    let fixed = |d: &Dim| match d {
-        Dim::Fixed(n) => Ok(*n),
-        _ => Err(format!("input {}: heads and head size must be fixed dims", spec.describe())),
+    let Dim::Fixed(heads) = dims[1] else {
+        return Err(format!("input {}: the number of heads must be a fixed dim", spec.describe()));
     };
-    Ok(vec![1, fixed(&dims[1])?, 0, fixed(&dims[3])?])
+    let head_size = match dims[3] {
+        Dim::Fixed(n) => n,
+        _ => 0,
+    };
+    Ok(vec![1, heads, 0, head_size])
 }
 
 /// Converts the derived int64/f32 tensors to the dtype the graph declares.
@@ -123,4 +128,24 @@ fn convert(tensor: Tensor, dtype: Option<DType>) -> Result<Tensor, String> {
         (Tensor::F32(a), DType::F16) => a.mapv(half::f16::from_f32).into(),
         _ => return Err(format!("cannot build a {dtype} tensor for this input; pass it with --input")),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn past(dims: Vec<Dim>) -> InputSpec {
+        InputSpec { name: "past_key_values.0.key".into(), dtype: Some(DType::F32), dims: Some(dims) }
+    }
+
+    #[test]
+    fn an_empty_past_takes_fixed_dims_and_zero_for_a_symbolic_head_size() {
+        let batch = Dim::Symbolic("batch".into());
+        let fixed = past(vec![batch.clone(), Dim::Fixed(3), Dim::Symbolic("past".into()), Dim::Fixed(64)]);
+        assert_eq!(empty_past_shape(&fixed).unwrap(), [1, 3, 0, 64]);
+        let symbolic = past(vec![batch.clone(), Dim::Fixed(3), Dim::Unknown, Dim::Symbolic("kv_cache_dim".into())]);
+        assert_eq!(empty_past_shape(&symbolic).unwrap(), [1, 3, 0, 0]);
+        let no_heads = past(vec![batch, Dim::Unknown, Dim::Unknown, Dim::Fixed(64)]);
+        assert!(empty_past_shape(&no_heads).unwrap_err().contains("number of heads"));
+    }
 }

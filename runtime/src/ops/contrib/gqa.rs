@@ -207,6 +207,9 @@ fn present(past: Option<&Tensor>, new: &Tensor, lengths: &Lengths, [nkv, h]: [us
     let span = lengths.present;
     let past = match past {
         Some(p) if p.rank() == 4 && p.shape()[..2] == [b, nkv] && p.shape()[3] == h => Some((f32_values(p, what)?, p.shape()[2])),
+        // An empty cache holds nothing to read, whatever head size it declares (a caller
+        // cannot know it when the graph leaves it symbolic, as the model builder does).
+        Some(p) if p.rank() == 4 && p.shape()[..2] == [b, nkv] && p.shape()[2] == 0 => None,
         Some(p) => return Err(op_err(format!("{what} of shape {:?}, expected [{b}, {nkv}, past, {h}]", p.shape()))),
         None => None,
     };
@@ -269,5 +272,21 @@ mod tests {
         assert_err(run(rope, &[step[0], step[1], step[2], Some(&past), Some(&past), Some(&lens), Some(&total), Some(&cos), Some(&cos)]), "outside the cache");
         assert_err(gqa().int("kv_num_heads", 3).build().map(|_| ()), "divide");
         assert_err(gqa().int("local_window_size", 0).build().map(|_| ()), "local_window_size");
+    }
+
+    /// An empty past of any declared head size is no cache at all (the model builder leaves
+    /// the head size symbolic, so a first step cannot know it).
+    #[test]
+    fn an_empty_past_of_any_head_size_is_no_cache() {
+        let gqa = node("GroupQueryAttention").domain("com.microsoft").opset(1).int("num_heads", 4).int("kv_num_heads", 2).outputs(3);
+        let (q, kv) = (filled(&[1, 2, 16]), filled(&[1, 2, 8]));
+        let (lens, total) = (t(&[1], &[1i32]), t(&[], &[2i32]));
+        let empty = Tensor::from_vec(&[1, 2, 0, 0], Vec::<f32>::new()).unwrap();
+        let without = gqa.run_opt(&[Some(&q), Some(&kv), Some(&kv), None, None, Some(&lens), Some(&total)]).unwrap();
+        let with = gqa.run_opt(&[Some(&q), Some(&kv), Some(&kv), Some(&empty), Some(&empty), Some(&lens), Some(&total)]).unwrap();
+        for (a, b) in without.iter().zip(&with) {
+            assert_eq!(a.shape(), b.shape());
+            assert_eq!(a.as_f32().unwrap(), b.as_f32().unwrap());
+        }
     }
 }
