@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use rayon::prelude::*;
 
 use crate::codec::{encode_calibrated, encode_with_reconstruction, EncodeParams, Encoded, Hessian};
-use crate::convert::Weight;
+use crate::convert::{Initializers, Weight};
 
 /// One encoding of a weight.
 pub struct Encoding {
@@ -48,20 +48,23 @@ pub fn kind_of(name: &str) -> String {
 
 /// Encodes each weight (with its first source name and the statistics that steer it, if any)
 /// at every width of `widths` (the other knobs from `params`, no per-tensor budget), in
-/// parallel over the weights; each weight's values are dropped once its encodings are made.
+/// parallel over the weights; each weight's values are read from `store` when its turn comes
+/// and dropped once its encodings are made.
 /// `tick` is called once per weight.
 pub fn encode_all(
     weights: Vec<(Weight, Option<&Hessian>)>,
     widths: &[u8],
     params: &EncodeParams,
+    store: &Initializers,
     tick: &(dyn Fn() + Sync),
 ) -> Result<Vec<Choices>, String> {
     weights
         .into_par_iter()
         .map(|(w, hessian)| {
+            let data = store.weight_values(&w)?;
             let options = widths
                 .iter()
-                .map(|&bits| encode_one(&w, bits, params, hessian))
+                .map(|&bits| encode_one(&w, &data, bits, params, hessian))
                 .collect::<Result<Vec<_>, String>>()
                 .map_err(|e| format!("cannot encode '{}': {e}", w.source))?;
             tick();
@@ -74,20 +77,20 @@ pub fn encode_all(
 /// little there and costs as much as at any width.
 const FEEDBACK_MAX_BITS: u8 = 5;
 
-fn encode_one(w: &Weight, bits: u8, params: &EncodeParams, hessian: Option<&Hessian>) -> Result<Encoding, String> {
+fn encode_one(w: &Weight, data: &[f32], bits: u8, params: &EncodeParams, hessian: Option<&Hessian>) -> Result<Encoding, String> {
     let p = EncodeParams { bits, max_bpw: None, ..params.clone() };
     let Some(h) = hessian else {
-        let (encoded, _) = encode_with_reconstruction(&w.data, w.rows, w.cols, &p)?;
+        let (encoded, _) = encode_with_reconstruction(data, w.rows, w.cols, &p)?;
         let distortion = encoded.stats.rel_rmse.powi(2);
         return Ok(Encoding { bits, encoded, distortion });
     };
     let (encoded, recon) = if bits <= FEEDBACK_MAX_BITS {
-        encode_calibrated(&w.data, w.rows, w.cols, &p, h)?
+        encode_calibrated(data, w.rows, w.cols, &p, h)?
     } else {
-        encode_with_reconstruction(&w.data, w.rows, w.cols, &p)?
+        encode_with_reconstruction(data, w.rows, w.cols, &p)?
     };
-    let delta: Vec<f32> = w.data.iter().zip(&recon).map(|(a, b)| a - b).collect();
-    let energy = h.output_error(&w.data, w.rows)?;
+    let delta: Vec<f32> = data.iter().zip(&recon).map(|(a, b)| a - b).collect();
+    let energy = h.output_error(data, w.rows)?;
     let distortion = if energy > 0.0 { h.output_error(&delta, w.rows)? / energy } else { 0.0 };
     Ok(Encoding { bits, encoded, distortion })
 }

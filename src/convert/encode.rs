@@ -2,13 +2,13 @@
 //! transposed copy) are encoded once; the rest in parallel.
 
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 
 use rayon::prelude::*;
 
 use rbe_runtime::onnx::proto::ModelProto;
 use rbe_runtime::onnx::ExternalData;
 
+use super::index::Initializers;
 use super::plan::Weight;
 use crate::allocate::{self, AllocationReport, Bench, Goal, Reference};
 use crate::codec::{encode, encode_calibrated, EncodeParams, Encoded, Hessian};
@@ -23,11 +23,16 @@ pub struct EncodedWeight {
     pub encoded: Encoded,
 }
 
-fn fingerprint(w: &Weight) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    (w.rows, w.cols).hash(&mut h);
-    w.data.iter().for_each(|v| v.to_bits().hash(&mut h));
-    h.finish()
+/// Whether two planned weights hold the same values: read from the same initializer the same
+/// way, or with equal fingerprints and equal values when read.
+fn same_values(a: &Weight, b: &Weight, store: &Initializers) -> Result<bool, String> {
+    if (a.rows, a.cols, a.fingerprint) != (b.rows, b.cols, b.fingerprint) {
+        return Ok(false);
+    }
+    if (&a.source, a.transposed, a.scale) == (&b.source, b.transposed, b.scale) {
+        return Ok(true);
+    }
+    Ok(store.weight_values(a)? == store.weight_values(b)?)
 }
 
 /// Which planned weights are the same tensor: each weight's index into the unique ones, and per
@@ -46,16 +51,20 @@ pub struct Sharing {
 }
 
 impl Sharing {
-    /// Finds the identical weights among `weights`.
-    pub fn of(weights: &[&Weight], hessians: &HashMap<String, Hessian>) -> Self {
+    /// Finds the identical weights among `weights` (read from `store` when only their
+    /// fingerprints tell them apart).
+    pub fn of(weights: &[&Weight], hessians: &HashMap<String, Hessian>, store: &Initializers) -> Result<Self, String> {
         let mut sharing = Sharing { assignment: Vec::new(), first: Vec::new(), sources: Vec::new(), steering: Vec::new() };
         let mut by_print: HashMap<u64, Vec<usize>> = HashMap::new();
         for (i, w) in weights.iter().enumerate() {
-            let candidates = by_print.entry(fingerprint(w)).or_default();
-            let same = candidates.iter().copied().find(|&u| {
-                let o = weights[sharing.first[u]];
-                (o.rows, o.cols) == (w.rows, w.cols) && o.data == w.data
-            });
+            let candidates = by_print.entry(w.fingerprint).or_default();
+            let mut same = None;
+            for &u in candidates.iter() {
+                if same_values(weights[sharing.first[u]], w, store)? {
+                    same = Some(u);
+                    break;
+                }
+            }
             let index = same.unwrap_or_else(|| {
                 sharing.first.push(i);
                 sharing.sources.push(Vec::new());
@@ -72,7 +81,7 @@ impl Sharing {
             }
             sharing.assignment.push(index);
         }
-        sharing
+        Ok(sharing)
     }
 
     /// The name of each unique tensor's encoded initializer.
@@ -82,13 +91,14 @@ impl Sharing {
 }
 
 /// Encodes the unique tensors (`unique[u]` is unique tensor `u`), each with error feedback
-/// when `sharing` names statistics for it; each weight's values are dropped as soon as it is
-/// encoded. `tick` is called once per encoded tensor.
+/// when `sharing` names statistics for it; each weight's values are read from `store` when
+/// its turn comes and dropped as soon as it is encoded. `tick` is called once per tensor.
 pub fn encode_unique(
     unique: Vec<Weight>,
     sharing: Sharing,
     params: &EncodeParams,
     hessians: &HashMap<String, Hessian>,
+    store: &Initializers,
     tick: &(dyn Fn() + Sync),
 ) -> Result<Vec<EncodedWeight>, String> {
     let names = sharing.names();
@@ -96,9 +106,10 @@ pub fn encode_unique(
         .into_par_iter()
         .zip(sharing.steering)
         .map(|(w, steering)| {
+            let data = store.weight_values(&w)?;
             let e = match steering.and_then(|a| hessians.get(&a)) {
-                Some(h) => encode_calibrated(&w.data, w.rows, w.cols, params, h).map(|(e, _)| e),
-                None => encode(&w.data, w.rows, w.cols, params),
+                Some(h) => encode_calibrated(&data, w.rows, w.cols, params, h).map(|(e, _)| e),
+                None => encode(&data, w.rows, w.cols, params),
             }
             .map_err(|e| format!("cannot encode '{}': {e}", w.source));
             tick();
@@ -135,11 +146,12 @@ pub fn allocate_unique(
     params: &EncodeParams,
     hessians: &HashMap<String, Hessian>,
     job: &AllocationJob,
+    store: &Initializers,
     tick: &(dyn Fn() + Sync),
 ) -> Result<(Vec<EncodedWeight>, AllocationReport), String> {
     let names = sharing.names();
     let steered = unique.into_iter().zip(&sharing.steering).map(|(w, s)| (w, s.as_ref().and_then(|a| hessians.get(a)))).collect();
-    let choices = allocate::encode_all(steered, &job.goal.widths, params, tick)?;
+    let choices = allocate::encode_all(steered, &job.goal.widths, params, store, tick)?;
     let bench = Bench { template: job.template, data: job.data, names: &names, search: job.search, check: job.check };
     let (picked, report) = allocate::allocate(&choices, &bench, job.goal)?;
     let encoded = choices

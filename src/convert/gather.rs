@@ -3,6 +3,7 @@
 use rbe_runtime::Tensor;
 
 use super::index::GraphIndex;
+use super::matmul::stored_values;
 use super::plan::{node_int, PlannedInput, Rewrite, Weight};
 
 /// Plans `Gather(table, indices)` with a constant float `[V, D]` table and `axis = 0`.
@@ -14,7 +15,7 @@ pub fn plan_gather(ix: &GraphIndex, i: usize) -> Option<Rewrite> {
     }
     let Tensor::F32(a) = ix.initializer(table)? else { return None };
     let &[rows, cols] = a.shape() else { return None };
-    let weight = Weight { source: table.clone(), rows, cols, data: a.iter().copied().collect(), activation: None };
+    let weight = Weight::new(table, &stored_values(&a), [rows, cols], false, 1.0, None);
     Some(Rewrite {
         removed: vec![i],
         op_type: "RbeGather",

@@ -3,6 +3,7 @@
 use rbe_runtime::Tensor;
 
 use super::index::GraphIndex;
+use super::matmul::stored_values;
 use super::plan::{float_attr, int_attr, PlannedInput, Rewrite, Weight};
 
 /// Parameters with fewer elements than this are stored raw, as the design guide says.
@@ -14,8 +15,7 @@ fn param(ix: &GraphIndex, name: &str) -> Option<PlannedInput> {
     if a.len() < RAW_PARAM_LIMIT {
         return Some(PlannedInput::Value(name.to_string()));
     }
-    let data: Vec<f32> = a.iter().copied().collect();
-    Some(PlannedInput::Encoded(Weight { source: name.to_string(), rows: 1, cols: data.len(), data, activation: None }))
+    Some(PlannedInput::Encoded(Weight::new(name, &stored_values(&a), [1, a.len()], false, 1.0, None)))
 }
 
 /// A matched LayerNorm, whichever form it had in the graph.

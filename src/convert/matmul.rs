@@ -1,16 +1,24 @@
 //! MatMul / Gemm with a constant weight (and an optional bias) -> `RbeMatMul`.
 
+use std::borrow::Cow;
+
+use rbe_runtime::tensor::Array;
 use rbe_runtime::Tensor;
 
 use super::index::GraphIndex;
-use super::plan::{node_int, transpose, PlannedInput, Rewrite, Weight};
+use super::plan::{node_int, PlannedInput, Rewrite, Weight};
 
 /// A constant 2-D float matrix, row-major, with its shape.
-fn matrix(t: &Tensor) -> Option<(usize, usize, Vec<f32>)> {
+fn matrix(t: &Tensor) -> Option<(usize, usize, Cow<'_, [f32]>)> {
     match (t, t.shape()) {
-        (Tensor::F32(a), &[r, c]) => Some((r, c, a.iter().copied().collect())),
+        (Tensor::F32(a), &[r, c]) => Some((r, c, stored_values(a))),
         _ => None,
     }
+}
+
+/// The values of an f32 array in row-major order, borrowed when it is laid out that way.
+pub fn stored_values(a: &Array<f32>) -> Cow<'_, [f32]> {
+    a.as_slice().map_or_else(|| Cow::Owned(a.iter().copied().collect()), Cow::Borrowed)
 }
 
 /// A bias of `n` values from a constant of shape `[n]`, `[1, n]` or a scalar.
@@ -41,25 +49,27 @@ pub fn plan_matmul(ix: &GraphIndex, i: usize) -> Option<Rewrite> {
     let node = ix.node(i);
     let [x, w] = node.input.as_slice() else { return None };
     let mut removed = vec![i];
-    let (source, rows, cols, data) = if let Some(t) = ix.initializer(w) {
-        let (k, n, data) = matrix(&t)?;
-        (w.clone(), n, k, transpose(&data, k, n))
+    let weight = if let Some(t) = ix.initializer(w) {
+        let (k, n, stored) = matrix(&t)?;
+        Weight::new(w, &stored, [n, k], true, 1.0, Some(x.clone()))
     } else {
         let t = ix.producer_of_type(w, "Transpose")?;
         let tnode = ix.node(t);
         let perm = rbe_runtime::ops::Attrs::new(tnode).ints("perm").unwrap_or(vec![1, 0]);
-        let (n, k, data) = matrix(&ix.initializer(tnode.input.first()?)?)?;
+        let table = ix.initializer(tnode.input.first()?)?;
+        let (n, k, stored) = matrix(&table)?;
         if perm != [1, 0] {
             return None;
         }
         if ix.sole_consumer(w) == Some(i) {
             removed.push(t);
         }
-        (tnode.input[0].clone(), n, k, data)
+        Weight::new(&tnode.input[0], &stored, [n, k], false, 1.0, Some(x.clone()))
     };
+    let rows = weight.rows;
     let mut output = node.output.first()?.clone();
     let mut inputs = vec![PlannedInput::Value(x.clone())];
-    inputs.push(PlannedInput::Encoded(Weight { source, rows, cols, data, activation: Some(x.clone()) }));
+    inputs.push(PlannedInput::Encoded(weight));
     if let Some(add) = ix.sole_consumer(&output).filter(|&a| ix.node(a).op_type == "Add") {
         let anode = ix.node(add);
         let other = anode.input.iter().find(|n| **n != output);
@@ -91,19 +101,15 @@ pub fn plan_gemm(ix: &GraphIndex, i: usize) -> Option<Rewrite> {
     let (alpha, beta) = (attrs.float_or("alpha", 1.0), attrs.float_or("beta", 1.0));
     let a = node.input.first()?;
     let b = node.input.get(1)?;
-    let (r, c, data) = matrix(&ix.initializer(b)?)?;
-    let (rows, cols, mut data) = if node_int(node, "transB", 0) != 0 {
-        (r, c, data)
+    let t = ix.initializer(b)?;
+    let (r, c, stored) = matrix(&t)?;
+    let weight = if node_int(node, "transB", 0) != 0 {
+        Weight::new(b, &stored, [r, c], false, alpha, Some(a.clone()))
     } else {
-        (c, r, transpose(&data, r, c))
+        Weight::new(b, &stored, [c, r], true, alpha, Some(a.clone()))
     };
-    if alpha != 1.0 {
-        data.iter_mut().for_each(|v| *v *= alpha);
-    }
-    let mut inputs = vec![
-        PlannedInput::Value(a.clone()),
-        PlannedInput::Encoded(Weight { source: b.clone(), rows, cols, data, activation: Some(a.clone()) }),
-    ];
+    let rows = weight.rows;
+    let mut inputs = vec![PlannedInput::Value(a.clone()), PlannedInput::Encoded(weight)];
     if let Some(cname) = node.input.get(2).filter(|n| !n.is_empty()) {
         inputs.push(bias_input(cname, &ix.initializer(cname)?, rows, beta)?);
     }

@@ -10,6 +10,7 @@ mod matmul;
 mod plan;
 mod report;
 
+pub use index::Initializers;
 pub use plan::{transpose, Weight, RBE_DOMAIN};
 pub use report::{ConvertReport, TensorReport};
 
@@ -19,14 +20,13 @@ use rayon::prelude::*;
 
 use rbe_runtime::onnx::proto::{ModelProto, OperatorSetIdProto, TensorProto};
 use rbe_runtime::graph::node_reads;
-use rbe_runtime::onnx::{tensor_from_proto, tensor_to_proto, ExternalData};
+use rbe_runtime::onnx::{tensor_from_proto, tensor_to_proto, ExternalData, FileMap};
 use rbe_runtime::Tensor;
 
 use crate::allocate::{AllocationReport, Reference};
 use crate::calibrate::Calibration;
 use crate::codec::{EncodeParams, Hessian};
 use graph_plan::{GraphPlan, NewInitializers};
-use index::Initializers;
 
 /// Progress callbacks: told the number of tensors to encode, then ticked once per tensor.
 pub struct Progress<'a> {
@@ -65,11 +65,11 @@ pub fn convert_file_with(
     progress: &Progress,
     calibration: Option<&Calibration>,
 ) -> Result<(Vec<u8>, ConvertReport), String> {
-    let model = rbe_runtime::onnx::read_model(input).map_err(|e| e.to_string())?;
+    let (model, pages) = rbe_runtime::onnx::read_model_mapped(input).map_err(|e| e.to_string())?;
     let dir = input.parent().unwrap_or(std::path::Path::new("."));
     let input_bytes = report::model_size(input, &model);
     let job = ContainerJob { params, preset, zstd_level, progress, calibration };
-    convert_to_container(model, ExternalData::Folder(dir), input_bytes, &job)
+    convert_to_container(model, Source { data: ExternalData::Folder(dir), pages: Some(&pages) }, input_bytes, &job)
 }
 
 /// How to encode and pack a model.
@@ -86,15 +86,25 @@ pub struct ContainerJob<'a> {
     pub calibration: Option<&'a Calibration<'a>>,
 }
 
-/// Converts `model` (its external data in `data`, `input_bytes` its source size for the
-/// report) and packs it: the container's bytes and the report. Nothing is written.
+/// Where a model's tensor data lies.
+#[derive(Clone, Copy)]
+pub struct Source<'a> {
+    /// Its external data.
+    pub data: ExternalData<'a>,
+    /// The mapped file its inline data borrows from, if any: each weight's pages are given
+    /// back once read.
+    pub pages: Option<&'a FileMap>,
+}
+
+/// Converts `model` (its data in `source`, `input_bytes` its source size for the report) and
+/// packs it: the container's bytes and the report. Nothing is written.
 pub fn convert_to_container(
     mut model: ModelProto,
-    data: ExternalData,
+    source: Source,
     input_bytes: u64,
     job: &ContainerJob,
 ) -> Result<(Vec<u8>, ConvertReport), String> {
-    let (tensors, allocation) = convert(&mut model, data, job.params, job.progress, job.calibration)?;
+    let (tensors, allocation) = convert(&mut model, source, job.params, job.progress, job.calibration)?;
     let mut builder = crate::container::ContainerBuilder::new(job.zstd_level);
     if let Some(graph) = model.graph.as_mut() {
         graph.initializer.iter_mut().for_each(|t| builder.externalize(t));
@@ -111,13 +121,15 @@ pub fn convert_to_container(
 /// is encoded at each of the goal's widths and one is chosen per weight to meet it.
 pub fn convert(
     model: &mut ModelProto,
-    data: ExternalData,
+    source: Source,
     params: &EncodeParams,
     progress: &Progress,
     calibration: Option<&Calibration>,
 ) -> Result<(Vec<TensorReport>, Option<AllocationReport>), String> {
-    let graph = model.graph.as_ref().ok_or("the model has no graph")?;
-    let values = Initializers::new(graph, data);
+    let data = source.data;
+    let source_model = model.clone();
+    let graph = source_model.graph.as_ref().ok_or("the model has no graph")?;
+    let values = Initializers::new(graph, data, source.pages);
     let lookup = |name: &str| values.get(name);
     let local = |t: &TensorProto| tensor_from_proto(t, data).ok();
     let plan = GraphPlan::new(graph, &lookup, &local);
@@ -137,7 +149,7 @@ pub fn convert(
         Some(c) => layer_statistics(model, data, c, &weights)?,
         None => HashMap::new(),
     };
-    let sharing = encode::Sharing::of(&weights, &hessians);
+    let sharing = encode::Sharing::of(&weights, &hessians, &values)?;
     let encoded_names = sharing.names();
     let mut names = sharing.assignment.iter().map(|&u| encoded_names[u].clone());
     let mut added = NewInitializers::new(graph);
@@ -152,11 +164,12 @@ pub fn convert(
     let mut initializers = Vec::new();
     let mut dropped = HashSet::new();
     for t in &graph.initializer {
+        if !used.contains(&t.name) {
+            dropped.insert(t.name.clone());
+            continue;
+        }
         match values.decode(&t.name)? {
-            Some(v) if used.contains(&t.name) => initializers.push(tensor_to_proto(&t.name, &v)),
-            Some(_) => {
-                dropped.insert(t.name.clone());
-            }
+            Some(v) => initializers.push(tensor_to_proto(&t.name, &v)),
             None => initializers.push(t.clone()),
         }
     }
@@ -183,10 +196,10 @@ pub fn convert(
     let (encoded, allocation) = match (goal, &references) {
         (Some(goal), Some((search, check))) => {
             let job = encode::AllocationJob { template: model, data, goal, search, check };
-            let (e, r) = encode::allocate_unique(unique, sharing, params, &hessians, &job, progress.tick)?;
+            let (e, r) = encode::allocate_unique(unique, sharing, params, &hessians, &job, &values, progress.tick)?;
             (e, Some(r))
         }
-        _ => (encode::encode_unique(unique, sharing, params, &hessians, progress.tick)?, None),
+        _ => (encode::encode_unique(unique, sharing, params, &hessians, &values, progress.tick)?, None),
     };
     let graph = model.graph.as_mut().ok_or("the model has no graph")?;
     for e in &encoded {

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use rbe_runtime::onnx::ExternalData;
 
-use crate::convert::{ContainerJob, ConvertReport};
+use crate::convert::{ContainerJob, ConvertReport, Source};
 
 /// What a GGUF conversion produces (nothing is written here).
 pub struct GgufConversion {
@@ -40,7 +40,7 @@ pub fn convert_gguf(input: &Path, target: GgufTarget) -> Result<GgufConversion, 
         GgufTarget::Onnx => (prost::Message::encode_to_vec(&graph.model), None),
         GgufTarget::Container(job) => {
             let (bytes, mut report) =
-                crate::convert::convert_to_container(graph.model, ExternalData::Refused, input_bytes, job)?;
+                crate::convert::convert_to_container(graph.model, Source { data: ExternalData::Refused, pages: None }, input_bytes, job)?;
             for row in &mut report.tensors {
                 row.source_type = row
                     .name

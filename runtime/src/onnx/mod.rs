@@ -4,7 +4,7 @@ pub mod attributes;
 mod external;
 mod load;
 
-pub use load::{read_model, read_model_bytes};
+pub use load::{read_model, read_model_bytes, read_model_mapped, FileMap};
 
 use std::path::Path;
 
