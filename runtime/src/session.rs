@@ -29,9 +29,10 @@ impl Session {
             let c = container::read_container(path)?;
             return Self::from_model_with(&c.model, ExternalData::Sections(&c.sections), options);
         }
-        let model = onnx::read_model(path)?;
+        let (model, pages) = onnx::read_model_mapped(path)?;
         let dir = path.parent().unwrap_or(Path::new("."));
-        Self::from_model_with(&model, ExternalData::Folder(dir), options)
+        let registry = Registry::standard();
+        Ok(Self { graph: graph::build(&model, ExternalData::Folder(dir), Some(&pages), &registry, options)? })
     }
 
     /// Builds a session from a decoded model with the standard op registry.
@@ -42,7 +43,7 @@ impl Session {
     /// [`Session::from_model`] with explicit options.
     pub fn from_model_with(model: &ModelProto, data: ExternalData, options: &SessionOptions) -> Result<Self> {
         let registry = Registry::standard();
-        Ok(Self { graph: graph::build(model, data, &registry, options)? })
+        Ok(Self { graph: graph::build(model, data, None, &registry, options)? })
     }
 
     /// The inputs the model takes.

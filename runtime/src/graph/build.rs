@@ -7,13 +7,14 @@ use crate::error::{Error, Result};
 use crate::graph::scope::{with_implicit_inputs, Scope};
 use crate::graph::{Graph, InputSpec, Node, ValueId};
 use crate::onnx::proto::{GraphProto, ModelProto, NodeProto};
-use crate::onnx::{shared_u8, tensor_from_proto, ExternalData, SharedBytes};
+use crate::onnx::{shared_u8, tensor_from_proto, ExternalData, FileMap, SharedBytes};
 use crate::ops::{normalize_domain, Attrs, OpContext, Registry};
 use crate::options::SessionOptions;
 use crate::tensor::Tensor;
 
-/// Builds the execution plan of `model`'s main graph.
-pub fn build(model: &ModelProto, data: ExternalData, registry: &Registry, options: &SessionOptions) -> Result<Graph> {
+/// Builds the execution plan of `model`'s main graph; `pages` is the mapped file its inline
+/// data borrows from, if any.
+pub fn build(model: &ModelProto, data: ExternalData, pages: Option<&FileMap>, registry: &Registry, options: &SessionOptions) -> Result<Graph> {
     let graph = model
         .graph
         .as_ref()
@@ -27,7 +28,7 @@ pub fn build(model: &ModelProto, data: ExternalData, registry: &Registry, option
         // Fused nodes are `ai.rbe` ops, version 1.
         opsets.entry(crate::ops::RBE_DOMAIN).or_insert(1);
     }
-    let scope = Scope { opsets, registry, options, data };
+    let scope = Scope { opsets, registry, options, data, pages };
     build_graph(graph, &scope, Vec::new())
 }
 
@@ -50,7 +51,7 @@ pub fn build_nested(graph: &GraphProto, scope: &Scope, outer: Vec<(String, Outer
 fn build_graph(graph: &GraphProto, scope: &Scope, outer: Vec<(String, OuterValue)>) -> Result<Graph> {
     let mut b = Builder::default();
     b.add_outer(outer);
-    b.add_initializers(graph, scope.data)?;
+    b.add_initializers(graph, scope)?;
     let graph = with_implicit_inputs(graph);
     let fused;
     let graph = if scope.options.fuse {
@@ -111,7 +112,8 @@ impl Builder {
         }
     }
 
-    fn add_initializers(&mut self, graph: &GraphProto, data: ExternalData) -> Result<()> {
+    fn add_initializers(&mut self, graph: &GraphProto, scope: &Scope) -> Result<()> {
+        let data = scope.data;
         for init in &graph.initializer {
             if self.ids.contains_key(&init.name) {
                 return Err(Error::Model(format!("initializer '{}' is defined twice", init.name)));
@@ -122,6 +124,9 @@ impl Builder {
                 continue;
             }
             let tensor = tensor_from_proto(init, data)?;
+            if let Some(pages) = scope.pages {
+                pages.release(&init.raw_data);
+            }
             let id = self.value(&init.name);
             self.constants[id] = Some(tensor);
         }

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
 use crate::onnx::proto::{GraphProto, NodeProto};
-use crate::onnx::ExternalData;
+use crate::onnx::{ExternalData, FileMap};
 use crate::ops::Registry;
 use crate::options::SessionOptions;
 
@@ -20,6 +20,9 @@ pub struct Scope<'a> {
     pub options: &'a SessionOptions,
     /// Where initializers with external data are read from.
     pub data: ExternalData<'a>,
+    /// The mapped model file inline initializers borrow from, if any: the pages of each one
+    /// decoded into a tensor of its own are given back at once.
+    pub pages: Option<&'a FileMap>,
 }
 
 /// The names `graph` reads but does not define (neither an initializer, an input nor a node
