@@ -1,7 +1,7 @@
 //! Writing `.rbeonnx` containers (the layout is defined and read by `rbe_runtime::container`).
 
 use rayon::prelude::*;
-use rbe_runtime::container::{Header, SectionEntry, SectionKind, SECTION_LOCATION_PREFIX};
+use rbe_runtime::container::{Header, Packing, SectionEntry, SectionKind, SECTION_LOCATION_PREFIX, STORED_ALIGN};
 use rbe_runtime::onnx::proto::tensor_proto::DataLocation;
 use rbe_runtime::onnx::proto::{ModelProto, StringStringEntryProto, TensorProto};
 
@@ -13,6 +13,8 @@ const INLINE_LIMIT: usize = 256;
 const SECTION_TARGET: usize = 8 << 20;
 /// Tensor data inside a section starts on this alignment.
 const ALIGN: usize = 64;
+/// Data sections that zstd shrinks by less than this fraction are stored as they are.
+pub const STORE_BELOW_SAVING: f64 = 0.10;
 
 /// Collects tensor bytes into data sections, then writes the container.
 pub struct ContainerBuilder {
@@ -50,36 +52,47 @@ impl ContainerBuilder {
         t.raw_data = Default::default();
     }
 
-    /// Packs the graph and the data sections and returns the container's bytes.
+    /// Packs the graph and the data sections and returns the container's bytes. A data
+    /// section that zstd would shrink by less than [`STORE_BELOW_SAVING`] (encoded weights
+    /// are dense codes) is stored as it is, page-aligned, for readers to use in place.
     pub fn finish(self, model: &ModelProto) -> Result<Vec<u8>, String> {
         let mut raws = vec![model.encode_to_vec()];
         raws.extend(self.sections.into_iter().filter(|s| !s.is_empty()));
         let level = self.level;
-        let packed: Vec<Vec<u8>> = raws
+        let packed: Vec<Option<Vec<u8>>> = raws
             .par_iter()
-            .map(|raw| zstd::bulk::compress(raw, level).map_err(|e| format!("zstd: {e}")))
-            .collect::<Result<_, _>>()?;
-        let mut offset = Header::encoded_len(raws.len()) as u64;
-        let sections = raws
-            .iter()
-            .zip(&packed)
             .enumerate()
-            .map(|(i, (raw, stored))| {
-                let entry = SectionEntry {
-                    kind: if i == 0 { SectionKind::Graph } else { SectionKind::Data },
-                    offset,
-                    stored_len: stored.len() as u64,
-                    raw_len: raw.len() as u64,
-                    stored_crc: crc32fast::hash(stored),
-                    raw_crc: crc32fast::hash(raw),
-                };
-                offset += stored.len() as u64;
-                entry
+            .map(|(i, raw)| {
+                let packed = zstd::bulk::compress(raw, level).map_err(|e| format!("zstd: {e}"))?;
+                let saving = 1.0 - packed.len() as f64 / raw.len().max(1) as f64;
+                Ok((i == 0 || saving >= STORE_BELOW_SAVING).then_some(packed))
             })
-            .collect();
-        let mut out = Header { sections }.encode();
-        for stored in packed {
-            out.extend_from_slice(&stored);
+            .collect::<Result<_, String>>()?;
+        let mut offset = Header::encoded_len(raws.len()) as u64;
+        let mut sections = Vec::with_capacity(raws.len());
+        for (i, (raw, packed)) in raws.iter().zip(&packed).enumerate() {
+            let (stored, packing) = match packed {
+                Some(p) => (p, Packing::Zstd),
+                None => {
+                    offset = offset.next_multiple_of(STORED_ALIGN);
+                    (raw, Packing::Stored)
+                }
+            };
+            sections.push(SectionEntry {
+                kind: if i == 0 { SectionKind::Graph } else { SectionKind::Data },
+                packing,
+                offset,
+                stored_len: stored.len() as u64,
+                raw_len: raw.len() as u64,
+                stored_crc: crc32fast::hash(stored),
+                raw_crc: crc32fast::hash(raw),
+            });
+            offset += stored.len() as u64;
+        }
+        let mut out = Header { sections: sections.clone() }.encode();
+        for ((raw, packed), entry) in raws.iter().zip(&packed).zip(&sections) {
+            out.resize(entry.offset as usize, 0);
+            out.extend_from_slice(packed.as_deref().unwrap_or(raw));
         }
         Ok(out)
     }
@@ -108,9 +121,22 @@ mod tests {
     use rbe_runtime::onnx::{tensor_from_proto, tensor_to_proto, ExternalData};
     use rbe_runtime::Tensor;
 
-    fn build() -> (Vec<u8>, Tensor) {
-        let values: Vec<f32> = (0..1000).map(|i| (i as f32 * 0.37).sin()).collect();
-        let tensor = Tensor::from_vec(&[10, 100], values).unwrap();
+    /// A container of one tensor: 1000 repeating f32 values zstd packs well, or 4000 noisy bytes
+    /// it cannot (stored as they are, like encoded weights).
+    fn build(noisy: bool) -> (Vec<u8>, Tensor) {
+        let tensor = if noisy {
+            let mut x = 0x2545_f491_4f6c_dd1du64;
+            let mut next = || {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 32) as u8
+            };
+            let bytes = (0..4000).map(|_| next()).collect();
+            Tensor::from_vec(&[4000], bytes).unwrap()
+        } else {
+            Tensor::from_vec(&[10, 100], (0..1000).map(|i| (i % 16) as f32 * 0.25).collect()).unwrap()
+        };
         let mut builder = ContainerBuilder::new(3);
         let mut proto = tensor_to_proto("w", &tensor);
         builder.externalize(&mut proto);
@@ -119,26 +145,62 @@ mod tests {
         (builder.finish(&model).unwrap(), tensor)
     }
 
+    fn packing(bytes: &[u8]) -> Vec<Packing> {
+        Header::parse(bytes).unwrap().sections.iter().map(|s| s.packing).collect()
+    }
+
     #[test]
     fn round_trip_restores_tensors() {
-        let (bytes, tensor) = build();
+        for noisy in [false, true] {
+            let (bytes, tensor) = build(noisy);
+            let data = if noisy { Packing::Stored } else { Packing::Zstd };
+            assert_eq!(packing(&bytes), [Packing::Zstd, data]);
+            let c = unpack(&bytes).unwrap();
+            let init = &c.model.graph.as_ref().unwrap().initializer[0];
+            assert!(init.raw_data.is_empty(), "data must live in a section");
+            let back = tensor_from_proto(init, ExternalData::Sections(&c.sections)).unwrap();
+            assert_eq!(back, tensor);
+        }
+    }
+
+    #[test]
+    fn stored_sections_are_page_aligned_and_read_in_place_from_a_file() {
+        let (bytes, tensor) = build(true);
+        let header = Header::parse(&bytes).unwrap();
+        assert_eq!(header.sections[1].offset % rbe_runtime::container::STORED_ALIGN, 0);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.rbeonnx");
+        std::fs::write(&path, &bytes).unwrap();
+        let c = rbe_runtime::container::read_container(&path).unwrap();
+        assert_eq!(c.sections[1].as_ptr() as usize % rbe_runtime::container::STORED_ALIGN as usize, 0, "a slice of the page-aligned mapping");
+        let init = &c.model.graph.as_ref().unwrap().initializer[0];
+        assert_eq!(tensor_from_proto(init, ExternalData::Sections(&c.sections)).unwrap(), tensor);
+    }
+
+    #[test]
+    fn version_1_containers_still_open() {
+        let (mut bytes, tensor) = build(false);
+        let header_len = Header::encoded_len(2);
+        bytes[8..12].copy_from_slice(&1u32.to_le_bytes());
+        let crc = crc32fast::hash(&bytes[..header_len - 4]);
+        bytes[header_len - 4..header_len].copy_from_slice(&crc.to_le_bytes());
         let c = unpack(&bytes).unwrap();
         let init = &c.model.graph.as_ref().unwrap().initializer[0];
-        assert!(init.raw_data.is_empty(), "data must live in a section");
-        let back = tensor_from_proto(init, ExternalData::Sections(&c.sections)).unwrap();
-        assert_eq!(back, tensor);
+        assert_eq!(tensor_from_proto(init, ExternalData::Sections(&c.sections)).unwrap(), tensor);
     }
 
     #[test]
     fn every_flipped_byte_and_truncation_is_an_error() {
-        let (bytes, _) = build();
-        for pos in 0..bytes.len() {
-            let mut bad = bytes.clone();
-            bad[pos] ^= 0x5a;
-            assert!(unpack(&bad).is_err(), "flip at {pos} went unnoticed");
-        }
-        for len in 0..bytes.len() {
-            assert!(unpack(&bytes[..len]).is_err(), "truncation to {len} went unnoticed");
+        for noisy in [false, true] {
+            let (bytes, _) = build(noisy);
+            for pos in 0..bytes.len() {
+                let mut bad = bytes.clone();
+                bad[pos] ^= 0x5a;
+                assert!(unpack(&bad).is_err(), "flip at {pos} went unnoticed");
+            }
+            for len in 0..bytes.len() {
+                assert!(unpack(&bytes[..len]).is_err(), "truncation to {len} went unnoticed");
+            }
         }
     }
 }

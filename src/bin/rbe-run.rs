@@ -64,8 +64,8 @@ struct Args {
     /// Seed for sampling.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Time the model: one warm-up run, then N runs on the same inputs; prints the median and
-    /// minimum latency of one run (model load excluded).
+    /// Time the model: one warm-up run, then N runs on the same inputs; prints how long the
+    /// model took to load, and the median and minimum latency of one run.
     #[arg(long, value_name = "N")]
     bench: Option<usize>,
     /// With --bench: then N more runs timing every node's kernel, and a table of time per op
@@ -115,7 +115,9 @@ fn run(args: Args) -> Result<(), String> {
     if dir.is_some() {
         eprintln!("rbe-run: model {}", model.display());
     }
+    let loading = std::time::Instant::now();
     let session = Session::load_with(model, &options).map_err(|e| e.to_string())?;
+    let load_ms = loading.elapsed().as_secs_f64() * 1e3;
     if args.chat || args.prompt.is_some() {
         return run_text(&session, dir.as_ref(), &args);
     }
@@ -128,7 +130,7 @@ fn run(args: Args) -> Result<(), String> {
         let (median, min) = rbe::bench::time_runs(n, || session.run(inputs.clone()).map(drop))
             .map_err(|e| e.to_string())?;
         println!("isa: {}", rbe_runtime::kernels::isa::Isa::current());
-        println!("median {median:.2} ms, min {min:.2} ms ({n} runs)");
+        println!("load {load_ms:.1} ms; run: median {median:.2} ms, min {min:.2} ms ({n} runs)");
         if args.profile {
             print!("{}", rbe::bench::profile_by_op(&session, &inputs, n)?);
         }

@@ -4,13 +4,12 @@ use crate::error::{Error, Result};
 
 /// The first eight bytes of every `.rbeonnx` file.
 pub const MAGIC: &[u8; 8] = b"RBEONNX\0";
-/// The container format version this runtime reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+/// The container format version this runtime writes (it reads 1 and 2; version 2 added
+/// sections stored as they are, see [`Packing`]).
+pub const FORMAT_VERSION: u32 = 2;
 /// Upper bound on the number of sections (guards the header allocation).
 pub const MAX_SECTIONS: usize = 4096;
 const ENTRY_LEN: usize = 40;
-/// The longest possible header: reading this many bytes of a file always covers it.
-pub const MAX_HEADER_LEN: usize = 16 + ENTRY_LEN * MAX_SECTIONS + 4;
 /// Largest unpacked section accepted (64 GiB).
 const MAX_RAW_LEN: u64 = 1 << 36;
 
@@ -23,11 +22,26 @@ pub enum SectionKind {
     Data,
 }
 
+/// How a section's bytes are stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Packing {
+    /// A zstd frame, unpacked at load.
+    Zstd,
+    /// The bytes as they are, at an offset aligned to [`STORED_ALIGN`]: a reader maps the file
+    /// and uses them where they lie (version 2).
+    Stored,
+}
+
+/// File offset alignment of [`Packing::Stored`] sections (a page).
+pub const STORED_ALIGN: u64 = 4096;
+
 /// One entry of the section table.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SectionEntry {
     /// What the section holds.
     pub kind: SectionKind,
+    /// How its bytes are stored.
+    pub packing: Packing,
     /// Byte offset of the packed payload from the start of the file.
     pub offset: u64,
     /// Packed (zstd) length.
@@ -70,30 +84,30 @@ impl Header {
             out.extend_from_slice(&s.stored_len.to_le_bytes());
             out.extend_from_slice(&s.raw_len.to_le_bytes());
             out.extend_from_slice(&s.raw_crc.to_le_bytes());
-            out.extend_from_slice(&0u32.to_le_bytes());
+            let packing: u32 = match s.packing {
+                Packing::Zstd => 0,
+                Packing::Stored => 1,
+            };
+            out.extend_from_slice(&packing.to_le_bytes());
         }
         let crc = crc32fast::hash(&out);
         out.extend_from_slice(&crc.to_le_bytes());
         out
     }
 
-    /// Parses and validates the header of a file of `bytes.len()` bytes: magic, version,
-    /// checksum, and every section lying inside the file.
+    /// Parses and validates the header of the file `bytes`: magic, version, checksum, every
+    /// section lying inside the file after the previous one, and the padding between them
+    /// all zero (it is covered by no checksum).
     pub fn parse(bytes: &[u8]) -> Result<Self> {
-        Self::parse_prefix(bytes, bytes.len() as u64)
-    }
-
-    /// Like [`parse`](Self::parse) for a file of `file_len` bytes of which `bytes` is the start
-    /// (at least the header; [`MAX_HEADER_LEN`] bytes always suffice).
-    pub fn parse_prefix(bytes: &[u8], file_len: u64) -> Result<Self> {
+        let file_len = bytes.len() as u64;
         let bad = |m: String| Error::Container(m);
         if bytes.len() < 20 || &bytes[..8] != MAGIC {
             return Err(bad("not an .rbeonnx file (bad magic or too short)".into()));
         }
         let version = u32_at(bytes, 8);
-        if version != FORMAT_VERSION {
+        if !(1..=FORMAT_VERSION).contains(&version) {
             return Err(bad(format!(
-                "format version {version} is not supported (this build reads version {FORMAT_VERSION})"
+                "format version {version} is not supported (this build reads versions 1 to {FORMAT_VERSION})"
             )));
         }
         let n = u32_at(bytes, 12) as usize;
@@ -116,8 +130,14 @@ impl Header {
                 1 => SectionKind::Data,
                 k => return Err(bad(format!("section {i} has unknown kind {k}"))),
             };
+            let packing = match (version, u32_at(bytes, at + 36)) {
+                (_, 0) => Packing::Zstd,
+                (2.., 1) => Packing::Stored,
+                (_, p) => return Err(bad(format!("section {i} has unknown packing {p}"))),
+            };
             let entry = SectionEntry {
                 kind,
+                packing,
                 stored_crc: u32_at(bytes, at + 4),
                 offset: u64_at(bytes, at + 8),
                 stored_len: u64_at(bytes, at + 16),
@@ -136,10 +156,22 @@ impl Header {
             if entry.raw_len > MAX_RAW_LEN || entry.raw_len > entry.stored_len.saturating_mul(4096) + 4096 {
                 return Err(bad(format!("section {i} claims an implausible size {}", entry.raw_len)));
             }
+            let stored_as_is = entry.raw_len == entry.stored_len && entry.raw_crc == entry.stored_crc;
+            if packing == Packing::Stored && (!stored_as_is || entry.offset % STORED_ALIGN != 0) {
+                return Err(bad(format!("section {i} is stored as is but its sizes, checksums or alignment disagree")));
+            }
             sections.push(entry);
         }
         if sections[0].kind != SectionKind::Graph || sections[1..].iter().any(|s| s.kind != SectionKind::Data) {
             return Err(bad("section 0 must be the graph and the others data".into()));
+        }
+        let mut end = header_len as u64;
+        for (i, s) in sections.iter().enumerate() {
+            let gap = bytes.get(end as usize..s.offset as usize);
+            if !gap.is_some_and(|g| g.iter().all(|&b| b == 0)) {
+                return Err(bad(format!("section {i} overlaps the one before or follows non-zero padding (the file is corrupt)")));
+            }
+            end = s.offset + s.stored_len;
         }
         Ok(Self { sections })
     }

@@ -1,13 +1,14 @@
-//! Opening a container: verify, unpack the sections in parallel, decode the graph.
+//! Opening a container: map it, verify, unpack the packed sections in parallel, decode the
+//! graph.
 
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
+use std::io::Read;
 use std::path::Path;
 
 use bytes::Bytes;
 use rayon::prelude::*;
 
-use crate::container::header::{Header, SectionEntry, MAGIC, MAX_HEADER_LEN};
+use crate::container::header::{Header, Packing, SectionEntry, MAGIC};
 use crate::error::{Error, Result};
 use crate::onnx::{self, proto::ModelProto};
 
@@ -28,39 +29,25 @@ pub fn is_container(path: &Path) -> Result<bool> {
     Ok(n == 8 && &magic == MAGIC)
 }
 
-/// Reads, verifies (header and per-section checksums) and unpacks a container file. Sections
-/// are read and unpacked one at a time per thread, so the packed file is never held whole.
+/// Reads and verifies (header and per-section checksums) a container file. The file is
+/// memory-mapped: stored sections are used where they lie, zstd sections unpack from the
+/// mapping in parallel.
 pub fn read_container(path: &Path) -> Result<Container> {
     let io = |source| Error::Io { path: path.display().to_string(), source };
-    let mut file = File::open(path).map_err(io)?;
-    let file_len = file.metadata().map_err(io)?.len();
-    let mut prefix = Vec::with_capacity(MAX_HEADER_LEN.min(file_len as usize));
-    (&mut file).take(MAX_HEADER_LEN as u64).read_to_end(&mut prefix).map_err(io)?;
-    let header = Header::parse_prefix(&prefix, file_len)?;
-    drop(prefix);
-    // One contiguous run of sections per thread, read through one reused buffer: the packed
-    // bytes never pile up, and no large buffer is freed between the long-lived unpacked ones
-    // (which would leave the allocator holding holes). Freeing the buffers at the end also
-    // raises glibc's mmap threshold past KV-cache-sized buffers, which steps then recycle
-    // instead of mapping fresh pages (see BENCHMARKS.md, "Memory").
-    let per_thread = header.sections.len().div_ceil(rayon::current_num_threads().max(1));
-    let indexed: Vec<(usize, &SectionEntry)> = header.sections.iter().enumerate().collect();
-    let runs = indexed
-        .par_chunks(per_thread)
-        .map(|run| {
-            let mut file = File::open(path).map_err(io)?;
-            let mut stored = Vec::new();
-            run.iter()
-                .map(|&(i, s)| {
-                    stored.resize(s.stored_len as usize, 0);
-                    file.seek(SeekFrom::Start(s.offset)).map_err(io)?;
-                    file.read_exact(&mut stored).map_err(io)?;
-                    unpack_section(i, s, &stored)
-                })
-                .collect::<Result<Vec<Bytes>>>()
+    let file = File::open(path).map_err(io)?;
+    // SAFETY: the mapping is read-only; a file truncated underneath us is the same hazard every
+    // mmap-based model loader accepts.
+    let map = Bytes::from_owner(unsafe { memmap2::Mmap::map(&file) }.map_err(io)?);
+    let header = Header::parse(&map)?;
+    let sections = header
+        .sections
+        .par_iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let range = s.offset as usize..(s.offset + s.stored_len) as usize;
+            open_section(i, s, &map[range.clone()], || map.slice(range))
         })
-        .collect::<Result<Vec<_>>>()?;
-    let sections = runs.into_iter().flatten().collect();
+        .collect::<Result<_>>()?;
     with_model(sections)
 }
 
@@ -71,16 +58,23 @@ pub fn unpack(bytes: &[u8]) -> Result<Container> {
         .sections
         .par_iter()
         .enumerate()
-        // Header::parse checked that the payload lies inside the file.
-        .map(|(i, s)| unpack_section(i, s, &bytes[s.offset as usize..(s.offset + s.stored_len) as usize]))
+        .map(|(i, s)| {
+            // Header::parse checked that the payload lies inside the file.
+            let stored = &bytes[s.offset as usize..(s.offset + s.stored_len) as usize];
+            open_section(i, s, stored, || Bytes::copy_from_slice(stored))
+        })
         .collect::<Result<_>>()?;
     with_model(sections)
 }
 
-/// Checks and unpacks section `i` from its packed bytes.
-fn unpack_section(i: usize, s: &SectionEntry, stored: &[u8]) -> Result<Bytes> {
+/// Checks section `i` from its stored bytes and returns its contents: `in_place` (the stored
+/// bytes themselves) for a stored section, the unpacked bytes for a zstd one.
+fn open_section(i: usize, s: &SectionEntry, stored: &[u8], in_place: impl FnOnce() -> Bytes) -> Result<Bytes> {
     if crc32fast::hash(stored) != s.stored_crc {
         return Err(Error::Container(format!("section {i} checksum mismatch (the file is corrupt)")));
+    }
+    if s.packing == Packing::Stored {
+        return Ok(in_place());
     }
     let raw = zstd::bulk::decompress(stored, s.raw_len as usize)
         .map_err(|e| Error::Container(format!("section {i} does not unpack: {e}")))?;
