@@ -18,7 +18,7 @@ fn normalised(ix: &GraphIndex, node: usize) -> Option<(String, usize, Vec<usize>
         let [x, s] = n.input.as_slice() else { return None };
         return Some((x.clone(), ix.producer_of_type(s, "Sqrt")?, vec![node]));
     }
-    if !is_op(n, "Mul") {
+    if !is_op(n, "Mul") || n.input.len() != 2 {
         return None;
     }
     n.input.iter().enumerate().find_map(|(k, r)| {

@@ -204,3 +204,12 @@ fn float16_matmul_and_bias_become_one_linear() {
     let gap = a.iter().zip(&b).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max) / scale;
     assert!(gap <= 2e-3, "gap {gap}");
 }
+
+/// Found by fuzzing (fuzz/, target `graph`): a `Mul` of three inputs made the RMSNorm matcher
+/// compute the other input's index as `1 - 2`, which panicked with overflow checks on.
+#[test]
+fn a_mul_of_three_inputs_is_an_error_not_a_panic() {
+    let m = model(vec![n("Mul", &["x", "x", "x"], "y")], &["x"], &[]);
+    let result = std::panic::catch_unwind(|| Session::from_model(&m, ExternalData::Refused).err());
+    assert!(result.is_ok(), "the graph builder panicked");
+}
