@@ -336,7 +336,11 @@ def save_proto(m, dst: Path) -> None:
     dst.parent.mkdir(parents=True, exist_ok=True)
     for old in (dst, dst.with_name(dst.name + ".data")):
         old.unlink(missing_ok=True)
-    if m.ByteSize() < 2_000_000_000:
+    try:
+        small = m.ByteSize() < 2_000_000_000
+    except Exception:  # protobuf refuses to even size a message past 2 GB
+        small = False
+    if small:
         onnx.save_model(m, str(dst))
     else:
         onnx.save_model(m, str(dst), save_as_external_data=True, all_tensors_to_one_file=True,
