@@ -3,7 +3,7 @@
 
 use half::bf16;
 use rbe_runtime::rbe::{
-    dequant, dequant_group, group_offset, group_step, pack_codes, zero_point, Geometry, MAX_GROUP,
+    dequant, dequant_group, group_offset, group_step, pack_codes, zero_point, Geometry,
 };
 
 /// Candidate scales tried per group: `2 * SEARCH_STEPS + 1`, spread over ±0.9 levels around
@@ -11,6 +11,8 @@ use rbe_runtime::rbe::{
 const SEARCH_STEPS: i32 = 4;
 /// Spacing of the candidates, in levels.
 const SEARCH_DELTA: f32 = 0.9 / SEARCH_STEPS as f32;
+/// Number of candidate scales.
+const CANDIDATES: usize = 2 * SEARCH_STEPS as usize + 1;
 
 /// Round to nearest (ties to even) for |x| < 2^22, in two vectorisable adds (`f32::round` is a
 /// libm call on baseline x86-64). Only used to pick codes, never to reconstruct.
@@ -61,20 +63,24 @@ fn search_symmetric(x: &[f32], half: i32, weight: impl Fn(usize) -> f32) -> (f32
         return (0.0, 0.0, sum_x2);
     }
     let (lo, hi) = (-half as f32, (half - 1) as f32);
-    let mut best = (0f32, sum_x2);
-    for is in -SEARCH_STEPS..=SEARCH_STEPS {
-        let iscale = -(half as f32 + SEARCH_DELTA * is as f32) / a;
-        let (mut sum_lx, mut sum_l2) = (0f32, 0f32);
-        for (i, &v) in x.iter().enumerate() {
-            let l = round_fast((iscale * v).clamp(lo, hi));
-            let wl = l * weight(i);
-            sum_lx += wl * v;
-            sum_l2 += wl * l;
+    let iscale: [f32; CANDIDATES] = std::array::from_fn(|k| -(half as f32 + SEARCH_DELTA * (k as i32 - SEARCH_STEPS) as f32) / a);
+    // Every candidate's sums in one pass (each summed in the order of `x`).
+    let (mut sum_lx, mut sum_l2) = ([0f32; CANDIDATES], [0f32; CANDIDATES]);
+    for (i, &v) in x.iter().enumerate() {
+        let w = weight(i);
+        for k in 0..CANDIDATES {
+            let l = round_fast((iscale[k] * v).clamp(lo, hi));
+            let wl = l * w;
+            sum_lx[k] += wl * v;
+            sum_l2[k] += wl * l;
         }
-        if sum_l2 > 0.0 {
-            let sse = sum_x2 - (sum_lx as f64).powi(2) / sum_l2 as f64;
+    }
+    let mut best = (0f32, sum_x2);
+    for k in 0..CANDIDATES {
+        if sum_l2[k] > 0.0 {
+            let sse = sum_x2 - (sum_lx[k] as f64).powi(2) / sum_l2[k] as f64;
             if sse < best.1 {
-                best = (sum_lx / sum_l2, sse);
+                best = (sum_lx[k] / sum_l2[k], sse);
             }
         }
     }
@@ -92,18 +98,22 @@ fn search_asymmetric(x: &[f32], qmax: i32, weight: impl Fn(usize) -> f32) -> (f3
         // Every value equals mn (<= 0): the offset alone is exact.
         return (0.0, mn, 0.0);
     }
-    let mut best = (0f32, mn, f64::INFINITY);
-    for is in -SEARCH_STEPS..=SEARCH_STEPS {
-        let iscale = (qmax as f32 + SEARCH_DELTA * is as f32) / (mx - mn);
-        let (mut sl, mut sl2, mut slx) = (0f32, 0f32, 0f32);
-        for (i, &v) in x.iter().enumerate() {
-            let l = round_fast((iscale * (v - mn)).clamp(0.0, qmax as f32));
-            let wl = l * weight(i);
-            sl += wl;
-            sl2 += wl * l;
-            slx += wl * v;
+    let iscale: [f32; CANDIDATES] = std::array::from_fn(|k| (qmax as f32 + SEARCH_DELTA * (k as i32 - SEARCH_STEPS) as f32) / (mx - mn));
+    // Every candidate's sums in one pass (each summed in the order of `x`).
+    let (mut sums_l, mut sums_l2, mut sums_lx) = ([0f32; CANDIDATES], [0f32; CANDIDATES], [0f32; CANDIDATES]);
+    for (i, &v) in x.iter().enumerate() {
+        let w = weight(i);
+        for k in 0..CANDIDATES {
+            let l = round_fast((iscale[k] * (v - mn)).clamp(0.0, qmax as f32));
+            let wl = l * w;
+            sums_l[k] += wl;
+            sums_l2[k] += wl * l;
+            sums_lx[k] += wl * v;
         }
-        let (sl, sl2, slx) = (sl as f64, sl2 as f64, slx as f64);
+    }
+    let mut best = (0f32, mn, f64::INFINITY);
+    for k in 0..CANDIDATES {
+        let (sl, sl2, slx) = (sums_l[k] as f64, sums_l2[k] as f64, sums_lx[k] as f64);
         if sl2 == 0.0 {
             continue;
         }
@@ -212,24 +222,55 @@ impl RowUnits {
         let (lo, hi, bias) = scale_code_range(grid, self.scale_bits);
         let top = (1i32 << self.scale_bits) - 1;
         let (unit, min_unit) = (self.unit.to_f32(), self.min_unit.to_f32());
-        let n = xg.len();
         let mins = if grid.asymmetric { code_candidates(-o.1, min_unit, 0, top) } else { 0..=0 };
-        let mut trial = [0u8; MAX_GROUP];
-        let mut best = (f64::INFINITY, GroupCode { scale: 0, min: 0, step: 0.0, offset: 0.0 });
+        // The (at most 3 x 3) nearest code pairs, in order, measured together in one pass.
+        let mut tried = [GroupCode { scale: 0, min: 0, step: 0.0, offset: 0.0 }; 9];
+        let mut count = 0;
         for sc in code_candidates(o.0, unit, lo, hi) {
             let sc = (sc + bias) as u8;
             let step = group_step(unit, sc, grid.asymmetric, self.scale_bits);
             for m in mins.clone() {
                 let offset = if grid.asymmetric { group_offset(min_unit, m as u8) } else { 0.0 };
-                let sse = quantize_fixed(xg, grid, step, offset, &mut trial[..n], importance);
-                if sse < best.0 {
-                    best = (sse, GroupCode { scale: sc, min: m as u8, step, offset });
-                    codes[..n].copy_from_slice(&trial[..n]);
-                }
+                tried[count] = GroupCode { scale: sc, min: m as u8, step, offset };
+                count += 1;
             }
         }
-        best.1
+        let tried = &tried[..count];
+        let sse = fixed_errors(xg, grid, tried, importance);
+        let mut best = 0;
+        for k in 1..count {
+            if sse[k] < sse[best] {
+                best = k;
+            }
+        }
+        let chosen = tried[best];
+        quantize_fixed(xg, grid, chosen.step, chosen.offset, codes, importance);
+        chosen
     }
+}
+
+/// The squared error of `x` quantized with each of `groups`' step and offset, as
+/// [`quantize_fixed`] measures it (every candidate's sum in the order of `x`).
+fn fixed_errors(x: &[f32], grid: Grid, groups: &[GroupCode], importance: Option<&[f32]>) -> [f32; 9] {
+    let zp = grid.zero_point();
+    let qmax = grid.qmax() as f32;
+    let mut inv = [0f32; 9];
+    let (mut step, mut offset) = ([0f32; 9], [0f32; 9]);
+    for (k, g) in groups.iter().enumerate() {
+        inv[k] = if g.step != 0.0 { 1.0 / g.step } else { 0.0 };
+        (step[k], offset[k]) = (g.step, g.offset);
+    }
+    let mut sse = [0f32; 9];
+    for (i, &v) in x.iter().enumerate() {
+        let w = importance.map_or(1.0, |w| w[i]);
+        for k in 0..9 {
+            let q = round_fast(((v - offset[k]) * inv[k] + zp as f32).clamp(0.0, qmax));
+            // `q` is a whole number in range: [`dequant`] of its code, in float arithmetic.
+            let e = step[k] * (q - zp as f32) + offset[k] - v;
+            sse[k] += e * e * w;
+        }
+    }
+    sse
 }
 
 /// Scale codes: `0..=2^sb-1` (asymmetric), or signed `-(2^(sb-1)-1)..=2^(sb-1)-1` stored offset by
