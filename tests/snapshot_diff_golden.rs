@@ -37,6 +37,7 @@ fn golden_metrics(name: &str, preset: &str) {
         reference: None,
         label: None,
         activations: Activations::Exact,
+        series: None,
     };
     let report = rbe::diff::run(&job, &AtomicBool::new(false), &ProgressBar::hidden()).unwrap();
     let path = root().join("golden/snapshots").join(format!("{name}.{preset}.json"));

@@ -93,6 +93,9 @@ struct Args {
     /// The run's name in reports (default: the converted model's file stem).
     #[arg(long)]
     label: Option<String>,
+    /// The run's series in the HTML report's rate–distortion plot (e.g. "RBE calibrated").
+    #[arg(long)]
+    series: Option<String>,
     /// Run the converted model's compressed matmuls with int8 activations (as `rbe-run
     /// --int8-activations`), to measure what that costs in accuracy.
     #[arg(long)]
@@ -111,6 +114,9 @@ enum Command {
         /// The HTML file to write.
         #[arg(short, long)]
         output: PathBuf,
+        /// Also write the rate–distortion plot of the runs (two or more, with their rate) as an SVG file.
+        #[arg(long, value_name = "FILE")]
+        rd_svg: Option<PathBuf>,
     },
 }
 
@@ -134,7 +140,9 @@ fn main() -> ExitCode {
         Err(e) => e.exit(),
     };
     let result = match &args.command {
-        Some(Command::Report { runs, convert_report, output }) => report(runs, convert_report, output),
+        Some(Command::Report { runs, convert_report, output, rd_svg }) => {
+            report(runs, convert_report, output, rd_svg.as_deref())
+        }
         None => diff(&args),
     };
     match result {
@@ -148,11 +156,18 @@ fn main() -> ExitCode {
     }
 }
 
-fn report(runs: &[PathBuf], convert_reports: &[PathBuf], output: &Path) -> Result<Outcome, String> {
+fn report(runs: &[PathBuf], convert_reports: &[PathBuf], output: &Path, rd_svg: Option<&Path>) -> Result<Outcome, String> {
     if runs.is_empty() && convert_reports.is_empty() {
         return Err("report needs at least one run JSON or --convert-report".into());
     }
     let reports = runs.iter().map(|p| golden::load(p)).collect::<Result<Vec<_>, _>>()?;
+    if let Some(path) = rd_svg {
+        let plot = html::rate_distortion(&reports);
+        if plot.is_empty() {
+            return Err("--rd-svg needs two or more runs that know their rate (JSON of snapshot-diff runs on .onnx originals)".into());
+        }
+        rbe::atomic::write(path, rbe::diff::rd_plot::standalone(&plot).as_bytes())?;
+    }
     write_html(output, &reports, convert_reports)?;
     Ok(Outcome::Pass)
 }
@@ -198,6 +213,7 @@ fn job(args: &Args) -> Result<Job, String> {
         reference: args.reference.clone(),
         label: args.label.clone(),
         activations: if args.int8_activations { Activations::Int8 } else { Activations::Exact },
+        series: args.series.clone(),
     })
 }
 

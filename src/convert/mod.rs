@@ -12,7 +12,7 @@ mod report;
 
 pub use index::Initializers;
 pub use plan::{transpose, Weight, RBE_DOMAIN};
-pub use report::{ConvertReport, TensorReport};
+pub use report::{model_size, ConvertReport, TensorReport};
 
 use std::collections::{HashMap, HashSet};
 

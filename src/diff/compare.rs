@@ -238,6 +238,8 @@ impl Measured {
                 })
                 .collect(),
             perplexity,
+            rate: None,
+            series: None,
         }
     }
 }

@@ -206,6 +206,8 @@ mod tests {
             partial: false,
             comparisons: vec![Comparison { name: "converted vs original".into(), outputs: vec![m] }],
             perplexity: None,
+            rate: None,
+            series: None,
         }
     }
 

@@ -251,7 +251,7 @@ fn allocation_plot(c: &ConvertSummary) -> String {
         .map(|r| Point {
             label: if r.stage == "check" { r.what.clone() } else { String::new() },
             bpw: r.bits_per_weight,
-            kl: r.measured.kl,
+            distortion: r.measured.kl,
             series: match r.stage.as_str() {
                 "check" => "held-out check".to_string(),
                 "search" => "search (calibration windows)".to_string(),
@@ -259,11 +259,33 @@ fn allocation_plot(c: &ConvertSummary) -> String {
             },
         })
         .collect();
-    let plot = scatter(&format!("Allocation of {}: bits per weight vs mean KL of every model run", c.preset), &points);
+    let plot = scatter(&format!("Allocation of {}: bits per weight vs mean KL of every model run", c.preset), "mean KL (nats)", &points);
     if plot.is_empty() {
         return plot;
     }
     format!("<h2>Allocation ({} model runs)</h2>{plot}", a.trace.len())
+}
+
+/// The rate–distortion plot of the runs that know their rate (two or more): the converted
+/// file's bits per original weight against the logits' mean KL when every such run has one,
+/// else against 1 − cosine of the first output; one colour per `--series`.
+pub fn rate_distortion(reports: &[Report]) -> String {
+    let rated: Vec<(&Report, f64)> = reports.iter().filter_map(|r| Some((r, r.rate.as_ref()?.bits_per_weight))).collect();
+    if rated.len() < 2 {
+        return String::new();
+    }
+    let kl = |r: &Report| r.main()?.outputs.iter().find_map(|m| m.kl);
+    let by_kl = rated.iter().all(|(r, _)| kl(r).is_some());
+    let distortion = |r: &Report| if by_kl { kl(r) } else { r.main()?.outputs.first().map(|m| 1.0 - m.cosine) };
+    let points: Vec<Point> = rated
+        .iter()
+        .filter_map(|&(r, bpw)| {
+            let series = r.series.clone().unwrap_or_else(|| "runs".into());
+            Some(Point { label: r.label.clone(), bpw, distortion: distortion(r)?, series })
+        })
+        .collect();
+    let metric = if by_kl { "mean KL (nats)" } else { "1 - cosine" };
+    scatter(&format!("Rate–distortion: file bits per original weight vs {metric}"), metric, &points)
 }
 
 const STYLE: &str = "body{font:14px/1.4 sans-serif;margin:24px;color:#222;max-width:1100px}\
@@ -279,6 +301,7 @@ pub fn render(reports: &[Report], conversions: &[ConvertSummary]) -> String {
     body += "<p>Metrics as defined in MEASURING.md: relative RMSE = RMSE / std of the reference; \
              top-1 = share of positions whose argmax agrees; KL = mean KL(reference || candidate).</p>";
     body += &per_run_charts(reports);
+    body += &rate_distortion(reports);
     for r in reports {
         body += &run_section(r);
     }
@@ -323,5 +346,29 @@ mod tests {
         assert_eq!(html.matches("http").count(), html.matches("http://www.w3.org/2000/svg").count());
         std::fs::write(&path, "{}").unwrap();
         assert!(ConvertSummary::load(&path).unwrap_err().contains("not an rbe-convert report"));
+    }
+
+    /// A run of `label` in `series` at `bpw` (no rate when `None`) with a logits KL if given.
+    fn run(label: &str, series: &str, bpw: Option<f64>, kl: Option<f64>, cosine: f64) -> Report {
+        let kl = kl.map_or("null".to_string(), |k| k.to_string());
+        let rate = bpw.map_or(String::new(), |b| format!(r#","rate":{{"bytes":1,"weights":1,"bits_per_weight":{b}}}"#));
+        let json = format!(
+            r#"{{"label":"{label}","original":"a.onnx","converted":"b","series":"{series}","inputs":{{"source":"t","runs":1}},
+            "comparisons":[{{"name":"converted vs original","outputs":[{{"name":"logits","elements":4,"max_abs_diff":0.1,
+            "rmse":0.1,"rel_rmse":0.1,"cosine":{cosine},"kl":{kl}}}]}}]{rate}}}"#
+        );
+        serde_json::from_str(&json).unwrap()
+    }
+
+    #[test]
+    fn rated_runs_make_a_rate_distortion_plot_by_kl_or_else_cosine() {
+        let runs = [run("q4", "presets", Some(4.4), Some(0.08), 0.99), run("q3c", "calibrated", Some(3.4), Some(0.37), 0.98)];
+        let plot = rate_distortion(&runs);
+        assert!(plot.contains("q4: 4.400 bpw, mean KL (nats) 0.0800") && plot.contains(">calibrated<"), "{plot}");
+        assert!(render(&runs, &[]).contains(&plot));
+        // One rated run is not a curve; runs without KL are placed by 1 - cosine.
+        assert!(rate_distortion(&[runs[0].clone(), run("x", "s", None, Some(0.1), 0.9)]).is_empty());
+        let by_cosine = rate_distortion(&[run("a", "s", Some(4.0), None, 0.99), run("b", "s", Some(3.0), None, 0.9)]);
+        assert!(by_cosine.contains("b: 3.000 bpw, 1 - cosine 0.1000"), "{by_cosine}");
     }
 }

@@ -10,6 +10,7 @@ pub mod golden;
 pub mod html;
 pub mod inputs;
 pub mod metrics;
+pub mod rate;
 pub mod rd_plot;
 pub mod report;
 pub mod run;

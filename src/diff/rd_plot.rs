@@ -1,14 +1,14 @@
-//! A rate–distortion scatter plot (bits per weight against mean KL, log scale) as inline SVG:
-//! every model run of an allocation, or any labelled set of conversions.
+//! A rate–distortion scatter plot (bits per weight against a distortion on a log scale, such as
+//! mean KL) as inline SVG: every model run of an allocation, or any labelled set of conversions.
 
-/// One point: its label, bits per weight, mean KL, and its series (which colour it gets).
+/// One point: its label, bits per weight, distortion, and its series (which colour it gets).
 pub struct Point {
     /// Shown beside the point.
     pub label: String,
     /// Bits per weight.
     pub bpw: f64,
-    /// Mean KL to the original (nats); points at or below 0 are not drawn.
-    pub kl: f64,
+    /// Distance to the original (mean KL, 1 − cosine...); points at or below 0 are not drawn.
+    pub distortion: f64,
     /// Series name (legend entry).
     pub series: String,
 }
@@ -20,17 +20,19 @@ const BOTTOM: f64 = 40.0;
 const TOP: f64 = 30.0;
 const COLORS: [&str; 6] = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#b07aa1", "#9c755f"];
 
-/// The plot of `points` titled `title`; an empty string when no point has a positive KL.
-pub fn scatter(title: &str, points: &[Point]) -> String {
-    let shown: Vec<&Point> = points.iter().filter(|p| p.kl > 0.0 && p.kl.is_finite() && p.bpw.is_finite()).collect();
+/// The plot of `points` titled `title`, their distortion named `metric`; an empty string when
+/// no point has a positive distortion.
+pub fn scatter(title: &str, metric: &str, points: &[Point]) -> String {
+    let shown: Vec<&Point> =
+        points.iter().filter(|p| p.distortion > 0.0 && p.distortion.is_finite() && p.bpw.is_finite()).collect();
     if shown.is_empty() {
         return String::new();
     }
     let (x0, x1) = bounds(shown.iter().map(|p| p.bpw), 0.25);
-    let (l0, l1) = bounds(shown.iter().map(|p| p.kl.log10()), 0.2);
+    let (l0, l1) = bounds(shown.iter().map(|p| p.distortion.log10()), 0.2);
     let (l0, l1) = (l0.floor(), l1.ceil().max(l0.floor() + 1.0));
     let x = |v: f64| LEFT + (v - x0) / (x1 - x0) * (W - LEFT - 20.0);
-    let y = |kl: f64| TOP + (l1 - kl.log10()) / (l1 - l0) * (H - TOP - BOTTOM);
+    let y = |d: f64| TOP + (l1 - d.log10()) / (l1 - l0) * (H - TOP - BOTTOM);
     let mut series: Vec<&str> = Vec::new();
     for p in &shown {
         if !series.contains(&p.series.as_str()) {
@@ -42,10 +44,12 @@ pub fn scatter(title: &str, points: &[Point]) -> String {
          <text x=\"0\" y=\"16\" class=\"t\">{t}</text>\
          <line x1=\"{LEFT}\" y1=\"{yb}\" x2=\"{xr}\" y2=\"{yb}\" stroke=\"#888\"/>\
          <line x1=\"{LEFT}\" y1=\"{TOP}\" x2=\"{LEFT}\" y2=\"{yb}\" stroke=\"#888\"/>\
-         <text x=\"{xm}\" y=\"{H}\" text-anchor=\"middle\" class=\"a\">bits per weight</text>\
-         <text x=\"12\" y=\"{ym}\" transform=\"rotate(-90 12 {ym})\" text-anchor=\"middle\" class=\"a\">mean KL (nats, log)</text>",
+         <text x=\"{xm}\" y=\"{yl}\" text-anchor=\"middle\" class=\"a\">bits per weight</text>\
+         <text x=\"12\" y=\"{ym}\" transform=\"rotate(-90 12 {ym})\" text-anchor=\"middle\" class=\"a\">{m} (log)</text>",
         t = super::html::esc(title),
+        m = super::html::esc(metric),
         yb = H - BOTTOM,
+        yl = H - 6.0,
         xr = W - 20.0,
         xm = (LEFT + W) / 2.0,
         ym = (TOP + H - BOTTOM) / 2.0,
@@ -56,19 +60,22 @@ pub fn scatter(title: &str, points: &[Point]) -> String {
     for tick in (x0.ceil() as i32)..=(x1.floor() as i32) {
         svg += &format!("<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\" class=\"a\">{tick}</text>", x(tick as f64), H - BOTTOM + 16.0);
     }
+    let mut labels = Vec::new();
     for p in &shown {
         let i = series.iter().position(|s| *s == p.series).unwrap_or(0);
         svg += &format!(
-            "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"4\" fill=\"{}\"><title>{}: {:.3} bpw, KL {:.4}</title></circle>",
+            "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"4\" fill=\"{}\" fill-opacity=\"0.75\"><title>{}: {:.3} bpw, {} {:.4}</title></circle>",
             x(p.bpw),
-            y(p.kl),
+            y(p.distortion),
             COLORS[i % COLORS.len()],
             super::html::esc(&p.label),
             p.bpw,
-            p.kl
+            super::html::esc(metric),
+            p.distortion
         );
         if !p.label.is_empty() {
-            svg += &format!("<text x=\"{:.1}\" y=\"{:.1}\" class=\"a\">{}</text>", x(p.bpw) + 6.0, y(p.kl) - 5.0, super::html::esc(&p.label));
+            let (lx, ly) = free_spot(&mut labels, x(p.bpw) + 6.0, y(p.distortion) - 5.0);
+            svg += &format!("<text x=\"{lx:.1}\" y=\"{ly:.1}\" class=\"a\">{}</text>", super::html::esc(&p.label));
         }
     }
     for (i, s) in series.iter().enumerate() {
@@ -86,6 +93,27 @@ pub fn scatter(title: &str, points: &[Point]) -> String {
     svg + "</svg>"
 }
 
+/// Where a label wanted at `(x, y)` goes: moved down a line at a time while it would cover one
+/// of the `placed` labels (points of nearly equal rate and distortion), then recorded there.
+fn free_spot(placed: &mut Vec<(f64, f64)>, x: f64, mut y: f64) -> (f64, f64) {
+    const LINE: f64 = 13.0;
+    const WIDTH: f64 = 90.0;
+    while placed.iter().any(|&(px, py)| (px - x).abs() < WIDTH && (py - y).abs() < LINE) {
+        y += LINE;
+    }
+    placed.push((x, y));
+    (x, y)
+}
+
+/// A plot of [`scatter`] as a file of its own: the page's styles moved inside the SVG.
+pub fn standalone(svg: &str) -> String {
+    const STYLE: &str = "<style>svg{font:12px sans-serif;background:#fff}.t{font-weight:bold;font-size:13px}.a{fill:#666;font-size:11px}</style>";
+    match svg.find('>') {
+        Some(end) => format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n{}{STYLE}{}\n", &svg[..=end], &svg[end + 1..]),
+        None => String::new(),
+    }
+}
+
 /// The range of `values` widened by `pad` of its width on each side (at least ±`pad`).
 fn bounds(values: impl Iterator<Item = f64>, pad: f64) -> (f64, f64) {
     let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
@@ -95,15 +123,15 @@ fn bounds(values: impl Iterator<Item = f64>, pad: f64) -> (f64, f64) {
 
 #[cfg(test)]
 mod tests {
-    use super::{scatter, Point};
+    use super::{scatter, standalone, Point};
 
     fn point(label: &str, bpw: f64, kl: f64, series: &str) -> Point {
-        Point { label: label.into(), bpw, kl, series: series.into() }
+        Point { label: label.into(), bpw, distortion: kl, series: series.into() }
     }
 
     #[test]
     fn points_are_placed_by_rate_and_log_distortion() {
-        let svg = scatter("rd", &[point("q4", 4.4, 0.03, "presets"), point("a", 3.5, 0.3, "allocation"), point("zero", 8.0, 0.0, "presets")]);
+        let svg = scatter("rd", "KL", &[point("q4", 4.4, 0.03, "presets"), point("a", 3.5, 0.3, "allocation"), point("zero", 8.0, 0.0, "presets")]);
         assert_eq!(svg.matches("<circle").count(), 2 + 2, "two points and two legend entries: {svg}");
         assert!(svg.contains("q4: 4.400 bpw, KL 0.0300") && !svg.contains("zero"));
         // The log axis grows upwards: the smaller KL lies lower on the page (larger y).
@@ -114,6 +142,20 @@ mod tests {
             head[c + 4..].split('"').next().unwrap().parse().unwrap()
         };
         assert!(cy("q4") > cy("a"));
-        assert!(scatter("empty", &[point("z", 4.0, 0.0, "s")]).is_empty());
+        assert!(scatter("empty", "KL", &[point("z", 4.0, 0.0, "s")]).is_empty());
+        let file = standalone(&svg);
+        assert!(file.starts_with("<?xml") && file.contains("role=\"img\"><style>") && file.trim_end().ends_with("</svg>"));
+    }
+
+    #[test]
+    fn labels_of_coinciding_points_do_not_cover_each_other() {
+        let svg = scatter("rd", "KL", &[point("first", 3.4, 0.37, "a"), point("second", 3.4, 0.38, "b")]);
+        let label_y = |label: &str| -> f64 {
+            let at = svg.find(&format!(">{label}</text>")).unwrap();
+            let head = &svg[..at];
+            let c = head.rfind("y=\"").unwrap();
+            head[c + 3..].split('"').next().unwrap().parse().unwrap()
+        };
+        assert!((label_y("first") - label_y("second")).abs() >= 13.0, "{svg}");
     }
 }

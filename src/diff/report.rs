@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::metrics::{null_as_nan, OutputMetrics};
+use super::rate::Rate;
 use super::thresholds::Check;
 
 /// Everything one run measured.
@@ -24,6 +25,12 @@ pub struct Report {
     /// Perplexity of both models, for a text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub perplexity: Option<Perplexity>,
+    /// The converted model's bytes per weight of the original, for rate–distortion plots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<Rate>,
+    /// The series the run belongs to in rate–distortion plots (`--series`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub series: Option<String>,
 }
 
 /// What the models ran on.

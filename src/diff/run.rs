@@ -55,6 +55,8 @@ pub struct Job {
     pub label: Option<String>,
     /// How the converted model's compressed matmuls treat activations (`--int8-activations`).
     pub activations: Activations,
+    /// The run's series in rate–distortion plots.
+    pub series: Option<String>,
 }
 
 fn file_name(path: &Path) -> String {
@@ -128,14 +130,17 @@ pub fn run(job: &Job, stop: &AtomicBool, progress: &ProgressBar) -> Result<Repor
     progress.set_length(batches.len() as u64);
     let measured = compare::measure(&original, &converted, &batches, &options, stop, &|| progress.inc(1))
         .map_err(|e| e + &hint)?;
-    Ok(measured.into_report(Labels {
+    let mut report = measured.into_report(Labels {
         label: job.label.clone().unwrap_or_else(|| {
             job.converted.file_stem().map_or_else(String::new, |s| s.to_string_lossy().to_string())
         }),
         original: file_name(&job.original),
         converted: file_name(&job.converted),
         source,
-    }))
+    });
+    report.rate = super::rate::measure(&job.original, &job.converted);
+    report.series = job.series.clone();
+    Ok(report)
 }
 
 fn window_hint(window: usize) -> String {
@@ -162,6 +167,7 @@ mod tests {
             reference: Some("refs".into()),
             label: None,
             activations: Activations::Exact,
+            series: None,
         };
         let err = run(&job, &AtomicBool::new(false), &ProgressBar::hidden()).unwrap_err();
         assert!(err.contains("--reference needs --inputs"), "{err}");

@@ -132,6 +132,8 @@ mod tests {
                 windows: 1,
                 predicted_tokens: 9,
             }),
+            rate: None,
+            series: None,
         }
     }
 
