@@ -28,8 +28,14 @@ pub fn build(model: &ModelProto, data: ExternalData, pages: Option<&FileMap>, re
         // Fused nodes are `ai.rbe` ops, version 1.
         opsets.entry(crate::ops::RBE_DOMAIN).or_insert(1);
     }
-    let scope = Scope { opsets, registry, options, data, pages };
-    build_graph(graph, &scope, Vec::new())
+    let widen_half = super::half::has_half(graph);
+    let graph = super::half::widened(graph)?;
+    let scope = Scope { opsets, registry, options, data, pages, widen_half };
+    let mut plan = build_graph(&graph, &scope, Vec::new())?;
+    if widen_half {
+        plan.round_half_outputs(&graph.output)?;
+    }
+    Ok(plan)
 }
 
 /// A value a nested graph reads from the graph around it.
@@ -123,7 +129,10 @@ impl Builder {
                 self.shared.insert(id, bytes);
                 continue;
             }
-            let tensor = tensor_from_proto(init, data)?;
+            let mut tensor = tensor_from_proto(init, data)?;
+            if scope.widen_half {
+                tensor = super::half::widen(tensor);
+            }
             if let Some(pages) = scope.pages {
                 pages.release(&init.raw_data);
             }
@@ -408,6 +417,7 @@ impl Builder {
             outputs,
             nodes: self.nodes,
             frees,
+            half_outputs: None,
         })
     }
 }

@@ -4,6 +4,7 @@
 
 mod build;
 pub mod fuse;
+mod half;
 mod inputs;
 mod run;
 mod scope;
@@ -14,7 +15,7 @@ pub use run::Observer;
 pub use scope::{nested_graphs, node_reads, outer_names, with_implicit_inputs, Scope};
 
 use crate::ops::Kernel;
-use crate::tensor::Tensor;
+use crate::tensor::{DType, Tensor};
 
 /// A value's index in the graph's value table.
 pub type ValueId = usize;
@@ -49,6 +50,9 @@ pub struct Graph {
     nodes: Vec<Node>,
     /// For each node of the plan, the values whose last reader it is.
     frees: Vec<Vec<ValueId>>,
+    /// When the model's half-precision values are computed in f32 ([`half`]): per output, the
+    /// half type it is declared as (its value is rounded to it); half feeds are widened then.
+    half_outputs: Option<Vec<Option<DType>>>,
 }
 
 impl Graph {

@@ -107,7 +107,8 @@ impl Graph {
         }
         self.outputs
             .iter()
-            .map(|(name, id)| Ok((name.clone(), self.value(&slots, *id)?.clone())))
+            .enumerate()
+            .map(|(k, (name, id))| Ok((name.clone(), self.output(k, self.value(&slots, *id)?))))
             .collect()
     }
 
@@ -129,7 +130,7 @@ impl Graph {
             };
             self.inputs[pos].check(&tensor)?;
             let id = self.input_ids[pos];
-            if slots[id].replace(tensor).is_some() {
+            if slots[id].replace(self.feed(tensor)).is_some() {
                 return Err(Error::Input(format!("input '{name}' is given twice")));
             }
         }

@@ -23,6 +23,9 @@ pub struct Scope<'a> {
     /// The mapped model file inline initializers borrow from, if any: the pages of each one
     /// decoded into a tensor of its own are given back at once.
     pub pages: Option<&'a FileMap>,
+    /// The model holds half-precision values, computed in f32 ([`super::half`]): its
+    /// initializers are widened as they are decoded.
+    pub widen_half: bool,
 }
 
 /// The names `graph` reads but does not define (neither an initializer, an input nor a node
