@@ -32,6 +32,9 @@ pub struct Calibration<'a> {
     pub tick: &'a (dyn Fn() + Sync),
     /// Damping of the statistics, as a share of their mean diagonal (see [`crate::codec::Hessian`]).
     pub damp: f64,
+    /// Quantize each layer's inputs in decreasing order of their second moment, with static
+    /// group scales (GPTQ's act-order; see [`crate::codec::Hessian::with_order`]).
+    pub act_order: bool,
     /// An accuracy target to allocate bit widths for (the last windows are then held out of
     /// the statistics and the search, to check the result on).
     pub goal: Option<crate::allocate::Goal<'a>>,
@@ -84,7 +87,7 @@ impl<'a> Calibration<'a> {
         if windows.is_empty() {
             return Err(format!("{} has fewer than 2 tokens", text_path.display()));
         }
-        Ok(Calibration { windows, tick, damp: crate::codec::DEFAULT_DAMP, goal: None })
+        Ok(Calibration { windows, tick, damp: crate::codec::DEFAULT_DAMP, act_order: false, goal: None })
     }
 
     /// Tokens over all windows.

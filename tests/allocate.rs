@@ -21,7 +21,7 @@ const FIXTURE: &str = "gpt2_legacy_op17";
 /// Converts the fixture for `target`, calibrated on `windows` (the last quarter held out).
 fn allocated(windows: &[Vec<i64>], target: Target) -> (Session, ConvertReport, AllocationReport) {
     let goal = Goal { target, widths: vec![2, 3, 4, 6, 8], on_step: &|_| {} };
-    let calibration = Calibration { windows: windows.to_vec(), tick: &|| {}, damp: DEFAULT_DAMP, goal: Some(goal) };
+    let calibration = Calibration { windows: windows.to_vec(), tick: &|| {}, damp: DEFAULT_DAMP, act_order: false, goal: Some(goal) };
     let params = EncodeParams::preset("q4").unwrap();
     let (bytes, report) = convert_file_with(&fixture(FIXTURE), &params, "q4", 3, &Progress::none(), Some(&calibration)).unwrap();
     let dir = tempfile::tempdir().unwrap();

@@ -38,7 +38,7 @@ fn logits_error(original: &Session, candidate: &Session, windows: &[Vec<i64>]) -
 fn calibrated_q3_fits_the_calibration_windows_better_at_the_same_size() {
     let name = "gpt2_legacy_op17";
     let windows = random_sequences(8, 64, 1000, 7);
-    let calibration = Calibration { windows: windows.clone(), tick: &|| {}, damp: DEFAULT_DAMP, goal: None };
+    let calibration = Calibration { windows: windows.clone(), tick: &|| {}, damp: DEFAULT_DAMP, act_order: false, goal: None };
     let (plain, plain_report) = converted(name, "q3", None);
     let (fed, fed_report) = converted(name, "q3", Some(&calibration));
     let linears: Vec<_> = fed_report.tensors.iter().filter(|t| t.mode.ends_with("+gptq")).collect();

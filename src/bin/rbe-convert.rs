@@ -79,6 +79,10 @@ struct Args {
     /// round-to-nearest, less fits the calibration text harder).
     #[arg(long, default_value_t = rbe::codec::DEFAULT_DAMP, value_name = "X")]
     calib_damp: f64,
+    /// Error feedback in act-order: each layer's inputs quantized in decreasing order of their
+    /// second moment, group scales chosen before the feedback (the layout does not change).
+    #[arg(long)]
+    act_order: bool,
     /// Allocate code widths per tensor for the fewest bytes whose mean KL to the original,
     /// measured on held-out calibration windows, is at most X (nats). Needs --calibrate.
     #[arg(long, value_name = "X", conflicts_with_all = ["min_top1", "avg_bpw"])]
@@ -296,6 +300,9 @@ fn run(args: Args) -> Result<(), String> {
         })
     };
     let goal = goal(&args, &on_step)?;
+    if args.act_order && args.calibrate.is_none() {
+        return Err("--act-order orders the error feedback of --calibrate TEXT".into());
+    }
     if goal.is_some() && args.calibrate.is_none() {
         return Err("--target-kl, --min-top1 and --avg-bpw measure the model on --calibrate TEXT".into());
     }
@@ -303,6 +310,7 @@ fn run(args: Args) -> Result<(), String> {
         (Some(text), Some(tokenizer)) => {
             let mut c = Calibration::from_text(text, tokenizer, args.calib_window, args.calib_tokens, &tick)?;
             c.damp = args.calib_damp;
+            c.act_order = args.act_order;
             c.goal = goal;
             calib_bar.set_length(c.windows.len() as u64);
             Some(c)

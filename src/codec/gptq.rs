@@ -4,9 +4,13 @@
 //! the layer's inputs, so the layer's *output* error `E|x·(w - q)|²` is what gets minimised.
 //!
 //! The result keeps the codec's dense layout (bf16 row units, group scale codes, packed codes),
-//! so it decodes with the runtime's kernels unchanged: a group's scale is chosen, like the
-//! round-to-nearest encoder does, from the group's values as the feedback has left them when
-//! its first value comes up.
+//! so it decodes with the runtime's kernels unchanged. In the natural order a group's scale is
+//! chosen, like the round-to-nearest encoder does, from the group's values as the feedback has
+//! left them when its first value comes up. With act-order (GPTQ's `act_order`) the values are
+//! quantized in decreasing order of their input's second moment, so the inputs that matter
+//! most are quantized first and the others absorb their error; groups then keep their place
+//! along the row, and their scales are chosen from the original values before any feedback
+//! (GPTQ's `static_groups`).
 
 use ndarray::{Array2, ArrayView2};
 use rayon::prelude::*;
@@ -27,12 +31,17 @@ pub const DEFAULT_DAMP: f64 = 0.1;
 /// Times the damping is multiplied by 10 when the damped Hessian is still not positive definite.
 const DAMP_RETRIES: usize = 4;
 
-/// A layer's input statistics prepared for error feedback: the upper Cholesky factor `U` of
-/// `H⁻¹` (`H⁻¹ = UᵀU`), and the inputs that were never active.
+/// A layer's input statistics prepared for error feedback: the order the inputs are quantized
+/// in, the upper Cholesky factor `U` of `H⁻¹` (`H⁻¹ = UᵀU`) in that order, and the inputs that
+/// were never active.
 #[derive(Clone, Debug)]
 pub struct Hessian {
     cols: usize,
-    /// `cols x cols`, row-major, upper triangle used.
+    /// The inputs in the order they are quantized: `order[i]` is the column quantized `i`-th.
+    order: Vec<usize>,
+    /// Act-order: group scales are chosen from the original values, before any feedback.
+    static_groups: bool,
+    /// `cols x cols`, row-major, upper triangle used, indexed by position in `order`.
     u: Vec<f32>,
     /// Inputs whose second moment is zero: their weights can be anything, and are set to 0.
     dead: Vec<bool>,
@@ -46,9 +55,17 @@ pub struct Hessian {
 
 impl Hessian {
     /// Prepares `xtx` (`cols x cols`, the sum of `x xᵀ` over the calibration rows): drops dead
-    /// inputs, adds `damp` times the mean diagonal to the diagonal, and factors the inverse.
-    /// Errors on a wrong size or a non-finite value.
+    /// inputs, adds `damp` times the mean diagonal to the diagonal, and factors the inverse,
+    /// for quantizing the inputs in their natural order. Errors on a wrong size or a non-finite
+    /// value.
     pub fn new(xtx: &[f64], cols: usize, damp: f64) -> Result<Self, String> {
+        Self::with_order(xtx, cols, damp, false)
+    }
+
+    /// [`Hessian::new`], with `act_order`: the inputs quantized in decreasing order of their
+    /// second moment (ties and dead inputs in their natural order, dead ones last), with
+    /// static group scales.
+    pub fn with_order(xtx: &[f64], cols: usize, damp: f64, act_order: bool) -> Result<Self, String> {
         if !(damp > 0.0 && damp.is_finite()) {
             return Err(format!("damping {damp} is not a positive number"));
         }
@@ -63,6 +80,11 @@ impl Hessian {
         let live = dead.iter().filter(|d| !**d).count().max(1);
         let mean = diag.iter().zip(&dead).filter(|(_, d)| !**d).map(|(v, _)| v).sum::<f64>() / live as f64;
         let mut damp = damp * if mean > 0.0 { mean } else { 1.0 };
+        let mut order: Vec<usize> = (0..cols).collect();
+        if act_order {
+            let key = |c: usize| if dead[c] { f64::NEG_INFINITY } else { diag[c] };
+            order.sort_by(|&a, &b| key(b).total_cmp(&key(a)));
+        }
         for _ in 0..=DAMP_RETRIES {
             let mut h = xtx.to_vec();
             for i in 0..cols {
@@ -75,12 +97,13 @@ impl Hessian {
                 }
                 h[i * cols + i] += damp;
             }
-            if let Some(r) = upper_cholesky(&h, cols) {
+            let permuted: Vec<f64> = order.iter().flat_map(|&i| order.iter().map(move |&j| (i, j))).map(|(i, j)| h[i * cols + j]).collect();
+            if let Some(r) = upper_cholesky(&permuted, cols) {
                 let u = invert_upper(&r, cols).into_iter().map(|v| v as f32).collect();
                 let unit = mean.max(f64::MIN_POSITIVE);
                 let importance = diag.iter().map(|&d| (d / unit) as f32).collect();
                 let moments = xtx.iter().map(|&v| (v / unit) as f32).collect();
-                return Ok(Hessian { cols, u, dead, importance, moments });
+                return Ok(Hessian { cols, order, static_groups: act_order, u, dead, importance, moments });
             }
             damp *= 10.0;
         }
@@ -203,49 +226,63 @@ struct FedRow {
     codes: Vec<u8>,
 }
 
-/// A block of rows (`x`, whole rows) with error feedback: each row's units come from its
-/// original values, each group's codes from its values as updated when the group starts,
-/// each value's code by rounding; its error then moves onto the row's later values.
+/// A block of rows (`x`, whole rows) with error feedback, value by value in the Hessian's
+/// order: each row's units come from its original values; each group's codes from its
+/// original values (static groups) or from its values as updated when its first value comes
+/// up; each value's code by rounding; its error then moves onto the row's later values.
 fn feedback_rows(x: &[f32], g: &Geometry, grid: Grid, sb: u8, h: &Hessian) -> Vec<FedRow> {
     let cols = g.cols;
     let zp = zero_point(grid.bits, grid.asymmetric);
     let qmax = ((1u32 << grid.bits) - 1) as f32;
-    let mut w: Vec<Vec<f32>> = x
+    let live = |row: &[f32]| -> Vec<f32> { row.iter().zip(&h.dead).map(|(&v, &dead)| if dead { 0.0 } else { v }).collect() };
+    let groups = cols.div_ceil(g.group);
+    let span = |gi: usize| gi * g.group..((gi + 1) * g.group).min(cols);
+    let mut fed: Vec<FedRow> = x
         .chunks(cols)
-        .map(|row| row.iter().zip(&h.dead).map(|(&v, &dead)| if dead { 0.0 } else { v }).collect())
-        .collect();
-    let mut fed: Vec<FedRow> = w
-        .iter()
         .map(|row| {
+            let row = live(row);
             let opt: Vec<(f32, f32, f64)> =
                 row.chunks(g.group).zip(h.importance.chunks(g.group)).map(|(xg, ig)| search(xg, grid, Some(ig))).collect();
-            FedRow { units: RowUnits::new(&opt, grid, sb), groups: Vec::new(), codes: vec![0u8; cols] }
+            let units = RowUnits::new(&opt, grid, sb);
+            let mut codes = vec![0u8; cols];
+            let chosen = if h.static_groups {
+                (0..groups).map(|gi| units.choose(&row[span(gi)], opt[gi], &mut codes[span(gi)], Some(&h.importance[span(gi)]))).collect()
+            } else {
+                Vec::new()
+            };
+            FedRow { units, groups: chosen, codes }
         })
         .collect();
+    // The rows' values in the order they are quantized, updated by the feedback.
+    let mut w: Vec<Vec<f32>> = x.chunks(cols).map(|row| h.order.iter().map(|&c| if h.dead[c] { 0.0 } else { row[c] }).collect()).collect();
+    let mut position = vec![0usize; cols];
+    h.order.iter().enumerate().for_each(|(i, &c)| position[c] = i);
+    let mut ready = vec![h.static_groups; groups];
+    if !h.static_groups {
+        fed.iter_mut().for_each(|f| f.groups = vec![GroupCode { scale: 0, min: 0, step: 0.0, offset: 0.0 }; groups]);
+    }
     let mut errors = vec![0f32; w.len()];
-    for g0 in (0..cols).step_by(g.group) {
-        let g1 = (g0 + g.group).min(cols);
-        let importance = Some(&h.importance[g0..g1]);
-        let steps: Vec<(GroupCode, f32)> = w
-            .iter()
-            .zip(&mut fed)
-            .map(|(row, f)| {
-                let gc = f.units.choose(&row[g0..g1], search(&row[g0..g1], grid, importance), &mut f.codes[g0..g1], importance);
-                f.groups.push(gc);
-                (gc, if gc.step != 0.0 { 1.0 / gc.step } else { 0.0 })
-            })
-            .collect();
-        for k in g0..g1 {
-            let u = &h.u[k * cols..(k + 1) * cols];
-            for (((row, f), &(gc, inv)), err) in w.iter().zip(&mut fed).zip(&steps).zip(&mut errors) {
-                let q = ((row[k] - gc.offset) * inv + zp as f32).round().clamp(0.0, qmax) as u8;
-                f.codes[k] = q;
-                *err = (row[k] - dequant(q, zp, gc.step, gc.offset)) / u[k];
+    for (i, &k) in h.order.iter().enumerate() {
+        let gi = k / g.group;
+        if !ready[gi] {
+            let importance = Some(&h.importance[span(gi)]);
+            for (row, f) in w.iter().zip(&mut fed) {
+                let xg: Vec<f32> = span(gi).map(|c| row[position[c]]).collect();
+                f.groups[gi] = f.units.choose(&xg, search(&xg, grid, importance), &mut f.codes[span(gi)], importance);
             }
-            for (row, &err) in w.iter_mut().zip(&errors) {
-                for (v, &uk) in row[k + 1..].iter_mut().zip(&u[k + 1..]) {
-                    *v -= err * uk;
-                }
+            ready[gi] = true;
+        }
+        let u = &h.u[i * cols..(i + 1) * cols];
+        for ((row, f), err) in w.iter().zip(&mut fed).zip(&mut errors) {
+            let gc = f.groups[gi];
+            let inv = if gc.step != 0.0 { 1.0 / gc.step } else { 0.0 };
+            let q = ((row[i] - gc.offset) * inv + zp as f32).round().clamp(0.0, qmax) as u8;
+            f.codes[k] = q;
+            *err = (row[i] - dequant(q, zp, gc.step, gc.offset)) / u[i];
+        }
+        for (row, &err) in w.iter_mut().zip(&errors) {
+            for (v, &ui) in row[i + 1..].iter_mut().zip(&u[i + 1..]) {
+                *v -= err * ui;
             }
         }
     }
@@ -356,6 +393,43 @@ mod tests {
         assert!(e_fed < 0.7 * e_rtn, "output error: feedback {e_fed:.4e} vs round-to-nearest {e_rtn:.4e}");
         // Decoding the tensor gives the encoder's reconstruction.
         assert_eq!(fed.tensor.decode(), fed.recon);
+    }
+
+    #[test]
+    fn act_order_keeps_the_layout_and_lowers_the_output_error() {
+        let (rows, cols) = (16, 128);
+        let x = correlated_inputs(512, cols);
+        let w: Vec<f32> = correlated_inputs(rows, cols).iter().map(|v| v * 0.02).collect();
+        let params = EncodeParams { allow_basis: false, allow_sparse: false, ..EncodeParams::preset("q3").unwrap() };
+        let g = Geometry::new(rows, cols, params.block, params.group, params.bits).unwrap();
+        let h = xtx(&x, cols);
+        let natural = encode_gptq(&w, &g, &params, &Hessian::new(&h, cols, DEFAULT_DAMP).unwrap()).unwrap();
+        let ordered = Hessian::with_order(&h, cols, DEFAULT_DAMP, true).unwrap();
+        // The largest inputs (every 7th column is 6x wider) come first.
+        assert!(ordered.order[..cols.div_ceil(7)].iter().all(|c| c % 7 == 0), "{:?}", &ordered.order[..20]);
+        let acted = encode_gptq(&w, &g, &params, &ordered).unwrap();
+        let (e_nat, e_act) = (output_error(&x, &w, &natural.recon, cols), output_error(&x, &w, &acted.recon, cols));
+        assert!(e_act < 0.9 * e_nat, "output error: act-order {e_act:.4e} vs natural order {e_nat:.4e}");
+        // Same layout: same size, and the tensor decodes to the encoder's reconstruction.
+        assert_eq!(acted.tensor.stored_bytes(), natural.tensor.stored_bytes());
+        assert_eq!(acted.tensor.decode(), acted.recon);
+    }
+
+    #[test]
+    fn act_order_of_sorted_inputs_keeps_the_natural_factor() {
+        // Inputs already in decreasing order of their second moment: act-order only makes the
+        // group scales static, and the factor is the natural order's.
+        let cols = 64;
+        let mut h = vec![0f64; cols * cols];
+        for i in 0..cols {
+            for j in 0..cols {
+                h[i * cols + j] = if i == j { 2.0 + (cols - i) as f64 } else { 0.5 };
+            }
+        }
+        let (a, b) = (Hessian::new(&h, cols, DEFAULT_DAMP).unwrap(), Hessian::with_order(&h, cols, DEFAULT_DAMP, true).unwrap());
+        assert_eq!(b.order, (0..cols).collect::<Vec<_>>());
+        assert!(a.u.iter().zip(&b.u).all(|(x, y)| (x - y).abs() <= 1e-6 * x.abs().max(1.0)));
+        assert!(b.static_groups && !a.static_groups);
     }
 
     #[test]

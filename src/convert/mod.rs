@@ -141,7 +141,7 @@ pub fn convert(
         Some(c) if goal.is_some() => {
             let (fit, held) = c.held_out()?;
             references = Some((Reference::compute(model, data, fit.to_vec())?, Reference::compute(model, data, held.to_vec())?));
-            Some(Calibration { windows: fit.to_vec(), tick: c.tick, damp: c.damp, goal: None })
+            Some(Calibration { windows: fit.to_vec(), tick: c.tick, damp: c.damp, act_order: c.act_order, goal: None })
         }
         _ => None,
     };
@@ -225,7 +225,7 @@ fn layer_statistics(
         .into_par_iter()
         .map(|(name, m)| {
             let xtx: Vec<f64> = m.xtx.iter().map(|&v| v as f64).collect();
-            let h = Hessian::new(&xtx, m.cols, calibration.damp).map_err(|e| format!("statistics of '{name}': {e}"))?;
+            let h = Hessian::with_order(&xtx, m.cols, calibration.damp, calibration.act_order).map_err(|e| format!("statistics of '{name}': {e}"))?;
             Ok((name, h))
         })
         .collect()
