@@ -92,6 +92,30 @@ fn legacy_lm_head_is_stored_once() {
 }
 
 #[test]
+fn embedding_bits_apply_to_tables_only_gathered() {
+    let name = "gpt2_legacy_op17";
+    let params = EncodeParams { table_bits: Some(8), ..EncodeParams::preset("q4").unwrap() };
+    let (bytes, report) = convert_file(&fixture(name), &params, "q4", 3, &Progress::none()).unwrap();
+    let (plain_bytes, plain) = convert(name, "q4");
+    for (t, p) in report.tensors.iter().zip(&plain.tensors).filter(|(t, _)| t.mode != "raw") {
+        assert_eq!(t.name, p.name);
+        // The position table is only gathered; the token table is the LM head too.
+        let want = if t.name.contains("wpe") { 8.0..9.5 } else { 0.0..4.5 };
+        assert!(want.contains(&t.bits_per_weight), "{}: {} bpw", t.name, t.bits_per_weight);
+        if !t.name.contains("wpe") {
+            assert_eq!((t.bytes, t.rel_rmse), (p.bytes, p.rel_rmse), "{}", t.name);
+        }
+    }
+    assert!(report.tensors.iter().any(|t| t.name.contains("wpe")), "no position table in {name}");
+    // The wider table makes the model closer to the original.
+    let (original, inputs) = (Session::load(&fixture(name)).unwrap(), probe_inputs(name));
+    let reference = logits(&original, &inputs);
+    let wide = rel_rmse(&reference, &logits(&load_bytes(&bytes), &inputs));
+    let narrow = rel_rmse(&reference, &logits(&load_bytes(&plain_bytes), &inputs));
+    assert!(wide < narrow, "logits relative RMSE: wide table {wide} vs q4 {narrow}");
+}
+
+#[test]
 fn container_round_trip_reproduces_the_encoders_reconstruction() {
     let model = read_model(&fixture("gpt2_legacy_op14")).unwrap();
     let graph = model.graph.as_ref().unwrap();

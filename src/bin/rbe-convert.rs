@@ -34,6 +34,10 @@ struct Args {
     /// --bits is given without it).
     #[arg(long)]
     max_bpw: Option<f64>,
+    /// Bits per residual code of the embedding tables (weights only Gather nodes read), with no
+    /// bit budget; the linear layers keep the preset's or --bits.
+    #[arg(long, value_name = "BITS")]
+    embedding_bits: Option<u8>,
     /// Group size along a row (16..=256, a multiple of 8), overriding the preset.
     #[arg(long)]
     group: Option<usize>,
@@ -136,6 +140,7 @@ fn params(args: &Args) -> Result<EncodeParams, String> {
     if args.max_bpw.is_some() {
         p.max_bpw = args.max_bpw;
     }
+    p.table_bits = args.embedding_bits;
     if let Some(group) = args.group {
         p.group = group;
     }
@@ -302,6 +307,9 @@ fn run(args: Args) -> Result<(), String> {
     let goal = goal(&args, &on_step)?;
     if args.act_order && args.calibrate.is_none() {
         return Err("--act-order orders the error feedback of --calibrate TEXT".into());
+    }
+    if goal.is_some() && args.embedding_bits.is_some() {
+        return Err("an allocation chooses every width itself; drop --embedding-bits".into());
     }
     if goal.is_some() && args.calibrate.is_none() {
         return Err("--target-kl, --min-top1 and --avg-bpw measure the model on --calibrate TEXT".into());

@@ -30,6 +30,9 @@ pub struct EncodeParams {
     /// make per-row units expensive), cheaper symmetric scale layouts are tried, most accurate
     /// first. `None`: no budget.
     pub max_bpw: Option<f64>,
+    /// Code width of embedding tables (weights that only Gather nodes read, not also a linear
+    /// layer's), overriding `bits` for them, with no bit budget; `None`: as every other weight.
+    pub table_bits: Option<u8>,
 }
 
 impl Default for EncodeParams {
@@ -46,6 +49,7 @@ impl Default for EncodeParams {
             asymmetric: true,
             scale_bits: 6,
             max_bpw: Some(4.5),
+            table_bits: None,
         }
     }
 }
@@ -82,6 +86,15 @@ impl EncodeParams {
         }
     }
 
+    /// The knobs an embedding table is encoded with: `table_bits` wide without a budget when
+    /// set, else these.
+    pub fn for_table(&self) -> EncodeParams {
+        match self.table_bits {
+            Some(bits) => EncodeParams { bits, max_bpw: None, ..self.clone() },
+            None => self.clone(),
+        }
+    }
+
     /// Rejects knobs outside their ranges with a message naming the knob.
     pub fn validate(&self) -> Result<(), String> {
         Geometry::new(1, 1, self.block, self.group, self.bits)?;
@@ -99,6 +112,9 @@ impl EncodeParams {
         }
         if self.max_bpw.is_some_and(|b| !(b.is_finite() && b > 0.0)) {
             return Err(format!("max_bpw must be a positive number, got {:?}", self.max_bpw));
+        }
+        if let Some(bits) = self.table_bits {
+            Geometry::new(1, 1, self.block, self.group, bits).map_err(|e| format!("table_bits: {e}"))?;
         }
         if self.k == Some(0) {
             return Err("k must be at least 1".into());

@@ -468,6 +468,10 @@ fn bad_inputs_and_knobs_are_rejected() {
             threshold: -1.0,
             ..q4.clone()
         },
+        EncodeParams {
+            table_bits: Some(9),
+            ..q4.clone()
+        },
     ] {
         let err = bad.validate().unwrap_err();
         assert!(encode(&data, 8, 8, &bad).is_err(), "{err}");

@@ -48,13 +48,16 @@ pub struct Sharing {
     pub sources: Vec<Vec<String>>,
     /// For each unique tensor, the input whose statistics (in the `hessians` given) steer it.
     pub steering: Vec<Option<String>>,
+    /// For each unique tensor, whether it is an embedding table only: Gather nodes read it,
+    /// and no linear layer.
+    pub tables: Vec<bool>,
 }
 
 impl Sharing {
     /// Finds the identical weights among `weights` (read from `store` when only their
     /// fingerprints tell them apart).
     pub fn of(weights: &[&Weight], hessians: &HashMap<String, Hessian>, store: &Initializers) -> Result<Self, String> {
-        let mut sharing = Sharing { assignment: Vec::new(), first: Vec::new(), sources: Vec::new(), steering: Vec::new() };
+        let mut sharing = Sharing { assignment: Vec::new(), first: Vec::new(), sources: Vec::new(), steering: Vec::new(), tables: Vec::new() };
         let mut by_print: HashMap<u64, Vec<usize>> = HashMap::new();
         for (i, w) in weights.iter().enumerate() {
             let candidates = by_print.entry(w.fingerprint).or_default();
@@ -69,6 +72,7 @@ impl Sharing {
                 sharing.first.push(i);
                 sharing.sources.push(Vec::new());
                 sharing.steering.push(None);
+                sharing.tables.push(true);
                 candidates.push(sharing.first.len() - 1);
                 sharing.first.len() - 1
             });
@@ -76,6 +80,7 @@ impl Sharing {
             if sharing.steering[index].is_none() {
                 sharing.steering[index] = steer.cloned();
             }
+            sharing.tables[index] &= w.gathered;
             if !sharing.sources[index].contains(&w.source) {
                 sharing.sources[index].push(w.source.clone());
             }
@@ -91,7 +96,8 @@ impl Sharing {
 }
 
 /// Encodes the unique tensors (`unique[u]` is unique tensor `u`), each with error feedback
-/// when `sharing` names statistics for it; each weight's values are read from `store` when
+/// when `sharing` names statistics for it, embedding tables with their own knobs
+/// ([`EncodeParams::for_table`]); each weight's values are read from `store` when
 /// its turn comes and dropped as soon as it is encoded. `tick` is called once per tensor.
 pub fn encode_unique(
     unique: Vec<Weight>,
@@ -102,14 +108,16 @@ pub fn encode_unique(
     tick: &(dyn Fn() + Sync),
 ) -> Result<Vec<EncodedWeight>, String> {
     let names = sharing.names();
+    let table_params = params.for_table();
     let encoded: Vec<Encoded> = unique
         .into_par_iter()
         .zip(sharing.steering)
-        .map(|(w, steering)| {
+        .zip(sharing.tables)
+        .map(|((w, steering), table)| {
             let data = store.weight_values(&w)?;
             let e = match steering.and_then(|a| hessians.get(&a)) {
                 Some(h) => encode_calibrated(&data, w.rows, w.cols, params, h).map(|(e, _)| e),
-                None => encode(&data, w.rows, w.cols, params),
+                None => encode(&data, w.rows, w.cols, if table { &table_params } else { params }),
             }
             .map_err(|e| format!("cannot encode '{}': {e}", w.source));
             tick();

@@ -15,7 +15,7 @@ pub fn plan_gather(ix: &GraphIndex, i: usize) -> Option<Rewrite> {
     }
     let Tensor::F32(a) = ix.initializer(table)? else { return None };
     let &[rows, cols] = a.shape() else { return None };
-    let weight = Weight::new(table, &stored_values(&a), [rows, cols], false, 1.0, None);
+    let weight = Weight::new(table, &stored_values(&a), [rows, cols], false, 1.0, None).gathered();
     Some(Rewrite {
         removed: vec![i],
         op_type: "RbeGather",

@@ -29,14 +29,21 @@ pub struct Weight {
     /// The value this weight multiplies (the layer's input), whose calibration statistics
     /// steer its encoding; `None` for embeddings and norms.
     pub activation: Option<String>,
+    /// An embedding table a Gather reads.
+    pub gathered: bool,
 }
 
 impl Weight {
     /// The weight read from `source`, whose values as stored are `stored`.
     pub fn new(source: &str, stored: &[f32], [rows, cols]: [usize; 2], transposed: bool, scale: f32, activation: Option<String>) -> Self {
-        let mut w = Weight { source: source.to_string(), rows, cols, transposed, scale, fingerprint: 0, activation };
+        let mut w = Weight { source: source.to_string(), rows, cols, transposed, scale, fingerprint: 0, activation, gathered: false };
         w.fingerprint = w.fingerprint_of(stored);
         w
+    }
+
+    /// The same weight, marked as an embedding table a Gather reads.
+    pub fn gathered(self) -> Self {
+        Weight { gathered: true, ..self }
     }
 
     /// The values in this layout (row-major, scaled) from the initializer's stored values, or
