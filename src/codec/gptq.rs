@@ -379,13 +379,20 @@ mod tests {
         assert!(Hessian::new(&h, cols, DEFAULT_DAMP).unwrap().output_error(&delta[1..], rows).is_err());
     }
 
-    #[test]
-    fn feedback_lowers_the_output_error_of_round_to_nearest() {
+    /// A 16 x 128 q3 layer (no basis, no sparse mode) and 512 correlated inputs to it: the
+    /// number of inputs, the inputs, the weights, the knobs and the geometry.
+    fn q3_layer() -> (usize, Vec<f32>, Vec<f32>, EncodeParams, Geometry) {
         let (rows, cols) = (16, 128);
         let x = correlated_inputs(512, cols);
         let w: Vec<f32> = correlated_inputs(rows, cols).iter().map(|v| v * 0.02).collect();
         let params = EncodeParams { allow_basis: false, allow_sparse: false, ..EncodeParams::preset("q3").unwrap() };
         let g = Geometry::new(rows, cols, params.block, params.group, params.bits).unwrap();
+        (cols, x, w, params, g)
+    }
+
+    #[test]
+    fn feedback_lowers_the_output_error_of_round_to_nearest() {
+        let (cols, x, w, params, g) = q3_layer();
         let rtn = super::super::dense::encode_dense(&w, &g, &params).unwrap();
         let hessian = Hessian::new(&xtx(&x, cols), cols, DEFAULT_DAMP).unwrap();
         let fed = encode_gptq(&w, &g, &params, &hessian).unwrap();
@@ -397,11 +404,7 @@ mod tests {
 
     #[test]
     fn act_order_keeps_the_layout_and_lowers_the_output_error() {
-        let (rows, cols) = (16, 128);
-        let x = correlated_inputs(512, cols);
-        let w: Vec<f32> = correlated_inputs(rows, cols).iter().map(|v| v * 0.02).collect();
-        let params = EncodeParams { allow_basis: false, allow_sparse: false, ..EncodeParams::preset("q3").unwrap() };
-        let g = Geometry::new(rows, cols, params.block, params.group, params.bits).unwrap();
+        let (cols, x, w, params, g) = q3_layer();
         let h = xtx(&x, cols);
         let natural = encode_gptq(&w, &g, &params, &Hessian::new(&h, cols, DEFAULT_DAMP).unwrap()).unwrap();
         let ordered = Hessian::with_order(&h, cols, DEFAULT_DAMP, true).unwrap();

@@ -28,15 +28,12 @@ pub fn is_logits(name: &str, shape: &[usize]) -> bool {
     shape.len() == 3 && name.contains("logits")
 }
 
-/// The vocabulary size: the last dim of the logits the model gives for one token (id 0).
-pub fn probe_vocab(model: &dyn Model, specs: &[InputSpec]) -> Result<usize, String> {
+/// The vocabulary size: the last dim of the logits the model gives for one token (id 0);
+/// `None` when the model has no logits output (an encoder).
+pub fn probe_vocab(model: &dyn Model, specs: &[InputSpec]) -> Result<Option<usize>, String> {
     let batch = Batch::from_tokens(specs, &[0])?;
     let outputs = model.run(batch.feeds).map_err(|e| format!("the original model failed: {e}"))?;
-    outputs
-        .iter()
-        .find(|(n, t)| is_logits(n, t.shape()))
-        .map(|(_, t)| t.shape()[2])
-        .ok_or_else(|| "the model has no logits output to read the vocabulary size from; pass --vocab".into())
+    Ok(outputs.iter().find(|(n, t)| is_logits(n, t.shape())).map(|(_, t)| t.shape()[2]))
 }
 
 /// What to measure besides the outputs.
@@ -368,7 +365,7 @@ mod tests {
     #[test]
     fn the_vocabulary_is_probed_from_the_logits() {
         let specs = [InputSpec { name: "input_ids".into(), dtype: Some(rbe_runtime::DType::I64), dims: None }];
-        assert_eq!(probe_vocab(&Fake { bias: 0.0 }, &specs).unwrap(), 3);
+        assert_eq!(probe_vocab(&Fake { bias: 0.0 }, &specs).unwrap(), Some(3));
         assert!(probe_vocab(&Broken, &specs).unwrap_err().contains("no kernel"));
     }
 }

@@ -89,7 +89,9 @@ pub fn run(job: &Job, stop: &AtomicBool, progress: &ProgressBar) -> Result<Repor
         }
         Source::Text { text, tokenizer, window } => {
             let t = text::tokenize(text, tokenizer)?;
-            let vocab = compare::probe_vocab(&original, specs)?;
+            // Without logits (an encoder) there is no vocabulary to check the ids against:
+            // the model's own Gather refuses an id out of its table.
+            let vocab = compare::probe_vocab(&original, specs)?.unwrap_or(usize::MAX);
             if let Some(&bad) = t.ids.iter().find(|&&id| id < 0 || id as usize >= vocab) {
                 return Err(format!(
                     "{} gives token id {bad}, but the model's vocabulary has {vocab} entries (wrong tokenizer?)",
@@ -112,7 +114,8 @@ pub fn run(job: &Job, stop: &AtomicBool, progress: &ProgressBar) -> Result<Repor
             }
             let vocab = match vocab {
                 Some(v) => *v,
-                None => compare::probe_vocab(&original, specs)?,
+                None => compare::probe_vocab(&original, specs)?
+                    .ok_or("the model has no logits output to read the vocabulary size from; pass --vocab")?,
             };
             let batches = inputs::random_sequences(*sequences, *len, vocab, *seed)
                 .iter()
