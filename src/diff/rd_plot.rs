@@ -74,8 +74,9 @@ pub fn scatter(title: &str, metric: &str, points: &[Point]) -> String {
             p.distortion
         );
         if !p.label.is_empty() {
-            let (lx, ly) = free_spot(&mut labels, x(p.bpw) + 6.0, y(p.distortion) - 5.0);
-            svg += &format!("<text x=\"{lx:.1}\" y=\"{ly:.1}\" class=\"a\">{}</text>", super::html::esc(&p.label));
+            let (lx, ly, end) = free_spot(&mut labels, &p.label, x(p.bpw), y(p.distortion));
+            let anchor = if end { " text-anchor=\"end\"" } else { "" };
+            svg += &format!("<text x=\"{lx:.1}\" y=\"{ly:.1}\"{anchor} class=\"a\">{}</text>", super::html::esc(&p.label));
         }
     }
     for (i, s) in series.iter().enumerate() {
@@ -93,16 +94,42 @@ pub fn scatter(title: &str, metric: &str, points: &[Point]) -> String {
     svg + "</svg>"
 }
 
-/// Where a label wanted at `(x, y)` goes: moved down a line at a time while it would cover one
-/// of the `placed` labels (points of nearly equal rate and distortion), then recorded there.
-fn free_spot(placed: &mut Vec<(f64, f64)>, x: f64, mut y: f64) -> (f64, f64) {
+/// A placed label: its left and right ends and its baseline.
+type LabelBox = (f64, f64, f64);
+
+/// Where the label `text` of the point at `(x, y)` goes, as `(x, baseline, anchored at its
+/// end)`: right of the point, else left of it, each above then below the point, else stacked
+/// below on the right until it covers none of the `placed` labels (points of nearly equal rate
+/// and distortion); then recorded.
+fn free_spot(placed: &mut Vec<LabelBox>, text: &str, x: f64, y: f64) -> (f64, f64, bool) {
     const LINE: f64 = 13.0;
-    const WIDTH: f64 = 90.0;
-    while placed.iter().any(|&(px, py)| (px - x).abs() < WIDTH && (py - y).abs() < LINE) {
-        y += LINE;
+    let width = 6.2 * text.chars().count() as f64;
+    let covers = |b: LabelBox, placed: &[LabelBox]| placed.iter().any(|p| b.0 < p.1 && p.0 < b.1 && (p.2 - b.2).abs() < LINE);
+    let spot = |right: bool, baseline: f64| -> LabelBox {
+        if right {
+            (x + 6.0, x + 6.0 + width, baseline)
+        } else {
+            (x - 6.0 - width, x - 6.0, baseline)
+        }
+    };
+    let tries = [(true, y - 5.0), (false, y - 5.0), (true, y + 14.0), (false, y + 14.0)];
+    let (right, b) = tries
+        .iter()
+        .map(|&(right, baseline)| (right, spot(right, baseline)))
+        .find(|&(_, b)| !covers(b, placed))
+        .unwrap_or_else(|| {
+            let mut b = spot(true, y + 14.0);
+            while covers(b, placed) {
+                b.2 += LINE;
+            }
+            (true, b)
+        });
+    placed.push(b);
+    if right {
+        (b.0, b.2, false)
+    } else {
+        (b.1, b.2, true)
     }
-    placed.push((x, y));
-    (x, y)
 }
 
 /// A plot of [`scatter`] as a file of its own: the page's styles moved inside the SVG.
@@ -149,13 +176,19 @@ mod tests {
 
     #[test]
     fn labels_of_coinciding_points_do_not_cover_each_other() {
-        let svg = scatter("rd", "KL", &[point("first", 3.4, 0.37, "a"), point("second", 3.4, 0.38, "b")]);
-        let label_y = |label: &str| -> f64 {
-            let at = svg.find(&format!(">{label}</text>")).unwrap();
-            let head = &svg[..at];
-            let c = head.rfind("y=\"").unwrap();
-            head[c + 3..].split('"').next().unwrap().parse().unwrap()
+        let svg = scatter("rd", "KL", &[point("first", 3.4, 0.37, "a"), point("second", 3.4, 0.38, "b"), point("third", 3.41, 0.375, "b")]);
+        // Each label's text element: (x, y, anchored at its end).
+        let label = |name: &str| -> (f64, f64, bool) {
+            let at = svg.find(&format!(">{name}</text>")).unwrap();
+            let tag = &svg[svg[..at].rfind("<text").unwrap()..at];
+            let attr = |a: &str| -> f64 { tag.split(&format!(" {a}=\"")).nth(1).unwrap().split('"').next().unwrap().parse().unwrap() };
+            (attr("x"), attr("y"), tag.contains("text-anchor=\"end\""))
         };
-        assert!((label_y("first") - label_y("second")).abs() >= 13.0, "{svg}");
+        let all = [label("first"), label("second"), label("third")];
+        for (i, a) in all.iter().enumerate() {
+            for b in &all[i + 1..] {
+                assert!(a.2 != b.2 || (a.1 - b.1).abs() >= 13.0, "{a:?} and {b:?} overlap: {svg}");
+            }
+        }
     }
 }

@@ -83,15 +83,17 @@ pub fn run(job: &Job, stop: &AtomicBool, progress: &ProgressBar) -> Result<Repor
     let original = load(&job.original, Activations::Exact)?;
     let converted = load(&job.converted, job.activations)?;
     let specs = original.inputs();
-    let (batches, source, hint) = match &job.source {
+    // Perplexity is measured on a text, for a model with logits.
+    let (batches, source, hint, perplexity) = match &job.source {
         Source::Dir(dir) => {
-            (vec![Batch::from_dir(specs, dir)?], format!("saved inputs {}", tail(dir, 3)), String::new())
+            (vec![Batch::from_dir(specs, dir)?], format!("saved inputs {}", tail(dir, 3)), String::new(), false)
         }
         Source::Text { text, tokenizer, window } => {
             let t = text::tokenize(text, tokenizer)?;
             // Without logits (an encoder) there is no vocabulary to check the ids against:
             // the model's own Gather refuses an id out of its table.
-            let vocab = compare::probe_vocab(&original, specs)?.unwrap_or(usize::MAX);
+            let logits = compare::probe_vocab(&original, specs)?;
+            let vocab = logits.unwrap_or(usize::MAX);
             if let Some(&bad) = t.ids.iter().find(|&&id| id < 0 || id as usize >= vocab) {
                 return Err(format!(
                     "{} gives token id {bad}, but the model's vocabulary has {vocab} entries (wrong tokenizer?)",
@@ -106,7 +108,7 @@ pub fn run(job: &Job, stop: &AtomicBool, progress: &ProgressBar) -> Result<Repor
                 return Err(format!("{} has fewer than 2 tokens", text.display()));
             }
             let source = format!("text {} bytes 0..{}, windows of {window} tokens", file_name(text), t.bytes);
-            (batches, source, window_hint(*window))
+            (batches, source, window_hint(*window), logits.is_some())
         }
         Source::Random { sequences, len, seed, vocab } => {
             if *sequences == 0 || *len == 0 {
@@ -122,13 +124,13 @@ pub fn run(job: &Job, stop: &AtomicBool, progress: &ProgressBar) -> Result<Repor
                 .map(|ids| Batch::from_tokens(specs, ids))
                 .collect::<Result<Vec<_>, _>>()?;
             let source = format!("{sequences} random sequences of {len} tokens (seed {seed}, vocab {vocab})");
-            (batches, source, window_hint(*len))
+            (batches, source, window_hint(*len), false)
         }
     };
     let reference = job.reference.as_deref().map(inputs::read_npy_dir).transpose()?;
     let options = Options {
         reference: reference.as_deref(),
-        perplexity: matches!(job.source, Source::Text { .. }),
+        perplexity,
     };
     progress.set_length(batches.len() as u64);
     let measured = compare::measure(&original, &converted, &batches, &options, stop, &|| progress.inc(1))
