@@ -109,7 +109,8 @@ impl BlockRows {
             if x.len() != m * cols || out.len() != m * rows {
                 return Err(Error::Input(format!("matmul: x has {} values and out {}, want {} and {}", x.len(), out.len(), m * cols, m * rows)));
             }
-            x.chunks_exact(cols.max(1)).zip(out.chunks_exact_mut(rows.max(1))).try_for_each(|(x, out)| self.gemv(x, out))
+            // By output row, so that every row is written even when rows of `x` are empty.
+            out.chunks_exact_mut(rows.max(1)).enumerate().try_for_each(|(i, out)| self.gemv(&x[i * cols..(i + 1) * cols], out))
         } else if m == 1 {
             gemv_by(rows, cols, x, out, || (), decode)
         } else {
