@@ -7,7 +7,7 @@
 //! run of the model; windows are run one at a time.
 
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use ndarray::{ArrayView2, ArrayViewMut2};
 use rbe_runtime::graph::{Node, Observer};
@@ -20,6 +20,9 @@ use tokenizers::PostProcessor;
 
 /// Tokens per window when neither the caller nor the tokenizer says.
 pub const DEFAULT_WINDOW: usize = 512;
+
+/// An allocation holds out one calibration window in this many.
+pub const HELD_OUT_EVERY: usize = 4;
 
 /// One window's token ids.
 pub type Window = Vec<i64>;
@@ -41,20 +44,19 @@ pub struct Calibration<'a> {
 }
 
 impl<'a> Calibration<'a> {
-    /// Tokenizes `text` with `tokenizer` into non-overlapping windows of at most `window`
-    /// tokens (default: the tokenizer's truncation length, else [`DEFAULT_WINDOW`]), up to
-    /// `max_tokens` tokens in all. Each window is encoded as the model sees an
-    /// input in use: with the special tokens the tokenizer's post-processor adds (a BERT
-    /// encoder's `[CLS] … [SEP]`, a BOS where the tokenizer asks for one).
-    pub fn from_text(
-        text_path: &Path,
+    /// Tokenizes each text of `texts`, in order, with `tokenizer` into non-overlapping windows
+    /// of at most `window` tokens (default: the tokenizer's truncation length, else
+    /// [`DEFAULT_WINDOW`]), up to `max_tokens` tokens in all (a window never spans two texts).
+    /// Each window is encoded as the model sees an input in use: with the special tokens the
+    /// tokenizer's post-processor adds (a BERT encoder's `[CLS] … [SEP]`, a BOS where the
+    /// tokenizer asks for one).
+    pub fn from_texts(
+        texts: &[PathBuf],
         tokenizer: &Path,
         window: Option<usize>,
         max_tokens: usize,
         tick: &'a (dyn Fn() + Sync),
     ) -> Result<Self, String> {
-        let content = std::fs::read_to_string(text_path)
-            .map_err(|e| format!("cannot read text {}: {e}", text_path.display()))?;
         let mut tok = tokenizers::Tokenizer::from_file(tokenizer)
             .map_err(|e| format!("cannot load tokenizer {}: {e}", tokenizer.display()))?;
         let window = window.or(tok.get_truncation().map(|t| t.max_length)).unwrap_or(DEFAULT_WINDOW);
@@ -63,29 +65,34 @@ impl<'a> Calibration<'a> {
         }
         tok.with_truncation(None).map_err(|e| e.to_string())?;
         tok.with_padding(None);
-        let encode = |text: &str, special: bool| {
-            tok.encode(text, special).map_err(|e| format!("cannot tokenize {}: {e}", text_path.display()))
-        };
-        let whole = encode(&content, false)?;
         let body = window.saturating_sub(tok.get_post_processor().map_or(0, |p| p.added_tokens(false))).max(2);
         let mut windows = Vec::new();
         let mut total = 0;
-        for span in whole.get_offsets().chunks(body) {
-            let (Some(first), Some(last)) = (span.first(), span.last()) else { continue };
-            let text = content.get(first.0..last.1).ok_or("calibration text: token offsets outside the text")?;
-            let mut ids: Vec<i64> = encode(text, true)?.get_ids().iter().map(|&id| id as i64).collect();
-            ids.truncate(window.min(max_tokens - total));
-            if ids.len() < 2 {
-                break;
-            }
-            total += ids.len();
-            windows.push(ids);
-            if total + 2 > max_tokens {
-                break;
+        for text_path in texts {
+            let content = std::fs::read_to_string(text_path)
+                .map_err(|e| format!("cannot read text {}: {e}", text_path.display()))?;
+            let encode = |text: &str, special: bool| {
+                tok.encode(text, special).map_err(|e| format!("cannot tokenize {}: {e}", text_path.display()))
+            };
+            let whole = encode(&content, false)?;
+            for span in whole.get_offsets().chunks(body) {
+                if total + 2 > max_tokens {
+                    break;
+                }
+                let (Some(first), Some(last)) = (span.first(), span.last()) else { continue };
+                let text = content.get(first.0..last.1).ok_or("calibration text: token offsets outside the text")?;
+                let mut ids: Vec<i64> = encode(text, true)?.get_ids().iter().map(|&id| id as i64).collect();
+                ids.truncate(window.min(max_tokens - total));
+                if ids.len() < 2 {
+                    break;
+                }
+                total += ids.len();
+                windows.push(ids);
             }
         }
         if windows.is_empty() {
-            return Err(format!("{} has fewer than 2 tokens", text_path.display()));
+            let names: Vec<String> = texts.iter().map(|t| t.display().to_string()).collect();
+            return Err(format!("the calibration text ({}) has fewer than 2 tokens", names.join(", ")));
         }
         Ok(Calibration { windows, tick, damp: crate::codec::DEFAULT_DAMP, act_order: false, goal: None })
     }
@@ -96,15 +103,21 @@ impl<'a> Calibration<'a> {
     }
 
     /// The windows split into those the statistics and an allocation's search use, and the
-    /// last quarter (at least one) held out to check the allocation on.
-    pub fn held_out(&self) -> Result<(&[Window], &[Window]), String> {
+    /// held-out ones to check the allocation on: every fourth window (the 4th, 8th, ...; the
+    /// last when there are fewer than 4), so the check samples the whole text, not its tail.
+    pub fn held_out(&self) -> Result<(Vec<Window>, Vec<Window>), String> {
         let n = self.windows.len();
         if n < 2 {
             return Err(format!(
                 "an allocation target needs at least 2 calibration windows to hold one out, got {n} (shorten --calib-window or give more text)"
             ));
         }
-        Ok(self.windows.split_at(n - (n / 4).max(1)))
+        let held = |i: usize| if n < HELD_OUT_EVERY { i == n - 1 } else { i % HELD_OUT_EVERY == HELD_OUT_EVERY - 1 };
+        let (mut fit, mut check) = (Vec::new(), Vec::new());
+        for (i, w) in self.windows.iter().enumerate() {
+            if held(i) { check.push(w.clone()) } else { fit.push(w.clone()) }
+        }
+        Ok((fit, check))
     }
 }
 

@@ -18,7 +18,7 @@ use rbe_runtime::Session;
 
 const FIXTURE: &str = "gpt2_legacy_op17";
 
-/// Converts the fixture for `target`, calibrated on `windows` (the last quarter held out).
+/// Converts the fixture for `target`, calibrated on `windows` (every fourth held out).
 fn allocated(windows: &[Vec<i64>], target: Target) -> (Session, ConvertReport, AllocationReport) {
     let goal = Goal { target, widths: vec![2, 3, 4, 6, 8], on_step: &|_| {} };
     let calibration = Calibration { windows: windows.to_vec(), tick: &|| {}, damp: DEFAULT_DAMP, act_order: false, goal: Some(goal) };
@@ -29,6 +29,12 @@ fn allocated(windows: &[Vec<i64>], target: Target) -> (Session, ConvertReport, A
     std::fs::write(&path, bytes).unwrap();
     let allocation = report.allocation.clone().expect("an allocation report");
     (Session::load(&path).unwrap(), report, allocation)
+}
+
+/// The windows an allocation holds out of its statistics and search.
+fn held_out(windows: &[Vec<i64>]) -> Vec<Vec<i64>> {
+    let calibration = Calibration { windows: windows.to_vec(), tick: &|| {}, damp: DEFAULT_DAMP, act_order: false, goal: None };
+    calibration.held_out().unwrap().1
 }
 
 /// Mean KL to the original and top-1 agreement over every position of `windows`, measured here.
@@ -53,7 +59,7 @@ fn kl_and_top1(original: &Session, candidate: &Session, windows: &[Vec<i64>]) ->
 #[test]
 fn a_kl_target_holds_on_held_out_windows_in_fewer_bytes_than_the_widest_width() {
     let windows = random_sequences(8, 48, 1000, 11);
-    let held_out = &windows[6..];
+    let held_out = &held_out(&windows);
     let original = Session::load(&fixture(FIXTURE)).unwrap();
     let (widest, _, widest_report) = allocated(&windows, Target::Bpw(100.0));
     assert!(widest_report.chosen.iter().all(|c| c.bits == 8), "an unlimited budget takes the widest width");
@@ -79,7 +85,7 @@ fn a_top1_target_holds_on_held_out_windows() {
     let original = Session::load(&fixture(FIXTURE)).unwrap();
     let (session, _, allocation) = allocated(&windows, Target::Top1(0.9));
     assert!(allocation.met, "{}", allocation.summary());
-    let (_, top1) = kl_and_top1(&original, &session, &windows[6..]);
+    let (_, top1) = kl_and_top1(&original, &session, &held_out(&windows));
     assert!(top1 >= 0.9, "held-out top-1 {top1}");
     assert!(allocation.bits_per_weight < 8.0, "{:#?}", allocation.trace);
 }
@@ -94,8 +100,8 @@ fn a_byte_budget_is_kept_and_a_larger_one_buys_accuracy() {
     assert!(small_report.encoded_weights_bytes as f64 * 8.0 <= 3.5 * weights as f64, "{}", small_alloc.summary());
     assert!(small_alloc.met);
     assert!(large_alloc.bits_per_weight <= 6.0 && large_alloc.bits_per_weight > small_alloc.bits_per_weight);
-    let (kl_small, _) = kl_and_top1(&original, &small, &windows[6..]);
-    let (kl_large, _) = kl_and_top1(&original, &large, &windows[6..]);
+    let (kl_small, _) = kl_and_top1(&original, &small, &held_out(&windows));
+    let (kl_large, _) = kl_and_top1(&original, &large, &held_out(&windows));
     assert!(kl_large < kl_small, "KL at 6 bpw {kl_large} vs at 3.5 bpw {kl_small}");
 }
 

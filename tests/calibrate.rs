@@ -80,3 +80,30 @@ fn calibrate_from_the_command_line() {
         assert!(stderr.contains(needle), "'{needle}' not in {stderr}");
     }
 }
+
+#[test]
+fn windows_come_from_each_text_in_turn_within_the_budget_and_every_fourth_is_held_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokenizer = numbered_word_tokenizer(dir.path(), 1000);
+    let text = |name: &str, words: usize, start: usize| {
+        let path = dir.path().join(name);
+        let words: Vec<String> = (start..start + words).map(|i| format!("t{}", i % 1000)).collect();
+        std::fs::write(&path, words.join(" ")).unwrap();
+        path
+    };
+    let texts = [text("a.txt", 25, 0), text("b.txt", 50, 500)];
+    let c = Calibration::from_texts(&texts, &tokenizer, Some(10), 4096, &|| {}).unwrap();
+    let lengths: Vec<usize> = c.windows.iter().map(Vec::len).collect();
+    // A window never spans two texts: the first text's last window is short.
+    assert_eq!(lengths, [10, 10, 5, 10, 10, 10, 10, 10]);
+    assert!(c.windows[3].iter().all(|&id| id >= 500), "{:?}", c.windows[3]);
+    let (fit, held) = c.held_out().unwrap();
+    assert_eq!(held, [c.windows[3].clone(), c.windows[7].clone()]);
+    assert_eq!(fit.len(), 6);
+    assert!(!fit.contains(&c.windows[3]) && fit.contains(&c.windows[6]));
+    let capped = Calibration::from_texts(&texts, &tokenizer, Some(10), 32, &|| {}).unwrap();
+    assert_eq!(capped.tokens(), 32);
+    assert_eq!(capped.windows.len(), 4);
+    let two = Calibration { windows: c.windows[..2].to_vec(), ..capped };
+    assert_eq!(two.held_out().unwrap().1, [c.windows[1].clone()], "fewer than 4 windows: the last is held out");
+}

@@ -65,10 +65,11 @@ struct Args {
     /// how each weight was written (and with --report, as JSON).
     #[arg(long, value_name = "FORMAT", value_parser = ["onnx"])]
     emit: Option<String>,
-    /// Calibrate on this text: run the original model on its windows and encode every linear
-    /// layer with error feedback under its inputs' statistics (GPTQ). Needs --tokenizer.
+    /// Calibrate on this text (repeat the flag for more texts, windows taken from each in
+    /// turn): run the original model on its windows and encode every linear layer with error
+    /// feedback under its inputs' statistics (GPTQ). Needs --tokenizer.
     #[arg(long, value_name = "TEXT")]
-    calibrate: Option<PathBuf>,
+    calibrate: Vec<PathBuf>,
     /// The model's tokenizer.json, for --calibrate (default: the model directory's).
     #[arg(long, value_name = "FILE")]
     tokenizer: Option<PathBuf>,
@@ -244,7 +245,7 @@ fn open_dir(args: &mut Args) -> Result<Vec<(PathBuf, PathBuf)>, String> {
     if let Some((_, to)) = copies.iter().find(|(_, to)| to.exists() && !args.force) {
         return Err(format!("{} exists; pass --force to replace it", to.display()));
     }
-    if args.tokenizer.is_none() && args.calibrate.is_some() {
+    if args.tokenizer.is_none() && !args.calibrate.is_empty() {
         args.tokenizer = dir.tokenizer.clone();
     }
     println!("model {}", dir.model.display());
@@ -305,27 +306,27 @@ fn run(args: Args) -> Result<(), String> {
         })
     };
     let goal = goal(&args, &on_step)?;
-    if args.act_order && args.calibrate.is_none() {
+    if args.act_order && args.calibrate.is_empty() {
         return Err("--act-order orders the error feedback of --calibrate TEXT".into());
     }
     if goal.is_some() && args.embedding_bits.is_some() {
         return Err("an allocation chooses every width itself; drop --embedding-bits".into());
     }
-    if goal.is_some() && args.calibrate.is_none() {
+    if goal.is_some() && args.calibrate.is_empty() {
         return Err("--target-kl, --min-top1 and --avg-bpw measure the model on --calibrate TEXT".into());
     }
-    let calibration = match (&args.calibrate, &args.tokenizer) {
-        (Some(text), Some(tokenizer)) => {
-            let mut c = Calibration::from_text(text, tokenizer, args.calib_window, args.calib_tokens, &tick)?;
+    let calibration = match (args.calibrate.is_empty(), &args.tokenizer) {
+        (false, Some(tokenizer)) => {
+            let mut c = Calibration::from_texts(&args.calibrate, tokenizer, args.calib_window, args.calib_tokens, &tick)?;
             c.damp = args.calib_damp;
             c.act_order = args.act_order;
             c.goal = goal;
             calib_bar.set_length(c.windows.len() as u64);
             Some(c)
         }
-        (Some(_), None) => return Err("--calibrate needs --tokenizer (the model's tokenizer.json)".into()),
-        (None, Some(_)) => return Err("--tokenizer is used with --calibrate TEXT".into()),
-        (None, None) => None,
+        (false, None) => return Err("--calibrate needs --tokenizer (the model's tokenizer.json)".into()),
+        (true, Some(_)) => return Err("--tokenizer is used with --calibrate TEXT".into()),
+        (true, None) => None,
     };
     let encode_bar = bar("encoding {bar:40} {pos}/{len} tensors ({elapsed})")?;
     let progress = Progress { on_plan: &|n| encode_bar.set_length(n as u64), tick: &|| encode_bar.inc(1) };

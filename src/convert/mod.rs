@@ -135,13 +135,13 @@ pub fn convert(
     let plan = GraphPlan::new(graph, &lookup, &local);
     let weights = plan.weights();
     let goal = calibration.and_then(|c| c.goal.as_ref());
-    // With an allocation target, the last windows are held out of the statistics and the search.
+    // With an allocation target, some windows are held out of the statistics and the search.
     let mut references = None;
     let fitting = match calibration {
         Some(c) if goal.is_some() => {
             let (fit, held) = c.held_out()?;
-            references = Some((Reference::compute(model, data, fit.to_vec())?, Reference::compute(model, data, held.to_vec())?));
-            Some(Calibration { windows: fit.to_vec(), tick: c.tick, damp: c.damp, act_order: c.act_order, goal: None })
+            references = Some((Reference::compute(model, data, fit.clone())?, Reference::compute(model, data, held)?));
+            Some(Calibration { windows: fit, tick: c.tick, damp: c.damp, act_order: c.act_order, goal: None })
         }
         _ => None,
     };
