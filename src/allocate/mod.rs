@@ -54,7 +54,9 @@ const SEARCH_RUNS: usize = 8;
 /// Rounds of search + held-out check at most.
 const ROUNDS: usize = 4;
 /// After a failed held-out check, the next round searches below this share of its prediction.
-const CHECK_BACKOFF: f64 = 0.7;
+const CHECK_BACKOFF: f64 = 0.98;
+/// Margin kept below the aim derived from a failed held-out check.
+const AIM_MARGIN: f64 = 0.95;
 
 /// An allocation's target and the widths it chooses from.
 pub struct Goal<'a> {
@@ -319,7 +321,11 @@ pub fn allocate(choices: &[Choices], bench: &Bench, goal: &Goal) -> Result<(Vec<
             (a, m)
         }
         Target::Kl(_) | Target::Top1(_) => {
-            // A result that fails the held-out check bounds the next round's search below it.
+            // The statistics were fitted on the search windows, which therefore flatter the
+            // encodings: a result that fails the held-out check tightens the search's aim by
+            // the gap measured between the two sets of windows on that result, and bounds the
+            // next round's search below it.
+            let mut aim = goal.target;
             let mut cap = costs.within_bytes(0).predicted_kl;
             let mut first = match goal.target {
                 Target::Kl(x) => x,
@@ -327,11 +333,18 @@ pub fn allocate(choices: &[Choices], bench: &Bench, goal: &Goal) -> Result<(Vec<
             };
             let mut last = None;
             for round in 1..=ROUNDS {
-                let a = al.search(&costs, first, cap, round, goal.target)?;
+                let a = al.search(&costs, first, cap, round, aim)?;
                 let m = al.run("check", format!("round {round}"), &a)?;
                 let done = meets(goal.target, &m);
+                let searched = al.seen.get(&a.chosen).copied();
                 cap = a.predicted_kl * CHECK_BACKOFF;
                 first = first.min(cap);
+                if let Some(s) = searched {
+                    aim = tightened(goal.target, &s, &m);
+                    if let (Target::Kl(x), true) = (aim, s.kl > 0.0) {
+                        first = a.predicted_kl * x / s.kl;
+                    }
+                }
                 last = Some((a, m));
                 if done || cap <= costs.within_kl(0.0).predicted_kl {
                     break;
@@ -371,6 +384,17 @@ pub fn allocate(choices: &[Choices], bench: &Bench, goal: &Goal) -> Result<(Vec<
         chosen,
     };
     Ok((result.chosen, report))
+}
+
+/// The search aim that would have made a result measured `searched` on the search windows and
+/// `checked` on the held-out ones meet `target` on the held-out ones, with a margin: the KL
+/// scaled by their ratio, top-1 raised by their gap.
+fn tightened(target: Target, searched: &Measured, checked: &Measured) -> Target {
+    match target {
+        Target::Kl(x) if checked.kl > 0.0 => Target::Kl(AIM_MARGIN * x * (searched.kl / checked.kl).min(1.0)),
+        Target::Top1(p) => Target::Top1((p + (searched.top1 - checked.top1).max(0.0) / AIM_MARGIN).min(1.0)),
+        other => other,
+    }
 }
 
 /// Whether `m` meets `target` (a byte budget is met by construction).

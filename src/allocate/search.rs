@@ -62,28 +62,39 @@ impl Costs {
         })
     }
 
-    /// The cheapest assignment on the hull whose predicted KL is at most `kl` (the most
-    /// accurate one if none is).
+    /// The cheapest assignment whose predicted KL is at most `kl` (the most accurate one if
+    /// none is): the hull point within it, then the KL it leaves over spent greedily on the
+    /// narrowings that save the most bytes per predicted KL added (one large weight, such as
+    /// an embedding table, makes the hull jump and leave much of the budget unused).
     pub fn within_kl(&self, kl: f64) -> Assignment {
-        self.bisect(|a| a.predicted_kl <= kl)
+        let hull = self.bisect(|a| a.predicted_kl <= kl);
+        self.greedy(hull, |a, (b0, kl0), (b, k)| {
+            (b < b0 && a.predicted_kl + (k - kl0) <= kl).then(|| (b0 - b) as f64 / (k - kl0).max(1e-300))
+        })
     }
 
     /// The most accurate assignment within `bytes` (the smallest one if none is): the hull
     /// point within the budget, then the rest of the budget spent greedily on the upgrades
     /// that remove the most predicted KL per byte.
     pub fn within_bytes(&self, bytes: usize) -> Assignment {
-        let mut a = self.hull_within_bytes(bytes);
+        let hull = self.hull_within_bytes(bytes);
+        self.greedy(hull, |a, (b0, kl0), (b, k)| {
+            (b > b0 && b - b0 <= bytes.saturating_sub(a.bytes) && k < kl0).then(|| (kl0 - k) / (b - b0) as f64)
+        })
+    }
+
+    /// Moves one weight at a time from `a` to the option `rate` rates highest (`rate` sees the
+    /// assignment, the weight's current option and the candidate, as (bytes, predicted KL),
+    /// and gives `None` for a move not allowed), until no move is allowed.
+    fn greedy(&self, mut a: Assignment, rate: impl Fn(&Assignment, (usize, f64), (usize, f64)) -> Option<f64>) -> Assignment {
         loop {
-            let spare = bytes.saturating_sub(a.bytes);
             let mut best: Option<(usize, usize, f64)> = None;
             for (w, opts) in self.options.iter().enumerate() {
-                let (b0, kl0) = opts[a.chosen[w]];
-                for (i, &(b, kl)) in opts.iter().enumerate() {
-                    let (extra, gain) = (b.saturating_sub(b0), kl0 - kl);
-                    if b > b0 && extra <= spare && gain > 0.0 {
-                        let rate = gain / extra as f64;
-                        if best.is_none_or(|(_, _, r)| rate > r) {
-                            best = Some((w, i, rate));
+                let current = opts[a.chosen[w]];
+                for (i, &option) in opts.iter().enumerate() {
+                    if let Some(r) = rate(&a, current, option) {
+                        if best.is_none_or(|(_, _, top)| r > top) {
+                            best = Some((w, i, r));
                         }
                     }
                 }
@@ -176,6 +187,18 @@ mod tests {
         let a = costs().within_bytes(450);
         assert_eq!(a.chosen, vec![1, 1]);
         assert_eq!(a.bytes, 400);
+    }
+
+    #[test]
+    fn the_kl_left_over_by_the_hull_is_spent_on_the_narrowings_that_save_most() {
+        // A large weight whose only narrowing costs more than the budget makes the hull keep
+        // everything wide; the small weight then narrows twice within the budget.
+        let costs = Costs { options: vec![vec![(500, 0.05), (1000, 0.0)], vec![(10, 0.02), (50, 0.01), (100, 0.001)]] };
+        assert_eq!(costs.bisect(|a| a.predicted_kl <= 0.03).chosen, vec![1, 2]);
+        let a = costs.within_kl(0.03);
+        assert_eq!(a.chosen, vec![1, 0]);
+        assert_eq!(a.bytes, 1010);
+        assert!(a.predicted_kl <= 0.03);
     }
 
     #[test]
