@@ -66,7 +66,7 @@ else
     judge q3-calibrated "RBE calibrated" "$out/q3-calibrated.rbeonnx"
     convert avg-3.436 "${calibrated[@]}" --calib-window 256 --avg-bpw 3.436 --widths 3,4,5,6,8
     judge avg-3.436 "RBE allocation" "$out/avg-3.436.rbeonnx"
-    convert kl-0.05 "${calibrated[@]}" --calibrate tools/texts/calibration-more.txt --target-kl 0.05 --widths 3,4,5,6,8
+    convert kl-0.05 "${calibrated[@]}" --calibrate tools/texts/calibration-more.txt --target-kl 0.05 --widths 3,4
     judge kl-0.05 "RBE allocation" "$out/kl-0.05.rbeonnx"
 fi
 

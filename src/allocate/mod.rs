@@ -51,6 +51,9 @@ const PROBE_BITS: u8 = 3;
 const MAX_PROBES: usize = 64;
 /// Model runs the search spends per round at most.
 const SEARCH_RUNS: usize = 8;
+/// The search stops once the predicted-KL budgets that passed and failed are this close (a
+/// ratio): near a uniform width a few percent of predicted KL is a tenth of a bit.
+const SEARCH_RESOLUTION: f64 = 1.04;
 /// Rounds of search + held-out check at most.
 const ROUNDS: usize = 4;
 /// After a failed held-out check, the next round searches below this share of its prediction.
@@ -280,7 +283,7 @@ impl Allocator<'_> {
                 fail = Some(fail.map_or(budget, |f: f64| f.min(budget)));
             }
             let upper = fail.unwrap_or(cap * 1.001);
-            if upper / pass < 1.15 {
+            if upper / pass < SEARCH_RESOLUTION {
                 break;
             }
             let proposal = match aim {
