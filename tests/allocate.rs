@@ -20,7 +20,12 @@ const FIXTURE: &str = "gpt2_legacy_op17";
 
 /// Converts the fixture for `target`, calibrated on `windows` (every fourth held out).
 fn allocated(windows: &[Vec<i64>], target: Target) -> (Session, ConvertReport, AllocationReport) {
-    let goal = Goal { target, widths: vec![2, 3, 4, 6, 8], on_step: &|_| {} };
+    allocated_in(windows, target, vec![2, 3, 4, 6, 8], vec![32])
+}
+
+/// [`allocated`], choosing from `widths` and `groups`.
+fn allocated_in(windows: &[Vec<i64>], target: Target, widths: Vec<u8>, groups: Vec<usize>) -> (Session, ConvertReport, AllocationReport) {
+    let goal = Goal { target, widths, groups, on_step: &|_| {} };
     let calibration = Calibration { windows: windows.to_vec(), tick: &|| {}, damp: DEFAULT_DAMP, act_order: false, goal: Some(goal) };
     let params = EncodeParams::preset("q4").unwrap();
     let (bytes, report) = convert_file_with(&fixture(FIXTURE), &params, "q4", 3, &Progress::none(), Some(&calibration)).unwrap();
@@ -91,6 +96,25 @@ fn a_top1_target_holds_on_held_out_windows() {
 }
 
 #[test]
+fn group_lengths_are_chosen_too_and_mixed_groups_decode() {
+    let windows = random_sequences(8, 48, 1000, 14);
+    let original = Session::load(&fixture(FIXTURE)).unwrap();
+    let (all_short, short_report, _) = allocated_in(&windows, Target::Bpw(100.0), vec![4], vec![32, 64]);
+    let weights: usize = short_report.tensors.iter().filter(|t| t.mode != "raw").map(|t| t.weights).sum();
+    let short_bpw = short_report.encoded_weights_bytes as f64 * 8.0 / weights as f64;
+    // Just below every weight in groups of 32: some weights must take groups of 64.
+    let budget = short_bpw - 0.05;
+    let (mixed, report, allocation) = allocated_in(&windows, Target::Bpw(budget), vec![4], vec![32, 64]);
+    assert!(report.encoded_weights_bytes as f64 * 8.0 <= budget * weights as f64, "{}", allocation.summary());
+    assert!(allocation.chosen.iter().any(|c| c.group == 64), "{}", allocation.summary());
+    assert!(allocation.chosen.iter().any(|c| c.group == 32), "{}", allocation.summary());
+    assert!(allocation.summary().contains("in groups of 64"), "{}", allocation.summary());
+    let (kl_short, _) = kl_and_top1(&original, &all_short, &held_out(&windows));
+    let (kl_mixed, _) = kl_and_top1(&original, &mixed, &held_out(&windows));
+    assert!(kl_mixed.is_finite() && kl_mixed < 10.0 * kl_short.max(1e-4), "mixed {kl_mixed} vs groups of 32 {kl_short}");
+}
+
+#[test]
 fn a_byte_budget_is_kept_and_a_larger_one_buys_accuracy() {
     let windows = random_sequences(8, 48, 1000, 13);
     let original = Session::load(&fixture(FIXTURE)).unwrap();
@@ -141,6 +165,8 @@ fn allocation_flags_from_the_command_line() {
         (vec!["--force", "--target-kl", "0.1"], "measure the model on --calibrate"),
         (vec!["--force", "--calibrate", t, "--tokenizer", k, "--target-kl=-1"], "out of range"),
         (vec!["--force", "--calibrate", t, "--tokenizer", k, "--min-top1", "0.9", "--widths", "3,9"], "widths must be in 2..=8"),
+        (vec!["--force", "--calibrate", t, "--tokenizer", k, "--min-top1", "0.9", "--groups", "32,12"], "groups must be multiples of 8"),
+        (vec!["--force", "--groups", "32,64"], "--groups is for an allocation"),
         (vec!["--force", "--calibrate", t, "--tokenizer", k, "--calib-window", "512", "--target-kl", "0.1"], "at least 2 calibration windows"),
     ] {
         let out = run(&args);

@@ -8,10 +8,12 @@ use rayon::prelude::*;
 use crate::codec::{encode_calibrated, encode_with_reconstruction, EncodeParams, Encoded, Hessian};
 use crate::convert::{Initializers, Weight};
 
+use super::Format;
+
 /// One encoding of a weight.
 pub struct Encoding {
-    /// Residual code width.
-    pub bits: u8,
+    /// Its code width and group length.
+    pub format: Format,
     /// The encoded tensor.
     pub encoded: Encoded,
     /// The layer's output error energy on the calibration inputs relative to its output's own
@@ -29,7 +31,7 @@ pub struct Choices {
     pub kind: String,
     /// Number of weights.
     pub weights: usize,
-    /// One per width, in the order of the widths asked for.
+    /// One per format, in the order of the formats asked for.
     pub options: Vec<Encoding>,
 }
 
@@ -47,13 +49,13 @@ pub fn kind_of(name: &str) -> String {
 }
 
 /// Encodes each weight (with its first source name and the statistics that steer it, if any)
-/// at every width of `widths` (the other knobs from `params`, no per-tensor budget), in
+/// in every format of `formats` (the other knobs from `params`, no per-tensor budget), in
 /// parallel over the weights; each weight's values are read from `store` when its turn comes
 /// and dropped once its encodings are made.
 /// `tick` is called once per weight.
 pub fn encode_all(
     weights: Vec<(Weight, Option<&Hessian>)>,
-    widths: &[u8],
+    formats: &[Format],
     params: &EncodeParams,
     store: &Initializers,
     tick: &(dyn Fn() + Sync),
@@ -62,9 +64,9 @@ pub fn encode_all(
         .into_par_iter()
         .map(|(w, hessian)| {
             let data = store.weight_values(&w)?;
-            let options = widths
+            let options = formats
                 .iter()
-                .map(|&bits| encode_one(&w, &data, bits, params, hessian))
+                .map(|&format| encode_one(&w, &data, format, params, hessian))
                 .collect::<Result<Vec<_>, String>>()
                 .map_err(|e| format!("cannot encode '{}': {e}", w.source))?;
             tick();
@@ -77,12 +79,13 @@ pub fn encode_all(
 /// little there and costs as much as at any width.
 const FEEDBACK_MAX_BITS: u8 = 5;
 
-fn encode_one(w: &Weight, data: &[f32], bits: u8, params: &EncodeParams, hessian: Option<&Hessian>) -> Result<Encoding, String> {
-    let p = EncodeParams { bits, max_bpw: None, ..params.clone() };
+fn encode_one(w: &Weight, data: &[f32], format: Format, params: &EncodeParams, hessian: Option<&Hessian>) -> Result<Encoding, String> {
+    let Format { bits, group } = format;
+    let p = EncodeParams { bits, group, max_bpw: None, ..params.clone() };
     let Some(h) = hessian else {
         let (encoded, _) = encode_with_reconstruction(data, w.rows, w.cols, &p)?;
         let distortion = encoded.stats.rel_rmse.powi(2);
-        return Ok(Encoding { bits, encoded, distortion });
+        return Ok(Encoding { format, encoded, distortion });
     };
     let (encoded, recon) = if bits <= FEEDBACK_MAX_BITS {
         encode_calibrated(data, w.rows, w.cols, &p, h)?
@@ -92,7 +95,7 @@ fn encode_one(w: &Weight, data: &[f32], bits: u8, params: &EncodeParams, hessian
     let delta: Vec<f32> = data.iter().zip(&recon).map(|(a, b)| a - b).collect();
     let energy = h.output_error(data, w.rows)?;
     let distortion = if energy > 0.0 { h.output_error(&delta, w.rows)? / energy } else { 0.0 };
-    Ok(Encoding { bits, encoded, distortion })
+    Ok(Encoding { format, encoded, distortion })
 }
 
 /// The distinct kinds, in order of first appearance, each with the indices of its weights.

@@ -13,6 +13,7 @@ mod search;
 pub use candidates::{encode_all, kind_of, Choices, Encoding};
 pub use judge::{Measured, Reference};
 
+use std::cmp::Reverse;
 use std::collections::HashMap;
 
 use rbe_runtime::onnx::proto::ModelProto;
@@ -57,16 +58,20 @@ const SEARCH_RESOLUTION: f64 = 1.04;
 /// Rounds of search + held-out check at most.
 const ROUNDS: usize = 4;
 /// After a failed held-out check, the next round searches below this share of its prediction.
-const CHECK_BACKOFF: f64 = 0.98;
+const CHECK_BACKOFF: f64 = 0.7;
+/// The same, when the failure also tightened the aim (a KL target).
+const CLOSE_BACKOFF: f64 = 0.98;
 /// Margin kept below the aim derived from a failed held-out check.
 const AIM_MARGIN: f64 = 0.95;
 
-/// An allocation's target and the widths it chooses from.
+/// An allocation's target and the formats it chooses from.
 pub struct Goal<'a> {
     /// What to reach.
     pub target: Target,
     /// Code widths (2..=8) to choose from.
     pub widths: Vec<u8>,
+    /// Group lengths to choose from, each with every width (a multiple of 8 dividing the tile).
+    pub groups: Vec<usize>,
     /// Called with each measurement as it is made.
     pub on_step: &'a (dyn Fn(&Step) + Sync),
 }
@@ -85,8 +90,26 @@ impl Goal<'_> {
         if self.widths.is_empty() || self.widths.iter().any(|b| !(2..=8).contains(b)) {
             return Err(format!("allocation widths must be in 2..=8, got {:?}", self.widths));
         }
+        if self.groups.is_empty() || self.groups.iter().any(|g| !(16..=256).contains(g) || g % 8 != 0) {
+            return Err(format!("allocation groups must be multiples of 8 in 16..=256, got {:?}", self.groups));
+        }
         Ok(())
     }
+
+    /// Every (code width, group length) the allocation chooses from: each width with each
+    /// group, in the order given.
+    pub fn formats(&self) -> Vec<Format> {
+        self.widths.iter().flat_map(|&bits| self.groups.iter().map(move |&group| Format { bits, group })).collect()
+    }
+}
+
+/// One way to encode a weight: its code width and group length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Format {
+    /// Residual code width.
+    pub bits: u8,
+    /// Quantization group length along a row.
+    pub group: usize,
 }
 
 /// One kind of weight's measured sensitivity.
@@ -96,8 +119,8 @@ pub struct KindSensitivity {
     pub kind: String,
     /// Weights of this kind.
     pub tensors: usize,
-    /// Measured with this kind at this width, everything else at the widest.
-    pub probe_bits: u8,
+    /// Measured with this kind at this format, everything else at the widest.
+    pub probe: Format,
     /// Mean KL measured so.
     pub kl: f64,
     /// KL added per unit of summed distortion (the slope the prediction uses).
@@ -126,6 +149,8 @@ pub struct Chosen {
     pub name: String,
     /// Its code width.
     pub bits: u8,
+    /// Its group length.
+    pub group: usize,
     /// Its bits per weight, every stored byte counted.
     pub bits_per_weight: f64,
     /// Its predicted share of the KL.
@@ -139,8 +164,8 @@ pub struct AllocationReport {
     pub target: Target,
     /// Whether the held-out check meets it.
     pub met: bool,
-    /// The widths chosen from.
-    pub widths: Vec<u8>,
+    /// The formats chosen from.
+    pub formats: Vec<Format>,
     /// Tokens the search measured on / the check measured on.
     pub search_tokens: usize,
     /// Held-out tokens of the check.
@@ -163,12 +188,16 @@ impl AllocationReport {
     /// Lines for the end of the conversion's table: how many tensors got each width, and the
     /// result against the target.
     pub fn summary(&self) -> String {
-        let mut widths: Vec<u8> = self.chosen.iter().map(|c| c.bits).collect();
-        widths.sort_unstable();
-        widths.dedup();
-        let counts: Vec<String> = widths
+        let mut formats: Vec<(u8, usize)> = self.chosen.iter().map(|c| (c.bits, c.group)).collect();
+        formats.sort_unstable();
+        formats.dedup();
+        let one_group = formats.windows(2).all(|w| w[0].1 == w[1].1);
+        let counts: Vec<String> = formats
             .iter()
-            .map(|&b| format!("{b} bits x {}", self.chosen.iter().filter(|c| c.bits == b).count()))
+            .map(|&(b, g)| {
+                let n = self.chosen.iter().filter(|c| (c.bits, c.group) == (b, g)).count();
+                if one_group { format!("{b} bits x {n}") } else { format!("{b} bits in groups of {g} x {n}") }
+            })
             .collect();
         format!(
             "allocation for {}: {} ({} model runs); {:.3} bits per weight; predicted KL {:.4}; held-out ({} tokens): KL {:.4}, top-1 {:.4}: {}\n",
@@ -256,7 +285,8 @@ impl Allocator<'_> {
             // A kind whose narrowing is lost in the noise still gets a small positive slope.
             let slope = (m.kl - base.kl).max(base.kl * 1e-3).max(1e-9) / added.max(1e-30);
             members.iter().for_each(|&i| per_weight[i] = slope);
-            rows.push(KindSensitivity { kind, tensors: members.len(), probe_bits: self.goal.widths[probe], kl: m.kl, kl_per_distortion: slope });
+            let format = self.choices.first().map_or(Format { bits: 0, group: 0 }, |c| c.options[probe].format);
+            rows.push(KindSensitivity { kind, tensors: members.len(), probe: format, kl: m.kl, kl_per_distortion: slope });
         }
         Ok((per_weight, rows))
     }
@@ -304,15 +334,21 @@ fn unpredicted(choices: &[Choices], chosen: Vec<usize>) -> Assignment {
     Assignment { chosen, bytes, predicted_kl: f64::NAN }
 }
 
-/// Chooses one encoding per weight of `choices` (each encoded at `goal.widths`, in that
-/// order) for `goal`'s target; returns the chosen option index per weight and the report.
+/// Chooses one encoding per weight of `choices` (each encoded in every format of
+/// `goal.formats()`, in that order) for `goal`'s target; returns the chosen option index per
+/// weight and the report. The widest format is the widest code in the shortest groups; kinds
+/// are probed in another format: the width nearest [`PROBE_BITS`], in the shortest groups.
 pub fn allocate(choices: &[Choices], bench: &Bench, goal: &Goal) -> Result<(Vec<usize>, AllocationReport), String> {
     goal.validate()?;
-    if choices.iter().any(|c| c.options.len() != goal.widths.len()) {
-        return Err("internal: a weight lacks an encoding per width".into());
+    let formats = goal.formats();
+    if choices.iter().any(|c| c.options.iter().map(|o| o.format).ne(formats.iter().copied())) {
+        return Err("internal: a weight lacks an encoding per format".into());
     }
-    let widest = (0..goal.widths.len()).max_by_key(|&i| goal.widths[i]).unwrap_or(0);
-    let probe = (0..goal.widths.len()).min_by_key(|&i| goal.widths[i].abs_diff(PROBE_BITS)).unwrap_or(0);
+    let widest = (0..formats.len()).max_by_key(|&i| (formats[i].bits, Reverse(formats[i].group))).unwrap_or(0);
+    let probe = (0..formats.len())
+        .filter(|&i| i != widest || formats.len() == 1)
+        .min_by_key(|&i| (formats[i].bits.abs_diff(PROBE_BITS), formats[i].group))
+        .unwrap_or(widest);
     let weights = choices.iter().map(|c| c.weights).sum();
     let mut al = Allocator { bench, choices, goal, weights, trace: Vec::new(), seen: HashMap::new() };
     let (slopes, sensitivity) = al.sensitivities(widest, probe)?;
@@ -325,9 +361,10 @@ pub fn allocate(choices: &[Choices], bench: &Bench, goal: &Goal) -> Result<(Vec<
         }
         Target::Kl(_) | Target::Top1(_) => {
             // The statistics were fitted on the search windows, which therefore flatter the
-            // encodings: a result that fails the held-out check tightens the search's aim by
-            // the gap measured between the two sets of windows on that result, and bounds the
-            // next round's search below it.
+            // encodings: a result that fails the held-out check on KL tightens the search's aim
+            // by the ratio measured between the two sets of windows on that result, and bounds
+            // the next round's search just below it; on top-1 (too coarse on few windows for a
+            // ratio) it bounds the next round's predicted KL well below it.
             let mut aim = goal.target;
             let mut cap = costs.within_bytes(0).predicted_kl;
             let mut first = match goal.target {
@@ -339,15 +376,16 @@ pub fn allocate(choices: &[Choices], bench: &Bench, goal: &Goal) -> Result<(Vec<
                 let a = al.search(&costs, first, cap, round, aim)?;
                 let m = al.run("check", format!("round {round}"), &a)?;
                 let done = meets(goal.target, &m);
-                let searched = al.seen.get(&a.chosen).copied();
-                cap = a.predicted_kl * CHECK_BACKOFF;
-                first = first.min(cap);
-                if let Some(s) = searched {
-                    aim = tightened(goal.target, &s, &m);
-                    if let (Target::Kl(x), true) = (aim, s.kl > 0.0) {
-                        first = a.predicted_kl * x / s.kl;
+                match (goal.target, al.seen.get(&a.chosen).copied()) {
+                    (Target::Kl(x), Some(s)) if s.kl > 0.0 && m.kl > 0.0 => {
+                        let aimed = AIM_MARGIN * x * (s.kl / m.kl).min(1.0);
+                        aim = Target::Kl(aimed);
+                        cap = a.predicted_kl * CLOSE_BACKOFF;
+                        first = a.predicted_kl * aimed / s.kl;
                     }
+                    _ => cap = a.predicted_kl * CHECK_BACKOFF,
                 }
+                first = first.min(cap);
                 last = Some((a, m));
                 if done || cap <= costs.within_kl(0.0).predicted_kl {
                     break;
@@ -364,7 +402,8 @@ pub fn allocate(choices: &[Choices], bench: &Bench, goal: &Goal) -> Result<(Vec<
             let o = &c.options[i];
             Chosen {
                 name: c.name.clone(),
-                bits: o.bits,
+                bits: o.format.bits,
+                group: o.format.group,
                 bits_per_weight: o.encoded.stats.bits_per_weight,
                 predicted_kl: s * o.distortion,
             }
@@ -376,7 +415,7 @@ pub fn allocate(choices: &[Choices], bench: &Bench, goal: &Goal) -> Result<(Vec<
             Target::Bpw(b) => al.bpw(&result) <= b,
             _ => meets(goal.target, &measured),
         },
-        widths: goal.widths.clone(),
+        formats,
         search_tokens: bench.search.tokens(),
         check_tokens: bench.check.tokens(),
         bits_per_weight: al.bpw(&result),
@@ -387,17 +426,6 @@ pub fn allocate(choices: &[Choices], bench: &Bench, goal: &Goal) -> Result<(Vec<
         chosen,
     };
     Ok((result.chosen, report))
-}
-
-/// The search aim that would have made a result measured `searched` on the search windows and
-/// `checked` on the held-out ones meet `target` on the held-out ones, with a margin: the KL
-/// scaled by their ratio, top-1 raised by their gap.
-fn tightened(target: Target, searched: &Measured, checked: &Measured) -> Target {
-    match target {
-        Target::Kl(x) if checked.kl > 0.0 => Target::Kl(AIM_MARGIN * x * (searched.kl / checked.kl).min(1.0)),
-        Target::Top1(p) => Target::Top1((p + (searched.top1 - checked.top1).max(0.0) / AIM_MARGIN).min(1.0)),
-        other => other,
-    }
 }
 
 /// Whether `m` meets `target` (a byte budget is met by construction).

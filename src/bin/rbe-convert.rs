@@ -103,6 +103,10 @@ struct Args {
     /// The code widths an allocation chooses from.
     #[arg(long, value_delimiter = ',', default_values_t = rbe::allocate::DEFAULT_WIDTHS)]
     widths: Vec<u8>,
+    /// The group lengths an allocation chooses from, each with every width (default: the
+    /// preset's, or --group).
+    #[arg(long, value_delimiter = ',', value_name = "N,...")]
+    groups: Vec<usize>,
     /// zstd level for the container (1..=19).
     #[arg(long, default_value_t = 3)]
     zstd_level: i32,
@@ -159,15 +163,21 @@ fn params(args: &Args) -> Result<EncodeParams, String> {
 }
 
 /// The allocation target the flags ask for, if any.
-fn goal<'a>(args: &Args, on_step: &'a (dyn Fn(&rbe::allocate::Step) + Sync)) -> Result<Option<rbe::allocate::Goal<'a>>, String> {
+fn goal<'a>(
+    args: &Args,
+    group: usize,
+    on_step: &'a (dyn Fn(&rbe::allocate::Step) + Sync),
+) -> Result<Option<rbe::allocate::Goal<'a>>, String> {
     use rbe::allocate::{Goal, Target};
     let target = match (args.target_kl, args.min_top1, args.avg_bpw) {
         (Some(x), _, _) => Target::Kl(x),
         (_, Some(p), _) => Target::Top1(p),
         (_, _, Some(b)) => Target::Bpw(b),
-        _ => return Ok(None),
+        _ if args.groups.is_empty() => return Ok(None),
+        _ => return Err("--groups is for an allocation (--target-kl, --min-top1 or --avg-bpw)".into()),
     };
-    let goal = Goal { target, widths: args.widths.clone(), on_step };
+    let groups = if args.groups.is_empty() { vec![group] } else { args.groups.clone() };
+    let goal = Goal { target, widths: args.widths.clone(), groups, on_step };
     goal.validate()?;
     Ok(Some(goal))
 }
@@ -305,7 +315,7 @@ fn run(args: Args) -> Result<(), String> {
             )
         })
     };
-    let goal = goal(&args, &on_step)?;
+    let goal = goal(&args, params.group, &on_step)?;
     if args.act_order && args.calibrate.is_empty() {
         return Err("--act-order orders the error feedback of --calibrate TEXT".into());
     }

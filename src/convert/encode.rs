@@ -138,7 +138,7 @@ pub struct AllocationJob<'a> {
     pub template: &'a ModelProto,
     /// Its external data.
     pub data: ExternalData<'a>,
-    /// The target and the widths.
+    /// The target and the formats.
     pub goal: &'a Goal<'a>,
     /// The original's logits on the search windows.
     pub search: &'a Reference,
@@ -146,7 +146,7 @@ pub struct AllocationJob<'a> {
     pub check: &'a Reference,
 }
 
-/// Encodes the unique tensors at every width of the job's goal ([`encode_unique`]'s
+/// Encodes the unique tensors in every format of the job's goal ([`encode_unique`]'s
 /// statistics steer them the same way) and keeps, per tensor, the width the allocation picks.
 pub fn allocate_unique(
     unique: Vec<Weight>,
@@ -159,7 +159,7 @@ pub fn allocate_unique(
 ) -> Result<(Vec<EncodedWeight>, AllocationReport), String> {
     let names = sharing.names();
     let steered = unique.into_iter().zip(&sharing.steering).map(|(w, s)| (w, s.as_ref().and_then(|a| hessians.get(a)))).collect();
-    let choices = allocate::encode_all(steered, &job.goal.widths, params, store, tick)?;
+    let choices = allocate::encode_all(steered, &job.goal.formats(), params, store, tick)?;
     let bench = Bench { template: job.template, data: job.data, names: &names, search: job.search, check: job.check };
     let (picked, report) = allocate::allocate(&choices, &bench, job.goal)?;
     let encoded = choices
