@@ -285,8 +285,7 @@ impl Allocator<'_> {
             // A kind whose narrowing is lost in the noise still gets a small positive slope.
             let slope = (m.kl - base.kl).max(base.kl * 1e-3).max(1e-9) / added.max(1e-30);
             members.iter().for_each(|&i| per_weight[i] = slope);
-            let format = self.choices.first().map_or(Format { bits: 0, group: 0 }, |c| c.options[probe].format);
-            rows.push(KindSensitivity { kind, tensors: members.len(), probe: format, kl: m.kl, kl_per_distortion: slope });
+            rows.push(KindSensitivity { kind, tensors: members.len(), probe: self.goal.formats()[probe], kl: m.kl, kl_per_distortion: slope });
         }
         Ok((per_weight, rows))
     }
