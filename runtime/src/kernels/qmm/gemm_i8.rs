@@ -1,68 +1,121 @@
-//! The integer prompt GEMM (AVX2): `out[m x n] = x[m x k] · Wᵀ` for 4-bit codes with the
-//! activations quantized to int8 per sub-block, as [`super::gemv`] does for one row (ggml's
-//! and onnxruntime's `accuracy_level=4` way), with each weight unpacked once for
-//! [`MR`] activation rows instead of once per row.
+//! The integer prompt GEMM (AVX2, or AVX-512 VNNI where the CPU has it): `out[m x n] = x[m x
+//! k] · Wᵀ` for 4-bit codes with the activations quantized to int8 per sub-block, as
+//! [`super::gemv`] does for one row (ggml's and onnxruntime's `accuracy_level=4` way), with
+//! each weight unpacked once for [`MR`] activation rows instead of once per row.
 //!
-//! Per panel of [`NC`] weight rows the codes are interleaved once per call so that one 32-byte
-//! load holds, for each of the 8 weight rows, 4 codes in its low nibbles and 4 more in its
-//! high nibbles: after a mask (and a shift) each 32-bit lane belongs to one output column and
-//! `vpmaddubsw` against 4 broadcast activation bytes adds 4 products into it. A sub-block's 8
-//! such steps add up in i16 without overflow (`8 · 2 · 15 · 127 < 2^15`), so the integer sums
-//! are exact, and only then is one `vpmaddwd`, one conversion and two float ops spent per 8
-//! columns and 32 depth steps. Zero points and group offsets are applied at the end from the
-//! prepared activation sums, exactly as the GEMV row skeleton does.
+//! Per panel of `NC` weight rows (8 for AVX2, 16 for AVX-512) the codes are interleaved once
+//! per call so that one load holds, for each of the panel's rows, 4 codes in its low nibbles
+//! and 4 more in its high nibbles: after a mask (and a shift) each 32-bit lane belongs to one
+//! output column. AVX2: `vpmaddubsw` against 4 broadcast activation bytes adds 4 products into
+//! each lane; a sub-block's 8 such steps add up in i16 without overflow (`8 · 2 · 15 · 127 <
+//! 2^15`), then one `vpmaddwd` widens them. VNNI: `vpdpbusd` adds the 4 products straight into
+//! i32 lanes. Either way the integer sums are exact, and only one conversion and two float ops
+//! are spent per lane and 32 depth steps, the zero point's share of the sub-block (`zp · dx ·
+//! Σ xq`) included; group offsets (asymmetric codes) add one multiply-add per group. Each
+//! panel writes its columns of the output in place.
 
 use std::arch::x86_64::*;
 
+use ndarray::{ArrayViewMut2, Axis};
 use rayon::prelude::*;
 
 use super::act::{Activations, Order, Prepared};
 use super::matrix::{QuantMatrix, SUB};
 use super::unpack::unpack_f32;
+use crate::error::{Error, Result};
 
-/// Output columns (weight rows) per panel: one 32-bit lane each.
-const NC: usize = 8;
 /// Activation rows per pass over a panel.
 const MR: usize = 4;
-/// Bytes of one interleaved sub-block of a panel: 8 rows of 16 bytes.
-const BLOCK: usize = NC * SUB / 2;
 
-/// `out = x · Wᵀ` with int8 activations; the caller checked the sizes, the layout (4-bit
-/// codes, groups of whole sub-blocks, no short last group) and that the CPU has AVX2.
-pub(super) fn gemm(q: &QuantMatrix, x: &[f32], m: usize, out: &mut [f32]) {
-    let (n, k) = (q.rows(), q.cols());
-    let acts: Vec<Prepared> = x
-        .par_chunks_exact(k)
-        .map(|row| Prepared::new(q, row, Activations::Int8, Order::EvenOdd))
-        .collect();
-    let panels = n.div_ceil(NC);
-    // Panel-major results ([panel][row][NC]), each panel written by one task.
-    let mut tmp = vec![0f32; panels * m * NC];
-    tmp.par_chunks_mut(m * NC)
-        .enumerate()
-        .for_each_init(
-            || Panel::new(q),
-            |panel, (p, dst)| {
-                panel.fill(q, p * NC);
-                panel.multiply(q, &acts, dst);
-            },
-        );
-    for (i, row) in out.chunks_exact_mut(n).enumerate() {
-        for (p, cols) in row.chunks_mut(NC).enumerate() {
-            let at = (p * m + i) * NC;
-            cols.copy_from_slice(&tmp[at..at + cols.len()]);
+/// A panel's kernel: its `NC` columns of every activation row (`cols`: `m x NC` or fewer
+/// columns at the matrix's edge).
+type PanelFn<const NC: usize> = fn(&Panel<NC>, &Pass, ArrayViewMut2<f32>);
+
+/// What a pass over [`MR`] activation rows reads besides the panel.
+#[derive(Clone, Copy)]
+struct Pass<'a, 'x> {
+    /// Sub-blocks per group.
+    spg: usize,
+    /// The matrix's zero point.
+    zp: f32,
+    /// The activation rows.
+    rows: &'a [Prepared<'x>],
+}
+
+/// Runs `pass` over each [`MR`] rows of `all.rows` and writes the results into `cols`.
+#[inline(always)]
+fn each_pass<const NC: usize>(
+    all: &Pass,
+    mut cols: ArrayViewMut2<f32>,
+    mut pass: impl FnMut(&Pass, &mut [[f32; NC]; MR]),
+) {
+    for (rows, mut dst) in all
+        .rows
+        .chunks(MR)
+        .zip(cols.axis_chunks_iter_mut(Axis(0), MR))
+    {
+        let mut y = [[0f32; NC]; MR];
+        pass(&Pass { rows, ..*all }, &mut y);
+        for (mut d, y) in dst.rows_mut().into_iter().zip(&y) {
+            d.iter_mut().zip(y).for_each(|(d, &v)| *d = v);
         }
     }
 }
 
-/// One panel of [`NC`] weight rows, laid out for the kernel (rows past the matrix repeat its
+/// `out = x · Wᵀ` with int8 activations; the caller checked the layout (4-bit codes, groups of
+/// whole sub-blocks, no short last group) and that the CPU has AVX2.
+pub(super) fn gemm(q: &QuantMatrix, x: &[f32], m: usize, out: &mut [f32]) -> Result<()> {
+    if super::vnni::available() {
+        gemm_with::<16>(q, x, m, out, panel_vnni)
+    } else {
+        gemm_with::<8>(q, x, m, out, panel_avx2)
+    }
+}
+
+/// [`gemm`] with panels of `NC` weight rows multiplied by `kernel`.
+fn gemm_with<const NC: usize>(
+    q: &QuantMatrix,
+    x: &[f32],
+    m: usize,
+    out: &mut [f32],
+    kernel: PanelFn<NC>,
+) -> Result<()> {
+    let (n, k) = (q.rows(), q.cols());
+    let mut out =
+        ArrayViewMut2::from_shape((m, n), out).map_err(|e| Error::Input(e.to_string()))?;
+    let acts: Vec<Prepared> = x
+        .par_chunks_exact(k)
+        .map(|row| Prepared::new(q, row, Activations::Int8, Order::EvenOdd))
+        .collect();
+    let (spg, zp) = (q.group() / SUB, q.zero_point() as f32);
+    let panels: Vec<_> = out.axis_chunks_iter_mut(Axis(1), NC).enumerate().collect();
+    panels.into_par_iter().for_each_init(
+        || Panel::<NC>::new(q),
+        |panel, (p, cols)| {
+            panel.fill(q, p * NC);
+            kernel(
+                panel,
+                &Pass {
+                    spg,
+                    zp,
+                    rows: &acts,
+                },
+                cols,
+            );
+        },
+    );
+    Ok(())
+}
+
+/// One panel of `NC` weight rows, laid out for the kernel (rows past the matrix repeat its
 /// last row; their results are dropped).
-struct Panel {
-    /// Per sub-block, [`BLOCK`] bytes: dword `d` of row `c`'s 16 code bytes at `32 d + 4 c`.
-    codes: Vec<u8>,
-    /// Per group, the [`NC`] rows' scale codes minus the scale bias.
+struct Panel<const NC: usize> {
+    /// Per sub-block, `4 NC` little-endian words: word `d` of row `c`'s 16 code bytes at `NC d
+    /// + c`.
+    codes: Vec<[u8; 4]>,
+    /// Per group, the `NC` rows' scale codes minus the scale bias.
     scales: Vec<[f32; NC]>,
-    /// Per group, the rows' offset codes (asymmetric only).
+    /// Per group, the rows' offset codes (asymmetric only, else empty).
     offsets: Vec<[f32; NC]>,
     /// The rows' scale units and offset units.
     units: [f32; NC],
@@ -71,11 +124,11 @@ struct Panel {
     row: Vec<f32>,
 }
 
-impl Panel {
+impl<const NC: usize> Panel<NC> {
     fn new(q: &QuantMatrix) -> Self {
         let groups = q.groups_per_row();
         Panel {
-            codes: vec![0; q.full_blocks() * BLOCK],
+            codes: vec![[0; 4]; q.full_blocks() * 4 * NC],
             scales: vec![[0.0; NC]; groups],
             offsets: vec![[0.0; NC]; if q.asymmetric() { groups } else { 0 }],
             units: [0.0; NC],
@@ -90,13 +143,22 @@ impl Panel {
         for c in 0..NC {
             let r = (first + c).min(q.rows() - 1);
             (self.units[c], self.min_units[c]) = q.units(r);
-            let (blocks, _) = q.codes_from(r).as_chunks::<{ SUB / 2 }>();
-            for (dst, src) in self.codes.chunks_exact_mut(BLOCK).zip(blocks) {
-                for (d, word) in src.chunks_exact(4).enumerate() {
-                    dst[32 * d + 4 * c..32 * d + 4 * c + 4].copy_from_slice(word);
+            let (words, _) = q.codes_from(r).as_chunks::<4>();
+            for (dst, src) in self
+                .codes
+                .chunks_exact_mut(4 * NC)
+                .zip(words.chunks_exact(4))
+            {
+                for (d, w) in src.iter().enumerate() {
+                    dst[NC * d + c] = *w;
                 }
             }
-            unpack_f32(q.scales_from(r), q.scale_bits(), q.scale_bias(), &mut self.row[..groups]);
+            unpack_f32(
+                q.scales_from(r),
+                q.scale_bits(),
+                q.scale_bias(),
+                &mut self.row[..groups],
+            );
             for (s, &v) in self.scales.iter_mut().zip(&self.row) {
                 s[c] = v;
             }
@@ -108,88 +170,172 @@ impl Panel {
             }
         }
     }
-
-    /// The panel's [`NC`] columns of every activation row into `dst` (`[row][NC]`).
-    fn multiply(&self, q: &QuantMatrix, acts: &[Prepared], dst: &mut [f32]) {
-        let spg = q.group() / SUB;
-        let zp = q.zero_point() as f32;
-        for (rows, out) in acts.chunks(MR).zip(dst.chunks_mut(MR * NC)) {
-            let mut main = [[0f32; NC]; MR];
-            // SAFETY: the caller checked AVX2 and FMA before any `Panel` was made.
-            unsafe {
-                match rows.len() {
-                    4 => main_sums::<4>(&self.codes, &self.scales, spg, rows, &mut main),
-                    3 => main_sums::<3>(&self.codes, &self.scales, spg, rows, &mut main),
-                    2 => main_sums::<2>(&self.codes, &self.scales, spg, rows, &mut main),
-                    _ => main_sums::<1>(&self.codes, &self.scales, spg, rows, &mut main),
-                }
-            }
-            for ((act, sums), y) in rows.iter().zip(&main).zip(out.chunks_exact_mut(NC)) {
-                let corr = weighted(&self.scales, &act.zsums);
-                let off = weighted(&self.offsets, &act.sums);
-                for c in 0..NC {
-                    y[c] = self.units[c] * (sums[c] - zp * corr[c]) - self.min_units[c] * off[c];
-                }
-            }
-        }
-    }
 }
 
-/// `Σ_g per_group[g][c] · by[g]` for each column `c`.
-fn weighted(per_group: &[[f32; NC]], by: &[f32]) -> [f32; NC] {
-    let mut acc = [0f32; NC];
-    for (v, &b) in per_group.iter().zip(by) {
-        for (a, &x) in acc.iter_mut().zip(v) {
-            *a += x * b;
-        }
-    }
-    acc
+/// The 4 activation bytes `xt` as one little-endian word (what the kernels broadcast).
+#[inline(always)]
+fn word(xt: &[i8; 4]) -> i32 {
+    i32::from_le_bytes(xt.map(|b| b as u8))
 }
 
-/// For each of the `R` activation rows, per column: `Σ_s scale[g(s)] · dx[s] · Σ_{i in s}
-/// code_i · xq_i` over every sub-block `s` (raw codes; the zero point is corrected later).
+/// The AVX2 [`PanelFn`] (panels of 8 rows).
+fn panel_avx2(panel: &Panel<8>, all: &Pass, cols: ArrayViewMut2<f32>) {
+    // SAFETY: the caller checked AVX2 and FMA before choosing this kernel.
+    unsafe { passes_avx2(panel, all, cols) }
+}
+
+/// [`panel_avx2`] with the features enabled, so the passes inline.
 #[target_feature(enable = "avx2,fma")]
-fn main_sums<const R: usize>(
-    codes: &[u8],
-    scales: &[[f32; NC]],
-    spg: usize,
-    acts: &[Prepared],
-    out: &mut [[f32; NC]; MR],
-) {
-    let (blocks, _) = codes.as_chunks::<BLOCK>();
-    let xq: [&[[i8; SUB]]; R] = std::array::from_fn(|i| acts[i].xq.as_chunks::<SUB>().0);
-    let dx: [&[f32]; R] = std::array::from_fn(|i| acts[i].dx.as_slice());
+fn passes_avx2(panel: &Panel<8>, all: &Pass, cols: ArrayViewMut2<f32>) {
+    each_pass(all, cols, |pass, out| match pass.rows.len() {
+        4 => rows_avx2::<4>(panel, pass, out),
+        3 => rows_avx2::<3>(panel, pass, out),
+        2 => rows_avx2::<2>(panel, pass, out),
+        _ => rows_avx2::<1>(panel, pass, out),
+    });
+}
+
+/// [`panel_avx2`]'s pass over `R` activation rows: `y = unit · Σ_s scale_g(s) (dx_s Σ code · xq - zp
+/// zsub_s) - min_unit · Σ_g offset_g sums_g` per column.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn rows_avx2<const R: usize>(panel: &Panel<8>, pass: &Pass, out: &mut [[f32; 8]; MR]) {
+    let (blocks, _) = panel.codes.as_chunks::<32>();
+    let act: [&Prepared; R] = std::array::from_fn(|i| &pass.rows[i]);
+    let xq: [&[[i8; SUB]]; R] = act.map(|a| a.xq.as_chunks::<SUB>().0);
     let nibble = _mm256_set1_epi8(0x0f);
     let ones = _mm256_set1_epi16(1);
-    let mut acc = [_mm256_setzero_ps(); R];
-    for (g, (group, scale)) in blocks.chunks(spg).zip(scales).enumerate() {
+    let zero = _mm256_setzero_ps();
+    let (mut acc, mut off) = ([zero; R], [zero; R]);
+    for (g, (group, scale)) in blocks.chunks(pass.spg).zip(&panel.scales).enumerate() {
         // SAFETY: 8 readable f32; unaligned load.
         let scale = unsafe { _mm256_loadu_ps(scale.as_ptr()) };
         for (j, block) in group.iter().enumerate() {
-            let s = g * spg + j;
-            let (lines, _) = block.as_chunks::<32>();
+            let s = g * pass.spg + j;
             let mut w = [_mm256_setzero_si256(); 8];
-            for (d, line) in lines.iter().enumerate() {
-                // SAFETY: 32 readable bytes; unaligned load; AVX2 is enabled on this function.
-                let v = unsafe { _mm256_loadu_si256(line.as_ptr().cast()) };
+            for d in 0..4 {
+                // SAFETY: 8 words = 32 readable bytes; unaligned load; AVX2 is enabled here.
+                let v = unsafe { _mm256_loadu_si256(block[8 * d..].as_ptr().cast()) };
                 w[d] = _mm256_and_si256(v, nibble);
                 w[4 + d] = _mm256_and_si256(_mm256_srli_epi16::<4>(v), nibble);
             }
             for i in 0..R {
-                let (Some(x), Some(&d)) = (xq[i].get(s), dx[i].get(s)) else { continue };
+                let (Some(x), Some(&d), Some(&z)) =
+                    (xq[i].get(s), act[i].dx.get(s), act[i].zsub.get(s))
+                else {
+                    continue;
+                };
                 let (x4, _) = x.as_chunks::<4>();
                 let mut p = _mm256_setzero_si256();
                 for (wt, xt) in w.iter().zip(x4) {
-                    let xt = _mm256_set1_epi32(i32::from_le_bytes(xt.map(|b| b as u8)));
-                    p = _mm256_add_epi16(p, _mm256_maddubs_epi16(*wt, xt));
+                    p = _mm256_add_epi16(p, _mm256_maddubs_epi16(*wt, _mm256_set1_epi32(word(xt))));
                 }
-                let f = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones)), _mm256_set1_ps(d));
+                let p = _mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones));
+                let f = _mm256_fmadd_ps(p, _mm256_set1_ps(d), _mm256_set1_ps(-pass.zp * z));
                 acc[i] = _mm256_fmadd_ps(f, scale, acc[i]);
             }
         }
+        if let Some(o) = panel.offsets.get(g) {
+            // SAFETY: 8 readable f32; unaligned load.
+            let o = unsafe { _mm256_loadu_ps(o.as_ptr()) };
+            for i in 0..R {
+                let su = act[i].sums.get(g).copied().unwrap_or(0.0);
+                off[i] = _mm256_fmadd_ps(o, _mm256_set1_ps(su), off[i]);
+            }
+        }
     }
-    for (o, a) in out.iter_mut().zip(acc) {
+    // SAFETY: 8 readable f32 each; unaligned loads.
+    let (units, mins) = unsafe {
+        (
+            _mm256_loadu_ps(panel.units.as_ptr()),
+            _mm256_loadu_ps(panel.min_units.as_ptr()),
+        )
+    };
+    for i in 0..R {
+        let y = _mm256_fnmadd_ps(off[i], mins, _mm256_mul_ps(acc[i], units));
         // SAFETY: 8 writable f32 behind a unique reference; unaligned store.
-        unsafe { _mm256_storeu_ps(o.as_mut_ptr(), a) };
+        unsafe { _mm256_storeu_ps(out[i].as_mut_ptr(), y) };
+    }
+}
+
+/// The AVX-512 VNNI [`PanelFn`] (panels of 16 rows).
+fn panel_vnni(panel: &Panel<16>, all: &Pass, cols: ArrayViewMut2<f32>) {
+    // SAFETY: the caller checked AVX-512 VNNI before choosing this kernel.
+    unsafe { passes_vnni(panel, all, cols) }
+}
+
+/// [`panel_vnni`] with the features enabled, so the passes inline.
+#[target_feature(enable = "avx2,fma,avx512f,avx512bw,avx512vnni")]
+fn passes_vnni(panel: &Panel<16>, all: &Pass, cols: ArrayViewMut2<f32>) {
+    each_pass(all, cols, |pass, out| match pass.rows.len() {
+        4 => rows_vnni::<4>(panel, pass, out),
+        3 => rows_vnni::<3>(panel, pass, out),
+        2 => rows_vnni::<2>(panel, pass, out),
+        _ => rows_vnni::<1>(panel, pass, out),
+    });
+}
+
+/// [`panel_vnni`]'s pass over `R` activation rows, as [`rows_avx2`] computes; per row two `vpdpbusd`
+/// chains (low and high nibbles), so 2 `R` independent chains hide the instruction's latency.
+#[inline]
+#[target_feature(enable = "avx2,fma,avx512f,avx512bw,avx512vnni")]
+fn rows_vnni<const R: usize>(panel: &Panel<16>, pass: &Pass, out: &mut [[f32; 16]; MR]) {
+    let (blocks, _) = panel.codes.as_chunks::<64>();
+    let act: [&Prepared; R] = std::array::from_fn(|i| &pass.rows[i]);
+    let xq: [&[[i8; SUB]]; R] = act.map(|a| a.xq.as_chunks::<SUB>().0);
+    let nibble = _mm512_set1_epi8(0x0f);
+    let zero = _mm512_setzero_ps();
+    let (mut acc, mut off) = ([zero; R], [zero; R]);
+    for (g, (group, scale)) in blocks.chunks(pass.spg).zip(&panel.scales).enumerate() {
+        // SAFETY: 16 readable f32; unaligned load; AVX-512F is enabled on this function.
+        let scale = unsafe { _mm512_loadu_ps(scale.as_ptr()) };
+        for (j, block) in group.iter().enumerate() {
+            let s = g * pass.spg + j;
+            let mut lo = [_mm512_setzero_si512(); 4];
+            let mut hi = [_mm512_setzero_si512(); 4];
+            for d in 0..4 {
+                // SAFETY: 16 words = 64 readable bytes; unaligned load; AVX-512F is enabled here.
+                let v = unsafe { _mm512_loadu_si512(block[16 * d..].as_ptr().cast()) };
+                lo[d] = _mm512_and_si512(v, nibble);
+                hi[d] = _mm512_and_si512(_mm512_srli_epi16::<4>(v), nibble);
+            }
+            for i in 0..R {
+                let (Some(x), Some(&d), Some(&z)) =
+                    (xq[i].get(s), act[i].dx.get(s), act[i].zsub.get(s))
+                else {
+                    continue;
+                };
+                let (x4, _) = x.as_chunks::<4>();
+                let (even, odd) = x4.split_at(4);
+                let (mut pe, mut po) = (_mm512_setzero_si512(), _mm512_setzero_si512());
+                for t in 0..4 {
+                    pe = _mm512_dpbusd_epi32(pe, lo[t], _mm512_set1_epi32(word(&even[t])));
+                    po = _mm512_dpbusd_epi32(po, hi[t], _mm512_set1_epi32(word(&odd[t])));
+                }
+                let p = _mm512_cvtepi32_ps(_mm512_add_epi32(pe, po));
+                let f = _mm512_fmadd_ps(p, _mm512_set1_ps(d), _mm512_set1_ps(-pass.zp * z));
+                acc[i] = _mm512_fmadd_ps(f, scale, acc[i]);
+            }
+        }
+        if let Some(o) = panel.offsets.get(g) {
+            // SAFETY: 16 readable f32; unaligned load.
+            let o = unsafe { _mm512_loadu_ps(o.as_ptr()) };
+            for i in 0..R {
+                let su = act[i].sums.get(g).copied().unwrap_or(0.0);
+                off[i] = _mm512_fmadd_ps(o, _mm512_set1_ps(su), off[i]);
+            }
+        }
+    }
+    // SAFETY: 16 readable f32 each; unaligned loads.
+    let (units, mins) = unsafe {
+        (
+            _mm512_loadu_ps(panel.units.as_ptr()),
+            _mm512_loadu_ps(panel.min_units.as_ptr()),
+        )
+    };
+    for i in 0..R {
+        let y = _mm512_fnmadd_ps(off[i], mins, _mm512_mul_ps(acc[i], units));
+        // SAFETY: 16 writable f32 behind a unique reference; unaligned store.
+        unsafe { _mm512_storeu_ps(out[i].as_mut_ptr(), y) };
     }
 }

@@ -7,13 +7,13 @@
 //!   the activation row once per call to int8 and uses integer dot products (ggml's way).
 //! - [`gemm`] (several rows): panels of rows are decoded with SIMD into a per-thread buffer
 //!   and multiplied by the GEMM kernel; exact f32. With [`Activations::Int8`], 4-bit codes in
-//!   groups of whole sub-blocks take the integer GEMM instead (AVX2: each weight panel
-//!   unpacked once for several activation rows; elsewhere the int8 GEMV row by row), so a
-//!   prompt gets the same arithmetic as a generated token.
+//!   groups of whole sub-blocks take the integer GEMM instead (AVX2 or AVX-512 VNNI: each
+//!   weight panel unpacked once for several activation rows; elsewhere the int8 GEMV row by
+//!   row), so a prompt gets the same arithmetic as a generated token.
 //!
 //! AVX2 + FMA is detected at run time, and for the int8 GEMV of 4- and 8-bit codes in groups
-//! of 32 AVX-512 VNNI; other CPUs run portable loops with the same results up to f32 rounding. Work is split
-//! over rayon's threads by bands of output rows.
+//! of 32 and the int8 GEMM AVX-512 VNNI; other CPUs run portable loops with the same results
+//! up to f32 rounding. Work is split over rayon's threads by bands of output rows.
 
 mod act;
 mod decode;
@@ -110,8 +110,7 @@ pub fn gemm(q: &QuantMatrix, x: &[f32], m: usize, out: &mut [f32], mode: Activat
         par::check(q.rows(), q.cols(), x, m, out)?;
         #[cfg(target_arch = "x86_64")]
         if rows_x86::available() {
-            gemm_i8::gemm(q, x, m, out);
-            return Ok(());
+            return gemm_i8::gemm(q, x, m, out);
         }
         for (xi, oi) in x.chunks_exact(q.cols()).zip(out.chunks_exact_mut(q.rows())) {
             gemv(q, xi, oi, mode)?;

@@ -9,10 +9,17 @@ pub fn unpack_codes(packed: &[u8], bits: u8, out: &mut [u8]) {
     // 8 codes fill exactly `b` bytes: read them as one little-endian word.
     for (k, o8) in out.chunks_mut(8).enumerate() {
         let src = packed.get(k * b..).unwrap_or(&[]);
-        let n = src.len().min(b);
-        let mut word = [0u8; 8];
-        word[..n].copy_from_slice(&src[..n]);
-        let word = u64::from_le_bytes(word);
+        // The codes take only the word's low `8 b` bits, so a whole word may be read wherever
+        // 8 bytes remain (no variable-length copy).
+        let word = match src.first_chunk::<8>() {
+            Some(w) => u64::from_le_bytes(*w),
+            None => {
+                let n = src.len().min(b);
+                let mut word = [0u8; 8];
+                word[..n].copy_from_slice(&src[..n]);
+                u64::from_le_bytes(word)
+            }
+        };
         for (j, o) in o8.iter_mut().enumerate() {
             *o = ((word >> (j * b)) & mask) as u8;
         }
