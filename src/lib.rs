@@ -15,5 +15,6 @@ pub mod feeds;
 pub mod generate;
 pub mod gguf;
 pub mod logits;
+pub mod malloc;
 pub mod model_dir;
 pub mod npy;

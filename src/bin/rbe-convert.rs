@@ -113,6 +113,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    rbe::malloc::keep_freed_memory();
     match convert_input(Args::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {

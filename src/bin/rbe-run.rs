@@ -96,6 +96,7 @@ struct Report {
 }
 
 fn main() -> ExitCode {
+    rbe::malloc::keep_freed_memory();
     match run(Args::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {

@@ -128,6 +128,7 @@ enum Outcome {
 }
 
 fn main() -> ExitCode {
+    rbe::malloc::keep_freed_memory();
     let args = match Args::try_parse() {
         Ok(args) => args,
         Err(e) if e.use_stderr() => {
