@@ -11,15 +11,12 @@
 //!   weight panel unpacked once for several activation rows; elsewhere the int8 GEMV row by
 //!   row), so a prompt gets the same arithmetic as a generated token.
 //!
-//! AVX2 + FMA is detected at run time, AVX-512 for the exact GEMV of 4-bit codes, and AVX-512
-//! VNNI for the int8 GEMV of 4- and 8-bit codes in groups of 32 and the int8 GEMM; other CPUs
-//! run portable loops with the same results up to f32 rounding. Work is split over rayon's
-//! threads by bands of output rows.
+//! AVX2 + FMA is detected at run time, and for the int8 GEMV of 4- and 8-bit codes in groups
+//! of 32 and the int8 GEMM AVX-512 VNNI; other CPUs run portable loops with the same results
+//! up to f32 rounding. Work is split over rayon's threads by bands of output rows.
 
 mod act;
 mod decode;
-#[cfg(target_arch = "x86_64")]
-mod exact512;
 #[cfg(target_arch = "x86_64")]
 mod gemm_i8;
 mod matrix;

@@ -5,7 +5,6 @@
 use std::arch::x86_64::*;
 
 use super::act::{Activations, Order};
-use super::exact512;
 use super::matrix::{QuantMatrix, SUB};
 use super::rows::{block_factors, each_row, rows_portable, Ctx, RowsFn, Scratch};
 use super::x86::{
@@ -50,27 +49,7 @@ fn rows_avx2<const B: u8, const N: usize>(c: &Ctx, s: &mut Scratch, first: usize
     let zsums: &[f32] = if corr { &c.act.zsums } else { &[] };
     let prologue =
         |r: usize, s: &mut Scratch| factors(q, r, &c.act.sums, zsums, &mut s.sf, &mut []);
-    let wide = B == 4 && exact512::available();
     match (c.mode, q.asymmetric()) {
-        // SAFETY (both wide arms): `exact512::available()` said the CPU has AVX-512.
-        (Activations::Exact, true) if wide => each_row(
-            c,
-            s,
-            first,
-            out,
-            prologue,
-            |w, s| unsafe { exact512::main_f32::<false>(c, w, s) },
-            0,
-        ),
-        (Activations::Exact, false) if wide => each_row(
-            c,
-            s,
-            first,
-            out,
-            prologue,
-            |w, s| unsafe { exact512::main_f32::<true>(c, w, s) },
-            0,
-        ),
         (Activations::Exact, true) => each_row(
             c,
             s,
