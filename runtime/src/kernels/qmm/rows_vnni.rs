@@ -8,13 +8,11 @@ use std::arch::x86_64::*;
 use super::act::{Activations, Order};
 use super::matrix::{QuantMatrix, SUB};
 use super::rows::{rows_portable, tail_term, Ctx, RowsFn, Scratch};
+use super::rows_x86::PREFETCH;
 use super::vnni::{available, codes16, dots, load16, STEP_VALUES, TRANSPOSE};
 
 /// Rows per block of the row loop (they share the activation loads of every step).
 const ROWS: usize = 4;
-
-/// How far ahead of the loop each row's codes are fetched into L1 (bytes).
-const PREFETCH: usize = 1024;
 
 /// The AVX-512 VNNI int8 GEMV row kernel for `q` and the activation order it reads, if this
 /// CPU has it and it covers `q`'s layout.

@@ -12,6 +12,10 @@ use super::x86::{
     unpack_even_odd4,
 };
 
+/// How far ahead of the GEMV loops (here and in `rows_vnni`) each row's codes are fetched into
+/// L1, in bytes (rows follow each other in memory, so this runs into the next rows).
+pub(super) const PREFETCH: usize = 1024;
+
 /// Whether this CPU runs the AVX2 kernels.
 pub(super) fn available() -> bool {
     crate::kernels::isa::avx2()
@@ -174,6 +178,8 @@ fn sum_blocks<const N: usize, X>(
     unsafe {
         let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
         while let Some(((c, x), d)) = blocks.next() {
+            // Once per sub-block (N <= 32 bytes), so every line ahead is asked for.
+            _mm_prefetch::<_MM_HINT_T0>(c.as_ptr().wrapping_add(PREFETCH).cast());
             acc0 = _mm256_fmadd_ps(dot(c, x), _mm256_broadcast_ss(d), acc0);
             let Some(((c, x), d)) = blocks.next() else {
                 break;
