@@ -141,6 +141,57 @@ fn llama_fixtures_fuse_every_layer() {
     }
 }
 
+/// The presents of `outputs`, as the next step's `past_key_values.*` feeds.
+fn presents_as_past(outputs: Vec<(String, rbe_runtime::Tensor)>) -> Vec<(String, rbe_runtime::Tensor)> {
+    outputs
+        .into_iter()
+        .filter_map(|(name, t)| name.strip_prefix("present").map(|rest| (format!("past_key_values{rest}"), t)))
+        .collect()
+}
+
+/// A KV cache's Concats (a past input joined with the new keys into a present output) become
+/// `RbeKvAppend`. Fed back step after step, each present is appended in place while its
+/// allocation has room (the next present shares it), then moves to a larger one; the values
+/// are the plain Concat's throughout.
+#[test]
+fn kv_cache_presents_are_appended_in_place() {
+    for name in ["gpt2_optimum_past", "llama_optimum_past"] {
+        let model = read_model(&fixture(name)).unwrap();
+        let (fused, plain) = sessions(&model, ExternalData::Refused);
+        assert_eq!(count(&fused, "RbeKvAppend"), 2 * N_LAYER, "{name}: cache appends");
+        assert_eq!(count(&plain, "RbeKvAppend"), 0, "{name}: fused without fusion");
+        let ids = [464i64, 268, 758];
+        let mut fused_past: Vec<(String, rbe_runtime::Tensor)> = Vec::new();
+        let mut plain_past = Vec::new();
+        let (mut in_place, mut moved) = (0, 0);
+        for step in 0..40 {
+            let (new, past_len) = if step == 0 { (&ids[..], 0) } else { (&ids[step % 3..step % 3 + 1], 2 + step) };
+            let feeds = |past| rbe::feeds::token_feeds_after(fused.inputs(), new, past_len, past).unwrap();
+            let before: Vec<*const f32> = fused_past.iter().map(|(_, t)| t.as_f32().unwrap().as_ptr()).collect();
+            let fused_out = fused.run(feeds(std::mem::take(&mut fused_past))).unwrap();
+            let plain_out = plain.run(feeds(std::mem::take(&mut plain_past))).unwrap();
+            for ((out, x), (_, y)) in fused_out.iter().zip(&plain_out) {
+                assert_eq!(x.shape(), y.shape(), "{name} step {step} {out}");
+                let gap = x.as_f32().unwrap().iter().zip(y.as_f32().unwrap().iter()).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max);
+                assert!(gap <= 1e-4, "{name} step {step} {out}: {gap:.2e}");
+            }
+            fused_past = presents_as_past(fused_out);
+            plain_past = presents_as_past(plain_out);
+            for ((_, t), was) in fused_past.iter().zip(&before) {
+                if t.as_f32().unwrap().as_ptr() == *was {
+                    in_place += 1;
+                } else {
+                    moved += 1;
+                }
+            }
+        }
+        assert_eq!(fused_past.len(), 2 * N_LAYER, "{name}: presents");
+        // 42 positions: room runs out twice or three times, every other step appends in place.
+        assert!(in_place >= 30 * 2 * N_LAYER, "{name}: {in_place} appends in place, {moved} moves");
+        assert!(moved > 0 && moved <= 4 * 2 * N_LAYER, "{name}: {moved} moves");
+    }
+}
+
 #[test]
 fn a_broken_pattern_still_runs_through_the_plain_ops() {
     // A graph output inside the attention core keeps it unfused, and the result is the same.

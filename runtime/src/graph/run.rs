@@ -60,18 +60,29 @@ impl Graph {
         let mut slots: Vec<Option<Tensor>> = vec![None; self.names.len()];
         self.place_feeds(feeds, &mut slots)?;
         for (i, (node, frees)) in self.nodes.iter().zip(&self.frees).enumerate() {
+            let first = self.handed_over(node, frees, &mut slots);
             let mut args = Vec::with_capacity(node.inputs.len());
-            for id in &node.inputs {
+            for (k, id) in node.inputs.iter().enumerate() {
                 args.push(match id {
-                    None => None,
-                    Some(id) => Some(self.value(&slots, *id)?),
+                    Some(id) if !(k == 0 && first.is_some()) => Some(self.value(&slots, *id)?),
+                    _ => None,
                 });
             }
             let start = observer.as_mut().map(|o| {
-                o.inputs(i, node, &args);
+                match &first {
+                    Some(first) => {
+                        let mut seen = args.clone();
+                        seen[0] = Some(first);
+                        o.inputs(i, node, &seen);
+                    }
+                    None => o.inputs(i, node, &args),
+                }
                 Instant::now()
             });
-            let results = node.kernel.run(&args);
+            let results = match first {
+                Some(first) => node.kernel.run_taking_first(first, &args),
+                None => node.kernel.run(&args),
+            };
             if let (Some(o), Some(start)) = (observer.as_mut(), start) {
                 o.ran(i, start.elapsed());
             }
@@ -110,6 +121,18 @@ impl Graph {
             .enumerate()
             .map(|(k, (name, id))| Ok((name.clone(), self.output(k, self.value(&slots, *id)?))))
             .collect()
+    }
+
+    /// Input 0 of `node`, taken out of its slot, when the kernel can reuse its buffer and the
+    /// node is its last reader (and reads it once): see [`crate::ops::Kernel::takes_first_input`].
+    fn handed_over(&self, node: &Node, frees: &[usize], slots: &mut [Option<Tensor>]) -> Option<Tensor> {
+        let id = (*node.inputs.first()?)?;
+        let once = node.inputs.iter().filter(|input| **input == Some(id)).count() == 1;
+        if node.kernel.takes_first_input() && once && frees.contains(&id) {
+            slots[id].take()
+        } else {
+            None
+        }
     }
 
     fn value<'a>(&'a self, slots: &'a [Option<Tensor>], id: usize) -> Result<&'a Tensor> {

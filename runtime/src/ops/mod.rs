@@ -19,6 +19,7 @@ mod elementwise;
 mod fused;
 mod gather;
 mod generate;
+mod kv_append;
 mod matmul_integer;
 mod modulo;
 mod movement;
@@ -60,6 +61,21 @@ pub trait Kernel: Send + Sync {
     /// longer needs it: the graph then passes `None` for it and can free the constant.
     fn absorbs(&self, _input: usize) -> bool {
         false
+    }
+
+    /// True when the kernel can build its output in input 0's buffer: where the node is that
+    /// value's last reader, the graph then hands it over through [`Kernel::run_taking_first`].
+    fn takes_first_input(&self) -> bool {
+        false
+    }
+
+    /// [`Kernel::run`] with input 0 given by value (`inputs[0]` is `None`).
+    fn run_taking_first(&self, first: Tensor, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
+        let mut all = inputs.to_vec();
+        if let Some(slot) = all.first_mut() {
+            *slot = Some(&first);
+        }
+        self.run(&all)
     }
 
     /// The planned graphs the kernel runs (the branches of `If`), for inspection.
@@ -184,6 +200,7 @@ impl Registry {
         fused::register(self);
         gather::register(self);
         generate::register(self);
+        kv_append::register(self);
         matmul_integer::register(self);
         modulo::register(self);
         movement::register(self);

@@ -30,8 +30,9 @@ fn concat_typed<T: Element>(first: &Array<T>, rest: &[&Tensor], axis: usize) -> 
     Ok(Tensor::from(from_shape_vec(&shape, out)?))
 }
 
-/// Joins tensors along `axis`; all must agree in dtype, rank and every other dim.
-fn concat(all: &[&Tensor], axis: i64) -> Result<Tensor> {
+/// Checks that `all` can be joined along `axis` (same dtype and rank, every other dim equal);
+/// returns the axis in `[0, rank)`.
+pub(super) fn concat_axis(all: &[&Tensor], axis: i64) -> Result<usize> {
     let first = all.first().ok_or_else(|| op_err("Concat needs at least one input"))?;
     let axis = normalize_axis(axis, first.rank())?;
     for (i, t) in all.iter().enumerate() {
@@ -47,10 +48,17 @@ fn concat(all: &[&Tensor], axis: i64) -> Result<Tensor> {
             )));
         }
     }
-    if all.len() == 1 {
-        return Ok((*first).clone());
+    Ok(axis)
+}
+
+/// Joins tensors along `axis`; all must agree in dtype, rank and every other dim.
+pub(super) fn concat(all: &[&Tensor], axis: i64) -> Result<Tensor> {
+    let axis = concat_axis(all, axis)?;
+    match all {
+        [only] => Ok((*only).clone()),
+        [first, rest @ ..] => with_array!(first, a => concat_typed(a, rest, axis)),
+        [] => Err(op_err("Concat needs at least one input")),
     }
-    with_array!(first, a => concat_typed(a, &all[1..], axis))
 }
 
 fn concat_factory(ctx: &OpContext) -> Result<Box<dyn Kernel>> {

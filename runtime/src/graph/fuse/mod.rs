@@ -1,6 +1,6 @@
 //! Fusion: rewrites recognised op patterns into fused `ai.rbe` ops before planning
 //! (attention cores, linear layers with their bias and GELU, any product by a constant
-//! weight, decomposed LayerNorms and RMSNorms). Patterns are matched on the
+//! weight, decomposed LayerNorms and RMSNorms, KV cache Concats). Patterns are matched on the
 //! producer/consumer index of the node list; a rewrite only fires when every value it stops
 //! producing is read by nothing but its own nodes (and is no graph output). Whatever is not
 //! recognised runs through the plain ops.
@@ -8,6 +8,7 @@
 mod attention;
 mod gelu;
 pub mod index;
+mod kv_append;
 pub mod layernorm;
 mod linear;
 mod rms_norm;
@@ -30,13 +31,14 @@ pub struct Rewrite {
 type Pattern = fn(&GraphIndex, usize) -> Option<Rewrite>;
 
 /// The patterns, most specific first; each node is claimed by one rewrite at most.
-const PATTERNS: [Pattern; 6] = [
+const PATTERNS: [Pattern; 7] = [
     attention::plan_attention,
     linear::plan_gelu_linear,
     linear::plan_biased_matmul,
     linear::plan_constant_linear,
     layernorm::plan_layernorm,
     rms_norm::plan_rms_norm,
+    kv_append::plan_kv_append,
 ];
 
 /// True when every value the rewrite stops producing is read only by removed nodes.
