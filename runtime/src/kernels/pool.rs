@@ -6,6 +6,8 @@ use std::time::{Duration, Instant};
 /// How long a kept-awake worker spins without finding a job before it lets rayon put it to
 /// sleep (longer than the serial stretches between the parallel kernels of a decode step).
 const SPIN_IDLE: Duration = Duration::from_millis(2);
+/// Idle spins between two looks at the clock.
+const CLOCK_EVERY: u32 = 64;
 
 /// Runs `f` on a thread of rayon's global pool (at once if the caller already is one), so the
 /// parallel kernels it calls fork from inside the pool: each one then costs a push to the local
@@ -38,12 +40,20 @@ fn keep_awake(caller: Option<usize>, done: &AtomicBool) {
         return;
     }
     let mut idle_since = Instant::now();
+    let mut idle_spins = 0u32;
     while !done.load(Ordering::Acquire) {
-        match rayon::yield_now() {
-            Some(rayon::Yield::Executed) => idle_since = Instant::now(),
-            _ if idle_since.elapsed() > SPIN_IDLE => return,
-            _ => std::hint::spin_loop(),
+        if rayon::yield_now() == Some(rayon::Yield::Executed) {
+            idle_spins = 0;
+            continue;
         }
+        // The clock is read every CLOCK_EVERY idle spins only (a vDSO call is not free).
+        idle_spins += 1;
+        if idle_spins == 1 {
+            idle_since = Instant::now();
+        } else if idle_spins % CLOCK_EVERY == 0 && idle_since.elapsed() > SPIN_IDLE {
+            return;
+        }
+        std::hint::spin_loop();
     }
 }
 
