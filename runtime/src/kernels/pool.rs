@@ -34,7 +34,8 @@ pub fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
 
 /// Runs the pool's jobs as they come until `done`, or until nothing came for [`SPIN_IDLE`].
 /// Returns at once on the thread running the graph (it took this job while waiting for one of
-/// its own: spinning there would stop the graph).
+/// its own: spinning there would stop the graph). A job it runs may be another caller's whole
+/// run (concurrent `Session::run`s share the pool): this run's return then waits for that one.
 fn keep_awake(caller: Option<usize>, done: &AtomicBool) {
     if rayon::current_thread_index() == caller {
         return;
