@@ -66,7 +66,8 @@ impl Cache {
             _ => usize::try_from(past.strides()[axis - 1]).unwrap_or(0) / inner,
         };
         let expected = room_strides(&shape, axis, capacity);
-        let laid_out = capacity >= shape[axis]
+        let laid_out = capacity > 0
+            && capacity >= shape[axis]
             && past.strides().iter().zip(&expected).all(|(&s, &e)| usize::try_from(s) == Ok(e));
         if !laid_out {
             return Err(past);
@@ -123,13 +124,17 @@ impl Cache {
 /// allocation with room; a plain Concat when something else holds `past`.
 fn append(past: Array<f32>, new: &Array<f32>, axis: usize) -> Result<Tensor> {
     let (n, shape) = (new.shape()[axis], past.shape().to_vec());
+    let (outer, inner) = outer_inner(&shape, axis);
+    if n == 0 || outer == 0 || inner == 0 {
+        // Nothing to append, or no slabs to hold it: the plain Concat handles every empty shape.
+        return concat(&[&Tensor::from(past), &Tensor::from(new.clone())], axis as i64);
+    }
     let len = shape[axis] + n;
     let mut cache = match Cache::adopt(past, axis) {
         Ok(cache) if cache.capacity >= len => cache,
         Ok(cache) => Cache::from_slabs(cache.slabs(), shape, axis, with_room(len)),
         Err(past) if !past.is_unique() => return concat(&[&Tensor::from(past), &Tensor::from(new.clone())], axis as i64),
         Err(past) => {
-            let (outer, inner) = outer_inner(&shape, axis);
             let rows = contiguous(&past);
             let slab = shape[axis] * inner;
             Cache::from_slabs((0..outer).map(|o| &rows[o * slab..(o + 1) * slab]), shape, axis, with_room(len))
@@ -244,6 +249,16 @@ mod tests {
         let want = concat(&[&past, &new], 0).unwrap();
         let out = kernel(0).run_taking_first(past, &[None, Some(&new)]).unwrap().remove(0);
         assert_eq!(values::<f32>(&out), values::<f32>(&want));
+    }
+
+    #[test]
+    fn empty_parts_and_empty_dims_join_like_concat() {
+        for (past_shape, new_shape, axis) in [([1, 2, 3], [1, 2, 0], 2), ([1, 3, 2], [1, 0, 2], 1), ([1, 2, 0], [1, 1, 0], 1), ([0, 2, 4], [0, 1, 4], 1)] {
+            let (past, new) = (filled(&past_shape, 0.0), filled(&new_shape, 9.0));
+            let want = concat(&[&past, &new], axis).unwrap();
+            let got = kernel(axis).run_taking_first(past, &[None, Some(&new)]).unwrap().remove(0);
+            assert_eq!(values::<f32>(&got), values::<f32>(&want), "{past_shape:?} + {new_shape:?} on {axis}");
+        }
     }
 
     #[test]
