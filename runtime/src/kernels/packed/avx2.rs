@@ -5,7 +5,7 @@
 
 use std::arch::x86_64::*;
 
-use super::panels::{Line, Tile, NR};
+use super::panels::{depth_steps, Line, Tile, NR};
 
 /// Rows of the left operand per micro-kernel call.
 pub const MR: usize = 6;
@@ -30,20 +30,21 @@ pub unsafe fn run(tile: &Tile, rows: usize) {
 
 #[target_feature(enable = "avx2,fma")]
 unsafe fn halves<const R: usize>(t: &Tile) {
-    kernel::<R>(t, 0, t.cols.min(HALF));
+    kernel::<R>(t, 0, t.cols.min(HALF), t.prefetch_lines);
     if t.cols > HALF {
-        kernel::<R>(t, HALF, t.cols - HALF);
+        kernel::<R>(t, HALF, t.cols - HALF, 0);
     }
 }
 
-/// `R`×`cols` outputs (cols ≤ 16) from the panel columns `col0..col0 + 16`.
+/// `R`×`cols` outputs (cols ≤ 16) from the panel columns `col0..col0 + 16`, asking for
+/// `prefetch_lines` of the tile's prefetch lines every few depth steps.
 #[target_feature(enable = "avx2,fma")]
 #[inline]
-unsafe fn kernel<const R: usize>(t: &Tile, col0: usize, cols: usize) {
+unsafe fn kernel<const R: usize>(t: &Tile, col0: usize, cols: usize, prefetch_lines: usize) {
     let mut lo = [_mm256_setzero_ps(); R];
     let mut hi = [_mm256_setzero_ps(); R];
     let b = t.b.add(col0);
-    for kk in 0..t.depth {
+    depth_steps(t, prefetch_lines, |kk| {
         let b0 = _mm256_load_ps(b.add(kk * NR));
         let b1 = _mm256_load_ps(b.add(kk * NR + 8));
         for i in 0..R {
@@ -51,7 +52,7 @@ unsafe fn kernel<const R: usize>(t: &Tile, col0: usize, cols: usize) {
             lo[i] = _mm256_fmadd_ps(x, b0, lo[i]);
             hi[i] = _mm256_fmadd_ps(x, b1, hi[i]);
         }
-    }
+    });
     let c = t.c.add(col0);
     if cols == HALF {
         for i in 0..R {

@@ -3,7 +3,7 @@
 
 use std::arch::x86_64::*;
 
-use super::panels::{Line, Tile, NR};
+use super::panels::{depth_steps, Line, Tile, NR};
 
 /// Rows of the left operand per micro-kernel call.
 pub const MR: usize = 8;
@@ -29,7 +29,7 @@ pub unsafe fn run(tile: &Tile, rows: usize) {
 unsafe fn kernel<const R: usize>(t: &Tile) {
     let mut lo = [_mm512_setzero_ps(); R];
     let mut hi = [_mm512_setzero_ps(); R];
-    for kk in 0..t.depth {
+    depth_steps(t, t.prefetch_lines, |kk| {
         let b0 = _mm512_load_ps(t.b.add(kk * NR));
         let b1 = _mm512_load_ps(t.b.add(kk * NR + 16));
         for i in 0..R {
@@ -37,7 +37,7 @@ unsafe fn kernel<const R: usize>(t: &Tile) {
             lo[i] = _mm512_fmadd_ps(x, b0, lo[i]);
             hi[i] = _mm512_fmadd_ps(x, b1, hi[i]);
         }
-    }
+    });
     let mask = |from: usize| -> __mmask16 { ((1u32 << t.cols.saturating_sub(from).min(16)) - 1) as u16 };
     let (m0, m1) = (mask(0), mask(16));
     for i in 0..R {

@@ -28,6 +28,8 @@ use crate::kernels::isa::Isa;
 pub(super) const NR: usize = 32;
 /// Depth of the panel slice reused across row blocks (16 KiB of the panel).
 const KC: usize = 128;
+/// Bytes of a panel slice (`KC`·`NR` values).
+const SLICE_BYTES: usize = KC * NR * 4;
 /// Tasks per thread when a product is split: enough for rayon to even out uneven cores.
 const TASKS_PER_THREAD: usize = 4;
 
@@ -223,8 +225,12 @@ impl Job<'_> {
         for k0 in (0..k).step_by(KC) {
             let depth = KC.min(k - k0);
             let blocks = m.div_ceil(mr);
+            // Each row block asks for its share of the next slice (the next panel follows the
+            // last slice in memory), spread over its depth steps: the weights stream from
+            // memory while this slice is multiplied, and a burst of prefetches does not stall.
+            let share = SLICE_BYTES.div_ceil(blocks).next_multiple_of(64);
+            let prefetch_lines = (share / 64).div_ceil(depth.div_ceil(PREFETCH_EVERY));
             for block in 0..blocks {
-                prefetch_next_slice(b, k0, block, blocks);
                 let rows = mr.min(m - block * mr);
                 // SAFETY: the packed block holds mr·k values, the panel k·NR, so the kernel's
                 // reads at depth k0..k0 + depth are in bounds; it writes `rows` rows of `cols`
@@ -239,6 +245,8 @@ impl Job<'_> {
                         depth,
                         cols,
                         accumulate: k0 > 0,
+                        prefetch: b.wrapping_add((k0 + KC) * NR).cast::<i8>().wrapping_add(block * share),
+                        prefetch_lines,
                     };
                     match self.kernel {
                         Kernel::Avx2 => avx2::run(&tile, rows),
@@ -258,21 +266,6 @@ impl Job<'_> {
     }
 }
 
-/// Bytes of a panel slice (`KC`·`NR` values).
-const SLICE_BYTES: usize = KC * NR * 4;
-
-/// Asks for the share of the panel slice after the one at depth `k0` that row block `block`
-/// of `blocks` is responsible for, so the weights stream from memory while this slice is
-/// multiplied (the next panel follows the last slice in memory).
-fn prefetch_next_slice(b: *const f32, k0: usize, block: usize, blocks: usize) {
-    let share = SLICE_BYTES.div_ceil(blocks).next_multiple_of(64);
-    let start = b.wrapping_add((k0 + KC) * NR).cast::<i8>().wrapping_add(block * share);
-    for line in (0..share.min(SLICE_BYTES.saturating_sub(block * share))).step_by(64) {
-        // SAFETY: prefetching has no architectural effect and never faults, whatever the address.
-        unsafe { _mm_prefetch::<_MM_HINT_T0>(start.wrapping_add(line)) };
-    }
-}
-
 /// One micro-kernel call: `rows`×`cols` outputs at `c` (row stride `ldc`) from `depth` steps
 /// of packed `a` (the kernel's `MR` values a step) and panel `b` (`NR` values a step, 64-byte
 /// aligned), added to `c` when `accumulate`.
@@ -284,4 +277,30 @@ pub(super) struct Tile {
     pub(super) depth: usize,
     pub(super) cols: usize,
     pub(super) accumulate: bool,
+    /// Where the kernel asks for `prefetch_lines` cache lines ahead every [`PREFETCH_EVERY`]
+    /// depth steps, in order: its share of the next panel slice.
+    pub(super) prefetch: *const i8,
+    pub(super) prefetch_lines: usize,
+}
+
+/// Depth steps between the micro-kernel's prefetches.
+const PREFETCH_EVERY: usize = 8;
+
+/// Runs `step(kk)` for each depth step `kk` of `t`, asking for `lines` cache lines of
+/// `t.prefetch` (in order) before every [`PREFETCH_EVERY`] steps.
+#[inline(always)]
+pub(super) fn depth_steps(t: &Tile, lines: usize, mut step: impl FnMut(usize)) {
+    let mut ahead = t.prefetch;
+    let mut kk = 0;
+    while kk < t.depth {
+        for line in 0..lines {
+            // SAFETY: prefetching has no architectural effect and never faults, whatever the
+            // address.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(line * 64)) };
+        }
+        ahead = ahead.wrapping_add(lines * 64);
+        let end = (kk + PREFETCH_EVERY).min(t.depth);
+        (kk..end).for_each(&mut step);
+        kk = end;
+    }
 }
