@@ -34,7 +34,7 @@ const SPAN: usize = 4 * SUB;
 
 /// Writes sub-block `s` (`block`, in code order) to its place in `out` (the whole row in
 /// `order`, long enough for every span it has a value in).
-fn place<T: Copy>(block: &[T; SUB], order: Order, s: usize, out: &mut [T]) {
+pub(super) fn place<T: Copy>(block: &[T; SUB], order: Order, s: usize, out: &mut [T]) {
     let half = SUB / 2;
     let (even, odd) = match order {
         Order::Natural => {
@@ -84,8 +84,6 @@ pub(super) struct Prepared<'x> {
     pub xq: Vec<i8>,
     /// Int8 mode: the scale of each sub-block of `xq` (padded likewise with zeros).
     pub dx: Vec<f32>,
-    /// Int8 mode: per sub-block of `xq`, `dx · Σ xq` (the parts `zsums` adds up per group).
-    pub zsub: Vec<f32>,
 }
 
 impl<'x> Prepared<'x> {
@@ -101,21 +99,19 @@ impl<'x> Prepared<'x> {
             *o = sum(g);
         }
         let mut zsums = vec![0.0; padded];
-        let (mut xq, mut dx, mut zsub) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut xq, mut dx) = (Vec::new(), Vec::new());
         if int8 {
             let len = (q.groups_per_row() * q.group()).next_multiple_of(XQ_STEP * SUB);
             xq = vec![0i8; len];
             dx = vec![0.0; len / SUB];
-            zsub = vec![0.0; len / SUB];
             let per_group = q.group() / SUB;
             let (blocks, _) = x.get(..full).unwrap_or(&[]).as_chunks::<SUB>();
-            for (s, ((xs, d), zs)) in blocks.iter().zip(dx.iter_mut()).zip(zsub.iter_mut()).enumerate() {
+            for (s, (xs, d)) in blocks.iter().zip(dx.iter_mut()).enumerate() {
                 let (qs, isum);
                 (*d, qs, isum) = quantize_fast(xs);
                 place(&qs, order, s, &mut xq);
-                *zs = *d * isum as f32;
                 if let Some(z) = zsums.get_mut(s / per_group) {
-                    *z += *zs;
+                    *z += *d * isum as f32;
                 }
             }
             sums[..q.full_groups()].copy_from_slice(&zsums[..q.full_groups()]);
@@ -136,7 +132,6 @@ impl<'x> Prepared<'x> {
             zsums,
             xq,
             dx,
-            zsub,
         }
     }
 }
@@ -166,7 +161,7 @@ fn amax(x: &[f32; SUB]) -> f32 {
 }
 
 /// [`quantize`], with AVX2 when the CPU has it.
-fn quantize_fast(x: &[f32; SUB]) -> (f32, [i8; SUB], i32) {
+pub(super) fn quantize_fast(x: &[f32; SUB]) -> (f32, [i8; SUB], i32) {
     #[cfg(target_arch = "x86_64")]
     if super::rows_x86::available() {
         // SAFETY: AVX2 and FMA are present (checked just above).

@@ -1,7 +1,7 @@
 //! The integer prompt GEMM (AVX2, or AVX-512 VNNI where the CPU has it): `out[m x n] = x[m x
 //! k] · Wᵀ` for 4-bit codes with the activations quantized to int8 per sub-block, as
 //! [`super::gemv`] does for one row (ggml's and onnxruntime's `accuracy_level=4` way), with
-//! each weight unpacked once for [`MR`] activation rows instead of once per row.
+//! each weight unpacked once for 4 (AVX2) or 8 (VNNI) activation rows instead of once per row.
 //!
 //! Per panel of `NC` weight rows (8 for AVX2, 16 for AVX-512) the codes are interleaved once
 //! per call so that one load holds, for each of the panel's rows, 4 codes in its low nibbles
@@ -13,98 +13,123 @@
 //! are spent per lane and 32 depth steps, the zero point's share of the sub-block (`zp · dx ·
 //! Σ xq`) included; group offsets (asymmetric codes) add one multiply-add per group. Each
 //! panel writes its columns of the output in place.
+//!
+//! The activation rows are quantized once per call and interleaved by blocks of [`MR_VNNI`]
+//! (or [`MR_AVX2`]) rows ([`RowBlock`]), so that a pass reads one sequential stream rather than
+//! one per row.
 
 use std::arch::x86_64::*;
 
 use ndarray::{ArrayViewMut2, Axis};
 use rayon::prelude::*;
 
-use super::act::{Activations, Order, Prepared};
+use super::act::{place, quantize_fast, Order};
 use super::matrix::{QuantMatrix, SUB};
 use super::unpack::unpack_f32;
 use crate::error::{Error, Result};
 
-/// Activation rows per pass over a panel.
-const MR: usize = 4;
+/// Activation rows per pass over a panel: AVX2 (16 ymm registers).
+const MR_AVX2: usize = 4;
+/// Activation rows per pass over a panel: AVX-512 VNNI (32 zmm registers).
+const MR_VNNI: usize = 8;
 
-/// A panel's kernel: its `NC` columns of every activation row (`cols`: `m x NC` or fewer
-/// columns at the matrix's edge).
-type PanelFn<const NC: usize> = fn(&Panel<NC>, &Pass, ArrayViewMut2<f32>);
+/// A panel's kernel: its `NC` columns of the `MR` (or fewer) rows of one [`RowBlock`].
+type PanelFn<const NC: usize, const MR: usize> = fn(&Panel<NC>, &Pass<MR>, &mut [[f32; NC]; MR]);
 
-/// What a pass over [`MR`] activation rows reads besides the panel.
-#[derive(Clone, Copy)]
-struct Pass<'a, 'x> {
+/// What a pass over one block of activation rows reads besides the panel.
+struct Pass<'a, const MR: usize> {
     /// Sub-blocks per group.
     spg: usize,
     /// The matrix's zero point.
     zp: f32,
     /// The activation rows.
-    rows: &'a [Prepared<'x>],
-}
-
-/// Runs `pass` over each [`MR`] rows of `all.rows` and writes the results into `cols`.
-#[inline(always)]
-fn each_pass<const NC: usize>(
-    all: &Pass,
-    mut cols: ArrayViewMut2<f32>,
-    mut pass: impl FnMut(&Pass, &mut [[f32; NC]; MR]),
-) {
-    for (rows, mut dst) in all
-        .rows
-        .chunks(MR)
-        .zip(cols.axis_chunks_iter_mut(Axis(0), MR))
-    {
-        let mut y = [[0f32; NC]; MR];
-        pass(&Pass { rows, ..*all }, &mut y);
-        for (mut d, y) in dst.rows_mut().into_iter().zip(&y) {
-            d.iter_mut().zip(y).for_each(|(d, &v)| *d = v);
-        }
-    }
+    block: &'a RowBlock<MR>,
 }
 
 /// `out = x · Wᵀ` with int8 activations; the caller checked the layout (4-bit codes, groups of
 /// whole sub-blocks, no short last group) and that the CPU has AVX2.
 pub(super) fn gemm(q: &QuantMatrix, x: &[f32], m: usize, out: &mut [f32]) -> Result<()> {
     if super::vnni::available() {
-        gemm_with::<16>(q, x, m, out, panel_vnni)
+        gemm_with::<16, MR_VNNI>(q, x, m, out, panel_vnni)
     } else {
-        gemm_with::<8>(q, x, m, out, panel_avx2)
+        gemm_with::<8, MR_AVX2>(q, x, m, out, panel_avx2)
     }
 }
 
-/// [`gemm`] with panels of `NC` weight rows multiplied by `kernel`.
-fn gemm_with<const NC: usize>(
+/// [`gemm`] with panels of `NC` weight rows multiplied by `kernel`, `MR` activation rows at a
+/// time.
+fn gemm_with<const NC: usize, const MR: usize>(
     q: &QuantMatrix,
     x: &[f32],
     m: usize,
     out: &mut [f32],
-    kernel: PanelFn<NC>,
+    kernel: PanelFn<NC, MR>,
 ) -> Result<()> {
     let (n, k) = (q.rows(), q.cols());
     let mut out =
         ArrayViewMut2::from_shape((m, n), out).map_err(|e| Error::Input(e.to_string()))?;
-    let acts: Vec<Prepared> = x
-        .par_chunks_exact(k)
-        .map(|row| Prepared::new(q, row, Activations::Int8, Order::EvenOdd))
+    let blocks: Vec<RowBlock<MR>> = x
+        .par_chunks(MR * k)
+        .map(|rows| RowBlock::new(q, rows))
         .collect();
     let (spg, zp) = (q.group() / SUB, q.zero_point() as f32);
     let panels: Vec<_> = out.axis_chunks_iter_mut(Axis(1), NC).enumerate().collect();
     panels.into_par_iter().for_each_init(
         || Panel::<NC>::new(q),
-        |panel, (p, cols)| {
+        |panel, (p, mut cols)| {
             panel.fill(q, p * NC);
-            kernel(
-                panel,
-                &Pass {
-                    spg,
-                    zp,
-                    rows: &acts,
-                },
-                cols,
-            );
+            for (block, mut dst) in blocks.iter().zip(cols.axis_chunks_iter_mut(Axis(0), MR)) {
+                let mut y = [[0f32; NC]; MR];
+                kernel(panel, &Pass { spg, zp, block }, &mut y);
+                for (mut d, y) in dst.rows_mut().into_iter().zip(&y) {
+                    d.iter_mut().zip(y).for_each(|(d, &v)| *d = v);
+                }
+            }
         },
     );
     Ok(())
+}
+
+/// Up to `MR` activation rows quantized to int8 per sub-block (as
+/// [`Prepared`](super::act::Prepared) does, sub-blocks in [`Order::EvenOdd`]), interleaved in
+/// the order a pass reads them; rows past `rows` are zero.
+struct RowBlock<const MR: usize> {
+    /// Rows in use (1..=MR).
+    rows: usize,
+    /// Per sub-block of the full groups, each row's 32 values.
+    xq: Vec<[[i8; SUB]; MR]>,
+    /// Per sub-block, each row's scale.
+    dx: Vec<[f32; MR]>,
+    /// Per sub-block, each row's `dx · Σ xq` (what the zero point multiplies).
+    zsub: Vec<[f32; MR]>,
+    /// Per group, each row's sum that the group offsets multiply.
+    sums: Vec<[f32; MR]>,
+}
+
+impl<const MR: usize> RowBlock<MR> {
+    /// Quantizes `x` (up to `MR` rows of `q.cols()` values).
+    fn new(q: &QuantMatrix, x: &[f32]) -> Self {
+        let (subs, spg) = (q.full_blocks(), q.group() / SUB);
+        let mut block = RowBlock {
+            rows: x.len() / q.cols().max(1),
+            xq: vec![[[0; SUB]; MR]; subs],
+            dx: vec![[0.0; MR]; subs],
+            zsub: vec![[0.0; MR]; subs],
+            sums: vec![[0.0; MR]; q.groups_per_row()],
+        };
+        for (i, row) in x.chunks_exact(q.cols()).enumerate().take(MR) {
+            let subs = row.as_chunks::<SUB>().0.iter().zip(&mut block.xq).zip(&mut block.dx).zip(&mut block.zsub);
+            for (((xs, xq), dx), zsub) in subs {
+                let (d, qs, isum) = quantize_fast(xs);
+                place(&qs, Order::EvenOdd, 0, &mut xq[i]);
+                (dx[i], zsub[i]) = (d, d * isum as f32);
+            }
+            for (g, sums) in block.sums.iter_mut().enumerate() {
+                sums[i] = block.zsub.get(g * spg..(g + 1) * spg).map_or(0.0, |z| z.iter().map(|z| z[i]).sum());
+            }
+        }
+        block
+    }
 }
 
 /// One panel of `NC` weight rows, laid out for the kernel (rows past the matrix repeat its
@@ -179,30 +204,29 @@ fn word(xt: &[i8; 4]) -> i32 {
 }
 
 /// The AVX2 [`PanelFn`] (panels of 8 rows).
-fn panel_avx2(panel: &Panel<8>, all: &Pass, cols: ArrayViewMut2<f32>) {
+fn panel_avx2(panel: &Panel<8>, pass: &Pass<MR_AVX2>, out: &mut [[f32; 8]; MR_AVX2]) {
     // SAFETY: the caller checked AVX2 and FMA before choosing this kernel.
-    unsafe { passes_avx2(panel, all, cols) }
+    unsafe { passes_avx2(panel, pass, out) }
 }
 
 /// [`panel_avx2`] with the features enabled, so the passes inline.
 #[target_feature(enable = "avx2,fma")]
-fn passes_avx2(panel: &Panel<8>, all: &Pass, cols: ArrayViewMut2<f32>) {
-    each_pass(all, cols, |pass, out| match pass.rows.len() {
+fn passes_avx2(panel: &Panel<8>, pass: &Pass<MR_AVX2>, out: &mut [[f32; 8]; MR_AVX2]) {
+    match pass.block.rows {
         4 => rows_avx2::<4>(panel, pass, out),
         3 => rows_avx2::<3>(panel, pass, out),
         2 => rows_avx2::<2>(panel, pass, out),
         _ => rows_avx2::<1>(panel, pass, out),
-    });
+    }
 }
 
 /// [`panel_avx2`]'s pass over `R` activation rows: `y = unit · Σ_s scale_g(s) (dx_s Σ code · xq - zp
 /// zsub_s) - min_unit · Σ_g offset_g sums_g` per column.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-fn rows_avx2<const R: usize>(panel: &Panel<8>, pass: &Pass, out: &mut [[f32; 8]; MR]) {
+fn rows_avx2<const R: usize>(panel: &Panel<8>, pass: &Pass<MR_AVX2>, out: &mut [[f32; 8]; MR_AVX2]) {
     let (blocks, _) = panel.codes.as_chunks::<32>();
-    let act: [&Prepared; R] = std::array::from_fn(|i| &pass.rows[i]);
-    let xq: [&[[i8; SUB]]; R] = act.map(|a| a.xq.as_chunks::<SUB>().0);
+    let b = pass.block;
     let nibble = _mm256_set1_epi8(0x0f);
     let ones = _mm256_set1_epi16(1);
     let zero = _mm256_setzero_ps();
@@ -212,6 +236,9 @@ fn rows_avx2<const R: usize>(panel: &Panel<8>, pass: &Pass, out: &mut [[f32; 8];
         let scale = unsafe { _mm256_loadu_ps(scale.as_ptr()) };
         for (j, block) in group.iter().enumerate() {
             let s = g * pass.spg + j;
+            let (Some(xs), Some(ds), Some(zs)) = (b.xq.get(s), b.dx.get(s), b.zsub.get(s)) else {
+                break;
+            };
             let mut w = [_mm256_setzero_si256(); 8];
             for d in 0..4 {
                 // SAFETY: 8 words = 32 readable bytes; unaligned load; AVX2 is enabled here.
@@ -220,27 +247,21 @@ fn rows_avx2<const R: usize>(panel: &Panel<8>, pass: &Pass, out: &mut [[f32; 8];
                 w[4 + d] = _mm256_and_si256(_mm256_srli_epi16::<4>(v), nibble);
             }
             for i in 0..R {
-                let (Some(x), Some(&d), Some(&z)) =
-                    (xq[i].get(s), act[i].dx.get(s), act[i].zsub.get(s))
-                else {
-                    continue;
-                };
-                let (x4, _) = x.as_chunks::<4>();
+                let (x4, _) = xs[i].as_chunks::<4>();
                 let mut p = _mm256_setzero_si256();
                 for (wt, xt) in w.iter().zip(x4) {
                     p = _mm256_add_epi16(p, _mm256_maddubs_epi16(*wt, _mm256_set1_epi32(word(xt))));
                 }
                 let p = _mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones));
-                let f = _mm256_fmadd_ps(p, _mm256_set1_ps(d), _mm256_set1_ps(-pass.zp * z));
+                let f = _mm256_fmadd_ps(p, _mm256_set1_ps(ds[i]), _mm256_set1_ps(-pass.zp * zs[i]));
                 acc[i] = _mm256_fmadd_ps(f, scale, acc[i]);
             }
         }
-        if let Some(o) = panel.offsets.get(g) {
+        if let (Some(o), Some(su)) = (panel.offsets.get(g), b.sums.get(g)) {
             // SAFETY: 8 readable f32; unaligned load.
             let o = unsafe { _mm256_loadu_ps(o.as_ptr()) };
             for i in 0..R {
-                let su = act[i].sums.get(g).copied().unwrap_or(0.0);
-                off[i] = _mm256_fmadd_ps(o, _mm256_set1_ps(su), off[i]);
+                off[i] = _mm256_fmadd_ps(o, _mm256_set1_ps(su[i]), off[i]);
             }
         }
     }
@@ -259,30 +280,43 @@ fn rows_avx2<const R: usize>(panel: &Panel<8>, pass: &Pass, out: &mut [[f32; 8];
 }
 
 /// The AVX-512 VNNI [`PanelFn`] (panels of 16 rows).
-fn panel_vnni(panel: &Panel<16>, all: &Pass, cols: ArrayViewMut2<f32>) {
+fn panel_vnni(panel: &Panel<16>, pass: &Pass<MR_VNNI>, out: &mut [[f32; 16]; MR_VNNI]) {
     // SAFETY: the caller checked AVX-512 VNNI before choosing this kernel.
-    unsafe { passes_vnni(panel, all, cols) }
+    unsafe { passes_vnni(panel, pass, out) }
 }
 
 /// [`panel_vnni`] with the features enabled, so the passes inline.
 #[target_feature(enable = "avx2,fma,avx512f,avx512bw,avx512vnni")]
-fn passes_vnni(panel: &Panel<16>, all: &Pass, cols: ArrayViewMut2<f32>) {
-    each_pass(all, cols, |pass, out| match pass.rows.len() {
-        4 => rows_vnni::<4>(panel, pass, out),
-        3 => rows_vnni::<3>(panel, pass, out),
-        2 => rows_vnni::<2>(panel, pass, out),
-        _ => rows_vnni::<1>(panel, pass, out),
-    });
+fn passes_vnni(panel: &Panel<16>, pass: &Pass<MR_VNNI>, out: &mut [[f32; 16]; MR_VNNI]) {
+    match (pass.block.rows, pass.zp != 0.0) {
+        (8, true) => rows_vnni::<8, true>(panel, pass, out),
+        (7, true) => rows_vnni::<7, true>(panel, pass, out),
+        (6, true) => rows_vnni::<6, true>(panel, pass, out),
+        (5, true) => rows_vnni::<5, true>(panel, pass, out),
+        (4, true) => rows_vnni::<4, true>(panel, pass, out),
+        (3, true) => rows_vnni::<3, true>(panel, pass, out),
+        (2, true) => rows_vnni::<2, true>(panel, pass, out),
+        (_, true) => rows_vnni::<1, true>(panel, pass, out),
+        (8, false) => rows_vnni::<8, false>(panel, pass, out),
+        (7, false) => rows_vnni::<7, false>(panel, pass, out),
+        (6, false) => rows_vnni::<6, false>(panel, pass, out),
+        (5, false) => rows_vnni::<5, false>(panel, pass, out),
+        (4, false) => rows_vnni::<4, false>(panel, pass, out),
+        (3, false) => rows_vnni::<3, false>(panel, pass, out),
+        (2, false) => rows_vnni::<2, false>(panel, pass, out),
+        (_, false) => rows_vnni::<1, false>(panel, pass, out),
+    }
 }
 
-/// [`panel_vnni`]'s pass over `R` activation rows, as [`rows_avx2`] computes; per row two `vpdpbusd`
-/// chains (low and high nibbles), so 2 `R` independent chains hide the instruction's latency.
+/// [`panel_vnni`]'s pass over `R` activation rows, as [`rows_avx2`] computes; per row two
+/// `vpdpbusd` chains (low and high nibbles), so 2 `R` independent chains hide the instruction's
+/// latency. `SYM`: the codes have a zero point, whose share each sub-block subtracts (else
+/// the per-sub-block activation scale folds into the group scale).
 #[inline]
 #[target_feature(enable = "avx2,fma,avx512f,avx512bw,avx512vnni")]
-fn rows_vnni<const R: usize>(panel: &Panel<16>, pass: &Pass, out: &mut [[f32; 16]; MR]) {
+fn rows_vnni<const R: usize, const SYM: bool>(panel: &Panel<16>, pass: &Pass<MR_VNNI>, out: &mut [[f32; 16]; MR_VNNI]) {
     let (blocks, _) = panel.codes.as_chunks::<64>();
-    let act: [&Prepared; R] = std::array::from_fn(|i| &pass.rows[i]);
-    let xq: [&[[i8; SUB]]; R] = act.map(|a| a.xq.as_chunks::<SUB>().0);
+    let b = pass.block;
     let nibble = _mm512_set1_epi8(0x0f);
     let zero = _mm512_setzero_ps();
     let (mut acc, mut off) = ([zero; R], [zero; R]);
@@ -291,6 +325,9 @@ fn rows_vnni<const R: usize>(panel: &Panel<16>, pass: &Pass, out: &mut [[f32; 16
         let scale = unsafe { _mm512_loadu_ps(scale.as_ptr()) };
         for (j, block) in group.iter().enumerate() {
             let s = g * pass.spg + j;
+            let (Some(xs), Some(ds), Some(zs)) = (b.xq.get(s), b.dx.get(s), b.zsub.get(s)) else {
+                break;
+            };
             let mut lo = [_mm512_setzero_si512(); 4];
             let mut hi = [_mm512_setzero_si512(); 4];
             for d in 0..4 {
@@ -300,29 +337,27 @@ fn rows_vnni<const R: usize>(panel: &Panel<16>, pass: &Pass, out: &mut [[f32; 16
                 hi[d] = _mm512_and_si512(_mm512_srli_epi16::<4>(v), nibble);
             }
             for i in 0..R {
-                let (Some(x), Some(&d), Some(&z)) =
-                    (xq[i].get(s), act[i].dx.get(s), act[i].zsub.get(s))
-                else {
-                    continue;
-                };
-                let (x4, _) = x.as_chunks::<4>();
-                let (even, odd) = x4.split_at(4);
+                let (x4, _) = xs[i].as_chunks::<4>();
                 let (mut pe, mut po) = (_mm512_setzero_si512(), _mm512_setzero_si512());
                 for t in 0..4 {
-                    pe = _mm512_dpbusd_epi32(pe, lo[t], _mm512_set1_epi32(word(&even[t])));
-                    po = _mm512_dpbusd_epi32(po, hi[t], _mm512_set1_epi32(word(&odd[t])));
+                    pe = _mm512_dpbusd_epi32(pe, lo[t], _mm512_set1_epi32(word(&x4[t])));
+                    po = _mm512_dpbusd_epi32(po, hi[t], _mm512_set1_epi32(word(&x4[4 + t])));
                 }
                 let p = _mm512_cvtepi32_ps(_mm512_add_epi32(pe, po));
-                let f = _mm512_fmadd_ps(p, _mm512_set1_ps(d), _mm512_set1_ps(-pass.zp * z));
-                acc[i] = _mm512_fmadd_ps(f, scale, acc[i]);
+                let d = _mm512_set1_ps(ds[i]);
+                acc[i] = if SYM {
+                    let f = _mm512_fmadd_ps(p, d, _mm512_set1_ps(-pass.zp * zs[i]));
+                    _mm512_fmadd_ps(f, scale, acc[i])
+                } else {
+                    _mm512_fmadd_ps(p, _mm512_mul_ps(d, scale), acc[i])
+                };
             }
         }
-        if let Some(o) = panel.offsets.get(g) {
+        if let (Some(o), Some(su)) = (panel.offsets.get(g), b.sums.get(g)) {
             // SAFETY: 16 readable f32; unaligned load.
             let o = unsafe { _mm512_loadu_ps(o.as_ptr()) };
             for i in 0..R {
-                let su = act[i].sums.get(g).copied().unwrap_or(0.0);
-                off[i] = _mm512_fmadd_ps(o, _mm512_set1_ps(su), off[i]);
+                off[i] = _mm512_fmadd_ps(o, _mm512_set1_ps(su[i]), off[i]);
             }
         }
     }
@@ -339,3 +374,4 @@ fn rows_vnni<const R: usize>(panel: &Panel<16>, pass: &Pass, out: &mut [[f32; 16
         unsafe { _mm512_storeu_ps(out[i].as_mut_ptr(), y) };
     }
 }
+

@@ -268,16 +268,16 @@ fn int8_gemv_stays_within_its_quantization_bound() {
 }
 
 /// The int8 GEMM (m > 1) against the int8 GEMV row by row: the same quantized activations
-/// and integer sums, so they differ only by the order of the float additions; m covers the
-/// kernel's blocks of 4 rows and their tails, the shapes a last panel of fewer than 8 rows
-/// and groups of 1 and 2 sub-blocks.
+/// and integer sums, so they differ only by the order of the float operations; m covers the
+/// kernels' blocks of 4 (AVX2) and 8 (VNNI) rows and their tails, the shapes a last panel of
+/// fewer than 8 rows and groups of 1 and 2 sub-blocks.
 #[test]
 fn int8_gemm_matches_the_int8_gemv_row_by_row() {
     for asym in [false, true] {
         for (k, &(rows, cols, group)) in [(37, 96, 32), (33, 256, 64), (8, 3072, 32), (70, 64, 32)].iter().enumerate() {
             let o = random(rows, cols, group, 4, 6, asym, 40 + k as u64);
             let q = o.view();
-            for m in [2usize, 3, 5, 128] {
+            for m in [2usize, 3, 5, 13, 128] {
                 let x = activations(m * cols, 11 + m as u64);
                 let mut got = vec![f32::NAN; m * rows];
                 gemm(&q, &x, m, &mut got, Activations::Int8).unwrap();
