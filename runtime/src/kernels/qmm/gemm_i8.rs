@@ -288,23 +288,26 @@ fn panel_vnni(panel: &Panel<16>, pass: &Pass<MR_VNNI>, out: &mut [[f32; 16]; MR_
 /// [`panel_vnni`] with the features enabled, so the passes inline.
 #[target_feature(enable = "avx2,fma,avx512f,avx512bw,avx512vnni")]
 fn passes_vnni(panel: &Panel<16>, pass: &Pass<MR_VNNI>, out: &mut [[f32; 16]; MR_VNNI]) {
-    match (pass.block.rows, pass.zp != 0.0) {
-        (8, true) => rows_vnni::<8, true>(panel, pass, out),
-        (7, true) => rows_vnni::<7, true>(panel, pass, out),
-        (6, true) => rows_vnni::<6, true>(panel, pass, out),
-        (5, true) => rows_vnni::<5, true>(panel, pass, out),
-        (4, true) => rows_vnni::<4, true>(panel, pass, out),
-        (3, true) => rows_vnni::<3, true>(panel, pass, out),
-        (2, true) => rows_vnni::<2, true>(panel, pass, out),
-        (_, true) => rows_vnni::<1, true>(panel, pass, out),
-        (8, false) => rows_vnni::<8, false>(panel, pass, out),
-        (7, false) => rows_vnni::<7, false>(panel, pass, out),
-        (6, false) => rows_vnni::<6, false>(panel, pass, out),
-        (5, false) => rows_vnni::<5, false>(panel, pass, out),
-        (4, false) => rows_vnni::<4, false>(panel, pass, out),
-        (3, false) => rows_vnni::<3, false>(panel, pass, out),
-        (2, false) => rows_vnni::<2, false>(panel, pass, out),
-        (_, false) => rows_vnni::<1, false>(panel, pass, out),
+    if pass.zp != 0.0 {
+        rows_vnni_for::<true>(panel, pass, out)
+    } else {
+        rows_vnni_for::<false>(panel, pass, out)
+    }
+}
+
+/// [`rows_vnni`] for the block's number of rows.
+#[inline]
+#[target_feature(enable = "avx2,fma,avx512f,avx512bw,avx512vnni")]
+fn rows_vnni_for<const SYM: bool>(panel: &Panel<16>, pass: &Pass<MR_VNNI>, out: &mut [[f32; 16]; MR_VNNI]) {
+    match pass.block.rows {
+        8 => rows_vnni::<8, SYM>(panel, pass, out),
+        7 => rows_vnni::<7, SYM>(panel, pass, out),
+        6 => rows_vnni::<6, SYM>(panel, pass, out),
+        5 => rows_vnni::<5, SYM>(panel, pass, out),
+        4 => rows_vnni::<4, SYM>(panel, pass, out),
+        3 => rows_vnni::<3, SYM>(panel, pass, out),
+        2 => rows_vnni::<2, SYM>(panel, pass, out),
+        _ => rows_vnni::<1, SYM>(panel, pass, out),
     }
 }
 
