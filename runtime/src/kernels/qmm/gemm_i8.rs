@@ -212,19 +212,31 @@ fn panel_avx2(panel: &Panel<8>, pass: &Pass<MR_AVX2>, out: &mut [[f32; 8]; MR_AV
 /// [`panel_avx2`] with the features enabled, so the passes inline.
 #[target_feature(enable = "avx2,fma")]
 fn passes_avx2(panel: &Panel<8>, pass: &Pass<MR_AVX2>, out: &mut [[f32; 8]; MR_AVX2]) {
+    if pass.zp != 0.0 {
+        rows_avx2_for::<true>(panel, pass, out)
+    } else {
+        rows_avx2_for::<false>(panel, pass, out)
+    }
+}
+
+/// [`rows_avx2`] for the block's number of rows.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn rows_avx2_for<const SYM: bool>(panel: &Panel<8>, pass: &Pass<MR_AVX2>, out: &mut [[f32; 8]; MR_AVX2]) {
     match pass.block.rows {
-        4 => rows_avx2::<4>(panel, pass, out),
-        3 => rows_avx2::<3>(panel, pass, out),
-        2 => rows_avx2::<2>(panel, pass, out),
-        _ => rows_avx2::<1>(panel, pass, out),
+        4 => rows_avx2::<4, SYM>(panel, pass, out),
+        3 => rows_avx2::<3, SYM>(panel, pass, out),
+        2 => rows_avx2::<2, SYM>(panel, pass, out),
+        _ => rows_avx2::<1, SYM>(panel, pass, out),
     }
 }
 
 /// [`panel_avx2`]'s pass over `R` activation rows: `y = unit · Σ_s scale_g(s) (dx_s Σ code · xq - zp
-/// zsub_s) - min_unit · Σ_g offset_g sums_g` per column.
+/// zsub_s) - min_unit · Σ_g offset_g sums_g` per column. `SYM`: the codes have a zero point
+/// (else the activation scale folds into the group scale).
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-fn rows_avx2<const R: usize>(panel: &Panel<8>, pass: &Pass<MR_AVX2>, out: &mut [[f32; 8]; MR_AVX2]) {
+fn rows_avx2<const R: usize, const SYM: bool>(panel: &Panel<8>, pass: &Pass<MR_AVX2>, out: &mut [[f32; 8]; MR_AVX2]) {
     let (blocks, _) = panel.codes.as_chunks::<32>();
     let b = pass.block;
     let nibble = _mm256_set1_epi8(0x0f);
@@ -253,8 +265,13 @@ fn rows_avx2<const R: usize>(panel: &Panel<8>, pass: &Pass<MR_AVX2>, out: &mut [
                     p = _mm256_add_epi16(p, _mm256_maddubs_epi16(*wt, _mm256_set1_epi32(word(xt))));
                 }
                 let p = _mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones));
-                let f = _mm256_fmadd_ps(p, _mm256_set1_ps(ds[i]), _mm256_set1_ps(-pass.zp * zs[i]));
-                acc[i] = _mm256_fmadd_ps(f, scale, acc[i]);
+                let d = _mm256_set1_ps(ds[i]);
+                acc[i] = if SYM {
+                    let f = _mm256_fmadd_ps(p, d, _mm256_set1_ps(-pass.zp * zs[i]));
+                    _mm256_fmadd_ps(f, scale, acc[i])
+                } else {
+                    _mm256_fmadd_ps(p, _mm256_mul_ps(d, scale), acc[i])
+                };
             }
         }
         if let (Some(o), Some(su)) = (panel.offsets.get(g), b.sums.get(g)) {
