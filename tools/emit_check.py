@@ -10,9 +10,15 @@ outputs/), for committed references. Any two files with the same inputs can be c
 same third-party file on both sides: our runtime against onnxruntime). `--bench N` times N runs
 of each side (onnxruntime in-process, `rbe-run --bench N`), alternating twice, and prints the
 ratio. `--head-dim` gives the past's head size where the graph leaves it symbolic.
+`--past-from-prompt` feeds a real cache instead of N(0, 1) pasts: onnxruntime first runs a
+prompt of `--past` tokens, and its present.* (with the next greedy token) make the step's
+inputs. `--ort-spread` also prints how far onnxruntime is from itself: its outputs with graph
+optimizations disabled against its default ones, the yardstick for half-precision files, whose
+results depend on where a runtime rounds.
 
     /root/venvs/torch/bin/python tools/emit_check.py --ours X.rbeonnx --emitted X.onnx \
-        [--inputs DIR | --batch 1 --seq 16] [--tol 1e-4] [--save-refs DIR] [--bench N] [--head-dim D]
+        [--inputs DIR | --batch 1 --seq 16 [--past P [--past-from-prompt]]] [--tol 1e-4] \
+        [--save-refs DIR] [--bench N] [--head-dim D] [--ort-spread]
 """
 
 from __future__ import annotations
@@ -33,10 +39,12 @@ from common import ORT_THREADS, REPO, gpt2_feed, require  # noqa: E402
 RBE_RUN = REPO / "target" / "release" / "rbe-run"
 
 
-def ort_session(path: Path):
+def ort_session(path: Path, optimized: bool = True):
     ort = require("onnxruntime")
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = ORT_THREADS
+    if not optimized:
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
@@ -44,7 +52,54 @@ def load_inputs(session, args) -> dict:
     np = require("numpy")
     if args.inputs:
         return {i.name: np.load(args.inputs / f"{i.name}.npy") for i in session.get_inputs()}
+    if args.past_from_prompt:
+        return step_after_prompt(session, args.batch, args.past, args.head_dim)
     return gpt2_feed(session, args.batch, args.seq, past=args.past, seed=0, head_dim=args.head_dim)
+
+
+def step_after_prompt(session, batch: int, past: int, head_dim: int | None) -> dict:
+    """One decoding step's inputs on a real cache: onnxruntime runs a prompt of `past` tokens
+    (gpt2_feed's), and the step feeds its present.* as past_key_values.*, each row's greedy
+    next token, the mask and positions grown by one."""
+    np = require("numpy")
+    if past < 1:
+        raise SystemExit("--past-from-prompt needs --past >= 1 (the prompt's length)")
+    prompt = gpt2_feed(session, batch, past, past=0, seed=0, head_dim=head_dim)
+    names = [o.name for o in session.get_outputs()]
+    if "logits" not in names:
+        raise SystemExit("--past-from-prompt needs a `logits` output")
+    outputs = dict(zip(names, session.run(None, prompt)))
+    step = {}
+    for name, value in prompt.items():
+        if name == "input_ids":
+            step[name] = outputs["logits"][:, -1:].argmax(-1).astype(value.dtype)
+        elif name == "attention_mask":
+            step[name] = np.ones((batch, past + 1), dtype=value.dtype)
+        elif name == "position_ids":
+            step[name] = np.full((batch, 1), past, dtype=value.dtype)
+        elif name.startswith("past_key_values."):
+            present = name.replace("past_key_values.", "present.", 1)
+            if present not in outputs:
+                raise SystemExit(f"--past-from-prompt: no output {present} for input {name}")
+            step[name] = np.ascontiguousarray(outputs[present].astype(value.dtype))
+        else:
+            step[name] = value
+    return step
+
+
+def output_diff(theirs, ours) -> tuple[float, float]:
+    """max |theirs - ours|, and it over max |theirs| (0 for empty outputs)."""
+    np = require("numpy")
+    if not theirs.size:
+        return 0.0, 0.0
+    a, b = theirs.astype(np.float64), ours.astype(np.float64)
+    diff = float(np.abs(a - b).max())
+    return diff, diff / max(float(np.abs(a).max()), 1e-30)
+
+
+def worst_relative(theirs: dict, ours: dict) -> float:
+    """The largest relative output_diff over the outputs of `theirs`."""
+    return max((output_diff(a, ours[name])[1] for name, a in theirs.items()), default=0.0)
 
 
 def rbe_args(model: Path, feeds: dict, work: Path) -> list[str]:
@@ -92,6 +147,10 @@ def main() -> int:
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--seq", type=int, default=16)
     p.add_argument("--past", type=int, default=0)
+    p.add_argument("--past-from-prompt", action="store_true",
+                   help="the past is onnxruntime's cache after a prompt of --past tokens (one step, seq 1)")
+    p.add_argument("--ort-spread", action="store_true",
+                   help="also print onnxruntime unoptimized against onnxruntime default on the same inputs")
     p.add_argument("--tol", type=float, default=1e-4)
     p.add_argument("--head-dim", type=int, help="head size of past_key_values.* where the graph leaves it symbolic")
     p.add_argument("--save-refs", type=Path)
@@ -110,12 +169,17 @@ def main() -> int:
     worst = 0.0
     result = {}
     for name in names:
-        a, b = theirs[name].astype(np.float64), ours[name].astype(np.float64)
-        diff = float(np.abs(a - b).max()) if a.size else 0.0
-        rel = diff / max(float(np.abs(a).max()), 1e-30) if a.size else 0.0
+        diff, rel = output_diff(theirs[name], ours[name])
         worst = max(worst, rel)
-        result[name] = {"max_abs_diff": diff, "rel_diff": rel, "shape": list(a.shape)}
-        print(f"{name:<24} shape {list(a.shape)}  max|diff| {diff:.3g}  relative {rel:.3g}")
+        shape = list(theirs[name].shape)
+        result[name] = {"max_abs_diff": diff, "rel_diff": rel, "shape": shape}
+        print(f"{name:<24} shape {shape}  max|diff| {diff:.3g}  relative {rel:.3g}")
+    if args.ort_spread:
+        plain = dict(zip(names, ort_session(args.emitted, optimized=False).run(None, feeds)))
+        result["ort_spread"] = {"worst_rel_diff": worst_relative(theirs, plain),
+                                "ours_vs_unoptimized": worst_relative(plain, ours)}
+        print(f"onnxruntime unoptimized vs default: worst relative diff {result['ort_spread']['worst_rel_diff']:.3g}; "
+              f"ours vs onnxruntime unoptimized: {result['ort_spread']['ours_vs_unoptimized']:.3g}")
     if args.bench:
         # Alternating, twice: onnxruntime, ours, onnxruntime, ours.
         for round_ in range(2):
