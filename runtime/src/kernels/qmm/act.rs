@@ -15,10 +15,9 @@ pub enum Activations {
     Int8,
 }
 
-/// Where each activation goes in the order the main loop reads them: the natural order, the
-/// even positions then the odd ones (what the 4-bit unpackers produce: low nibbles, then high
-/// nibbles), per sub-block (AVX2) or per 4 sub-blocks (AVX-512 VNNI), or the lane order of the
-/// AVX-512 exact loop's shifts.
+/// Where each activation goes in the order the main loop reads them: the natural order, or
+/// the even positions then the odd ones (what the 4-bit unpackers produce: low nibbles, then
+/// high nibbles), per sub-block (AVX2) or per 4 sub-blocks (AVX-512).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub(super) enum Order {
     /// Code order.
@@ -28,9 +27,6 @@ pub(super) enum Order {
     /// The even codes of 4 sub-blocks (16 each, sub-block after sub-block), then their odd
     /// codes.
     EvenOdd4,
-    /// Per 16 codes, position `j` holds code `8 (j mod 2) + j / 2` (what one 64-bit word of
-    /// 4-bit codes gives when each 32-bit lane shifts it by `4 (j / 2)`).
-    Nibbles,
 }
 
 /// Values per span the orders rearrange within.
@@ -47,14 +43,6 @@ pub(super) fn place<T: Copy>(block: &[T; SUB], order: Order, s: usize, out: &mut
                 .and_then(|o| o.first_chunk_mut::<SUB>())
             {
                 *o = *block;
-            }
-            return;
-        }
-        Order::Nibbles => {
-            if let Some(o) = out.get_mut(s * SUB..).and_then(|o| o.first_chunk_mut::<SUB>()) {
-                for (j, o) in o.iter_mut().enumerate() {
-                    *o = block[j / 16 * 16 + j % 2 * 8 + j % 16 / 2];
-                }
             }
             return;
         }

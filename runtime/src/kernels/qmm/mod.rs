@@ -23,8 +23,6 @@ mod matrix;
 mod par;
 mod rows;
 #[cfg(target_arch = "x86_64")]
-mod rows_avx512;
-#[cfg(target_arch = "x86_64")]
 mod rows_vnni;
 #[cfg(target_arch = "x86_64")]
 mod rows_x86;
@@ -91,12 +89,10 @@ fn gemv_using(
 fn row_kernel(q: &QuantMatrix, mode: Activations) -> (RowsFn, Order) {
     #[cfg(target_arch = "x86_64")]
     {
-        let fastest = match mode {
-            Activations::Int8 => rows_vnni::gemv_rows(q),
-            Activations::Exact => rows_avx512::gemv_rows(q),
-        };
-        if let Some(k) = fastest {
-            return k;
+        if mode == Activations::Int8 {
+            if let Some(k) = rows_vnni::gemv_rows(q) {
+                return k;
+            }
         }
         if rows_x86::available() {
             return rows_x86::gemv_rows(q.bits());

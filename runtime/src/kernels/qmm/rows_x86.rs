@@ -91,7 +91,7 @@ fn rows_avx2<const B: u8, const N: usize>(c: &Ctx, s: &mut Scratch, first: usize
 /// hold whole blocks of 32 groups; `sums` and `zsums` may be shorter (missing entries are 0).
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-pub(super) fn factors(
+fn factors(
     q: &QuantMatrix,
     r: usize,
     sums: &[f32],

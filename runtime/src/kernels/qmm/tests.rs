@@ -370,40 +370,6 @@ fn avx512_int8_gemv_stays_within_its_quantization_bound() {
     }
 }
 
-/// The AVX-512 exact loop (4-bit codes, lanes in [`act::Order::Nibbles`]) against the f64
-/// product, called directly so that it is tested on AVX-512 hosts whatever `row_kernel` picks:
-/// symmetric and asymmetric codes, groups of one and two sub-blocks, short last groups.
-#[test]
-fn avx512_exact_gemv_matches_reference() {
-    #[cfg(target_arch = "x86_64")]
-    for (asym, sb) in [(false, 6), (true, 6), (false, 1), (true, 8)] {
-        for (k, &(rows, cols, group)) in STEP_SHAPES.iter().chain(&SHAPES).enumerate() {
-            let o = random(rows, cols, group, 4, sb, asym, 300 + k as u64);
-            let (q, x) = (o.view(), activations(cols, 60 + k as u64));
-            let Some((kernel, order)) = rows_avx512::gemv_rows(&q) else {
-                continue;
-            };
-            let mut out = vec![f32::NAN; rows];
-            gemv_using(&q, &x, &mut out, Activations::Exact, kernel, order).unwrap();
-            let what = format!("avx512 exact asym {asym}/{sb} {rows}x{cols}/{group}");
-            assert_rows(&o, &x, 1, &out, 1e-5, |_, _, _| 0.0, &what);
-        }
-    }
-}
-
-#[test]
-fn nibble_order_places_each_code_where_the_shifted_lanes_read_it() {
-    let block: [u16; SUB] = std::array::from_fn(|i| i as u16);
-    let mut out = [0u16; 2 * SUB];
-    act::place(&block, act::Order::Nibbles, 1, &mut out);
-    for half in 0..2 {
-        for j in 0..16 {
-            assert_eq!(out[SUB + 16 * half + j] as usize, 16 * half + 8 * (j % 2) + j / 2);
-        }
-    }
-    assert!(out[..SUB].iter().all(|&v| v == 0));
-}
-
 #[test]
 fn gemm_matches_reference_for_several_rows() {
     for (bits, asym, sb) in [
