@@ -248,3 +248,73 @@ fn weights_read_inside_if_branches_are_encoded() {
         assert!(err > 0.0 && err < 0.05, "flag {flag}: relative error {err}");
     }
 }
+
+/// A float16 model (weights and bias fp16, the activations cast to fp16 and back, as
+/// onnxruntime's float16 converter writes them) converts like an f32 one: its weight is
+/// encoded, the product and its bias fuse into `RbeMatMul`, and the result stays within q8's
+/// error of the unconverted file.
+#[test]
+fn float16_weights_are_encoded_and_fused() {
+    use half::f16;
+    use prost::Message;
+    use rbe_runtime::onnx::proto::attribute_proto::AttributeType;
+    use rbe_runtime::onnx::proto::tensor_proto::DataType;
+    use rbe_runtime::onnx::proto::{AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, ValueInfoProto};
+    use rbe_runtime::onnx::tensor_to_proto;
+
+    let info = |name: &str| ValueInfoProto { name: name.into(), ..Default::default() };
+    let node = |op: &str, inputs: &[&str], output: &str, to: Option<DataType>| NodeProto {
+        name: format!("{op}_{output}"),
+        op_type: op.into(),
+        input: inputs.iter().map(|s| s.to_string()).collect(),
+        output: vec![output.into()],
+        attribute: to
+            .map(|t| AttributeProto { name: "to".into(), r#type: AttributeType::Int as i32, i: t as i64, ..Default::default() })
+            .into_iter()
+            .collect(),
+        ..Default::default()
+    };
+    let half = |shape: &[usize], f: &dyn Fn(usize) -> f32| {
+        let n = shape.iter().product::<usize>();
+        let a = ndarray::ArrayD::from_shape_vec(shape.to_vec(), (0..n).map(|i| f16::from_f32(f(i))).collect()).unwrap();
+        Tensor::F16(a.into_shared())
+    };
+    let w = half(&[64, 64], &|i| ((i * 37 % 101) as f32 - 50.0) / 500.0);
+    let bias = half(&[64], &|i| i as f32 / 100.0);
+    let model = ModelProto {
+        ir_version: 8,
+        opset_import: vec![OperatorSetIdProto { domain: String::new(), version: 17 }],
+        graph: Some(GraphProto {
+            node: vec![
+                node("Cast", &["x"], "xh", Some(DataType::Float16)),
+                node("MatMul", &["xh", "w"], "h", None),
+                node("Add", &["h", "bias"], "g", None),
+                node("Cast", &["g"], "y", Some(DataType::Float)),
+            ],
+            input: vec![info("x")],
+            output: vec![info("y")],
+            initializer: vec![tensor_to_proto("w", &w), tensor_to_proto("bias", &bias)],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("half.onnx");
+    std::fs::write(&path, model.encode_to_vec()).unwrap();
+    let params = EncodeParams::preset("q8").unwrap();
+    let (bytes, report) = convert_file(&path, &params, "q8", 3, &Progress::none()).unwrap();
+    let w_report = report.tensors.iter().find(|t| t.name.starts_with('w')).expect("w is in the report");
+    assert!(w_report.bytes < 64 * 64 * 2, "w is encoded below its fp16 bytes: {} bytes", w_report.bytes);
+
+    let graph = rbe_runtime::container::unpack(&bytes).unwrap().model.graph.unwrap();
+    assert!(graph.initializer.iter().all(|t| t.name != "w"), "the fp16 weight is gone");
+    let ops: Vec<&str> = graph.node.iter().map(|n| n.op_type.as_str()).collect();
+    assert_eq!(ops, ["Cast", "RbeMatMul", "Cast"], "MatMul and its bias fuse");
+
+    let x = Tensor::from_vec(&[3, 64], (0..192).map(|i| (i % 29) as f32 / 14.0 - 1.0).collect()).unwrap();
+    let run = |s: &Session| s.run(vec![("x".to_string(), x.clone())]).unwrap().remove(0).1;
+    let (want, got) = (run(&Session::load(&path).unwrap()), run(&load_bytes(&bytes)));
+    assert_eq!(want.shape(), got.shape());
+    let err = rel_rmse(&want, &got);
+    assert!(err > 0.0 && err < 0.01, "relative error {err}");
+}

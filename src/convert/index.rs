@@ -31,14 +31,16 @@ impl<'g> Initializers<'g> {
         Self { protos, data, pages }
     }
 
-    /// The decoded value of an initializer; an error when it does not decode.
+    /// The decoded value of an initializer; an error when it does not decode. float16 and
+    /// bfloat16 values come widened to f32 (exactly), so a half-precision model's weights are
+    /// planned and encoded like an f32 model's: the runtime computes half graphs in f32.
     pub fn decode(&self, name: &str) -> Result<Option<Tensor>, String> {
         let Some(t) = self.protos.get(name) else { return Ok(None) };
         let value = tensor_from_proto(t, self.data).map_err(|e| e.to_string());
         if let Some(pages) = self.pages {
             pages.release(&t.raw_data);
         }
-        value.map(Some)
+        value.map(|t| Some(rbe_runtime::graph::widen(t)))
     }
 
     /// The value of an initializer, or `None` when there is none or it does not decode (the

@@ -10,6 +10,7 @@ mod run;
 mod scope;
 
 pub use build::{build, build_nested, OuterValue};
+pub use half::widen;
 pub use inputs::{Dim, InputSpec};
 pub use run::Observer;
 pub use scope::{nested_graphs, node_reads, outer_names, with_implicit_inputs, Scope};
