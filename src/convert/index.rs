@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use rbe_runtime::graph::nested_graphs;
+use rbe_runtime::graph::{nested_graphs, widen};
 use rbe_runtime::onnx::proto::{GraphProto, TensorProto};
 use rbe_runtime::onnx::{tensor_from_proto, ExternalData, FileMap};
 use rbe_runtime::Tensor;
@@ -31,28 +31,30 @@ impl<'g> Initializers<'g> {
         Self { protos, data, pages }
     }
 
-    /// The decoded value of an initializer; an error when it does not decode. float16 and
-    /// bfloat16 values come widened to f32 (exactly), so a half-precision model's weights are
-    /// planned and encoded like an f32 model's: the runtime computes half graphs in f32.
+    /// The decoded value of an initializer, in its own element type; an error when it does not
+    /// decode.
     pub fn decode(&self, name: &str) -> Result<Option<Tensor>, String> {
         let Some(t) = self.protos.get(name) else { return Ok(None) };
         let value = tensor_from_proto(t, self.data).map_err(|e| e.to_string());
         if let Some(pages) = self.pages {
             pages.release(&t.raw_data);
         }
-        value.map(|t| Some(rbe_runtime::graph::widen(t)))
+        value.map(Some)
     }
 
-    /// The value of an initializer, or `None` when there is none or it does not decode (the
-    /// pattern then does not match; [`Initializers::decode`] reports the error).
+    /// The value of an initializer as the patterns see it, or `None` when there is none or it
+    /// does not decode (the pattern then does not match; [`Initializers::decode`] reports the
+    /// error). float16 and bfloat16 values come widened to f32 (exactly), so a half-precision
+    /// model's weights are planned and encoded like an f32 model's (the runtime computes half
+    /// graphs in f32); initializers that stay are written back in their own type.
     pub fn get(&self, name: &str) -> Option<Tensor> {
-        self.decode(name).ok().flatten()
+        self.decode(name).ok().flatten().map(widen)
     }
 
     /// The values of a planned weight, read from its initializer.
     pub fn weight_values(&self, w: &Weight) -> Result<Vec<f32>, String> {
         let changed = || format!("initializer '{}' is not the weight planned from it", w.source);
-        let Some(Tensor::F32(a)) = self.decode(&w.source)? else { return Err(changed()) };
+        let Some(Tensor::F32(a)) = self.decode(&w.source)?.map(widen) else { return Err(changed()) };
         // A freshly decoded tensor owns its buffer in row-major order: taken, not copied.
         let stored = match a.try_into_owned_nocopy() {
             Ok(owned) if owned.is_standard_layout() => {
