@@ -119,6 +119,7 @@ fn run(args: Args) -> Result<(), String> {
     let loading = std::time::Instant::now();
     let session = Session::load_with(model, &options).map_err(|e| e.to_string())?;
     let load_ms = loading.elapsed().as_secs_f64() * 1e3;
+    rbe::malloc::keep_run_buffers();
     if args.chat || args.prompt.is_some() {
         return run_text(&session, dir.as_ref(), &args);
     }
