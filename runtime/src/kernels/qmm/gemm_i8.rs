@@ -82,7 +82,10 @@ fn gemm_with<const NC: usize, const MR: usize>(
                 let mut y = [[0f32; NC]; MR];
                 kernel(panel, &Pass { spg, zp, block }, &mut y);
                 for (mut d, y) in dst.rows_mut().into_iter().zip(&y) {
-                    d.iter_mut().zip(y).for_each(|(d, &v)| *d = v);
+                    match d.as_slice_mut() {
+                        Some(d) => d.copy_from_slice(&y[..d.len()]),
+                        None => d.iter_mut().zip(y).for_each(|(d, &v)| *d = v),
+                    }
                 }
             }
         },
@@ -165,19 +168,14 @@ impl<const NC: usize> Panel<NC> {
     /// Lays out weight rows `first..first + NC`.
     fn fill(&mut self, q: &QuantMatrix, first: usize) {
         let groups = q.groups_per_row();
+        let row_codes: [&[u8]; NC] = std::array::from_fn(|c| {
+            let codes = q.codes_from((first + c).min(q.rows() - 1));
+            &codes[..(SUB / 2 * q.full_blocks()).min(codes.len())]
+        });
+        interleave(&row_codes, &mut self.codes);
         for c in 0..NC {
             let r = (first + c).min(q.rows() - 1);
             (self.units[c], self.min_units[c]) = q.units(r);
-            let (words, _) = q.codes_from(r).as_chunks::<4>();
-            for (dst, src) in self
-                .codes
-                .chunks_exact_mut(4 * NC)
-                .zip(words.chunks_exact(4))
-            {
-                for (d, w) in src.iter().enumerate() {
-                    dst[NC * d + c] = *w;
-                }
-            }
             unpack_f32(
                 q.scales_from(r),
                 q.scale_bits(),
@@ -193,6 +191,89 @@ impl<const NC: usize> Panel<NC> {
                     o[c] = v;
                 }
             }
+        }
+    }
+}
+
+/// Lays the sub-blocks of `NC` rows' codes (16 bytes each) out as [`Panel::codes`]: per
+/// sub-block, word `d` of row `c` at `NC d + c`. A 4x4 transpose of words in each 128-bit lane
+/// of `NC / 4` vectors, whose lane `l` of vector `j` holds row `4 l + j`.
+fn interleave<const NC: usize>(rows: &[&[u8]; NC], codes: &mut [[u8; 4]]) {
+    let subs = rows.iter().map(|r| r.len() / 16).min().unwrap_or(0).min(codes.len() / (4 * NC));
+    if NC == 16 && super::vnni::available() {
+        // SAFETY: AVX-512F and BW come with the VNNI kernels checked just above.
+        unsafe { interleave_avx512(rows, subs, codes) }
+    } else if NC == 8 && crate::kernels::isa::avx2() {
+        // SAFETY: AVX2 checked just above.
+        unsafe { interleave_avx2(rows, subs, codes) }
+    } else {
+        interleave_scalar(rows, subs, codes)
+    }
+}
+
+/// [`interleave`] one word at a time (what the SIMD versions are tested against).
+fn interleave_scalar<const NC: usize>(rows: &[&[u8]; NC], subs: usize, codes: &mut [[u8; 4]]) {
+    for (s, dst) in codes.chunks_exact_mut(4 * NC).take(subs).enumerate() {
+        for (c, row) in rows.iter().enumerate() {
+            let (words, _) = row[16 * s..16 * s + 16].as_chunks::<4>();
+            words.iter().enumerate().for_each(|(d, w)| dst[NC * d + c] = *w);
+        }
+    }
+}
+
+/// Sub-block `s` of a row's codes (16 bytes).
+#[inline(always)]
+fn sub_block(row: &[u8], s: usize) -> __m128i {
+    let bytes: &[u8; 16] = row[16 * s..][..16].try_into().unwrap_or(&[0; 16]);
+    // SAFETY: 16 readable bytes; unaligned load (SSE2, part of x86-64).
+    unsafe { _mm_loadu_si128(bytes.as_ptr().cast()) }
+}
+
+/// [`interleave`] for 16 rows with AVX-512 (one vector holds 4 rows' sub-blocks).
+#[target_feature(enable = "avx512f")]
+fn interleave_avx512<const NC: usize>(rows: &[&[u8]; NC], subs: usize, codes: &mut [[u8; 4]]) {
+    for (s, dst) in codes.chunks_exact_mut(64).take(subs).enumerate() {
+        let mut z = [_mm512_setzero_si512(); 4];
+        for (j, z) in z.iter_mut().enumerate() {
+            let v = _mm512_castsi128_si512(sub_block(rows[j], s));
+            let v = _mm512_inserti32x4::<1>(v, sub_block(rows[4 + j], s));
+            let v = _mm512_inserti32x4::<2>(v, sub_block(rows[8 + j], s));
+            *z = _mm512_inserti32x4::<3>(v, sub_block(rows[12 + j], s));
+        }
+        let (t0, t1) = (_mm512_unpacklo_epi32(z[0], z[1]), _mm512_unpackhi_epi32(z[0], z[1]));
+        let (t2, t3) = (_mm512_unpacklo_epi32(z[2], z[3]), _mm512_unpackhi_epi32(z[2], z[3]));
+        let words = [
+            _mm512_unpacklo_epi64(t0, t2),
+            _mm512_unpackhi_epi64(t0, t2),
+            _mm512_unpacklo_epi64(t1, t3),
+            _mm512_unpackhi_epi64(t1, t3),
+        ];
+        for (d, w) in dst.chunks_exact_mut(16).zip(words) {
+            // SAFETY: 16 writable words; unaligned store.
+            unsafe { _mm512_storeu_si512(d.as_mut_ptr().cast(), w) };
+        }
+    }
+}
+
+/// [`interleave`] for 8 rows with AVX2 (one vector holds 2 rows' sub-blocks).
+#[target_feature(enable = "avx2")]
+fn interleave_avx2<const NC: usize>(rows: &[&[u8]; NC], subs: usize, codes: &mut [[u8; 4]]) {
+    for (s, dst) in codes.chunks_exact_mut(32).take(subs).enumerate() {
+        let mut z = [_mm256_setzero_si256(); 4];
+        for (j, z) in z.iter_mut().enumerate() {
+            *z = _mm256_set_m128i(sub_block(rows[4 + j], s), sub_block(rows[j], s));
+        }
+        let (t0, t1) = (_mm256_unpacklo_epi32(z[0], z[1]), _mm256_unpackhi_epi32(z[0], z[1]));
+        let (t2, t3) = (_mm256_unpacklo_epi32(z[2], z[3]), _mm256_unpackhi_epi32(z[2], z[3]));
+        let words = [
+            _mm256_unpacklo_epi64(t0, t2),
+            _mm256_unpackhi_epi64(t0, t2),
+            _mm256_unpacklo_epi64(t1, t3),
+            _mm256_unpackhi_epi64(t1, t3),
+        ];
+        for (d, w) in dst.chunks_exact_mut(8).zip(words) {
+            // SAFETY: 8 writable words; unaligned store.
+            unsafe { _mm256_storeu_si256(d.as_mut_ptr().cast(), w) };
         }
     }
 }
@@ -328,9 +409,10 @@ fn rows_vnni_for<const SYM: bool>(panel: &Panel<16>, pass: &Pass<MR_VNNI>, out: 
     }
 }
 
-/// [`panel_vnni`]'s pass over `R` activation rows, as [`rows_avx2`] computes; per row two
-/// `vpdpbusd` chains (low and high nibbles), so 2 `R` independent chains hide the instruction's
-/// latency. `SYM`: the codes have a zero point, whose share each sub-block subtracts (else
+/// [`panel_vnni`]'s pass over `R` activation rows, as [`rows_avx2`] computes; per row one
+/// chain of 8 `vpdpbusd` a sub-block (low and high nibbles alike): the `R` rows' chains hide
+/// the instruction's latency, and one chain a row spares an add and a zeroing that ports 0
+/// and 5 would otherwise spend beside the `vpdpbusd`s (BENCHMARKS.md). `SYM`: the codes have a zero point, whose share each sub-block subtracts (else
 /// the per-sub-block activation scale folds into the group scale).
 #[inline]
 #[target_feature(enable = "avx2,fma,avx512f,avx512bw,avx512vnni")]
@@ -358,12 +440,12 @@ fn rows_vnni<const R: usize, const SYM: bool>(panel: &Panel<16>, pass: &Pass<MR_
             }
             for i in 0..R {
                 let (x4, _) = xs[i].as_chunks::<4>();
-                let (mut pe, mut po) = (_mm512_setzero_si512(), _mm512_setzero_si512());
+                let mut p = _mm512_setzero_si512();
                 for t in 0..4 {
-                    pe = _mm512_dpbusd_epi32(pe, lo[t], _mm512_set1_epi32(word(&x4[t])));
-                    po = _mm512_dpbusd_epi32(po, hi[t], _mm512_set1_epi32(word(&x4[4 + t])));
+                    p = _mm512_dpbusd_epi32(p, lo[t], _mm512_set1_epi32(word(&x4[t])));
+                    p = _mm512_dpbusd_epi32(p, hi[t], _mm512_set1_epi32(word(&x4[4 + t])));
                 }
-                let p = _mm512_cvtepi32_ps(_mm512_add_epi32(pe, po));
+                let p = _mm512_cvtepi32_ps(p);
                 let d = _mm512_set1_ps(ds[i]);
                 acc[i] = if SYM {
                     let f = _mm512_fmadd_ps(p, d, _mm512_set1_ps(-pass.zp * zs[i]));
@@ -395,3 +477,26 @@ fn rows_vnni<const R: usize, const SYM: bool>(panel: &Panel<16>, pass: &Pass<MR_
     }
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The SIMD interleaves lay out the same words as the scalar one.
+    fn interleave_matches_scalar<const NC: usize>() {
+        let subs = 5;
+        let bytes: Vec<Vec<u8>> = (0..NC).map(|c| (0..16 * subs).map(|i| (i * 7 + c * 31) as u8).collect()).collect();
+        let rows: [&[u8]; NC] = std::array::from_fn(|c| bytes[c].as_slice());
+        let (mut simd, mut scalar) = (vec![[0u8; 4]; 4 * NC * subs], vec![[0u8; 4]; 4 * NC * subs]);
+        interleave(&rows, &mut simd);
+        interleave_scalar(&rows, subs, &mut scalar);
+        assert_eq!(simd, scalar);
+        assert_eq!(scalar[NC * 2 + 3], bytes[3][8..12]);
+    }
+
+    #[test]
+    fn interleaves_match_the_scalar_layout() {
+        interleave_matches_scalar::<8>();
+        interleave_matches_scalar::<16>();
+    }
+}
