@@ -412,8 +412,9 @@ fn rows_vnni_for<const SYM: bool>(panel: &Panel<16>, pass: &Pass<MR_VNNI>, out: 
 /// [`panel_vnni`]'s pass over `R` activation rows, as [`rows_avx2`] computes; per row one
 /// chain of 8 `vpdpbusd` a sub-block (low and high nibbles alike): the `R` rows' chains hide
 /// the instruction's latency, and one chain a row spares an add and a zeroing that ports 0
-/// and 5 would otherwise spend beside the `vpdpbusd`s (BENCHMARKS.md). `SYM`: the codes have a zero point, whose share each sub-block subtracts (else
-/// the per-sub-block activation scale folds into the group scale).
+/// and 5 would otherwise spend beside the `vpdpbusd`s (BENCHMARKS.md). `SYM`: the codes have
+/// a zero point, whose share each sub-block subtracts (else the per-sub-block activation scale
+/// folds into the group scale).
 #[inline]
 #[target_feature(enable = "avx2,fma,avx512f,avx512bw,avx512vnni")]
 fn rows_vnni<const R: usize, const SYM: bool>(panel: &Panel<16>, pass: &Pass<MR_VNNI>, out: &mut [[f32; 16]; MR_VNNI]) {
