@@ -8,6 +8,7 @@ use super::basis::{add_basis_gemv, add_basis_row, basis_axes, BasisAxes, BasisCo
 use super::geometry::Geometry;
 use super::packing::{dequant_group, group_offset, group_step, packed_len, read_code, zero_point};
 use crate::error::{Error, Result};
+use crate::kernels::qmm::PanelCache;
 
 /// Narrowest group scale code.
 pub const MIN_SCALE_BITS: u8 = 4;
@@ -49,6 +50,8 @@ pub(crate) struct Dense {
     pub(crate) parts: DenseParts,
     /// Tile shapes that carry a basis, with their tables.
     axes: Vec<BasisAxes>,
+    /// The int8 prompt GEMM's layout of the codes, built at its first use.
+    pub(crate) panels: PanelCache,
 }
 
 impl Dense {
@@ -90,7 +93,7 @@ impl Dense {
             return bad("non-finite basis coefficient");
         }
         let axes = basis_axes(g, &parts.basis);
-        Ok(Dense { parts, axes })
+        Ok(Dense { parts, axes, panels: PanelCache::default() })
     }
 
     /// Whether at least one tile carries a basis.

@@ -28,8 +28,8 @@ impl RbeTensor {
         let (rows, cols) = (self.rows(), self.cols());
         let decode = |_: &mut (), first: usize, w: &mut [f32]| self.decode_rows_into(first, w);
         match (self.quant_view(), m) {
-            (Some(q), 1) => qmm::gemv(&q, x, out, act)?,
-            (Some(q), _) => qmm::gemm(&q, x, m, out, act)?,
+            (Some((q, _)), 1) => qmm::gemv(&q, x, out, act)?,
+            (Some((q, panels)), _) => qmm::gemm_cached(&q, panels, x, m, out, act)?,
             (None, 1) => return qmm::gemv_by(rows, cols, x, out, || (), decode),
             (None, _) => return qmm::gemm_by(rows, cols, x, m, out, || (), decode),
         }
@@ -43,8 +43,8 @@ impl RbeTensor {
     }
 
     /// The kernels' view of the codes of a dense tensor (its residual, when tiles carry a
-    /// basis); `None` for other modes.
-    pub(crate) fn quant_view(&self) -> Option<QuantMatrix<'_>> {
+    /// basis) with the cache of its int8 GEMM layout; `None` for other modes.
+    pub(crate) fn quant_view(&self) -> Option<(QuantMatrix<'_>, &qmm::PanelCache)> {
         let Body::Dense(d) = &self.body else {
             return None;
         };
@@ -63,6 +63,7 @@ impl RbeTensor {
             codes: &p.codes,
         })
         .ok()
+        .map(|q| (q, &d.panels))
     }
 }
 

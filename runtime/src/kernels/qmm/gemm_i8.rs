@@ -1,12 +1,12 @@
 //! The integer prompt GEMM (AVX2, or AVX-512 VNNI where the CPU has it): `out[m x n] = x[m x
 //! k] · Wᵀ` for 4-bit codes with the activations quantized to int8 per sub-block, as
 //! [`super::gemv`] does for one row (ggml's and onnxruntime's `accuracy_level=4` way), with
-//! each weight unpacked once for 4 (AVX2) or 8 (VNNI) activation rows instead of once per row.
+//! each weight unpacked once for 4 (AVX2) or 6 (VNNI) activation rows instead of once per row.
 //!
-//! Per panel of `NC` weight rows (8 for AVX2, 16 for AVX-512) the codes are interleaved once
-//! per call so that one load holds, for each of the panel's rows, 4 codes in its low nibbles
-//! and 4 more in its high nibbles: after a mask (and a shift) each 32-bit lane belongs to one
-//! output column. AVX2: `vpmaddubsw` against 4 broadcast activation bytes adds 4 products into
+//! Per panel of `NC` weight rows (8 for AVX2, 32 for AVX-512) the codes are interleaved, and
+//! the scales unpacked, once per matrix ([`Panels`], kept by the caller) so that one load
+//! holds, for each of 8 or 16 of the panel's rows, 4 codes in its low nibbles and 4 more in
+//! its high nibbles: after a mask (and a shift) each 32-bit lane belongs to one output column. AVX2: `vpmaddubsw` against 4 broadcast activation bytes adds 4 products into
 //! each lane; a sub-block's 8 such steps add up in i16 without overflow (`8 · 2 · 15 · 127 <
 //! 2^15`), then one `vpmaddwd` widens them. VNNI: `vpdpbusd` adds the 4 products straight into
 //! i32 lanes. Either way the integer sums are exact, and only one conversion and two float ops
@@ -30,8 +30,11 @@ use crate::error::{Error, Result};
 
 /// Activation rows per pass over a panel: AVX2 (16 ymm registers).
 const MR_AVX2: usize = 4;
-/// Activation rows per pass over a panel: AVX-512 VNNI (32 zmm registers).
-const MR_VNNI: usize = 8;
+/// Activation rows per pass over a panel: AVX-512 VNNI (32 zmm registers; 12 chains of
+/// `vpdpbusd`, 6 rows by the panel's 2 halves).
+const MR_VNNI: usize = 6;
+/// Weight rows per panel: AVX-512 VNNI (2 vectors of 16 columns).
+const NC_VNNI: usize = 32;
 
 /// A panel's kernel: its `NC` columns of the `MR` (or fewer) rows of one [`RowBlock`].
 type PanelFn<const NC: usize, const MR: usize> = fn(&Panel<NC>, &Pass<MR>, &mut [[f32; NC]; MR]);
@@ -46,13 +49,42 @@ struct Pass<'a, const MR: usize> {
     block: &'a RowBlock<MR>,
 }
 
-/// `out = x · Wᵀ` with int8 activations; the caller checked the layout (4-bit codes, groups of
-/// whole sub-blocks, no short last group) and that the CPU has AVX2.
-pub(super) fn gemm(q: &QuantMatrix, x: &[f32], m: usize, out: &mut [f32]) -> Result<()> {
-    if super::vnni::available() {
-        gemm_with::<16, MR_VNNI>(q, x, m, out, panel_vnni)
-    } else {
-        gemm_with::<8, MR_AVX2>(q, x, m, out, panel_avx2)
+/// A matrix's weights laid out for the kernels, panel after panel: built once per matrix (see
+/// [`super::PanelCache`]) for the kernels this CPU runs.
+#[derive(Clone)]
+pub(super) enum Panels {
+    /// Panels of 32 rows for the AVX-512 VNNI kernel.
+    Vnni(Vec<Panel<NC_VNNI>>),
+    /// Panels of 8 rows for the AVX2 kernel.
+    Avx2(Vec<Panel<8>>),
+}
+
+impl Panels {
+    /// Lays out every row of `q` (the caller checked the layout and that the CPU has AVX2).
+    pub(super) fn new(q: &QuantMatrix) -> Self {
+        if super::vnni::available() {
+            Panels::Vnni(panels(q))
+        } else {
+            Panels::Avx2(panels(q))
+        }
+    }
+}
+
+/// `q`'s rows as panels of `NC`.
+fn panels<const NC: usize>(q: &QuantMatrix) -> Vec<Panel<NC>> {
+    (0..q.rows().div_ceil(NC))
+        .into_par_iter()
+        .map(|p| Panel::new(q, p * NC))
+        .collect()
+}
+
+/// `out = x · Wᵀ` with int8 activations, `W` being `q` laid out as `panels`; the caller checked
+/// the layout (4-bit codes, groups of whole sub-blocks, no short last group) and that the CPU
+/// has AVX2.
+pub(super) fn gemm(q: &QuantMatrix, panels: &Panels, x: &[f32], m: usize, out: &mut [f32]) -> Result<()> {
+    match panels {
+        Panels::Vnni(p) => gemm_with::<NC_VNNI, MR_VNNI>(q, p, x, m, out, panel_vnni),
+        Panels::Avx2(p) => gemm_with::<8, MR_AVX2>(q, p, x, m, out, panel_avx2),
     }
 }
 
@@ -60,12 +92,16 @@ pub(super) fn gemm(q: &QuantMatrix, x: &[f32], m: usize, out: &mut [f32]) -> Res
 /// time.
 fn gemm_with<const NC: usize, const MR: usize>(
     q: &QuantMatrix,
+    panels: &[Panel<NC>],
     x: &[f32],
     m: usize,
     out: &mut [f32],
     kernel: PanelFn<NC, MR>,
 ) -> Result<()> {
     let (n, k) = (q.rows(), q.cols());
+    if panels.len() != n.div_ceil(NC) {
+        return Err(Error::Input(format!("int8 GEMM: {} panels for {n} rows", panels.len())));
+    }
     let mut out =
         ArrayViewMut2::from_shape((m, n), out).map_err(|e| Error::Input(e.to_string()))?;
     let blocks: Vec<RowBlock<MR>> = x
@@ -73,23 +109,20 @@ fn gemm_with<const NC: usize, const MR: usize>(
         .map(|rows| RowBlock::new(q, rows))
         .collect();
     let (spg, zp) = (q.group() / SUB, q.zero_point() as f32);
-    let panels: Vec<_> = out.axis_chunks_iter_mut(Axis(1), NC).enumerate().collect();
-    panels.into_par_iter().for_each_init(
-        || Panel::<NC>::new(q),
-        |panel, (p, mut cols)| {
-            panel.fill(q, p * NC);
-            for (block, mut dst) in blocks.iter().zip(cols.axis_chunks_iter_mut(Axis(0), MR)) {
-                let mut y = [[0f32; NC]; MR];
-                kernel(panel, &Pass { spg, zp, block }, &mut y);
-                for (mut d, y) in dst.rows_mut().into_iter().zip(&y) {
-                    match d.as_slice_mut() {
-                        Some(d) => d.copy_from_slice(&y[..d.len()]),
-                        None => d.iter_mut().zip(y).for_each(|(d, &v)| *d = v),
-                    }
+    let columns: Vec<_> = out.axis_chunks_iter_mut(Axis(1), NC).collect();
+    columns.into_par_iter().zip(panels).for_each(|(mut cols, panel)| {
+        // Zeroed once a panel (a call to memset): each pass writes the rows it copies out.
+        let mut y = [[0f32; NC]; MR];
+        for (block, mut dst) in blocks.iter().zip(cols.axis_chunks_iter_mut(Axis(0), MR)) {
+            kernel(panel, &Pass { spg, zp, block }, &mut y);
+            for (mut d, y) in dst.rows_mut().into_iter().zip(&y) {
+                match d.as_slice_mut().map(<&mut [f32; NC]>::try_from) {
+                    Some(Ok(d)) => *d = *y,
+                    _ => d.iter_mut().zip(y).for_each(|(d, &v)| *d = v),
                 }
             }
-        },
-    );
+        }
+    });
     Ok(())
 }
 
@@ -137,61 +170,49 @@ impl<const MR: usize> RowBlock<MR> {
 
 /// One panel of `NC` weight rows, laid out for the kernel (rows past the matrix repeat its
 /// last row; their results are dropped).
-struct Panel<const NC: usize> {
+#[derive(Clone)]
+pub(super) struct Panel<const NC: usize> {
     /// Per sub-block, `4 NC` little-endian words: word `d` of row `c`'s 16 code bytes at `NC d
     /// + c`.
     codes: Vec<[u8; 4]>,
-    /// Per group, the `NC` rows' scale codes minus the scale bias.
+    /// Per group, the `NC` rows' steps: scale codes minus the scale bias, times the row's scale
+    /// unit.
     scales: Vec<[f32; NC]>,
-    /// Per group, the rows' offset codes (asymmetric only, else empty).
+    /// Per group, the rows' offsets, negated: offset codes times minus the row's offset unit
+    /// (asymmetric only, else empty).
     offsets: Vec<[f32; NC]>,
-    /// The rows' scale units and offset units.
-    units: [f32; NC],
-    min_units: [f32; NC],
-    /// One row's scale or offset codes, unpacked.
-    row: Vec<f32>,
 }
 
 impl<const NC: usize> Panel<NC> {
-    fn new(q: &QuantMatrix) -> Self {
+    /// Lays out weight rows `first..first + NC`.
+    fn new(q: &QuantMatrix, first: usize) -> Self {
         let groups = q.groups_per_row();
-        Panel {
+        let mut panel = Panel {
             codes: vec![[0; 4]; q.full_blocks() * 4 * NC],
             scales: vec![[0.0; NC]; groups],
             offsets: vec![[0.0; NC]; if q.asymmetric() { groups } else { 0 }],
-            units: [0.0; NC],
-            min_units: [0.0; NC],
-            row: vec![0.0; groups],
-        }
-    }
-
-    /// Lays out weight rows `first..first + NC`.
-    fn fill(&mut self, q: &QuantMatrix, first: usize) {
-        let groups = q.groups_per_row();
+        };
         let row_codes: [&[u8]; NC] = std::array::from_fn(|c| {
             let codes = q.codes_from((first + c).min(q.rows() - 1));
             &codes[..(SUB / 2 * q.full_blocks()).min(codes.len())]
         });
-        interleave(&row_codes, &mut self.codes);
+        interleave(&row_codes, &mut panel.codes);
+        let mut row = vec![0.0; groups];
         for c in 0..NC {
             let r = (first + c).min(q.rows() - 1);
-            (self.units[c], self.min_units[c]) = q.units(r);
-            unpack_f32(
-                q.scales_from(r),
-                q.scale_bits(),
-                q.scale_bias(),
-                &mut self.row[..groups],
-            );
-            for (s, &v) in self.scales.iter_mut().zip(&self.row) {
-                s[c] = v;
+            let (unit, min_unit) = q.units(r);
+            unpack_f32(q.scales_from(r), q.scale_bits(), q.scale_bias(), &mut row);
+            for (s, &v) in panel.scales.iter_mut().zip(&row) {
+                s[c] = v * unit;
             }
             if q.asymmetric() {
-                unpack_f32(q.mins_from(r), q.scale_bits(), 0, &mut self.row[..groups]);
-                for (o, &v) in self.offsets.iter_mut().zip(&self.row) {
-                    o[c] = v;
+                unpack_f32(q.mins_from(r), q.scale_bits(), 0, &mut row);
+                for (o, &v) in panel.offsets.iter_mut().zip(&row) {
+                    o[c] = -v * min_unit;
                 }
             }
         }
+        panel
     }
 }
 
@@ -200,7 +221,7 @@ impl<const NC: usize> Panel<NC> {
 /// of `NC / 4` vectors, whose lane `l` of vector `j` holds row `4 l + j`.
 fn interleave<const NC: usize>(rows: &[&[u8]; NC], codes: &mut [[u8; 4]]) {
     let subs = rows.iter().map(|r| r.len() / 16).min().unwrap_or(0).min(codes.len() / (4 * NC));
-    if NC == 16 && super::vnni::available() {
+    if NC.is_multiple_of(16) && super::vnni::available() {
         // SAFETY: AVX-512F and BW come with the VNNI kernels checked just above.
         unsafe { interleave_avx512(rows, subs, codes) }
     } else if NC == 8 && crate::kernels::isa::avx2() {
@@ -229,28 +250,31 @@ fn sub_block(row: &[u8], s: usize) -> __m128i {
     unsafe { _mm_loadu_si128(bytes.as_ptr().cast()) }
 }
 
-/// [`interleave`] for 16 rows with AVX-512 (one vector holds 4 rows' sub-blocks).
+/// [`interleave`] for 16 rows at a time with AVX-512 (one vector holds 4 rows' sub-blocks).
 #[target_feature(enable = "avx512f")]
 fn interleave_avx512<const NC: usize>(rows: &[&[u8]; NC], subs: usize, codes: &mut [[u8; 4]]) {
-    for (s, dst) in codes.chunks_exact_mut(64).take(subs).enumerate() {
-        let mut z = [_mm512_setzero_si512(); 4];
-        for (j, z) in z.iter_mut().enumerate() {
-            let v = _mm512_castsi128_si512(sub_block(rows[j], s));
-            let v = _mm512_inserti32x4::<1>(v, sub_block(rows[4 + j], s));
-            let v = _mm512_inserti32x4::<2>(v, sub_block(rows[8 + j], s));
-            *z = _mm512_inserti32x4::<3>(v, sub_block(rows[12 + j], s));
-        }
-        let (t0, t1) = (_mm512_unpacklo_epi32(z[0], z[1]), _mm512_unpackhi_epi32(z[0], z[1]));
-        let (t2, t3) = (_mm512_unpacklo_epi32(z[2], z[3]), _mm512_unpackhi_epi32(z[2], z[3]));
-        let words = [
-            _mm512_unpacklo_epi64(t0, t2),
-            _mm512_unpackhi_epi64(t0, t2),
-            _mm512_unpacklo_epi64(t1, t3),
-            _mm512_unpackhi_epi64(t1, t3),
-        ];
-        for (d, w) in dst.chunks_exact_mut(16).zip(words) {
-            // SAFETY: 16 writable words; unaligned store.
-            unsafe { _mm512_storeu_si512(d.as_mut_ptr().cast(), w) };
+    for (s, dst) in codes.chunks_exact_mut(4 * NC).take(subs).enumerate() {
+        for (h, rows) in rows.chunks_exact(16).enumerate() {
+            let mut z = [_mm512_setzero_si512(); 4];
+            for (j, z) in z.iter_mut().enumerate() {
+                let v = _mm512_castsi128_si512(sub_block(rows[j], s));
+                let v = _mm512_inserti32x4::<1>(v, sub_block(rows[4 + j], s));
+                let v = _mm512_inserti32x4::<2>(v, sub_block(rows[8 + j], s));
+                *z = _mm512_inserti32x4::<3>(v, sub_block(rows[12 + j], s));
+            }
+            let (t0, t1) = (_mm512_unpacklo_epi32(z[0], z[1]), _mm512_unpackhi_epi32(z[0], z[1]));
+            let (t2, t3) = (_mm512_unpacklo_epi32(z[2], z[3]), _mm512_unpackhi_epi32(z[2], z[3]));
+            let words = [
+                _mm512_unpacklo_epi64(t0, t2),
+                _mm512_unpackhi_epi64(t0, t2),
+                _mm512_unpacklo_epi64(t1, t3),
+                _mm512_unpackhi_epi64(t1, t3),
+            ];
+            for (d, w) in words.into_iter().enumerate() {
+                let d = &mut dst[NC * d + 16 * h..][..16];
+                // SAFETY: 16 writable words; unaligned store.
+                unsafe { _mm512_storeu_si512(d.as_mut_ptr().cast(), w) };
+            }
         }
     }
 }
@@ -312,8 +336,8 @@ fn rows_avx2_for<const SYM: bool>(panel: &Panel<8>, pass: &Pass<MR_AVX2>, out: &
     }
 }
 
-/// [`panel_avx2`]'s pass over `R` activation rows: `y = unit · Σ_s scale_g(s) (dx_s Σ code · xq - zp
-/// zsub_s) - min_unit · Σ_g offset_g sums_g` per column. `SYM`: the codes have a zero point
+/// [`panel_avx2`]'s pass over `R` activation rows: `y = Σ_s step_g(s) (dx_s Σ code · xq - zp
+/// zsub_s) - Σ_g offset_g sums_g` per column. `SYM`: the codes have a zero point
 /// (else the activation scale folds into the group scale).
 #[inline]
 #[target_feature(enable = "avx2,fma")]
@@ -323,7 +347,7 @@ fn rows_avx2<const R: usize, const SYM: bool>(panel: &Panel<8>, pass: &Pass<MR_A
     let nibble = _mm256_set1_epi8(0x0f);
     let ones = _mm256_set1_epi16(1);
     let zero = _mm256_setzero_ps();
-    let (mut acc, mut off) = ([zero; R], [zero; R]);
+    let mut acc = [zero; R];
     for (g, (group, scale)) in blocks.chunks(pass.spg).zip(&panel.scales).enumerate() {
         // SAFETY: 8 readable f32; unaligned load.
         let scale = unsafe { _mm256_loadu_ps(scale.as_ptr()) };
@@ -359,33 +383,25 @@ fn rows_avx2<const R: usize, const SYM: bool>(panel: &Panel<8>, pass: &Pass<MR_A
             // SAFETY: 8 readable f32; unaligned load.
             let o = unsafe { _mm256_loadu_ps(o.as_ptr()) };
             for i in 0..R {
-                off[i] = _mm256_fmadd_ps(o, _mm256_set1_ps(su[i]), off[i]);
+                acc[i] = _mm256_fmadd_ps(o, _mm256_set1_ps(su[i]), acc[i]);
             }
         }
     }
-    // SAFETY: 8 readable f32 each; unaligned loads.
-    let (units, mins) = unsafe {
-        (
-            _mm256_loadu_ps(panel.units.as_ptr()),
-            _mm256_loadu_ps(panel.min_units.as_ptr()),
-        )
-    };
     for i in 0..R {
-        let y = _mm256_fnmadd_ps(off[i], mins, _mm256_mul_ps(acc[i], units));
         // SAFETY: 8 writable f32 behind a unique reference; unaligned store.
-        unsafe { _mm256_storeu_ps(out[i].as_mut_ptr(), y) };
+        unsafe { _mm256_storeu_ps(out[i].as_mut_ptr(), acc[i]) };
     }
 }
 
-/// The AVX-512 VNNI [`PanelFn`] (panels of 16 rows).
-fn panel_vnni(panel: &Panel<16>, pass: &Pass<MR_VNNI>, out: &mut [[f32; 16]; MR_VNNI]) {
+/// The AVX-512 VNNI [`PanelFn`] (panels of 32 rows).
+fn panel_vnni(panel: &Panel<NC_VNNI>, pass: &Pass<MR_VNNI>, out: &mut [[f32; NC_VNNI]; MR_VNNI]) {
     // SAFETY: the caller checked AVX-512 VNNI before choosing this kernel.
     unsafe { passes_vnni(panel, pass, out) }
 }
 
 /// [`panel_vnni`] with the features enabled, so the passes inline.
 #[target_feature(enable = "avx2,fma,avx512f,avx512bw,avx512vnni")]
-fn passes_vnni(panel: &Panel<16>, pass: &Pass<MR_VNNI>, out: &mut [[f32; 16]; MR_VNNI]) {
+fn passes_vnni(panel: &Panel<NC_VNNI>, pass: &Pass<MR_VNNI>, out: &mut [[f32; NC_VNNI]; MR_VNNI]) {
     if pass.zp != 0.0 {
         rows_vnni_for::<true>(panel, pass, out)
     } else {
@@ -396,10 +412,8 @@ fn passes_vnni(panel: &Panel<16>, pass: &Pass<MR_VNNI>, out: &mut [[f32; 16]; MR
 /// [`rows_vnni`] for the block's number of rows.
 #[inline]
 #[target_feature(enable = "avx2,fma,avx512f,avx512bw,avx512vnni")]
-fn rows_vnni_for<const SYM: bool>(panel: &Panel<16>, pass: &Pass<MR_VNNI>, out: &mut [[f32; 16]; MR_VNNI]) {
+fn rows_vnni_for<const SYM: bool>(panel: &Panel<NC_VNNI>, pass: &Pass<MR_VNNI>, out: &mut [[f32; NC_VNNI]; MR_VNNI]) {
     match pass.block.rows {
-        8 => rows_vnni::<8, SYM>(panel, pass, out),
-        7 => rows_vnni::<7, SYM>(panel, pass, out),
         6 => rows_vnni::<6, SYM>(panel, pass, out),
         5 => rows_vnni::<5, SYM>(panel, pass, out),
         4 => rows_vnni::<4, SYM>(panel, pass, out),
@@ -409,75 +423,72 @@ fn rows_vnni_for<const SYM: bool>(panel: &Panel<16>, pass: &Pass<MR_VNNI>, out: 
     }
 }
 
-/// [`panel_vnni`]'s pass over `R` activation rows, as [`rows_avx2`] computes; per row one
-/// chain of 8 `vpdpbusd` a sub-block (low and high nibbles alike): the `R` rows' chains hide
-/// the instruction's latency, and one chain a row spares an add and a zeroing that ports 0
-/// and 5 would otherwise spend beside the `vpdpbusd`s (BENCHMARKS.md). `SYM`: the codes have
-/// a zero point, whose share each sub-block subtracts (else the per-sub-block activation scale
-/// folds into the group scale).
+/// [`panel_vnni`]'s pass over `R` activation rows, as [`rows_avx2`] computes, for the panel's
+/// two halves of 16 columns at once: each broadcast activation word feeds both halves, and
+/// the `2 R` chains of 8 `vpdpbusd` a sub-block (low and high nibbles alike) hide the
+/// instruction's latency (BENCHMARKS.md). `SYM`: the codes have a zero point, whose share
+/// each sub-block subtracts (else the per-sub-block activation scale folds into the group
+/// scale).
 #[inline]
 #[target_feature(enable = "avx2,fma,avx512f,avx512bw,avx512vnni")]
-fn rows_vnni<const R: usize, const SYM: bool>(panel: &Panel<16>, pass: &Pass<MR_VNNI>, out: &mut [[f32; 16]; MR_VNNI]) {
-    let (blocks, _) = panel.codes.as_chunks::<64>();
+fn rows_vnni<const R: usize, const SYM: bool>(panel: &Panel<NC_VNNI>, pass: &Pass<MR_VNNI>, out: &mut [[f32; NC_VNNI]; MR_VNNI]) {
+    let (blocks, _) = panel.codes.as_chunks::<{ 4 * NC_VNNI }>();
     let b = pass.block;
     let nibble = _mm512_set1_epi8(0x0f);
     let zero = _mm512_setzero_ps();
-    let (mut acc, mut off) = ([zero; R], [zero; R]);
+    let mut acc = [[zero; 2]; R];
+    // SAFETY (all loads and stores below): unaligned, inside the arrays they name (16 words,
+    // or 16 f32, from an offset that leaves them); AVX-512F is enabled on this function.
+    let halves = |v: &[f32; NC_VNNI]| unsafe { [_mm512_loadu_ps(v.as_ptr()), _mm512_loadu_ps(v[16..].as_ptr())] };
     for (g, (group, scale)) in blocks.chunks(pass.spg).zip(&panel.scales).enumerate() {
-        // SAFETY: 16 readable f32; unaligned load; AVX-512F is enabled on this function.
-        let scale = unsafe { _mm512_loadu_ps(scale.as_ptr()) };
+        let scale = halves(scale);
         for (j, block) in group.iter().enumerate() {
             let s = g * pass.spg + j;
             let (Some(xs), Some(ds), Some(zs)) = (b.xq.get(s), b.dx.get(s), b.zsub.get(s)) else {
                 break;
             };
-            let mut lo = [_mm512_setzero_si512(); 4];
-            let mut hi = [_mm512_setzero_si512(); 4];
-            for d in 0..4 {
-                // SAFETY: 16 words = 64 readable bytes; unaligned load; AVX-512F is enabled here.
-                let v = unsafe { _mm512_loadu_si512(block[16 * d..].as_ptr().cast()) };
-                lo[d] = _mm512_and_si512(v, nibble);
-                hi[d] = _mm512_and_si512(_mm512_srli_epi16::<4>(v), nibble);
+            let mut p = [[_mm512_setzero_si512(); 2]; R];
+            for t in 0..4 {
+                let v = unsafe { [0, 16].map(|h| _mm512_loadu_si512(block[NC_VNNI * t + h..].as_ptr().cast())) };
+                let lo = v.map(|v| _mm512_and_si512(v, nibble));
+                let hi = v.map(|v| _mm512_and_si512(_mm512_srli_epi16::<4>(v), nibble));
+                for (p, xs) in p.iter_mut().zip(xs) {
+                    let (x4, _) = xs.as_chunks::<4>();
+                    let (xl, xh) = (_mm512_set1_epi32(word(&x4[t])), _mm512_set1_epi32(word(&x4[4 + t])));
+                    for h in 0..2 {
+                        p[h] = _mm512_dpbusd_epi32(p[h], lo[h], xl);
+                        p[h] = _mm512_dpbusd_epi32(p[h], hi[h], xh);
+                    }
+                }
             }
             for i in 0..R {
-                let (x4, _) = xs[i].as_chunks::<4>();
-                let mut p = _mm512_setzero_si512();
-                for t in 0..4 {
-                    p = _mm512_dpbusd_epi32(p, lo[t], _mm512_set1_epi32(word(&x4[t])));
-                    p = _mm512_dpbusd_epi32(p, hi[t], _mm512_set1_epi32(word(&x4[4 + t])));
-                }
-                let p = _mm512_cvtepi32_ps(p);
                 let d = _mm512_set1_ps(ds[i]);
-                acc[i] = if SYM {
-                    let f = _mm512_fmadd_ps(p, d, _mm512_set1_ps(-pass.zp * zs[i]));
-                    _mm512_fmadd_ps(f, scale, acc[i])
-                } else {
-                    _mm512_fmadd_ps(p, _mm512_mul_ps(d, scale), acc[i])
-                };
+                for h in 0..2 {
+                    let p = _mm512_cvtepi32_ps(p[i][h]);
+                    acc[i][h] = if SYM {
+                        let f = _mm512_fmadd_ps(p, d, _mm512_set1_ps(-pass.zp * zs[i]));
+                        _mm512_fmadd_ps(f, scale[h], acc[i][h])
+                    } else {
+                        _mm512_fmadd_ps(p, _mm512_mul_ps(d, scale[h]), acc[i][h])
+                    };
+                }
             }
         }
         if let (Some(o), Some(su)) = (panel.offsets.get(g), b.sums.get(g)) {
-            // SAFETY: 16 readable f32; unaligned load.
-            let o = unsafe { _mm512_loadu_ps(o.as_ptr()) };
+            let o = halves(o);
             for i in 0..R {
-                off[i] = _mm512_fmadd_ps(o, _mm512_set1_ps(su[i]), off[i]);
+                for h in 0..2 {
+                    acc[i][h] = _mm512_fmadd_ps(o[h], _mm512_set1_ps(su[i]), acc[i][h]);
+                }
             }
         }
     }
-    // SAFETY: 16 readable f32 each; unaligned loads.
-    let (units, mins) = unsafe {
-        (
-            _mm512_loadu_ps(panel.units.as_ptr()),
-            _mm512_loadu_ps(panel.min_units.as_ptr()),
-        )
-    };
     for i in 0..R {
-        let y = _mm512_fnmadd_ps(off[i], mins, _mm512_mul_ps(acc[i], units));
-        // SAFETY: 16 writable f32 behind a unique reference; unaligned store.
-        unsafe { _mm512_storeu_ps(out[i].as_mut_ptr(), y) };
+        for h in 0..2 {
+            unsafe { _mm512_storeu_ps(out[i][16 * h..].as_mut_ptr(), acc[i][h]) };
+        }
     }
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -499,5 +510,6 @@ mod tests {
     fn interleaves_match_the_scalar_layout() {
         interleave_matches_scalar::<8>();
         interleave_matches_scalar::<16>();
+        interleave_matches_scalar::<32>();
     }
 }

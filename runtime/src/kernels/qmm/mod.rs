@@ -106,12 +106,27 @@ fn row_kernel(q: &QuantMatrix, mode: Activations) -> (RowsFn, Order) {
 /// where `q` has 4-bit codes in groups of whole sub-blocks and no short last group (see the
 /// module doc); other layouts multiply exactly in either mode.
 pub fn gemm(q: &QuantMatrix, x: &[f32], m: usize, out: &mut [f32], mode: Activations) -> Result<()> {
+    gemm_cached(q, &PanelCache::default(), x, m, out, mode)
+}
+
+/// [`gemm`] that keeps the int8 kernel's layout of `q` in `cache` (built at the first int8
+/// call): `cache` must only ever be used with this `q`.
+pub fn gemm_cached(
+    q: &QuantMatrix,
+    cache: &PanelCache,
+    x: &[f32],
+    m: usize,
+    out: &mut [f32],
+    mode: Activations,
+) -> Result<()> {
     if mode == Activations::Int8 && int8_gemm_layout(q) {
         par::check(q.rows(), q.cols(), x, m, out)?;
         #[cfg(target_arch = "x86_64")]
         if rows_x86::available() {
-            return gemm_i8::gemm(q, x, m, out);
+            let panels = cache.panels.get_or_init(|| gemm_i8::Panels::new(q));
+            return gemm_i8::gemm(q, panels, x, m, out);
         }
+        let _ = cache;
         for (xi, oi) in x.chunks_exact(q.cols()).zip(out.chunks_exact_mut(q.rows())) {
             gemv(q, xi, oi, mode)?;
         }
@@ -126,6 +141,25 @@ pub fn gemm(q: &QuantMatrix, x: &[f32], m: usize, out: &mut [f32], mode: Activat
         || Scratch::new(q),
         |s, first, w| decode::decode_rows(q, s, first, w),
     )
+}
+
+/// One matrix's codes and scales as the int8 prompt GEMM reads them (panels of 16 or 8 rows,
+/// interleaved; see `gemm_i8`), laid out at the matrix's first int8 GEMM and kept: the codes
+/// take as many bytes again as the matrix's own.
+#[derive(Clone, Default)]
+pub struct PanelCache {
+    #[cfg(target_arch = "x86_64")]
+    panels: std::sync::OnceLock<gemm_i8::Panels>,
+}
+
+impl std::fmt::Debug for PanelCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        #[cfg(target_arch = "x86_64")]
+        let built = self.panels.get().is_some();
+        #[cfg(not(target_arch = "x86_64"))]
+        let built = false;
+        f.debug_struct("PanelCache").field("built", &built).finish()
+    }
 }
 
 /// Whether [`gemm`] multiplies `q` with int8 activations in [`Activations::Int8`] mode.

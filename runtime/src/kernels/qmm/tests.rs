@@ -269,8 +269,8 @@ fn int8_gemv_stays_within_its_quantization_bound() {
 
 /// The int8 GEMM (m > 1) against the int8 GEMV row by row: the same quantized activations
 /// and integer sums, so they differ only by the order of the float operations; m covers the
-/// kernels' blocks of 4 (AVX2) and 8 (VNNI) rows and their tails, the shapes a last panel of
-/// fewer than 8 rows and groups of 1 and 2 sub-blocks.
+/// kernels' blocks of 4 (AVX2) and 6 (VNNI) rows and their tails, the shapes a last panel
+/// short of its 8 (AVX2) or 32 (VNNI) rows and groups of 1 and 2 sub-blocks.
 #[test]
 fn int8_gemm_matches_the_int8_gemv_row_by_row() {
     for asym in [false, true] {
