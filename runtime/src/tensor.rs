@@ -4,7 +4,7 @@
 //! `Identity`) shares the buffer instead of copying it.
 
 use half::{bf16, f16};
-use ndarray::{ArcArray, IxDyn};
+use ndarray::{ArcArray, Axis, IxDyn};
 
 use crate::error::{op_err, Error, Result};
 
@@ -442,8 +442,7 @@ impl Tensor {
         if with_array!(&self, a => a.is_standard_layout()) {
             return Ok(self);
         }
-        let shape = self.shape().to_vec();
-        self.reshape(&shape)
+        with_array!(&self, a => Ok(Tensor::from(row_major(a))))
     }
 
     /// A 0-d tensor holding one value.
@@ -453,22 +452,55 @@ impl Tensor {
 }
 
 fn reshape_array<T: Copy>(a: &Array<T>, shape: &[usize]) -> Result<Array<T>> {
-    let standard = if a.is_standard_layout() {
-        a.clone()
-    } else {
-        let data = crate::kernels::layout::to_row_major(a.view());
-        ndarray::ArrayD::from_shape_vec(a.raw_dim(), data)
-            .map_err(|e| op_err(format!("cannot reshape to {shape:?}: {e}")))?
-            .into_shared()
-    };
+    if let Some(same) = reshape_unit_axes(a, shape) {
+        return Ok(same);
+    }
+    let standard = if a.is_standard_layout() { a.clone() } else { row_major(a) };
     standard
         .into_shape_with_order(IxDyn(shape))
         .map_err(|e| op_err(format!("cannot reshape to {shape:?}: {e}")))
 }
 
+/// A row-major copy of `a`.
+fn row_major<T: Copy>(a: &Array<T>) -> Array<T> {
+    let data = crate::kernels::layout::to_row_major(a.view());
+    // `data` holds exactly `a`'s elements, so the shape always fits.
+    let copy = ndarray::ArrayD::from_shape_vec(a.raw_dim(), data);
+    copy.unwrap_or_else(|_| a.as_standard_layout().into_owned()).into_shared()
+}
+
+/// `a` under `shape` without a copy, whatever its strides, when the two shapes differ only by
+/// axes of length 1 (an identity Reshape, Squeeze, Unsqueeze): `None` otherwise.
+fn reshape_unit_axes<T>(a: &Array<T>, shape: &[usize]) -> Option<Array<T>> {
+    let kept = |dims: &[usize]| dims.iter().copied().filter(|&d| d != 1).collect::<Vec<_>>();
+    if kept(a.shape()) != kept(shape) {
+        return None;
+    }
+    let mut same = a.clone();
+    for axis in (0..a.ndim()).rev().filter(|&i| a.len_of(Axis(i)) == 1) {
+        same = same.remove_axis(Axis(axis));
+    }
+    for axis in (0..shape.len()).filter(|&i| shape[i] == 1) {
+        same = same.insert_axis(Axis(axis));
+    }
+    Some(same)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reshapes_that_add_or_drop_unit_axes_keep_the_strides() {
+        let t = Tensor::from_vec(&[2, 1, 3], (0..6).map(|v| v as f32).collect()).unwrap();
+        let transposed = Tensor::F32(t.as_f32().unwrap().clone().permuted_axes(IxDyn(&[2, 1, 0])));
+        let y = transposed.reshape(&[1, 3, 2, 1]).unwrap();
+        let a = y.as_f32().unwrap();
+        assert_eq!(a.shape(), &[1, 3, 2, 1]);
+        assert!(!a.is_standard_layout(), "a view of the transposed buffer, not a copy");
+        assert_eq!(a.iter().copied().collect::<Vec<_>>(), vec![0.0, 3.0, 1.0, 4.0, 2.0, 5.0]);
+        assert_eq!(transposed.reshape(&[3, 2]).unwrap().as_f32().unwrap().as_ptr(), a.as_ptr());
+    }
 
     #[test]
     fn a_strided_view_is_copied_to_row_major() {
