@@ -49,8 +49,8 @@ struct Pass<'a, const MR: usize> {
     block: &'a RowBlock<MR>,
 }
 
-/// A matrix's weights laid out for the kernels, panel after panel: built once per matrix (see
-/// [`super::PanelCache`]) for the kernels this CPU runs.
+/// A matrix's weights laid out for the kernels, panel after panel, for the kernels this CPU
+/// runs: built once for a matrix that is multiplied again (see [`super::PanelCache`]).
 #[derive(Clone)]
 pub(super) enum Panels {
     /// Panels of 32 rows for the AVX-512 VNNI kernel.
@@ -78,13 +78,15 @@ fn panels<const NC: usize>(q: &QuantMatrix) -> Vec<Panel<NC>> {
         .collect()
 }
 
-/// `out = x · Wᵀ` with int8 activations, `W` being `q` laid out as `panels`; the caller checked
-/// the layout (4-bit codes, groups of whole sub-blocks, no short last group) and that the CPU
-/// has AVX2.
-pub(super) fn gemm(q: &QuantMatrix, panels: &Panels, x: &[f32], m: usize, out: &mut [f32]) -> Result<()> {
+/// `out = x · Wᵀ` with int8 activations, `W` being `q`: laid out as `panels` when given, else
+/// one panel at a time by each task, just before its passes; the caller checked the layout
+/// (4-bit codes, groups of whole sub-blocks, no short last group) and that the CPU has AVX2.
+pub(super) fn gemm(q: &QuantMatrix, panels: Option<&Panels>, x: &[f32], m: usize, out: &mut [f32]) -> Result<()> {
     match panels {
-        Panels::Vnni(p) => gemm_with::<NC_VNNI, MR_VNNI>(q, p, x, m, out, panel_vnni),
-        Panels::Avx2(p) => gemm_with::<8, MR_AVX2>(q, p, x, m, out, panel_avx2),
+        Some(Panels::Vnni(p)) => gemm_with::<NC_VNNI, MR_VNNI>(q, Some(p), x, m, out, panel_vnni),
+        Some(Panels::Avx2(p)) => gemm_with::<8, MR_AVX2>(q, Some(p), x, m, out, panel_avx2),
+        None if super::vnni::available() => gemm_with::<NC_VNNI, MR_VNNI>(q, None, x, m, out, panel_vnni),
+        None => gemm_with::<8, MR_AVX2>(q, None, x, m, out, panel_avx2),
     }
 }
 
@@ -92,15 +94,15 @@ pub(super) fn gemm(q: &QuantMatrix, panels: &Panels, x: &[f32], m: usize, out: &
 /// time.
 fn gemm_with<const NC: usize, const MR: usize>(
     q: &QuantMatrix,
-    panels: &[Panel<NC>],
+    panels: Option<&[Panel<NC>]>,
     x: &[f32],
     m: usize,
     out: &mut [f32],
     kernel: PanelFn<NC, MR>,
 ) -> Result<()> {
     let (n, k) = (q.rows(), q.cols());
-    if panels.len() != n.div_ceil(NC) {
-        return Err(Error::Input(format!("int8 GEMM: {} panels for {n} rows", panels.len())));
+    if let Some(p) = panels.filter(|p| p.len() != n.div_ceil(NC)) {
+        return Err(Error::Input(format!("int8 GEMM: {} panels for {n} rows", p.len())));
     }
     let mut out =
         ArrayViewMut2::from_shape((m, n), out).map_err(|e| Error::Input(e.to_string()))?;
@@ -109,8 +111,16 @@ fn gemm_with<const NC: usize, const MR: usize>(
         .map(|rows| RowBlock::new(q, rows))
         .collect();
     let (spg, zp) = (q.group() / SUB, q.zero_point() as f32);
-    let columns: Vec<_> = out.axis_chunks_iter_mut(Axis(1), NC).collect();
-    columns.into_par_iter().zip(panels).for_each(|(mut cols, panel)| {
+    let columns: Vec<_> = out.axis_chunks_iter_mut(Axis(1), NC).enumerate().collect();
+    columns.into_par_iter().for_each_init(|| None, |scratch, (p, mut cols)| {
+        let panel = match panels.and_then(|all| all.get(p)) {
+            Some(kept) => kept,
+            None => {
+                let panel = scratch.get_or_insert_with(|| Panel::empty(q));
+                panel.fill(q, p * NC);
+                panel
+            }
+        };
         // Zeroed once a panel (a call to memset): each pass writes the rows it copies out.
         let mut y = [[0f32; NC]; MR];
         for (block, mut dst) in blocks.iter().zip(cols.axis_chunks_iter_mut(Axis(0), MR)) {
@@ -184,35 +194,46 @@ pub(super) struct Panel<const NC: usize> {
 }
 
 impl<const NC: usize> Panel<NC> {
-    /// Lays out weight rows `first..first + NC`.
+    /// Weight rows `first..first + NC` laid out.
     fn new(q: &QuantMatrix, first: usize) -> Self {
+        let mut panel = Panel::empty(q);
+        panel.fill(q, first);
+        panel
+    }
+
+    /// A panel of `q`'s size, to [`fill`](Self::fill).
+    fn empty(q: &QuantMatrix) -> Self {
         let groups = q.groups_per_row();
-        let mut panel = Panel {
+        Panel {
             codes: vec![[0; 4]; q.full_blocks() * 4 * NC],
             scales: vec![[0.0; NC]; groups],
             offsets: vec![[0.0; NC]; if q.asymmetric() { groups } else { 0 }],
-        };
+        }
+    }
+
+    /// Lays out weight rows `first..first + NC` (a panel from [`empty`](Self::empty) for `q`).
+    fn fill(&mut self, q: &QuantMatrix, first: usize) {
+        let groups = q.groups_per_row();
         let row_codes: [&[u8]; NC] = std::array::from_fn(|c| {
             let codes = q.codes_from((first + c).min(q.rows() - 1));
             &codes[..(SUB / 2 * q.full_blocks()).min(codes.len())]
         });
-        interleave(&row_codes, &mut panel.codes);
+        interleave(&row_codes, &mut self.codes);
         let mut row = vec![0.0; groups];
         for c in 0..NC {
             let r = (first + c).min(q.rows() - 1);
             let (unit, min_unit) = q.units(r);
             unpack_f32(q.scales_from(r), q.scale_bits(), q.scale_bias(), &mut row);
-            for (s, &v) in panel.scales.iter_mut().zip(&row) {
+            for (s, &v) in self.scales.iter_mut().zip(&row) {
                 s[c] = v * unit;
             }
             if q.asymmetric() {
                 unpack_f32(q.mins_from(r), q.scale_bits(), 0, &mut row);
-                for (o, &v) in panel.offsets.iter_mut().zip(&row) {
+                for (o, &v) in self.offsets.iter_mut().zip(&row) {
                     o[c] = -v * min_unit;
                 }
             }
         }
-        panel
     }
 }
 

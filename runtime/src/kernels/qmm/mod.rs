@@ -40,6 +40,9 @@ pub use matrix::{QuantMatrix, QuantParts, SUB};
 pub use par::{gemm_by, gemv_by, PANEL_BYTES};
 pub use unpack::{unpack_codes, unpack_f32};
 
+#[cfg(target_arch = "x86_64")]
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use crate::error::Result;
 use act::{Order, Prepared};
 use rows::{Ctx, RowsFn, Scratch};
@@ -109,8 +112,8 @@ pub fn gemm(q: &QuantMatrix, x: &[f32], m: usize, out: &mut [f32], mode: Activat
     gemm_cached(q, &PanelCache::default(), x, m, out, mode)
 }
 
-/// [`gemm`] that keeps the int8 kernel's layout of `q` in `cache` (built at the first int8
-/// call): `cache` must only ever be used with this `q`.
+/// [`gemm`] that keeps the int8 kernel's layout of `q` in `cache` once `q` is multiplied a
+/// second time: `cache` must only ever be used with this `q`.
 pub fn gemm_cached(
     q: &QuantMatrix,
     cache: &PanelCache,
@@ -123,7 +126,8 @@ pub fn gemm_cached(
         par::check(q.rows(), q.cols(), x, m, out)?;
         #[cfg(target_arch = "x86_64")]
         if rows_x86::available() {
-            let panels = cache.panels.get_or_init(|| gemm_i8::Panels::new(q));
+            let again = cache.panels.get().is_some() || cache.used.swap(true, Ordering::Relaxed);
+            let panels = again.then(|| cache.panels.get_or_init(|| gemm_i8::Panels::new(q)));
             return gemm_i8::gemm(q, panels, x, m, out);
         }
         let _ = cache;
@@ -143,13 +147,28 @@ pub fn gemm_cached(
     )
 }
 
-/// One matrix's codes and scales as the int8 prompt GEMM reads them (panels of 16 or 8 rows,
-/// interleaved; see `gemm_i8`), laid out at the matrix's first int8 GEMM and kept: the codes
-/// take as many bytes again as the matrix's own.
-#[derive(Clone, Default)]
+/// One matrix's codes and scales as the int8 prompt GEMM reads them (panels of 32 or 8 rows,
+/// interleaved; see `gemm_i8`). A one-off product lays each panel out as it goes; from the
+/// matrix's second int8 GEMM on the panels are laid out once and kept, as many bytes again as
+/// the matrix's codes (and 4 per group and row for the scales).
+#[derive(Default)]
 pub struct PanelCache {
     #[cfg(target_arch = "x86_64")]
     panels: std::sync::OnceLock<gemm_i8::Panels>,
+    /// Whether the matrix has had an int8 GEMM.
+    #[cfg(target_arch = "x86_64")]
+    used: AtomicBool,
+}
+
+impl Clone for PanelCache {
+    fn clone(&self) -> Self {
+        PanelCache {
+            #[cfg(target_arch = "x86_64")]
+            panels: self.panels.clone(),
+            #[cfg(target_arch = "x86_64")]
+            used: AtomicBool::new(self.used.load(Ordering::Relaxed)),
+        }
+    }
 }
 
 impl std::fmt::Debug for PanelCache {

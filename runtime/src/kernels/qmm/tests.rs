@@ -299,6 +299,33 @@ fn int8_gemm_matches_the_int8_gemv_row_by_row() {
     }
 }
 
+/// The int8 GEMM with its panels laid out once and kept (from a matrix's second call on)
+/// gives, bit for bit, what it gives laying each panel out as it goes.
+#[test]
+fn kept_int8_panels_give_the_same_products() {
+    for asym in [false, true] {
+        let o = random(70, 96, 32, 4, 6, asym, 3);
+        let (q, cache) = (o.view(), PanelCache::default());
+        let x = activations(13 * 96, 5);
+        let mut fresh = vec![f32::NAN; 13 * 70];
+        gemm(&q, &x, 13, &mut fresh, Activations::Int8).unwrap();
+        for call in 0..3 {
+            let mut got = vec![f32::NAN; 13 * 70];
+            gemm_cached(&q, &cache, &x, 13, &mut got, Activations::Int8).unwrap();
+            assert_eq!(got, fresh, "asym {asym}, call {call}");
+        }
+        assert!(format!("{cache:?}").contains("built: true") || !rows_x86_available());
+    }
+}
+
+/// Whether the int8 GEMM's SIMD kernels run here (else no panels are ever kept).
+fn rows_x86_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return super::rows_x86::available();
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
 /// Layouts the int8 GEMM does not take (other widths, a short last group) stay exact.
 #[test]
 fn int8_gemm_keeps_other_layouts_exact() {
