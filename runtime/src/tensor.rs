@@ -423,7 +423,8 @@ impl Tensor {
     }
 
     /// The same elements under another shape with the same element count. Shares the buffer
-    /// when the tensor is in standard (row-major, contiguous) layout; copies otherwise.
+    /// when the tensor is in standard (row-major, contiguous) layout or the shapes differ only
+    /// by axes of length 1; copies otherwise.
     pub fn reshape(&self, shape: &[usize]) -> Result<Tensor> {
         let len = shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
         if len != Some(self.len()) {

@@ -50,7 +50,7 @@ pub(crate) struct Dense {
     pub(crate) parts: DenseParts,
     /// Tile shapes that carry a basis, with their tables.
     axes: Vec<BasisAxes>,
-    /// The int8 prompt GEMM's layout of the codes, built at its first use.
+    /// The int8 prompt GEMM's layout of the codes, kept from their second such GEMM on.
     pub(crate) panels: PanelCache,
 }
 
