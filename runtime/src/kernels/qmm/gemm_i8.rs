@@ -4,15 +4,16 @@
 //! each weight unpacked once for 4 (AVX2) or 6 (VNNI) activation rows instead of once per row.
 //!
 //! Per panel of `NC` weight rows (8 for AVX2, 32 for AVX-512) the codes are interleaved, and
-//! the scales unpacked, once per matrix ([`Panels`], kept by the caller) so that one load
-//! holds, for each of 8 or 16 of the panel's rows, 4 codes in its low nibbles and 4 more in
-//! its high nibbles: after a mask (and a shift) each 32-bit lane belongs to one output column. AVX2: `vpmaddubsw` against 4 broadcast activation bytes adds 4 products into
-//! each lane; a sub-block's 8 such steps add up in i16 without overflow (`8 · 2 · 15 · 127 <
-//! 2^15`), then one `vpmaddwd` widens them. VNNI: `vpdpbusd` adds the 4 products straight into
-//! i32 lanes. Either way the integer sums are exact, and only one conversion and two float ops
-//! are spent per lane and 32 depth steps, the zero point's share of the sub-block (`zp · dx ·
-//! Σ xq`) included; group offsets (asymmetric codes) add one multiply-add per group. Each
-//! panel writes its columns of the output in place.
+//! the scales unpacked, once per panel ([`Panel`]; kept for a matrix multiplied again, see
+//! [`Panels`]) so that one load holds, for each of 8 or 16 of the panel's rows, 4 codes in its
+//! low nibbles and 4 more in its high nibbles: after a mask (and a shift) each 32-bit lane
+//! belongs to one output column. AVX2: `vpmaddubsw` against 4 broadcast activation bytes adds
+//! 4 products into each lane; a sub-block's 8 such steps add up in i16 without overflow (`8 ·
+//! 2 · 15 · 127 < 2^15`), then one `vpmaddwd` widens them. VNNI: `vpdpbusd` adds the 4
+//! products straight into i32 lanes. Either way the integer sums are exact, and only one
+//! conversion and two float ops are spent per lane and 32 depth steps, the zero point's share
+//! of the sub-block (`zp · dx · Σ xq`) included; group offsets (asymmetric codes) add one
+//! multiply-add per group. Each panel writes its columns of the output in place.
 //!
 //! The activation rows are quantized once per call and interleaved by blocks of [`MR_VNNI`]
 //! (or [`MR_AVX2`]) rows ([`RowBlock`]), so that a pass reads one sequential stream rather than
