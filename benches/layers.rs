@@ -191,8 +191,8 @@ fn gemv(c: &mut Criterion, cold: bool) {
                 };
                 case(&mut g, id, lazy_bytes(rows, cols, preset), setup, |t, i| {
                     t[i % t.len()]
-                        .matmul_with(black_box(&x), 1, &mut out, mode)
-                        .expect("shapes match")
+                        .matmul_with(black_box(&x), 1, (&mut out[..]).into(), mode)
+                        .expect("shapes match");
                 });
             }
         }
@@ -287,7 +287,9 @@ fn gemm_m128(c: &mut Criterion) {
             BenchmarkId::new(name, "f32 packed"),
             rows * cols * 4,
             || (),
-            |_, _| packed.matmul(black_box(&x), m, &mut out, None, Activation::None).expect("shapes match"),
+            |_, _| {
+                packed.matmul(black_box(&x), m, (&mut out[..]).into(), None, Activation::None).expect("shapes match");
+            },
         );
         for (mode, label) in [(Activations::Exact, "q4"), (Activations::Int8, "q4-int8")] {
             case(
@@ -295,7 +297,9 @@ fn gemm_m128(c: &mut Criterion) {
                 BenchmarkId::new(name, label),
                 lazy_bytes(rows, cols, "q4"),
                 || encoded(&w, rows, cols, "q4"),
-                |t, _| t.matmul_with(black_box(&x), m, &mut out, mode).expect("shapes match"),
+                |t, _| {
+                    t.matmul_with(black_box(&x), m, (&mut out[..]).into(), mode).expect("shapes match");
+                },
             );
         }
     }

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use rayon::prelude::*;
 
 use super::isa::{multiversion, Isa};
+use super::output::Output;
 use super::qmm::{gemm_by, gemv_by, unpack_f32};
 use crate::error::{Error, Result};
 
@@ -101,21 +102,25 @@ impl BlockRows {
     }
 
     /// `out[m x rows] = x[m x cols] · Wᵀ`, over rayon's threads by bands of rows of `W`.
-    pub fn matmul(&self, x: &[f32], m: usize, out: &mut [f32]) -> Result<()> {
+    /// Writes every slot of `out` and returns the values.
+    pub fn matmul<'o>(&self, x: &[f32], m: usize, out: Output<'o>) -> Result<&'o mut [f32]> {
         let (rows, cols) = (self.shape.rows, self.shape.cols);
         let decode = |_: &mut (), first: usize, w: &mut [f32]| self.decode_rows(first, w);
         let whole_blocks = self.shape.row_bytes >= self.shape.blocks_per_row() * self.shape.block_bytes();
-        if m <= GEMV_ROWS && matches!(self.shape.bits, 4 | 8) && whole_blocks {
-            if x.len() != m * cols || out.len() != m * rows {
-                return Err(Error::Input(format!("matmul: x has {} values and out {}, want {} and {}", x.len(), out.len(), m * cols, m * rows)));
-            }
-            // By output row, so that every row is written even when rows of `x` are empty.
-            out.chunks_exact_mut(rows.max(1)).enumerate().try_for_each(|(i, out)| self.gemv(&x[i * cols..(i + 1) * cols], out))
-        } else if m == 1 {
-            gemv_by(rows, cols, x, out, || (), decode)
-        } else {
-            gemm_by(rows, cols, x, m, out, || (), decode)
+        if m > 1 && !(m <= GEMV_ROWS && matches!(self.shape.bits, 4 | 8) && whole_blocks) {
+            return gemm_by(rows, cols, x, m, out, || (), decode);
         }
+        let out = out.filled(0.0);
+        if x.len() != m * cols || out.len() != m * rows {
+            return Err(Error::Input(format!("matmul: x has {} values and out {}, want {} and {}", x.len(), out.len(), m * cols, m * rows)));
+        }
+        if m == 1 && !(matches!(self.shape.bits, 4 | 8) && whole_blocks) {
+            gemv_by(rows, cols, x, out, || (), decode)?;
+        } else {
+            // By output row, so that every row is written even when rows of `x` are empty.
+            out.chunks_exact_mut(rows.max(1)).enumerate().try_for_each(|(i, out)| self.gemv(&x[i * cols..(i + 1) * cols], out))?;
+        }
+        Ok(out)
     }
 }
 
@@ -295,7 +300,7 @@ mod tests {
             let (w, dense) = sample(rows, cols, 32, bits);
             let x: Vec<f32> = (0..m * cols).map(|i| ((i * 7) % 13) as f32 / 6.0 - 1.0).collect();
             let mut got = vec![0f32; m * rows];
-            w.matmul(&x, m, &mut got).unwrap();
+            w.matmul(&x, m, (&mut got[..]).into()).unwrap();
             for i in 0..m {
                 for r in 0..rows {
                     let want: f32 = (0..cols).map(|c| x[i * cols + c] * dense[r * cols + c]).sum();

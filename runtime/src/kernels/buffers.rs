@@ -7,6 +7,7 @@
 //! request between half and all of its capacity.
 
 use std::cell::RefCell;
+use std::mem::{ManuallyDrop, MaybeUninit};
 
 /// At most this many buffers are kept per thread.
 const MAX_BUFFERS: usize = 64;
@@ -17,10 +18,9 @@ thread_local! {
     static FREE: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
 }
 
-/// A buffer of `len` values with unspecified contents (a recycled buffer keeps its old
-/// values), for outputs a kernel writes in full.
-pub fn take(len: usize) -> Vec<f32> {
-    let recycled = FREE.with(|free| {
+/// A recycled buffer of capacity between `len` and twice that, if the pool has one.
+fn recycled(len: usize) -> Option<Vec<f32>> {
+    FREE.with(|free| {
         let mut free = free.borrow_mut();
         let best = free
             .iter()
@@ -29,8 +29,13 @@ pub fn take(len: usize) -> Vec<f32> {
             .min_by_key(|(_, v)| v.capacity())
             .map(|(i, _)| i)?;
         Some(free.swap_remove(best))
-    });
-    match recycled {
+    })
+}
+
+/// A buffer of `len` values with unspecified contents (a recycled buffer keeps its old
+/// values), for outputs a kernel writes in full.
+pub fn take(len: usize) -> Vec<f32> {
+    match recycled(len) {
         Some(mut v) => {
             v.truncate(len);
             v.resize(len, 0.0);
@@ -38,6 +43,34 @@ pub fn take(len: usize) -> Vec<f32> {
         }
         None => vec![0.0; len],
     }
+}
+
+/// `len` unwritten slots (a recycled buffer, or fresh memory that is not zeroed first), for
+/// an output a kernel writes in full ([`super::output::Output`]); [`into_written`] then
+/// gives the values.
+pub fn take_unwritten(len: usize) -> Vec<MaybeUninit<f32>> {
+    let mut slots = match recycled(len) {
+        Some(v) => {
+            let mut v = ManuallyDrop::new(v);
+            // SAFETY: the allocation of a Vec<f32> as a Vec of the same-layout MaybeUninit<f32>,
+            // owned by the new Vec only.
+            unsafe { Vec::from_raw_parts(v.as_mut_ptr().cast::<MaybeUninit<f32>>(), v.len(), v.capacity()) }
+        }
+        None => Vec::with_capacity(len),
+    };
+    slots.truncate(len);
+    slots.resize(len, MaybeUninit::uninit());
+    slots
+}
+
+/// The values of `slots` once every one is written.
+///
+/// # Safety
+/// Every slot was written after [`take_unwritten`] handed it out.
+pub unsafe fn into_written(slots: Vec<MaybeUninit<f32>>) -> Vec<f32> {
+    let mut slots = ManuallyDrop::new(slots);
+    // SAFETY: same layout and allocation; every value initialized (the caller's promise).
+    unsafe { Vec::from_raw_parts(slots.as_mut_ptr().cast::<f32>(), slots.len(), slots.capacity()) }
 }
 
 /// Gives a buffer back for reuse (dropped when the pool is full or it is empty).
@@ -73,6 +106,24 @@ mod tests {
         assert_ne!(big.as_ptr(), ptr);
         let small = take(10);
         assert_ne!(small.as_ptr(), ptr);
+    }
+
+    #[test]
+    fn unwritten_slots_come_from_the_pool_and_give_their_values() {
+        let v = vec![3.0f32; 1000];
+        let ptr = v.as_ptr();
+        recycle(v);
+        let mut slots = take_unwritten(700);
+        assert_eq!(slots.as_ptr().cast::<f32>(), ptr, "the recycled buffer");
+        assert_eq!(slots.len(), 700);
+        slots.iter_mut().enumerate().for_each(|(i, s)| {
+            s.write(i as f32);
+        });
+        // SAFETY: every slot was just written.
+        let values = unsafe { into_written(slots) };
+        assert!(values.iter().enumerate().all(|(i, &x)| x == i as f32));
+        let fresh = take_unwritten(5000);
+        assert_eq!(fresh.len(), 5000);
     }
 
     #[test]

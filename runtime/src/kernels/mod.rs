@@ -10,6 +10,7 @@ pub mod gemm;
 pub mod isa;
 pub mod lanes;
 pub mod layout;
+pub mod output;
 pub mod packed;
 pub mod pool;
 pub mod qmm;

@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use crate::error::{op_err, Error, Result};
 use crate::kernels::activation::Activation;
+use crate::kernels::buffers;
 use crate::kernels::epilogue::bias_activation;
+use crate::kernels::output::Output;
 use crate::kernels::qmm::Activations;
 use crate::ops::{input, Kernel, OpContext, Registry};
 use crate::rbe::RbeTensor;
@@ -79,21 +81,29 @@ pub(super) fn contiguous(t: &Tensor) -> Result<(Vec<usize>, std::borrow::Cow<'_,
 }
 
 /// A linear layer's output: the rows of `x` (whose last axis must be `k`) through
-/// `product(rows, m, out)`, which writes all of `out` (m×n, from the buffer pool); shaped like
-/// `x` with the last axis `n`.
+/// `product(rows, m, out)`, which writes every slot of `out` (m×n unwritten slots from the
+/// buffer pool: a fresh buffer is not zeroed first) and returns the values; shaped like `x`
+/// with the last axis `n`.
 pub(super) fn linear_rows(
     x: &Tensor,
     k: usize,
     n: usize,
-    product: impl FnOnce(&[f32], usize, &mut [f32]) -> Result<()>,
+    product: impl for<'o> FnOnce(&[f32], usize, Output<'o>) -> Result<&'o mut [f32]>,
 ) -> Result<Vec<Tensor>> {
     let (shape, x) = contiguous(x)?;
     if shape.last() != Some(&k) {
         return Err(op_err(format!("input of shape {shape:?} must end in {k}")));
     }
     let m = x.len() / k.max(1);
-    let mut out = crate::kernels::buffers::take(m * n);
-    product(&x, m, &mut out)?;
+    let mut slots = buffers::take_unwritten(m * n);
+    let (start, len) = (slots.as_ptr().cast::<f32>(), slots.len());
+    let values = product(&x, m, Output::from(&mut slots[..]))?;
+    // Safe code gets the values of an `Output` only once all of them are written.
+    if values.as_ptr() != start || values.len() != len {
+        return Err(op_err("a linear product returned other values than its output".to_string()));
+    }
+    // SAFETY: `values` are the slots, all written (checked just above).
+    let out = unsafe { buffers::into_written(slots) };
     let mut out_shape = shape[..shape.len() - 1].to_vec();
     out_shape.push(n);
     Tensor::from_vec(&out_shape, out).map(|t| vec![t])
@@ -130,9 +140,9 @@ impl Kernel for RbeMatMul {
     fn run(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
         let (k, n) = (self.weight.cols(), self.weight.rows());
         linear_rows(input(inputs, 0)?, k, n, |x, m, out| {
-            self.weight.matmul_with(x, m, out, self.activations)?;
+            let out = self.weight.matmul_with(x, m, out, self.activations)?;
             bias_activation(out, n, self.bias.as_deref(), self.activation);
-            Ok(())
+            Ok(out)
         })
     }
 }

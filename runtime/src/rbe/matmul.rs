@@ -6,40 +6,49 @@
 
 use super::{Body, RbeTensor};
 use crate::error::Result;
+use crate::kernels::output::Output;
 use crate::kernels::qmm::{self, Activations, QuantMatrix, QuantParts};
 
 impl RbeTensor {
     /// `out[m x rows] = x[m x cols] · Wᵀ` (W is this `rows x cols` tensor), with f32
     /// activations ([`Activations::Exact`]). Errors if `x` or `out` have the wrong length.
     pub fn matmul(&self, x: &[f32], m: usize, out: &mut [f32]) -> Result<()> {
-        self.matmul_with(x, m, out, Activations::default())
+        self.matmul_with(x, m, out.into(), Activations::default()).map(drop)
     }
 
     /// [`matmul`](Self::matmul) with a choice of activation handling: int8 activations apply
     /// to the fused GEMV (`m == 1`) and, for 4-bit codes, to the GEMM (`m > 1`; see
-    /// [`qmm::gemm`]).
-    pub fn matmul_with(
+    /// [`qmm::gemm`]). Writes every slot of `out` and returns the values.
+    pub fn matmul_with<'o>(
         &self,
         x: &[f32],
         m: usize,
-        out: &mut [f32],
+        out: Output<'o>,
         act: Activations,
-    ) -> Result<()> {
+    ) -> Result<&'o mut [f32]> {
         let (rows, cols) = (self.rows(), self.cols());
         let decode = |_: &mut (), first: usize, w: &mut [f32]| self.decode_rows_into(first, w);
-        match (self.quant_view(), m) {
-            (Some((q, _)), 1) => qmm::gemv(&q, x, out, act)?,
+        let out = match (self.quant_view(), m) {
+            (Some((q, _)), 1) => {
+                let out = out.filled(0.0);
+                qmm::gemv(&q, x, out, act)?;
+                out
+            }
             (Some((q, panels)), _) => qmm::gemm_cached(&q, panels, x, m, out, act)?,
-            (None, 1) => return qmm::gemv_by(rows, cols, x, out, || (), decode),
+            (None, 1) => {
+                let out = out.filled(0.0);
+                qmm::gemv_by(rows, cols, x, out, || (), decode)?;
+                return Ok(out);
+            }
             (None, _) => return qmm::gemm_by(rows, cols, x, m, out, || (), decode),
-        }
+        };
         if let Body::Dense(d) = &self.body {
             // The kernels multiplied the residual codes; add what the basis contributes.
             for (xi, oi) in x.chunks_exact(cols).zip(out.chunks_exact_mut(rows)) {
                 d.add_basis_gemv(&self.geom, xi, oi);
             }
         }
-        Ok(())
+        Ok(out)
     }
 
     /// The kernels' view of the codes of a dense tensor (its residual, when tiles carry a
@@ -141,7 +150,7 @@ mod tests {
                     .collect();
                 for act in [Activations::Exact, Activations::Int8] {
                     let mut out = vec![f32::NAN; m * 70];
-                    t.matmul_with(&x, m, &mut out, act).unwrap();
+                    t.matmul_with(&x, m, (&mut out[..]).into(), act).unwrap();
                     for i in 0..m {
                         for r in 0..70 {
                             let (xi, wr) = (&x[i * 100..(i + 1) * 100], &w[r * 100..(r + 1) * 100]);

@@ -19,6 +19,7 @@ use super::activation::Activation;
 use super::epilogue::bias_activation;
 use super::gemm::gemm;
 use super::isa::Isa;
+use super::output::Output;
 use crate::error::{op_err, Result};
 
 /// Products with fewer multiply-adds than this run on the calling thread.
@@ -69,8 +70,8 @@ impl PackedMatrix {
     }
 
     /// `out = act(a·B + bias)` for `a` m×k and `out` m×n, both row-major; `bias` has one value
-    /// per column. `out` is only written.
-    pub fn matmul(&self, a: &[f32], m: usize, out: &mut [f32], bias: Option<&[f32]>, act: Activation) -> Result<()> {
+    /// per column. Writes every slot of `out` and returns the values.
+    pub fn matmul<'o>(&self, a: &[f32], m: usize, out: Output<'o>, bias: Option<&[f32]>, act: Activation) -> Result<&'o mut [f32]> {
         let (k, n) = (self.k, self.n);
         if a.len() != m * k || out.len() != m * n || bias.is_some_and(|b| b.len() != n) {
             return Err(op_err(format!(
@@ -80,57 +81,64 @@ impl PackedMatrix {
                 bias.map(<[f32]>::len)
             )));
         }
-        if k == 0 {
-            out.fill(0.0);
-            bias_activation(out, n, bias, act);
-            return Ok(());
-        }
         let parallel = m * k * n >= PARALLEL_MIN_WORK && rayon::current_num_threads() > 1;
         match &self.layout {
             #[cfg(target_arch = "x86_64")]
-            Layout::Panels(p) => p.matmul(a, m, out, bias, act, parallel),
-            Layout::Plain(b) => {
-                let av = ArrayView2::from_shape((m, k), a).map_err(|e| op_err(e.to_string()))?;
-                let ov = ArrayViewMut2::from_shape((m, n), &mut *out).map_err(|e| op_err(e.to_string()))?;
-                gemm(1.0, av, b.view(), 0.0, ov)?;
+            Layout::Panels(p) if k > 0 => Ok(p.matmul(a, m, out, bias, act, parallel)),
+            layout => {
+                let out = out.filled(0.0);
+                if let (Layout::Plain(b), true) = (layout, k > 0) {
+                    let av = ArrayView2::from_shape((m, k), a).map_err(|e| op_err(e.to_string()))?;
+                    let ov = ArrayViewMut2::from_shape((m, n), &mut *out).map_err(|e| op_err(e.to_string()))?;
+                    gemm(1.0, av, b.view(), 0.0, ov)?;
+                }
                 bias_activation(out, n, bias, act);
+                Ok(out)
             }
         }
-        Ok(())
     }
+}
+
+/// Whether [`matmul_decoded`] has a micro-kernel for `isa` on this CPU (not at the portable
+/// level).
+pub fn decodes_by_panels(isa: Isa) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if panels::Kernel::new(isa).is_some() {
+        return true;
+    }
+    let _ = isa;
+    false
 }
 
 /// `out = a·Wᵀ` for `a` m×k and a `W` of n rows of k that `decode(state, first, rows)` writes
 /// whole rows at a time (rows `first..`; `init` makes one state per task): each panel of 32
 /// rows is decoded and laid out for the micro-kernel of `isa` (callers pass [`Isa::current`];
-/// tests every level), lowered to what this CPU supports, in a per-thread scratch. Returns
-/// `false`, doing nothing, at the portable level; callers then multiply their own way.
+/// tests every level), lowered to what this CPU supports, in a per-thread scratch. Writes
+/// every slot of `out` and returns the values; an error where [`decodes_by_panels`] is false.
 #[allow(clippy::too_many_arguments)]
-pub fn matmul_decoded<S>(
+pub fn matmul_decoded<'o, S>(
     isa: Isa,
     a: &[f32],
     m: usize,
     k: usize,
     n: usize,
-    out: &mut [f32],
+    out: Output<'o>,
     init: impl Fn() -> S + Sync + Send,
     decode: impl Fn(&mut S, usize, &mut [f32]) + Sync + Send,
-) -> Result<bool> {
+) -> Result<&'o mut [f32]> {
+    if a.len() != m * k || out.len() != m * n {
+        return Err(op_err(format!("product of {m}x{k} by {n} rows of {k}: got {} and {} values", a.len(), out.len())));
+    }
     #[cfg(target_arch = "x86_64")]
     if let Some(kernel) = panels::Kernel::new(isa) {
-        if a.len() != m * k || out.len() != m * n {
-            return Err(op_err(format!("product of {m}x{k} by {n} rows of {k}: got {} and {} values", a.len(), out.len())));
+        if k == 0 || m == 0 {
+            return Ok(out.filled(0.0));
         }
-        if k == 0 {
-            out.fill(0.0);
-        } else {
-            let parallel = m * k * n >= PARALLEL_MIN_WORK && rayon::current_num_threads() > 1;
-            panels::matmul_decoded(kernel, a, m, k, n, out, parallel, init, decode);
-        }
-        return Ok(true);
+        let parallel = m * k * n >= PARALLEL_MIN_WORK && rayon::current_num_threads() > 1;
+        return Ok(panels::matmul_decoded(kernel, a, m, k, n, out, parallel, init, decode));
     }
-    let _ = (isa, a, m, k, n, out, init, decode);
-    Ok(false)
+    let _ = (init, decode);
+    Err(op_err(format!("no panel micro-kernel at level {isa}")))
 }
 
 #[cfg(test)]

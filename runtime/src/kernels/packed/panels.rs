@@ -23,6 +23,7 @@ use super::{avx2, avx512};
 use crate::kernels::activation::Activation;
 use crate::kernels::epilogue::bias_activation;
 use crate::kernels::isa::Isa;
+use crate::kernels::output::Output;
 
 /// Columns per panel: two AVX-512 vectors, four AVX2 vectors of f32.
 pub(super) const NR: usize = 32;
@@ -100,32 +101,35 @@ impl Panels {
         self.lines[p * self.k * NR / 16..].as_ptr().cast()
     }
 
-    /// `out = act(a·B + bias)`; the caller checked that `a` is m×k, `out` m×n, `bias` n long and
-    /// k > 0.
-    pub fn matmul(&self, a: &[f32], m: usize, out: &mut [f32], bias: Option<&[f32]>, act: Activation, parallel: bool) {
+    /// `out = act(a·B + bias)`, every slot of `out` written; the caller checked that `a` is
+    /// m×k, `out` m×n, `bias` n long and k > 0.
+    pub fn matmul<'o>(&self, a: &[f32], m: usize, mut out: Output<'o>, bias: Option<&[f32]>, act: Activation, parallel: bool) -> &'o mut [f32] {
         let (k, n, kernel) = (self.k, self.n, self.kernel);
         let packed_a = pack_left(a, m, k, kernel.mr(), parallel);
         let job = Job { kernel, k, n, a: &packed_a, m, out: Out(out.as_mut_ptr()), bias, act };
         for_panels(n.div_ceil(NR), parallel, || (), |_, p| job.panel(p, self.panel(p)));
+        // SAFETY: the panels cover all n columns and each writes every row of its columns.
+        unsafe { out.assume_written() }
     }
 }
 
 /// `out = a·Wᵀ` for `a` m×k and a `W` of n rows of k that `decode(state, first, rows)` writes
 /// whole rows at a time (rows `first..`): each task decodes the 32 rows of a panel into its
 /// own scratch, lays them out as a panel and runs `kernel` on it, so the weight is never
-/// expanded beyond one panel per thread. The caller checked the sizes and that k > 0.
+/// expanded beyond one panel per thread. Every slot of `out` is written. The caller checked
+/// the sizes and that k > 0.
 #[allow(clippy::too_many_arguments)]
-pub fn matmul_decoded<S>(
+pub fn matmul_decoded<'o, S>(
     kernel: Kernel,
     a: &[f32],
     m: usize,
     k: usize,
     n: usize,
-    out: &mut [f32],
+    mut out: Output<'o>,
     parallel: bool,
     init: impl Fn() -> S + Sync + Send,
     decode: impl Fn(&mut S, usize, &mut [f32]) + Sync + Send,
-) {
+) -> &'o mut [f32] {
     let packed_a = pack_left(a, m, k, kernel.mr(), parallel);
     let job = Job { kernel, k, n, a: &packed_a, m, out: Out(out.as_mut_ptr()), bias: None, act: Activation::None };
     let scratch = || (init(), vec![0f32; NR * k], vec![Line([0.0; 16]); k * NR / 16]);
@@ -135,6 +139,8 @@ pub fn matmul_decoded<S>(
         lay_out_panel(kernel, &rows[..cols * k], k, panel);
         job.panel(p, panel.as_ptr().cast());
     });
+    // SAFETY: the panels cover all n columns and each writes every row of its columns.
+    unsafe { out.assume_written() }
 }
 
 /// Lays `rows` (up to `NR` rows of `k` values) out as a panel: k rows of `NR` values, missing

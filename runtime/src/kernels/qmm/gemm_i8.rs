@@ -20,6 +20,7 @@
 //! one per row.
 
 use std::arch::x86_64::*;
+use std::mem::MaybeUninit;
 
 use ndarray::{ArrayViewMut2, Axis};
 use rayon::prelude::*;
@@ -28,6 +29,7 @@ use super::act::{place, quantize_fast, Order};
 use super::matrix::{QuantMatrix, SUB};
 use super::unpack::unpack_f32;
 use crate::error::{Error, Result};
+use crate::kernels::output::Output;
 
 /// Activation rows per pass over a panel: AVX2 (16 ymm registers).
 const MR_AVX2: usize = 4;
@@ -82,7 +84,7 @@ fn panels<const NC: usize>(q: &QuantMatrix) -> Vec<Panel<NC>> {
 /// `out = x · Wᵀ` with int8 activations, `W` being `q`: laid out as `panels` when given, else
 /// one panel at a time by each task, just before its passes; the caller checked the layout
 /// (4-bit codes, groups of whole sub-blocks, no short last group) and that the CPU has AVX2.
-pub(super) fn gemm(q: &QuantMatrix, panels: Option<&Panels>, x: &[f32], m: usize, out: &mut [f32]) -> Result<()> {
+pub(super) fn gemm<'o>(q: &QuantMatrix, panels: Option<&Panels>, x: &[f32], m: usize, out: Output<'o>) -> Result<&'o mut [f32]> {
     match panels {
         Some(Panels::Vnni(p)) => gemm_with::<NC_VNNI, MR_VNNI>(q, Some(p), x, m, out, panel_vnni),
         Some(Panels::Avx2(p)) => gemm_with::<8, MR_AVX2>(q, Some(p), x, m, out, panel_avx2),
@@ -93,26 +95,28 @@ pub(super) fn gemm(q: &QuantMatrix, panels: Option<&Panels>, x: &[f32], m: usize
 
 /// [`gemm`] with panels of `NC` weight rows multiplied by `kernel`, `MR` activation rows at a
 /// time.
-fn gemm_with<const NC: usize, const MR: usize>(
+fn gemm_with<'o, const NC: usize, const MR: usize>(
     q: &QuantMatrix,
     panels: Option<&[Panel<NC>]>,
     x: &[f32],
     m: usize,
-    out: &mut [f32],
+    out: Output<'o>,
     kernel: PanelFn<NC, MR>,
-) -> Result<()> {
+) -> Result<&'o mut [f32]> {
     let (n, k) = (q.rows(), q.cols());
     if let Some(p) = panels.filter(|p| p.len() != n.div_ceil(NC)) {
         return Err(Error::Input(format!("int8 GEMM: {} panels for {n} rows", p.len())));
     }
-    let mut out =
-        ArrayViewMut2::from_shape((m, n), out).map_err(|e| Error::Input(e.to_string()))?;
+    // SAFETY: only `MaybeUninit::new` values are written through the slots.
+    let slots = unsafe { out.into_slots() };
+    let mut view =
+        ArrayViewMut2::from_shape((m, n), &mut *slots).map_err(|e| Error::Input(e.to_string()))?;
     let blocks: Vec<RowBlock<MR>> = x
         .par_chunks(MR * k)
         .map(|rows| RowBlock::new(q, rows))
         .collect();
     let (spg, zp) = (q.group() / SUB, q.zero_point() as f32);
-    let columns: Vec<_> = out.axis_chunks_iter_mut(Axis(1), NC).enumerate().collect();
+    let columns: Vec<_> = view.axis_chunks_iter_mut(Axis(1), NC).enumerate().collect();
     columns.into_par_iter().for_each_init(|| None, |scratch, (p, mut cols)| {
         let panel = match panels.and_then(|all| all.get(p)) {
             Some(kept) => kept,
@@ -127,14 +131,15 @@ fn gemm_with<const NC: usize, const MR: usize>(
         for (block, mut dst) in blocks.iter().zip(cols.axis_chunks_iter_mut(Axis(0), MR)) {
             kernel(panel, &Pass { spg, zp, block }, &mut y);
             for (mut d, y) in dst.rows_mut().into_iter().zip(&y) {
-                match d.as_slice_mut().map(<&mut [f32; NC]>::try_from) {
-                    Some(Ok(d)) => *d = *y,
-                    _ => d.iter_mut().zip(y).for_each(|(d, &v)| *d = v),
+                match d.as_slice_mut().map(<&mut [MaybeUninit<f32>; NC]>::try_from) {
+                    Some(Ok(d)) => *d = y.map(MaybeUninit::new),
+                    _ => d.iter_mut().zip(y).for_each(|(d, &v)| *d = MaybeUninit::new(v)),
                 }
             }
         }
     });
-    Ok(())
+    // SAFETY: the panels cover all n columns, and each writes every row of its columns.
+    Ok(unsafe { Output::from(slots).assume_written() })
 }
 
 /// Up to `MR` activation rows quantized to int8 per sub-block (as

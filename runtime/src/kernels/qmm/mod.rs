@@ -44,12 +44,13 @@ pub use unpack::{unpack_codes, unpack_f32};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::Result;
+use crate::kernels::output::Output;
 use act::{Order, Prepared};
 use rows::{Ctx, RowsFn, Scratch};
 
 /// `out[r] = Σ_c x[c] · W[r, c]` for every row `r` of `q` (`x`: `cols` values, `out`: `rows`).
 pub fn gemv(q: &QuantMatrix, x: &[f32], out: &mut [f32], mode: Activations) -> Result<()> {
-    par::check(q.rows(), q.cols(), x, 1, out)?;
+    par::check(q.rows(), q.cols(), x, 1, out.len())?;
     if !q.has_sub_blocks() {
         return gemv_by(
             q.rows(),
@@ -107,23 +108,24 @@ fn row_kernel(q: &QuantMatrix, mode: Activations) -> (RowsFn, Order) {
 
 /// `out[m x rows] = x[m x cols] · Wᵀ` for `W` = `q`: exact f32, or with int8 activations
 /// where `q` has 4-bit codes in groups of whole sub-blocks and no short last group (see the
-/// module doc); other layouts multiply exactly in either mode.
-pub fn gemm(q: &QuantMatrix, x: &[f32], m: usize, out: &mut [f32], mode: Activations) -> Result<()> {
+/// module doc); other layouts multiply exactly in either mode. Writes every slot of `out` and
+/// returns the values.
+pub fn gemm<'o>(q: &QuantMatrix, x: &[f32], m: usize, out: Output<'o>, mode: Activations) -> Result<&'o mut [f32]> {
     gemm_cached(q, &PanelCache::default(), x, m, out, mode)
 }
 
 /// [`gemm`] that keeps the int8 kernel's layout of `q` in `cache` once `q` is multiplied a
 /// second time: `cache` must only ever be used with this `q`.
-pub fn gemm_cached(
+pub fn gemm_cached<'o>(
     q: &QuantMatrix,
     cache: &PanelCache,
     x: &[f32],
     m: usize,
-    out: &mut [f32],
+    out: Output<'o>,
     mode: Activations,
-) -> Result<()> {
+) -> Result<&'o mut [f32]> {
     if mode == Activations::Int8 && int8_gemm_layout(q) {
-        par::check(q.rows(), q.cols(), x, m, out)?;
+        par::check(q.rows(), q.cols(), x, m, out.len())?;
         #[cfg(target_arch = "x86_64")]
         if rows_x86::available() {
             let again = cache.panels.get().is_some() || cache.used.swap(true, Ordering::Relaxed);
@@ -131,10 +133,11 @@ pub fn gemm_cached(
             return gemm_i8::gemm(q, panels, x, m, out);
         }
         let _ = cache;
+        let out = out.filled(0.0);
         for (xi, oi) in x.chunks_exact(q.cols()).zip(out.chunks_exact_mut(q.rows())) {
             gemv(q, xi, oi, mode)?;
         }
-        return Ok(());
+        return Ok(out);
     }
     gemm_by(
         q.rows(),

@@ -7,6 +7,8 @@ use rayon::prelude::*;
 use crate::error::{Error, Result};
 use crate::kernels::gemm::gemm_serial;
 use crate::kernels::isa::Isa;
+use crate::kernels::output::Output;
+use crate::kernels::packed;
 
 /// Smallest share of the weights worth sending to another thread, in bytes.
 const MIN_CHUNK_BYTES: usize = 32 << 10;
@@ -60,7 +62,7 @@ pub fn gemv_by<S>(
     init: impl Fn() -> S + Sync + Send,
     decode: impl Fn(&mut S, usize, &mut [f32]) + Sync + Send,
 ) -> Result<()> {
-    check(rows, cols, x, 1, out)?;
+    check(rows, cols, x, 1, out.len())?;
     let band = (BAND_VALUES / cols.max(1)).max(1);
     let chunk = chunk_rows(rows, cols * 4).next_multiple_of(band);
     let init = || (init(), vec![0f32; band * cols]);
@@ -79,19 +81,24 @@ pub fn gemv_by<S>(
 /// `out[m x rows] = x[m x cols] · Wᵀ`, W decoded by `decode` (as in [`gemv_by`]) panel by
 /// panel into a per-thread buffer and multiplied there, straight into the panel's columns of
 /// `out`: by the packed micro-kernel ([`crate::kernels::packed::matmul_decoded`], 32 rows a
-/// panel) where the CPU has it, else by the `gemm` crate on ~2 MiB panels.
-pub fn gemm_by<S: Send>(
+/// panel) where the CPU has it, else by the `gemm` crate on ~2 MiB panels. Writes every slot
+/// of `out` and returns the values.
+pub fn gemm_by<'o, S: Send>(
     rows: usize,
     cols: usize,
     x: &[f32],
     m: usize,
-    out: &mut [f32],
+    out: Output<'o>,
     init: impl Fn() -> S + Sync + Send,
     decode: impl Fn(&mut S, usize, &mut [f32]) + Sync + Send,
-) -> Result<()> {
-    check(rows, cols, x, m, out)?;
-    if m == 0 || crate::kernels::packed::matmul_decoded(Isa::current(), x, m, cols, rows, out, &init, &decode)? {
-        return Ok(());
+) -> Result<&'o mut [f32]> {
+    check(rows, cols, x, m, out.len())?;
+    if packed::decodes_by_panels(Isa::current()) {
+        return packed::matmul_decoded(Isa::current(), x, m, cols, rows, out, &init, &decode);
+    }
+    let out = out.filled(0.0);
+    if m == 0 {
+        return Ok(out);
     }
     let shape = |e: ndarray::ShapeError| Error::Input(e.to_string());
     let x = ArrayView2::from_shape((m, cols), x).map_err(shape)?;
@@ -103,8 +110,8 @@ pub fn gemm_by<S: Send>(
         .div_ceil(PANEL_BYTES)
         .next_multiple_of(threads);
     let panel = rows.div_ceil(panels).max(1);
-    let mut out = ArrayViewMut2::from_shape((m, rows), out).map_err(shape)?;
-    let blocks: Vec<_> = out
+    let mut view = ArrayViewMut2::from_shape((m, rows), &mut *out).map_err(shape)?;
+    let blocks: Vec<_> = view
         .axis_chunks_iter_mut(ndarray::Axis(1), panel)
         .enumerate()
         .collect();
@@ -119,16 +126,16 @@ pub fn gemm_by<S: Send>(
                 .map_err(shape)?
                 .reversed_axes();
             gemm_serial(x, wt, c)
-        })
+        })?;
+    Ok(out)
 }
 
-/// Errors unless `x` holds `m x cols` and `out` `m x rows` values.
-pub(super) fn check(rows: usize, cols: usize, x: &[f32], m: usize, out: &[f32]) -> Result<()> {
-    if x.len() != m * cols || out.len() != m * rows {
+/// Errors unless `x` holds `m x cols` values and the output `m x rows` (`out_len`).
+pub(super) fn check(rows: usize, cols: usize, x: &[f32], m: usize, out_len: usize) -> Result<()> {
+    if x.len() != m * cols || out_len != m * rows {
         return Err(Error::Input(format!(
-            "matmul: x has {} values and out {}, want {m} x {cols} and {m} x {rows}",
-            x.len(),
-            out.len()
+            "matmul: x has {} values and out {out_len}, want {m} x {cols} and {m} x {rows}",
+            x.len()
         )));
     }
     Ok(())

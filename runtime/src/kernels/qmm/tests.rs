@@ -280,7 +280,7 @@ fn int8_gemm_matches_the_int8_gemv_row_by_row() {
             for m in [2usize, 3, 5, 13, 128] {
                 let x = activations(m * cols, 11 + m as u64);
                 let mut got = vec![f32::NAN; m * rows];
-                gemm(&q, &x, m, &mut got, Activations::Int8).unwrap();
+                gemm(&q, &x, m, (&mut got[..]).into(), Activations::Int8).unwrap();
                 let w = o.dense();
                 for (i, (xi, gi)) in x.chunks_exact(cols).zip(got.chunks_exact(rows)).enumerate() {
                     let mut want = vec![f32::NAN; rows];
@@ -308,10 +308,10 @@ fn kept_int8_panels_give_the_same_products() {
         let (q, cache) = (o.view(), PanelCache::default());
         let x = activations(13 * 96, 5);
         let mut fresh = vec![f32::NAN; 13 * 70];
-        gemm(&q, &x, 13, &mut fresh, Activations::Int8).unwrap();
+        gemm(&q, &x, 13, (&mut fresh[..]).into(), Activations::Int8).unwrap();
         for call in 0..3 {
             let mut got = vec![f32::NAN; 13 * 70];
-            gemm_cached(&q, &cache, &x, 13, &mut got, Activations::Int8).unwrap();
+            gemm_cached(&q, &cache, &x, 13, (&mut got[..]).into(), Activations::Int8).unwrap();
             assert_eq!(got, fresh, "asym {asym}, call {call}");
         }
         assert!(format!("{cache:?}").contains("built: true") || !rows_x86_available());
@@ -333,7 +333,7 @@ fn int8_gemm_keeps_other_layouts_exact() {
         let o = random(rows, cols, 32, bits, 6, false, 5);
         let x = activations(4 * cols, 6);
         let mut out = vec![f32::NAN; 4 * rows];
-        gemm(&o.view(), &x, 4, &mut out, Activations::Int8).unwrap();
+        gemm(&o.view(), &x, 4, (&mut out[..]).into(), Activations::Int8).unwrap();
         assert_rows(&o, &x, 4, &out, 1e-5, |_, _, _| 0.0, &format!("bits {bits} {rows}x{cols}"));
     }
 }
@@ -411,7 +411,7 @@ fn gemm_matches_reference_for_several_rows() {
                 let o = random(rows, cols, group, bits, sb, asym, m as u64 + bits as u64);
                 let x = activations(m * cols, 3 + m as u64);
                 let mut out = vec![f32::NAN; m * rows];
-                gemm(&o.view(), &x, m, &mut out, Activations::Exact).unwrap();
+                gemm(&o.view(), &x, m, (&mut out[..]).into(), Activations::Exact).unwrap();
                 let what = format!("gemm m {m} bits {bits} asym {asym} {rows}x{cols}/{group}");
                 assert_rows(&o, &x, m, &out, 1e-5, |_, _, _| 0.0, &what);
             }
@@ -469,8 +469,8 @@ fn wrong_lengths_are_errors_not_panics() {
     let q = o.view();
     assert!(gemv(&q, &[0.0; 63], &mut [0.0; 4], Activations::Exact).is_err());
     assert!(gemv(&q, &[0.0; 64], &mut [0.0; 3], Activations::Int8).is_err());
-    assert!(gemm(&q, &[0.0; 128], 2, &mut [0.0; 7], Activations::Exact).is_err());
-    assert!(gemm(&q, &[0.0; 128], 2, &mut [0.0; 7], Activations::Int8).is_err());
+    assert!(gemm(&q, &[0.0; 128], 2, (&mut [0.0; 7][..]).into(), Activations::Exact).is_err());
+    assert!(gemm(&q, &[0.0; 128], 2, (&mut [0.0; 7][..]).into(), Activations::Int8).is_err());
     let mut bad = random(4, 64, 32, 4, 6, false, 1);
     bad.codes.pop();
     assert!(QuantMatrix::new(QuantParts {

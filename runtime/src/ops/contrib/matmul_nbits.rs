@@ -187,12 +187,12 @@ impl Kernel for MatMulNBits {
             None => None,
         };
         let y = linear_rows(&cast(a, DType::F32), self.params.k, n, |x, m, out| {
-            match &prepared.weight {
+            let out = match &prepared.weight {
                 Weight::Blocks(w) => w.matmul(x, m, out)?,
-                Weight::Empty => out.fill(0.0),
-            }
+                Weight::Empty => out.filled(0.0),
+            };
             bias_activation(out, n, bias.as_deref(), Activation::None);
-            Ok(())
+            Ok(out)
         })?;
         Ok(y.iter().map(|t| cast(t, a.dtype())).collect())
     }
