@@ -132,7 +132,7 @@ fn gemm_with<'o, const NC: usize, const MR: usize>(
             kernel(panel, &Pass { spg, zp, block }, &mut y);
             for (mut d, y) in dst.rows_mut().into_iter().zip(&y) {
                 match d.as_slice_mut().map(<&mut [MaybeUninit<f32>; NC]>::try_from) {
-                    Some(Ok(d)) => *d = y.map(MaybeUninit::new),
+                    Some(Ok(d)) => (0..NC).for_each(|j| d[j] = MaybeUninit::new(y[j])),
                     _ => d.iter_mut().zip(y).for_each(|(d, &v)| *d = MaybeUninit::new(v)),
                 }
             }
