@@ -1,6 +1,6 @@
 //! The AVX2/FMA micro-kernel of the panel GEMM: 6 rows × 16 columns a pass (two ymm vectors
 //! a row, 12 accumulators, two panel vectors and one broadcast: 15 of the 16 ymm registers),
-//! run on each 16-column half of a 32-column panel; and the 8x8 register transpose that lays
+//! run on each 16-column part of a 48-column panel; and the 8x8 register transpose that lays
 //! decoded rows out as a panel.
 
 use std::arch::x86_64::*;
@@ -9,30 +9,31 @@ use super::panels::{depth_steps, Line, Tile, NR};
 
 /// Rows of the left operand per micro-kernel call.
 pub const MR: usize = 6;
-/// Columns per pass: half a panel.
-const HALF: usize = NR / 2;
+/// Columns per pass: a third of a panel, one 64-byte line of it per depth step.
+const PART: usize = 16;
 
-/// Runs `tile` with the kernel specialised for `rows` (1..=MR) rows, on both halves of the
-/// panel (the second only when it has columns).
+/// Runs `tile` with the kernel specialised for `rows` (1..=MR) rows, on each part of the
+/// panel that has columns.
 ///
 /// # Safety
 /// The CPU has AVX2 and FMA, and `tile` points at the data it describes.
 pub unsafe fn run(tile: &Tile, rows: usize) {
     match rows {
-        6 => halves::<6>(tile),
-        5 => halves::<5>(tile),
-        4 => halves::<4>(tile),
-        3 => halves::<3>(tile),
-        2 => halves::<2>(tile),
-        _ => halves::<1>(tile),
+        6 => parts::<6>(tile),
+        5 => parts::<5>(tile),
+        4 => parts::<4>(tile),
+        3 => parts::<3>(tile),
+        2 => parts::<2>(tile),
+        _ => parts::<1>(tile),
     }
 }
 
 #[target_feature(enable = "avx2,fma")]
-unsafe fn halves<const R: usize>(t: &Tile) {
-    kernel::<R>(t, 0, t.cols.min(HALF), t.prefetch_lines);
-    if t.cols > HALF {
-        kernel::<R>(t, HALF, t.cols - HALF, 0);
+unsafe fn parts<const R: usize>(t: &Tile) {
+    for col0 in (0..t.cols).step_by(PART) {
+        // The first part asks for the tile's share of the next slice.
+        let prefetch_lines = if col0 == 0 { t.prefetch_lines } else { 0 };
+        kernel::<R>(t, col0, (t.cols - col0).min(PART), prefetch_lines);
     }
 }
 
@@ -54,7 +55,7 @@ unsafe fn kernel<const R: usize>(t: &Tile, col0: usize, cols: usize, prefetch_li
         }
     });
     let c = t.c.add(col0);
-    if cols == HALF {
+    if cols == PART {
         for i in 0..R {
             let row = c.add(i * t.ldc);
             let (mut v0, mut v1) = (lo[i], hi[i]);

@@ -111,7 +111,7 @@ pub fn decodes_by_panels(isa: Isa) -> bool {
 }
 
 /// `out = a·Wᵀ` for `a` m×k and a `W` of n rows of k that `decode(state, first, rows)` writes
-/// whole rows at a time (rows `first..`; `init` makes one state per task): each panel of 32
+/// whole rows at a time (rows `first..`; `init` makes one state per task): each panel of 48
 /// rows is decoded and laid out for the micro-kernel of `isa` (callers pass [`Isa::current`];
 /// tests every level), lowered to what this CPU supports, in a per-thread scratch. Writes
 /// every slot of `out` and returns the values; an error where [`decodes_by_panels`] is false.

@@ -4,10 +4,10 @@
 //! operand is packed per call, k-major in blocks of the kernel's `MR` rows, so each step of
 //! the kernel broadcasts `MR` consecutive values against the vectors of the panel.
 //!
-//! One panel layout serves every kernel: AVX-512 reads a 32-column row as two 16-lane
-//! vectors, AVX2 as two 16-column halves of two 8-lane vectors each (a half is one 64-byte
+//! One panel layout serves every kernel: AVX-512 reads a 48-column row as three 16-lane
+//! vectors, AVX2 as three 16-column parts of two 8-lane vectors each (a part is one 64-byte
 //! cache line per depth step, so either kernel streams whole lines), and decoded weights are
-//! laid out 32 rows at a time whatever the kernel.
+//! laid out 48 rows at a time whatever the kernel.
 //!
 //! Work is split by panels: a task owns whole output columns, runs every row block over a
 //! [`KC`]-deep slice of its panel while that slice sits in L1, and finishes the bias and
@@ -25,9 +25,9 @@ use crate::kernels::epilogue::bias_activation;
 use crate::kernels::isa::Isa;
 use crate::kernels::output::Output;
 
-/// Columns per panel: two AVX-512 vectors, four AVX2 vectors of f32.
-pub(super) const NR: usize = 32;
-/// Depth of the panel slice reused across row blocks (16 KiB of the panel).
+/// Columns per panel: three AVX-512 vectors, six AVX2 vectors of f32.
+pub(super) const NR: usize = 48;
+/// Depth of the panel slice reused across row blocks (24 KiB of the panel).
 const KC: usize = 128;
 /// Bytes of a panel slice (`KC`·`NR` values).
 const SLICE_BYTES: usize = KC * NR * 4;
@@ -38,9 +38,9 @@ const TASKS_PER_THREAD: usize = 4;
 /// which is what makes its `unsafe` kernels sound to call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kernel {
-    /// 6 rows × 16 columns per pass (12 ymm accumulators), each panel as two halves.
+    /// 6 rows × 16 columns per pass (12 ymm accumulators), each panel in three parts.
     Avx2,
-    /// 8 rows × 32 columns (16 zmm accumulators).
+    /// 8 rows × 48 columns (24 zmm accumulators).
     Avx512,
 }
 
@@ -114,7 +114,7 @@ impl Panels {
 }
 
 /// `out = a·Wᵀ` for `a` m×k and a `W` of n rows of k that `decode(state, first, rows)` writes
-/// whole rows at a time (rows `first..`): each task decodes the 32 rows of a panel into its
+/// whole rows at a time (rows `first..`): each task decodes the 48 rows of a panel into its
 /// own scratch, lays them out as a panel and runs `kernel` on it, so the weight is never
 /// expanded beyond one panel per thread. Every slot of `out` is written. The caller checked
 /// the sizes and that k > 0.

@@ -45,7 +45,7 @@ fn check(packed: &PackedMatrix, a: &Array2<f32>, b: ArrayView2<f32>, bias: Optio
 #[test]
 fn every_level_matches_the_reference_on_every_tail() {
     // Rows around the 6- and 8-row blocks, columns around the 8-lane vectors, the 16-column
-    // half and the 32-column panel, depths around the 128-deep slice, and products large
+    // part and the 48-column panel, depths around the 128-deep slice, and products large
     // enough to run in parallel.
     let shapes = [
         (1, 1, 1),
@@ -56,6 +56,9 @@ fn every_level_matches_the_reference_on_every_tail() {
         (13, 40, 9),
         (5, 17, 24),
         (12, 31, 47),
+        (8, 20, 48),
+        (7, 33, 49),
+        (9, 130, 95),
         (17, 300, 65),
         (7, 64, 100),
         (70, 260, 500),
@@ -116,7 +119,7 @@ fn the_public_constructor_packs_for_the_current_level() {
 fn decoded_rows_match_the_reference_on_every_tail() {
     // Depths around the 8x8 and 16x16 transposes and the 128-deep slice, rows of W around the
     // panel; every level with a kernel runs, the portable one declines.
-    let shapes = [(1, 1, 1), (5, 16, 32), (7, 8, 32), (6, 23, 32), (9, 40, 70), (20, 129, 64), (33, 300, 97), (64, 264, 160)];
+    let shapes = [(1, 1, 1), (5, 16, 48), (7, 8, 48), (6, 23, 32), (9, 40, 70), (20, 129, 64), (33, 300, 97), (64, 264, 160), (3, 16, 49)];
     for (isa, &(m, k, n)) in levels().flat_map(|isa| shapes.iter().map(move |s| (isa, s))) {
         let a = filled(m, k, 6);
         let w = filled(n, k, 7); // n rows of k, as compressed weights decode

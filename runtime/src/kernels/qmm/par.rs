@@ -80,7 +80,7 @@ pub fn gemv_by<S>(
 
 /// `out[m x rows] = x[m x cols] · Wᵀ`, W decoded by `decode` (as in [`gemv_by`]) panel by
 /// panel into a per-thread buffer and multiplied there, straight into the panel's columns of
-/// `out`: by the packed micro-kernel ([`crate::kernels::packed::matmul_decoded`], 32 rows a
+/// `out`: by the packed micro-kernel ([`crate::kernels::packed::matmul_decoded`], 48 rows a
 /// panel) where the CPU has it, else by the `gemm` crate on ~2 MiB panels. Writes every slot
 /// of `out` and returns the values.
 pub fn gemm_by<'o, S: Send>(
