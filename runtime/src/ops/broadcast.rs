@@ -2,6 +2,7 @@
 //! binary ops and Where.
 
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
+use rayon::prelude::*;
 
 use super::common::{checked_len, contiguous, from_shape_vec};
 use crate::error::{op_err, Result};
@@ -88,14 +89,26 @@ impl<const K: usize> Plan<K> {
     }
 }
 
+/// Operands of the same shape with at least this many elements are split over rayon's
+/// threads (a residual Add of a prompt's hidden states).
+const PARALLEL_MIN_LEN: usize = 1 << 16;
+
 /// `f(a, b)` elementwise under multidirectional broadcasting. Operands are read row-major
 /// (copied first only if they are not contiguous); rows where both step by one or one side
-/// stays put (same shape, a scalar, a bias, a keepdims statistic) run as plain slice loops.
-pub(crate) fn zip_broadcast<A: Copy, B: Copy, O>(
+/// stays put (same shape, a scalar, a bias, a keepdims statistic) run as plain slice loops,
+/// and two large row-major operands of one shape on rayon's threads.
+pub(crate) fn zip_broadcast<A: Copy + Sync, B: Copy + Sync, O: Send>(
     a: &Array<A>,
     b: &Array<B>,
-    f: impl Fn(A, B) -> O,
+    f: impl Fn(A, B) -> O + Sync + Send,
 ) -> Result<ArrayD<O>> {
+    if a.shape() == b.shape() && a.len() >= PARALLEL_MIN_LEN {
+        if let (Some(x), Some(y)) = (a.as_slice(), b.as_slice()) {
+            let mut out = Vec::with_capacity(x.len());
+            out.par_extend(x.par_iter().zip(y).map(|(&p, &q)| f(p, q)));
+            return from_shape_vec(a.shape(), out);
+        }
+    }
     // A scalar against an array of no lower rank: map the array in its memory order, keeping its
     // strides, so a transposed operand (Kᵀ times a scale) is not gathered element by element.
     if scalar_against(b.shape(), a) {
@@ -211,6 +224,15 @@ mod tests {
             assert_eq!(out.strides(), t.strides());
             assert_eq!(zip_broadcast(&scalar, &t, |x, y| x * 100 + y).unwrap(), slow_add(&scalar, &t));
         }
+    }
+
+    #[test]
+    fn large_operands_of_one_shape_split_over_threads_in_order() {
+        let n = PARALLEL_MIN_LEN + 37;
+        let (a, b) = (arr(&[3, n], (0..3 * n as i64).collect()), arr(&[3, n], (0..3 * n as i64).map(|v| 7 * v).collect()));
+        let got = zip_broadcast(&a, &b, |x, y| y - x).unwrap();
+        assert_eq!(got.shape(), &[3, n]);
+        assert!(got.iter().enumerate().all(|(i, &v)| v == 6 * i as i64));
     }
 
     #[test]
