@@ -108,7 +108,7 @@ mod tests {
     /// A version 1.0 `.npy` file of header `dict` (padded as NumPy pads it) and `data`.
     fn npy(dict: &str, data: &[u8]) -> Vec<u8> {
         let mut text = dict.to_string();
-        while (10 + text.len() + 1) % 64 != 0 {
+        while !(10 + text.len() + 1).is_multiple_of(64) {
             text.push(' ');
         }
         text.push('\n');

@@ -157,7 +157,7 @@ impl Header {
                 return Err(bad(format!("section {i} claims an implausible size {}", entry.raw_len)));
             }
             let stored_as_is = entry.raw_len == entry.stored_len && entry.raw_crc == entry.stored_crc;
-            if packing == Packing::Stored && (!stored_as_is || entry.offset % STORED_ALIGN != 0) {
+            if packing == Packing::Stored && (!stored_as_is || !entry.offset.is_multiple_of(STORED_ALIGN)) {
                 return Err(bad(format!("section {i} is stored as is but its sizes, checksums or alignment disagree")));
             }
             sections.push(entry);

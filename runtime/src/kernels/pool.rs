@@ -51,7 +51,7 @@ fn keep_awake(caller: Option<usize>, done: &AtomicBool) {
         idle_spins += 1;
         if idle_spins == 1 {
             idle_since = Instant::now();
-        } else if idle_spins % CLOCK_EVERY == 0 && idle_since.elapsed() > SPIN_IDLE {
+        } else if idle_spins.is_multiple_of(CLOCK_EVERY) && idle_since.elapsed() > SPIN_IDLE {
             return;
         }
         std::hint::spin_loop();
