@@ -23,6 +23,8 @@ mod matrix;
 mod par;
 mod rows;
 #[cfg(target_arch = "x86_64")]
+mod rows_avx512;
+#[cfg(target_arch = "x86_64")]
 mod rows_vnni;
 #[cfg(target_arch = "x86_64")]
 mod rows_x86;

@@ -39,7 +39,10 @@ pub(super) fn gemv_rows(bits: u8) -> (RowsFn, Order) {
 }
 
 fn rows<const B: u8, const N: usize>(c: &Ctx, s: &mut Scratch, first: usize, out: &mut [f32]) {
-    if available() {
+    if B == 4 && c.mode == Activations::Exact && super::rows_avx512::available() {
+        // SAFETY: AVX-512F is present (checked just above), and AVX2 and FMA with it.
+        unsafe { super::rows_avx512::rows_exact4(c, s, first, out) }
+    } else if available() {
         // SAFETY: AVX2 and FMA are present (checked just above).
         unsafe { rows_avx2::<B, N>(c, s, first, out) }
     } else {
@@ -91,7 +94,7 @@ fn rows_avx2<const B: u8, const N: usize>(c: &Ctx, s: &mut Scratch, first: usize
 /// hold whole blocks of 32 groups; `sums` and `zsums` may be shorter (missing entries are 0).
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-fn factors(
+pub(super) fn factors(
     q: &QuantMatrix,
     r: usize,
     sums: &[f32],
