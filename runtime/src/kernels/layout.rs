@@ -20,9 +20,7 @@ pub fn concat_slabs<T: Copy + Send + Sync>(outer: usize, parts: &[(usize, &[T])]
     let fill = |(o, dst): (usize, &mut [std::mem::MaybeUninit<T>])| {
         let mut at = 0;
         for &(len, data) in parts {
-            for (d, s) in dst[at..at + len].iter_mut().zip(&data[o * len..(o + 1) * len]) {
-                d.write(*s);
-            }
+            dst[at..at + len].write_copy_of_slice(&data[o * len..(o + 1) * len]);
             at += len;
         }
     };
