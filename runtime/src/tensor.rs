@@ -452,7 +452,7 @@ impl Tensor {
     }
 }
 
-fn reshape_array<T: Copy>(a: &Array<T>, shape: &[usize]) -> Result<Array<T>> {
+fn reshape_array<T: Copy + Send + Sync>(a: &Array<T>, shape: &[usize]) -> Result<Array<T>> {
     if let Some(same) = reshape_unit_axes(a, shape) {
         return Ok(same);
     }
@@ -463,7 +463,7 @@ fn reshape_array<T: Copy>(a: &Array<T>, shape: &[usize]) -> Result<Array<T>> {
 }
 
 /// A row-major copy of `a`.
-fn row_major<T: Copy>(a: &Array<T>) -> Array<T> {
+fn row_major<T: Copy + Send + Sync>(a: &Array<T>) -> Array<T> {
     let data = crate::kernels::layout::to_row_major(a.view());
     // `data` holds exactly `a`'s elements, so the shape always fits.
     let copy = ndarray::ArrayD::from_shape_vec(a.raw_dim(), data);

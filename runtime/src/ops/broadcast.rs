@@ -97,7 +97,7 @@ const PARALLEL_MIN_LEN: usize = 1 << 16;
 /// (copied first only if they are not contiguous); rows where both step by one or one side
 /// stays put (same shape, a scalar, a bias, a keepdims statistic) run as plain slice loops,
 /// and two large row-major operands of one shape on rayon's threads.
-pub(crate) fn zip_broadcast<A: Copy + Sync, B: Copy + Sync, O: Send>(
+pub(crate) fn zip_broadcast<A: Copy + Send + Sync, B: Copy + Send + Sync, O: Send>(
     a: &Array<A>,
     b: &Array<B>,
     f: impl Fn(A, B) -> O + Sync + Send,
@@ -148,7 +148,7 @@ fn scalar_against<T>(scalar: &[usize], x: &Array<T>) -> bool {
 }
 
 /// `if cond { x } else { y }` elementwise, all three broadcast together.
-pub(crate) fn select_broadcast<T: Copy>(cond: &Array<bool>, x: &Array<T>, y: &Array<T>) -> Result<ArrayD<T>> {
+pub(crate) fn select_broadcast<T: Copy + Send + Sync>(cond: &Array<bool>, x: &Array<T>, y: &Array<T>) -> Result<ArrayD<T>> {
     let shape = broadcast_shape(&broadcast_shape(cond.shape(), x.shape())?, y.shape())?;
     let mut out = Vec::with_capacity(checked_len(&shape)?);
     if shape.iter().all(|&d| d > 0) {

@@ -109,7 +109,7 @@ pub(super) fn input_int(inputs: &[Option<&Tensor>], i: usize) -> Result<i64> {
 }
 
 /// The array's elements in row-major order, borrowed when it is already contiguous.
-pub(super) fn contiguous<T: Copy, S: Data<Elem = T>>(a: &ArrayBase<S, IxDyn>) -> Cow<'_, [T]> {
+pub(super) fn contiguous<T: Copy + Send + Sync, S: Data<Elem = T>>(a: &ArrayBase<S, IxDyn>) -> Cow<'_, [T]> {
     match a.as_slice() {
         Some(s) => Cow::Borrowed(s),
         None => Cow::Owned(to_row_major(a.view())),

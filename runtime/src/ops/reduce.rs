@@ -21,7 +21,7 @@ fn axes_last(rank: usize, axes: &[usize]) -> Vec<usize> {
 
 /// The elements with `axes` moved last, in row-major order, and the row length (the product
 /// of those dims). Borrowed when nothing has to move.
-fn rows_along<'a, T: Copy, S: Data<Elem = T>>(a: &'a ArrayBase<S, IxDyn>, axes: &[usize]) -> (Cow<'a, [T]>, usize) {
+fn rows_along<'a, T: Copy + Send + Sync, S: Data<Elem = T>>(a: &'a ArrayBase<S, IxDyn>, axes: &[usize]) -> (Cow<'a, [T]>, usize) {
     let perm = axes_last(a.ndim(), axes);
     let row: usize = axes.iter().map(|&d| a.shape()[d]).product();
     if perm.iter().enumerate().all(|(i, &p)| i == p) {
