@@ -117,6 +117,18 @@ pub(super) fn block_factors(q: &QuantMatrix, sf: &[f32], dx: &[f32], sd: &mut [f
     }
 }
 
+/// The factor of each full sub-block of a row in exact mode, from the scale codes the prologue
+/// left in `s.sf`: those codes themselves for groups of one sub-block, else each group's code
+/// repeated over its sub-blocks (in `s.sd`).
+pub(super) fn exact_block_factors<'s>(q: &QuantMatrix, s: &'s mut Scratch) -> &'s [f32] {
+    let spg = q.group() / SUB;
+    if spg == 1 {
+        return s.sf.get(..q.full_groups()).unwrap_or(&[]);
+    }
+    block_factors(q, &s.sf, &[], &mut s.sd);
+    &s.sd
+}
+
 /// Runs the GEMV for rows `first..first + out.len()` into `out`.
 ///
 /// `prologue(r, s)` fills `s.sf` with row `r`'s scale codes minus the scale bias (as f32) and

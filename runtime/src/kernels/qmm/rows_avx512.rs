@@ -7,7 +7,7 @@
 use std::arch::x86_64::*;
 
 use super::matrix::SUB;
-use super::rows::{block_factors, each_row, Ctx, Scratch};
+use super::rows::{each_row, exact_block_factors, Ctx, Scratch};
 use super::rows_x86::{factors, PREFETCH};
 
 /// Whether this CPU runs (and `RBE_CPU` allows) the AVX-512 loop.
@@ -35,14 +35,7 @@ pub(super) unsafe fn rows_exact4(c: &Ctx, s: &mut Scratch, first: usize, out: &m
 #[inline]
 #[target_feature(enable = "avx2,fma,avx512f")]
 fn main_f32<const SIGNED: bool>(c: &Ctx, codes: &[u8], s: &mut Scratch) -> f32 {
-    let spg = c.q.group() / SUB;
-    let n = c.q.full_groups() * spg;
-    let sd: &[f32] = if spg == 1 {
-        s.sf.get(..n).unwrap_or(&[])
-    } else {
-        block_factors(c.q, &s.sf, &[], &mut s.sd);
-        &s.sd
-    };
+    let sd = exact_block_factors(c.q, s);
     let (chunks, _) = codes.as_chunks::<16>();
     let (xs, _) = c.act.xk.as_chunks::<SUB>();
     let mut blocks = chunks.iter().zip(xs).zip(sd);

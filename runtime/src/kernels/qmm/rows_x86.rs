@@ -6,7 +6,7 @@ use std::arch::x86_64::*;
 
 use super::act::{Activations, Order};
 use super::matrix::{QuantMatrix, SUB};
-use super::rows::{block_factors, each_row, rows_portable, Ctx, RowsFn, Scratch};
+use super::rows::{block_factors, each_row, exact_block_factors, rows_portable, Ctx, RowsFn, Scratch};
 use super::x86::{
     centre, codes8, decode_block, dot_f32, dot_i8, dot_i8_bias, hsum, load_ps, store_ps, unpack,
     unpack_even_odd4,
@@ -204,16 +204,9 @@ fn main_f32<const B: u8, const N: usize, const SIGNED: bool>(
     codes: &[u8],
     s: &mut Scratch,
 ) -> f32 {
-    let spg = c.q.group() / SUB;
     let zp = c.q.zero_point();
     let (xs, _) = c.act.xk.as_chunks::<SUB>();
-    let n = c.q.full_groups() * spg;
-    let sd: &[f32] = if spg == 1 {
-        s.sf.get(..n).unwrap_or(&[])
-    } else {
-        block_factors(c.q, &s.sf, &[], &mut s.sd);
-        &s.sd
-    };
+    let sd = exact_block_factors(c.q, s);
     let zero = _mm256_setzero_ps();
     sum_blocks::<N, _>(codes, xs, sd, |w, x| {
         let w = gemv_unpack::<B, N>(w);
