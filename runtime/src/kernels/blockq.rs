@@ -107,14 +107,16 @@ impl BlockRows {
         let (rows, cols) = (self.shape.rows, self.shape.cols);
         let decode = |_: &mut (), first: usize, w: &mut [f32]| self.decode_rows(first, w);
         let whole_blocks = self.shape.row_bytes >= self.shape.blocks_per_row() * self.shape.block_bytes();
-        if m > 1 && !(m <= GEMV_ROWS && matches!(self.shape.bits, 4 | 8) && whole_blocks) {
+        // 4- and 8-bit codes in whole blocks have a fused GEMV, run row by row for few rows.
+        let fused_gemv = matches!(self.shape.bits, 4 | 8) && whole_blocks;
+        if m > 1 && !(m <= GEMV_ROWS && fused_gemv) {
             return gemm_by(rows, cols, x, m, out, || (), decode);
         }
         let out = out.filled(0.0);
         if x.len() != m * cols || out.len() != m * rows {
             return Err(Error::Input(format!("matmul: x has {} values and out {}, want {} and {}", x.len(), out.len(), m * cols, m * rows)));
         }
-        if m == 1 && !(matches!(self.shape.bits, 4 | 8) && whole_blocks) {
+        if m == 1 && !fused_gemv {
             gemv_by(rows, cols, x, out, || (), decode)?;
         } else {
             // By output row, so that every row is written even when rows of `x` are empty.
