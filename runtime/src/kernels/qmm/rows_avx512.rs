@@ -1,8 +1,9 @@
 //! The AVX-512 row loop of the exact (f32 activation) GEMV on 4-bit codes: a sub-block's 16
-//! code bytes are widened to 16 dword lanes once, its low and high nibbles masked and shifted
-//! out of them, converted, and multiplied by its 32 activations in two zmm products, where
-//! the AVX2 loop widens and converts four 8-lane quarters (~11 cycles a sub-block on the
-//! GPT-2 small q4 step, which left it compute-bound at ~12 GB/s of codes).
+//! code bytes are widened to 16 dword lanes once, its low and high nibbles turned into floats
+//! by or'ing them into the mantissa of a power of two (no convert), and multiplied by its 32
+//! activations in two zmm products, where the AVX2 loop widens and converts four 8-lane
+//! quarters (~11 cycles a sub-block on the GPT-2 small q4 step, which left it compute-bound at
+//! ~12 GB/s of codes).
 
 use std::arch::x86_64::*;
 
@@ -23,34 +24,44 @@ pub(super) fn available() -> bool {
 #[target_feature(enable = "avx2,fma,avx512f")]
 pub(super) unsafe fn rows_exact4(c: &Ctx, s: &mut Scratch, first: usize, out: &mut [f32]) {
     let prologue = |r: usize, s: &mut Scratch| factors(c.q, r, &c.act.sums, &[], &mut s.sf, &mut []);
-    if c.q.asymmetric() {
-        each_row(c, s, first, out, prologue, |w, s| main_f32::<false>(c, w, s), 0)
-    } else {
-        each_row(c, s, first, out, prologue, |w, s| main_f32::<true>(c, w, s), 0)
-    }
+    // Symmetric codes have the zero point subtracted in the lookup table; asymmetric ones are
+    // taken as they are (their offsets are applied by the skeleton).
+    let bias = if c.q.asymmetric() { 0 } else { c.q.zero_point() };
+    each_row(c, s, first, out, prologue, |w, s| main_f32(c, w, s, bias), 0)
 }
 
-/// `Σ_s sd[s] * Σ_{i in s} x_i * (q_i - zero_point)` over the full sub-blocks of one row
-/// (`SIGNED`: symmetric codes, the zero point subtracted; else codes as they are).
+/// `Σ_s sd[s] * Σ_{i in s} x_i * (q_i - bias)` over the full sub-blocks of one row.
+///
+/// A code becomes a float without a convert: a nibble or'ed into the low mantissa bits of a
+/// power of two `2^e` is the float `2^e + q·2^(k + e - 23)` for a nibble at bits `k..k + 4`;
+/// with `e = 23` for the low nibble (bits 0..4) and `e = 19` for the high one (bits 4..8),
+/// both read `2^e + q` exactly, and one subtract of `2^e + bias` leaves `q - bias`. Each
+/// nibble is one `vpternlogd` (and, or) and one subtract, against two and or shift and a
+/// convert (and a subtract) before: exact, so the result is bit for bit what it was.
 #[inline]
 #[target_feature(enable = "avx2,fma,avx512f")]
-fn main_f32<const SIGNED: bool>(c: &Ctx, codes: &[u8], s: &mut Scratch) -> f32 {
+fn main_f32(c: &Ctx, codes: &[u8], s: &mut Scratch, bias: i32) -> f32 {
     let sd = exact_block_factors(c.q, s);
     let (chunks, _) = codes.as_chunks::<16>();
     let (xs, _) = c.act.xk.as_chunks::<SUB>();
     let mut blocks = chunks.iter().zip(xs).zip(sd);
-    let (nibble, zp) = (_mm512_set1_epi32(0x0f), _mm512_set1_epi32(c.q.zero_point()));
+    const LOW: f32 = (1 << 23) as f32;
+    const HIGH: f32 = (1 << 19) as f32;
+    let (low_mask, low_bits) = (_mm512_set1_epi32(0x0f), _mm512_set1_epi32(LOW.to_bits() as i32));
+    let (high_mask, high_bits) = (_mm512_set1_epi32(0xf0), _mm512_set1_epi32(HIGH.to_bits() as i32));
+    let (low_off, high_off) = (_mm512_set1_ps(LOW + bias as f32), _mm512_set1_ps(HIGH + bias as f32));
+    // (a & b) | c
+    const AND_OR: i32 = 0xea;
     let dot = |codes: &[u8; 16], x: &[f32; SUB]| {
         // SAFETY: 16 and 2 x 16 readable values; unaligned loads; AVX-512F is enabled here.
         let (bytes, x0, x1) = unsafe {
             (_mm_loadu_si128(codes.as_ptr().cast()), _mm512_loadu_ps(x.as_ptr()), _mm512_loadu_ps(x[16..].as_ptr()))
         };
         let wide = _mm512_cvtepu8_epi32(bytes);
-        let (mut lo, mut hi) = (_mm512_and_si512(wide, nibble), _mm512_srli_epi32::<4>(wide));
-        if SIGNED {
-            (lo, hi) = (_mm512_sub_epi32(lo, zp), _mm512_sub_epi32(hi, zp));
-        }
-        _mm512_fmadd_ps(_mm512_cvtepi32_ps(hi), x1, _mm512_mul_ps(_mm512_cvtepi32_ps(lo), x0))
+        let lo = _mm512_castsi512_ps(_mm512_ternarylogic_epi32::<AND_OR>(wide, low_mask, low_bits));
+        let hi = _mm512_castsi512_ps(_mm512_ternarylogic_epi32::<AND_OR>(wide, high_mask, high_bits));
+        let (lo, hi) = (_mm512_sub_ps(lo, low_off), _mm512_sub_ps(hi, high_off));
+        _mm512_fmadd_ps(hi, x1, _mm512_mul_ps(lo, x0))
     };
     let (mut acc0, mut acc1) = (_mm512_setzero_ps(), _mm512_setzero_ps());
     // Two sub-blocks a step, into two accumulators.
