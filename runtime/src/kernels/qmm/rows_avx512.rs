@@ -24,10 +24,9 @@ pub(super) fn available() -> bool {
 #[target_feature(enable = "avx2,fma,avx512f")]
 pub(super) unsafe fn rows_exact4(c: &Ctx, s: &mut Scratch, first: usize, out: &mut [f32]) {
     let prologue = |r: usize, s: &mut Scratch| factors(c.q, r, &c.act.sums, &[], &mut s.sf, &mut []);
-    // Symmetric codes have the zero point subtracted in the lookup table; asymmetric ones are
-    // taken as they are (their offsets are applied by the skeleton).
-    let bias = if c.q.asymmetric() { 0 } else { c.q.zero_point() };
-    each_row(c, s, first, out, prologue, |w, s| main_f32(c, w, s, bias), 0)
+    // Symmetric codes have their zero point subtracted; asymmetric ones (zero point 0) are
+    // taken as they are, their offsets applied by the skeleton.
+    each_row(c, s, first, out, prologue, |w, s| main_f32(c, w, s, c.q.zero_point()), 0)
 }
 
 /// `Σ_s sd[s] * Σ_{i in s} x_i * (q_i - bias)` over the full sub-blocks of one row.
