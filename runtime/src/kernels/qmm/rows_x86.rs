@@ -8,7 +8,7 @@ use super::act::{Activations, Order};
 use super::matrix::{QuantMatrix, SUB};
 use super::rows::{block_factors, each_row, exact_block_factors, rows_portable, Ctx, RowsFn, Scratch};
 use super::x86::{
-    centre, codes8, decode_block, dot_f32, dot_i8, dot_i8_bias, hsum, load_ps, store_ps, unpack,
+    centre, codes8, decode_block, dot4_f32, dot_f32, dot_i8, dot_i8_bias, hsum, load_ps, store_ps, unpack,
     unpack_even_odd4,
 };
 
@@ -208,9 +208,12 @@ fn main_f32<const B: u8, const N: usize, const SIGNED: bool>(
     let (xs, _) = c.act.xk.as_chunks::<SUB>();
     let sd = exact_block_factors(c.q, s);
     let zero = _mm256_setzero_ps();
-    sum_blocks::<N, _>(codes, xs, sd, |w, x| {
-        let w = gemv_unpack::<B, N>(w);
-        dot_f32::<SIGNED>(if SIGNED { centre(w, zp) } else { w }, x, zero)
+    sum_blocks::<N, _>(codes, xs, sd, |w, x| match w.first_chunk::<16>() {
+        Some(c4) if B == 4 => dot4_f32::<SIGNED>(c4, x, zp),
+        _ => {
+            let w = gemv_unpack::<B, N>(w);
+            dot_f32::<SIGNED>(if SIGNED { centre(w, zp) } else { w }, x, zero)
+        }
     })
 }
 

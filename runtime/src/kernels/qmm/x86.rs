@@ -203,6 +203,34 @@ pub(super) fn dot_f32<const SIGNED: bool>(w: __m256i, x: &[f32; SUB], acc: __m25
     acc
 }
 
+/// `x * (codes - zp)` lane-wise over one sub-block of 4-bit codes (`c`: 16 bytes; `x` in
+/// [`Order::EvenOdd`](super::act::Order::EvenOdd), low nibbles then high): each half of the
+/// bytes widened to dword lanes straight from memory, its nibbles masked and shifted out
+/// there and converted (fewer shuffles than [`unpack_even_odd4`] then [`dot_f32`]). `zp` is
+/// subtracted only when `SIGNED`.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+pub(super) fn dot4_f32<const SIGNED: bool>(c: &[u8; 16], x: &[f32; SUB], zp: i32) -> __m256 {
+    let (x8, _) = x.as_chunks::<8>();
+    let half = |at: usize| {
+        // SAFETY: bytes `at..at + 8` of 16 are readable; unaligned load; AVX2 is enabled here.
+        _mm256_cvtepu8_epi32(unsafe { _mm_loadl_epi64(c.as_ptr().add(at).cast()) })
+    };
+    let (a, b, nibble) = (half(0), half(8), _mm256_set1_epi32(0x0f));
+    let codes = [
+        _mm256_and_si256(a, nibble),
+        _mm256_and_si256(b, nibble),
+        _mm256_srli_epi32::<4>(a),
+        _mm256_srli_epi32::<4>(b),
+    ];
+    let value = |q: __m256i| _mm256_cvtepi32_ps(if SIGNED { _mm256_sub_epi32(q, _mm256_set1_epi32(zp)) } else { q });
+    let mut acc = _mm256_mul_ps(value(codes[0]), load_ps(&x8[0]));
+    for (q, xk) in codes.into_iter().zip(x8).skip(1) {
+        acc = _mm256_fmadd_ps(value(q), load_ps(xk), acc);
+    }
+    acc
+}
+
 /// `Σ codes * xq` as 8 partial i32 sums. Exact for codes < 128 (`B` <= 7); for `B` == 8 it
 /// returns `Σ (codes - 128) * xq` (see [`dot_i8_bias`]). `|xq|` must be <= 127.
 #[inline]
