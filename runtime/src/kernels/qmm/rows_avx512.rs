@@ -1,9 +1,8 @@
 //! The AVX-512 row loop of the exact (f32 activation) GEMV on 4-bit codes: a sub-block's 16
 //! code bytes are widened to 16 dword lanes once, its low and high nibbles turned into floats
 //! by or'ing them into the mantissa of a power of two (no convert), and multiplied by its 32
-//! activations in two zmm products, where the AVX2 loop widens and converts four 8-lane
-//! quarters (~11 cycles a sub-block on the GPT-2 small q4 step, which left it compute-bound at
-//! ~12 GB/s of codes).
+//! activations in two zmm products, where the AVX2 loop ([`super::x86::dot4_f32`]) works on
+//! four 8-lane quarters.
 
 use std::arch::x86_64::*;
 
