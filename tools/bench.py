@@ -344,8 +344,26 @@ def fmt(v, spec: str, none: str = "n/a") -> str:
     return none if v is None else format(v, spec)
 
 
+def cpu_description() -> str:
+    """The CPU as /proc/cpuinfo names it (model name, vendor, family and model), and how many
+    logical CPUs this process may use: the same ISA level can sit on very different cores."""
+    fields: dict[str, str] = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        pass
+    name = fields.get("model name", "unknown CPU")
+    ident = " ".join(f"{k} {fields[k]}" for k in ("cpu family", "model") if k in fields)
+    vendor = fields.get("vendor_id", "")
+    detail = ", ".join(x for x in (vendor, ident) if x)
+    return f"{name}{f' ({detail})' if detail else ''}, {len(os.sched_getaffinity(0))} logical CPUs"
+
+
 def print_table(scenarios: list[Scenario], meta: dict) -> None:
     print(f"command: {meta['command']}")
+    print(f"cpu: {meta['cpu']}")
     print(f"ours: isa {meta['isa'] or 'unknown (rbe-run printed no isa line)'}, RBE_CPU={meta['rbe_cpu'] or 'unset'}")
     print(f"onnxruntime {meta['onnxruntime']}, {meta['threads']} threads, {meta['rounds']} rounds x "
           f"{meta['runs']} runs after a warm-up, ms = median of round medians; RSS = peak, "
@@ -436,7 +454,7 @@ def main() -> None:
             "onnxruntime": ort.__version__, "threads": c.ORT_THREADS, "rounds": args.rounds,
             "runs": args.runs, "repo_commit": repo_commit(args.repo),
             "isa": next((sc.ours.isa for sc in scenarios if sc.ours.isa), None),
-            "rbe_cpu": os.environ.get("RBE_CPU"),
+            "rbe_cpu": os.environ.get("RBE_CPU"), "cpu": cpu_description(),
             "rbe_run": str(bins["rbe-run"]) if isinstance(bins["rbe-run"], Path) else None}
     if args.json:
         print(json.dumps({**meta, "results": rows(scenarios)}, indent=2))
