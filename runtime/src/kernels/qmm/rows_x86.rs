@@ -8,7 +8,7 @@ use super::act::{Activations, Order};
 use super::matrix::{QuantMatrix, SUB};
 use super::rows::{block_factors, each_row, exact_block_factors, rows_portable, Ctx, RowsFn, Scratch};
 use super::x86::{
-    centre, codes8, decode_block, dot4_f32, dot_f32, dot_i8, dot_i8_bias, hsum, load_ps, store_ps, unpack,
+    centre, decode_block, dot4_f32, dot_f32, dot_i8, dot_i8_bias, hsum, unpack, Codes8,
     unpack_even_odd4,
 };
 
@@ -92,6 +92,7 @@ fn rows_avx2<const B: u8, const N: usize>(c: &Ctx, s: &mut Scratch, first: usize
 /// Row `r`'s scale codes minus the scale bias into `sf` (and its offset codes into `of` unless
 /// `of` is empty); returns `(Σ sf * zsums, Σ of * sums)` as [`each_row`] wants. `sf` and `of`
 /// hold whole blocks of 32 groups; `sums` and `zsums` may be shorter (missing entries are 0).
+/// One instance for every scale width, small enough to inline into the row loops.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 pub(super) fn factors(
@@ -102,56 +103,11 @@ pub(super) fn factors(
     sf: &mut [f32],
     of: &mut [f32],
 ) -> (f32, f32) {
-    match q.scale_bits() {
-        1 => factors_sb::<1>(q, r, sums, zsums, sf, of),
-        2 => factors_sb::<2>(q, r, sums, zsums, sf, of),
-        3 => factors_sb::<3>(q, r, sums, zsums, sf, of),
-        4 => factors_sb::<4>(q, r, sums, zsums, sf, of),
-        5 => factors_sb::<5>(q, r, sums, zsums, sf, of),
-        6 => factors_sb::<6>(q, r, sums, zsums, sf, of),
-        7 => factors_sb::<7>(q, r, sums, zsums, sf, of),
-        _ => factors_sb::<8>(q, r, sums, zsums, sf, of),
-    }
-}
-
-/// [`factors`] for `SB`-bit scale codes, 8 groups at a time.
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-fn factors_sb<const SB: u8>(
-    q: &QuantMatrix,
-    r: usize,
-    sums: &[f32],
-    zsums: &[f32],
-    sf: &mut [f32],
-    of: &mut [f32],
-) -> (f32, f32) {
-    let (scales, mins, bias) = (q.scales_from(r), q.mins_from(r), q.scale_bias());
-    let (mut corr, mut off) = (_mm256_setzero_ps(), _mm256_setzero_ps());
-    let (sf8, _) = sf.as_chunks_mut::<8>();
-    let (of8, _) = of.as_chunks_mut::<8>();
-    let (sums8, _) = sums.as_chunks::<8>();
-    let (zsums8, _) = zsums.as_chunks::<8>();
-    for (k, d) in sf8
-        .iter_mut()
-        .enumerate()
-        .take(q.groups_per_row().div_ceil(8))
-    {
-        let v = codes8::<SB>(scales, k, bias);
-        store_ps(d, v);
-        if let Some(z) = zsums8.get(k) {
-            corr = _mm256_fmadd_ps(v, load_ps(z), corr);
-        }
-        if q.asymmetric() {
-            let o = codes8::<SB>(mins, k, 0);
-            if let Some(d) = of8.get_mut(k) {
-                store_ps(d, o);
-            }
-            if let Some(x) = sums8.get(k) {
-                off = _mm256_fmadd_ps(o, load_ps(x), off);
-            }
-        }
-    }
-    (hsum(corr), hsum(off))
+    let codes = Codes8::new(q.scale_bits());
+    let chunks = q.groups_per_row().div_ceil(8);
+    let corr = codes.unpack_dot(q.scales_from(r), q.scale_bias(), chunks, zsums, sf);
+    let off = if q.asymmetric() { codes.unpack_dot(q.mins_from(r), 0, chunks, sums, of) } else { 0.0 };
+    (corr, off)
 }
 
 /// The GEMV's unpacker of one sub-block: 4-bit codes in [`Order::EvenOdd`], other widths in

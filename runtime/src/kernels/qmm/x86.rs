@@ -273,52 +273,118 @@ pub(super) fn decode_block<const SIGNED: bool>(
     }
 }
 
-/// Codes `8k..8k + 8` of a stream of `B`-bit codes (they fill bytes `kB..kB + B`), minus
-/// `bias`, as f32. Codes past the end of `src` read as 0.
-#[inline]
-#[target_feature(enable = "avx2")]
-pub(super) fn codes8<const B: u8>(src: &[u8], k: usize, bias: i32) -> __m256 {
-    let rest = src.get(k * B as usize..).unwrap_or(&[]);
-    let v = match rest.first_chunk::<16>() {
-        Some(c) => load128(c),
-        None => load128(&padded::<16>(rest)),
-    };
-    let t = _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(v), load256(&Tables8::<B>::PICK));
-    let t = _mm256_srlv_epi32(t, load256_u32(&Tables8::<B>::SHIFT));
-    let q = _mm256_and_si256(t, _mm256_set1_epi32((1 << B) - 1));
-    _mm256_cvtepi32_ps(_mm256_sub_epi32(q, _mm256_set1_epi32(bias)))
+/// The unpacker of runs of 8 codes of one width (1 to 8 bits, chosen at run time; 8 codes
+/// fill `width` bytes) into f32: its shuffle, shift and mask, loaded once per use.
+#[derive(Clone, Copy)]
+pub(super) struct Codes8 {
+    width: usize,
+    pick: __m256i,
+    shift: __m256i,
+    mask: __m256i,
 }
 
-/// Tables of [`codes8`] for width `B`: 32-bit lane `j` takes the two bytes holding code `j`
-/// (the rest zero), then shifts it down.
-struct Tables8<const B: u8>;
+impl Codes8 {
+    /// The unpacker of `width`-bit codes (clamped to 1..=8).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub(super) fn new(width: u8) -> Self {
+        let width = width.clamp(1, 8);
+        let k = width as usize - 1;
+        Codes8 {
+            width: width as usize,
+            pick: load256(&PICK8[k]),
+            shift: load256_u32(&SHIFT8[k]),
+            mask: _mm256_set1_epi32((1 << width) - 1),
+        }
+    }
 
-impl<const B: u8> Tables8<B> {
-    const PICK: [u8; 32] = pick8(B);
-    const SHIFT: [u32; 8] = shift8(B);
+    /// Codes `8k..8k + 8` of `src` minus `bias` (in every lane), as f32; codes past the end
+    /// of `src` read as 0.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub(super) fn get(&self, src: &[u8], k: usize, bias: __m256i) -> __m256 {
+        let rest = src.get(k * self.width..).unwrap_or(&[]);
+        let v = match rest.first_chunk::<16>() {
+            Some(c) => load128(c),
+            None => load128(&padded::<16>(rest)),
+        };
+        self.convert(v, bias)
+    }
+
+    /// Chunks `0..chunks` of `src` ([`get`](Self::get)) into `dst` as far as it reaches;
+    /// returns their dot product with `w` as far as it reaches. Chunks whose 16-byte load
+    /// stays inside `src` run first, in a loop with no other branch but the reach of `dst` and
+    /// `w`; the rest after it.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn unpack_dot(&self, src: &[u8], bias: i32, chunks: usize, w: &[f32], dst: &mut [f32]) -> f32 {
+        let bias = _mm256_set1_epi32(bias);
+        let (dst8, _) = dst.as_chunks_mut::<8>();
+        let (w8, _) = w.as_chunks::<8>();
+        let fits = |k: usize| k * self.width + 16 <= src.len();
+        let inside = if chunks == 0 || fits(chunks - 1) { chunks } else { (0..chunks).take_while(|&k| fits(k)).count() };
+        let mut acc = _mm256_setzero_ps();
+        let mut step = |k: usize, v: __m256| {
+            if let Some(d) = dst8.get_mut(k) {
+                store_ps(d, v);
+            }
+            if let Some(x) = w8.get(k) {
+                acc = _mm256_fmadd_ps(v, load_ps(x), acc);
+            }
+        };
+        for k in 0..chunks.min(inside) {
+            // SAFETY: k < inside, so bytes k·width..k·width + 16 lie inside `src`; unaligned load.
+            let v = unsafe { _mm_loadu_si128(src.as_ptr().add(k * self.width).cast()) };
+            step(k, self.convert(v, bias));
+        }
+        for k in inside..chunks {
+            step(k, self.get(src, k, bias));
+        }
+        hsum(acc)
+    }
+
+    /// The 8 codes at the start of `v`, minus `bias`, as f32.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn convert(&self, v: __m128i, bias: __m256i) -> __m256 {
+        let t = _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(v), self.pick);
+        let q = _mm256_and_si256(_mm256_srlv_epi32(t, self.shift), self.mask);
+        _mm256_cvtepi32_ps(_mm256_sub_epi32(q, bias))
+    }
 }
 
-const fn pick8(b: u8) -> [u8; 32] {
-    let mut t = [0x80u8; 32];
-    let mut j = 0;
-    while j < 8 {
-        let byte = (j * b as usize / 8) as u8;
-        t[4 * j] = byte;
-        t[4 * j + 1] = byte + 1;
-        j += 1;
+/// [`Codes8`]'s shuffles, widths 1..=8: 32-bit lane `j` takes the two bytes holding code `j`
+/// (the rest zero).
+const PICK8: [[u8; 32]; 8] = {
+    let mut t = [[0x80u8; 32]; 8];
+    let mut b = 1;
+    while b <= 8 {
+        let mut j = 0;
+        while j < 8 {
+            let byte = (j * b / 8) as u8;
+            t[b - 1][4 * j] = byte;
+            t[b - 1][4 * j + 1] = byte + 1;
+            j += 1;
+        }
+        b += 1;
     }
     t
-}
+};
 
-const fn shift8(b: u8) -> [u32; 8] {
-    let mut t = [0u32; 8];
-    let mut j = 0;
-    while j < 8 {
-        t[j] = (j * b as usize % 8) as u32;
-        j += 1;
+/// [`Codes8`]'s shifts, widths 1..=8: lane `j` moves code `j` down to bit 0.
+const SHIFT8: [[u32; 8]; 8] = {
+    let mut t = [[0u32; 8]; 8];
+    let mut b = 1;
+    while b <= 8 {
+        let mut j = 0;
+        while j < 8 {
+            t[b - 1][j] = (j * b % 8) as u32;
+            j += 1;
+        }
+        b += 1;
     }
     t
-}
+};
 
 #[inline]
 #[target_feature(enable = "avx2")]
@@ -399,7 +465,9 @@ mod tests {
                 let mut want = [0u8; 8];
                 unpack_codes(&bytes[at..], B, &mut want);
                 // SAFETY: AVX2 and FMA were detected at the top of the test.
-                let got: [f32; 8] = unsafe { std::mem::transmute(codes8::<B>(&bytes[at..], 0, 1)) };
+                let got: [f32; 8] = unsafe {
+                    std::mem::transmute(Codes8::new(B).get(&bytes[at..], 0, _mm256_set1_epi32(1)))
+                };
                 let want: Vec<f32> = want.iter().map(|&q| q as f32 - 1.0).collect();
                 assert_eq!(got.to_vec(), want, "codes8 bits {B} at {at}");
             }
