@@ -16,6 +16,8 @@
 //! up to f32 rounding. Work is split over rayon's threads by bands of output rows.
 
 mod act;
+#[cfg(target_arch = "x86_64")]
+mod codes16;
 mod decode;
 #[cfg(target_arch = "x86_64")]
 mod gemm_i8;

@@ -6,9 +6,10 @@
 
 use std::arch::x86_64::*;
 
-use super::matrix::SUB;
+use super::codes16::{Codes16, Lanes};
+use super::matrix::{QuantMatrix, SUB};
 use super::rows::{each_row, exact_block_factors, Ctx, Scratch};
-use super::rows_x86::{factors, PREFETCH};
+use super::rows_x86::PREFETCH;
 
 /// Whether this CPU runs (and `RBE_CPU` allows) the AVX-512 loop.
 pub(super) fn available() -> bool {
@@ -19,13 +20,38 @@ pub(super) fn available() -> bool {
 /// in [`Order::EvenOdd`](super::act::Order::EvenOdd), as [`each_row`] defines them.
 ///
 /// # Safety
-/// The CPU has AVX-512F, AVX2 and FMA ([`available`]).
-#[target_feature(enable = "avx2,fma,avx512f")]
+/// The CPU has AVX-512F and BW, AVX2 and FMA ([`available`]).
+#[target_feature(enable = "avx2,fma,avx512f,avx512bw")]
 pub(super) unsafe fn rows_exact4(c: &Ctx, s: &mut Scratch, first: usize, out: &mut [f32]) {
-    let prologue = |r: usize, s: &mut Scratch| factors(c.q, r, &c.act.sums, &[], &mut s.sf, &mut []);
+    let codes = Codes16::new(c.q.scale_bits(), Lanes::Natural);
+    let prologue = |r: usize, s: &mut Scratch| factors(c.q, r, &c.act.sums, &mut s.sf, &codes);
     // Symmetric codes have their zero point subtracted; asymmetric ones (zero point 0) are
     // taken as they are, their offsets applied by the skeleton.
     each_row(c, s, first, out, prologue, |w, s| main_f32(c, w, s, c.q.zero_point()), 0)
+}
+
+/// Row `r`'s scale codes minus the scale bias into `sf` (whole runs of 16 groups), 16 groups a
+/// step; returns `(0, Σ of * sums)` (`of`: the offset codes, none when symmetric), what
+/// [`each_row`] wants in exact mode. Inlined into the row loop, where the AVX2
+/// [`factors`](super::rows_x86::factors) is a call.
+#[inline]
+#[target_feature(enable = "avx2,fma,avx512f,avx512bw")]
+fn factors(q: &QuantMatrix, r: usize, sums: &[f32], sf: &mut [f32], codes: &Codes16) -> (f32, f32) {
+    let chunks = q.groups_per_row().div_ceil(16);
+    let (scales, mins, bias) = (q.scales_from(r), q.mins_from(r), _mm512_set1_epi32(q.scale_bias()));
+    let (sf16, _) = sf.as_chunks_mut::<16>();
+    let (sums16, _) = sums.as_chunks::<16>();
+    let mut off = _mm512_setzero_ps();
+    for (k, d) in sf16.iter_mut().take(chunks).enumerate() {
+        // SAFETY: 16 writable values behind a unique reference; unaligned store.
+        unsafe { _mm512_storeu_ps(d.as_mut_ptr(), codes.get(scales, k, bias)) };
+        if let (true, Some(x)) = (q.asymmetric(), sums16.get(k)) {
+            // SAFETY: 16 readable values; unaligned load.
+            let x = unsafe { _mm512_loadu_ps(x.as_ptr()) };
+            off = _mm512_fmadd_ps(codes.get(mins, k, _mm512_setzero_si512()), x, off);
+        }
+    }
+    (0.0, _mm512_reduce_add_ps(off))
 }
 
 /// `Σ_s sd[s] * Σ_{i in s} x_i * (q_i - bias)` over the full sub-blocks of one row.
@@ -37,7 +63,7 @@ pub(super) unsafe fn rows_exact4(c: &Ctx, s: &mut Scratch, first: usize, out: &m
 /// nibble is one `vpternlogd` (and, or) and one subtract, against two and or shift and a
 /// convert (and a subtract) before: exact, so the result is bit for bit what it was.
 #[inline]
-#[target_feature(enable = "avx2,fma,avx512f")]
+#[target_feature(enable = "avx2,fma,avx512f,avx512bw")]
 fn main_f32(c: &Ctx, codes: &[u8], s: &mut Scratch, bias: i32) -> f32 {
     let sd = exact_block_factors(c.q, s);
     let (chunks, _) = codes.as_chunks::<16>();

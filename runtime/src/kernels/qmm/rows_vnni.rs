@@ -9,7 +9,8 @@ use super::act::{Activations, Order};
 use super::matrix::{QuantMatrix, SUB};
 use super::rows::{rows_portable, tail_term, Ctx, RowsFn, Scratch};
 use super::rows_x86::PREFETCH;
-use super::vnni::{available, codes16, dots, load16, STEP_VALUES, TRANSPOSE};
+use super::codes16::{Codes16, Lanes};
+use super::vnni::{available, dots, load16, STEP_VALUES, TRANSPOSE};
 
 /// Rows per block of the row loop (they share the activation loads of every step).
 const ROWS: usize = 4;
@@ -69,7 +70,8 @@ fn rows_sb<const B: u8, const SB: u8>(c: &Ctx, first: usize, out: &mut [f32]) {
 #[target_feature(enable = "avx2,fma,avx512f,avx512bw,avx512vnni")]
 fn block<const B: u8, const SB: u8, const R: usize>(c: &Ctx, first: usize, out: &mut [f32; R]) {
     let q = c.q;
-    let (n, zp, bias) = (q.full_blocks(), q.zero_point(), q.scale_bias());
+    let (n, zp, bias) = (q.full_blocks(), q.zero_point(), _mm512_set1_epi32(q.scale_bias()));
+    let unpack = Codes16::new(SB, Lanes::Transposed);
     let step_bytes = 16 * 4 * B as usize;
     let codes: [&[u8]; R] = std::array::from_fn(|i| q.codes_from(first + i));
     let scales: [&[u8]; R] = std::array::from_fn(|i| q.scales_from(first + i));
@@ -89,7 +91,7 @@ fn block<const B: u8, const SB: u8, const R: usize>(c: &Ctx, first: usize, out: 
         let zs = _mm512_permutexvar_ps(lanes, load16(zs));
         let left = n.saturating_sub(16 * k);
         for i in 0..R {
-            let sf = codes16::<SB>(scales[i], k, bias);
+            let sf = unpack.get(scales[i], k, bias);
             let w = codes[i].get(k * step_bytes..).unwrap_or(&[]);
             for line in (0..step_bytes).step_by(64) {
                 // A prefetch never faults, whatever the address.
@@ -101,7 +103,7 @@ fn block<const B: u8, const SB: u8, const R: usize>(c: &Ctx, first: usize, out: 
                 corr[i] = _mm512_fmadd_ps(sf, zs, corr[i]);
             }
             if q.asymmetric() {
-                off[i] = _mm512_fmadd_ps(codes16::<SB>(mins[i], k, 0), su, off[i]);
+                off[i] = _mm512_fmadd_ps(unpack.get(mins[i], k, _mm512_setzero_si512()), su, off[i]);
             }
         }
     }

@@ -1,13 +1,12 @@
 //! AVX-512 VNNI building blocks of the int8 GEMV: 16 sub-blocks' integer dot products at a
 //! time (`vpdpbusd`: unsigned codes times signed int8 activations) reduced to one vector of
-//! 16 sums, and 16 group scale codes unpacked to f32 lanes. Every function needs the
+//! 16 sums (their lane order: [`TRANSPOSE`]). Every function needs the
 //! features [`available`] checks; callers check them at run time before calling.
 
 use std::arch::x86_64::*;
 
 use super::act::XQ_STEP;
 use super::matrix::SUB;
-use super::x86::{load128, padded};
 
 /// Whether this CPU runs the AVX-512 VNNI kernels.
 pub(super) fn available() -> bool {
@@ -111,109 +110,4 @@ pub(super) fn dots<const B: u8>(codes: &[u8], xq: &[i8; STEP_VALUES], n: usize) 
         }
     }
     reduce4(w)
-}
-
-/// Codes `16k..16k + 16` of a stream of `B`-bit codes (they fill bytes `2kB..2kB + 2B`), minus
-/// `bias`, as f32, in the lane order of [`dots`] (lane `l` holds code `16k + TRANSPOSE[l]`).
-/// Codes past the end of `src` read as 0.
-#[inline]
-#[target_feature(enable = "avx2,fma,avx512f,avx512bw,avx512vnni")]
-pub(super) fn codes16<const B: u8>(src: &[u8], k: usize, bias: i32) -> __m512 {
-    let rest = src.get(2 * k * B as usize..).unwrap_or(&[]);
-    let v = match rest.first_chunk::<16>() {
-        Some(c) => load128(c),
-        None => load128(&padded::<16>(rest)),
-    };
-    // SAFETY: 64 readable bytes each; unaligned loads; AVX-512F is enabled here.
-    let (pick, shift) = unsafe {
-        (
-            _mm512_loadu_si512(Tables16::<B>::PICK.as_ptr().cast()),
-            _mm512_loadu_si512(Tables16::<B>::SHIFT.as_ptr().cast()),
-        )
-    };
-    let t = _mm512_shuffle_epi8(_mm512_broadcast_i32x4(v), pick);
-    let t = _mm512_srlv_epi32(t, shift);
-    let q = _mm512_and_si512(t, _mm512_set1_epi32((1 << B) - 1));
-    _mm512_cvtepi32_ps(_mm512_sub_epi32(q, _mm512_set1_epi32(bias)))
-}
-
-/// Tables of [`codes16`] for width `B`: 32-bit lane `l` takes the two bytes holding code
-/// `TRANSPOSE[l]` (of the 16 bytes every 128-bit lane holds a copy of; the rest zero), then
-/// shifts it down.
-struct Tables16<const B: u8>;
-
-impl<const B: u8> Tables16<B> {
-    const PICK: [u8; 64] = pick16(B);
-    const SHIFT: [u32; 16] = shift16(B);
-}
-
-const fn pick16(b: u8) -> [u8; 64] {
-    let mut t = [0x80u8; 64];
-    let mut l = 0;
-    while l < 16 {
-        let byte = TRANSPOSE[l] as usize * b as usize / 8;
-        t[4 * l] = byte as u8;
-        if byte + 1 < 16 {
-            t[4 * l + 1] = byte as u8 + 1;
-        }
-        l += 1;
-    }
-    t
-}
-
-const fn shift16(b: u8) -> [u32; 16] {
-    let mut t = [0u32; 16];
-    let mut l = 0;
-    while l < 16 {
-        t[l] = (TRANSPOSE[l] as usize * b as usize % 8) as u32;
-        l += 1;
-    }
-    t
-}
-
-#[cfg(test)]
-mod tests {
-    use super::super::unpack::unpack_codes;
-    use super::*;
-
-    #[test]
-    fn codes16_matches_portable_for_every_width_and_tail() {
-        if !available() {
-            return;
-        }
-        let bytes: Vec<u8> = (0..64u32)
-            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
-            .collect();
-        fn check<const B: u8>(bytes: &[u8]) {
-            for (at, k) in [
-                (0usize, 0usize),
-                (3, 1),
-                (bytes.len() - 2 * B as usize, 0),
-                (60, 0),
-            ] {
-                let mut want = [0u8; 16];
-                unpack_codes(
-                    bytes.get(at + 2 * k * B as usize..).unwrap_or(&[]),
-                    B,
-                    &mut want,
-                );
-                // SAFETY: the features were detected at the top of the test.
-                let got: [f32; 16] =
-                    unsafe { std::mem::transmute(codes16::<B>(&bytes[at..], k, 2)) };
-                let want: Vec<f32> = TRANSPOSE
-                    .iter()
-                    .map(|&t| want[t as usize] as f32 - 2.0)
-                    .collect();
-                assert_eq!(got.to_vec(), want, "bits {B} at {at} step {k}");
-            }
-        }
-        check::<1>(&bytes);
-        check::<2>(&bytes);
-        check::<3>(&bytes);
-        check::<4>(&bytes);
-        check::<5>(&bytes);
-        check::<6>(&bytes);
-        check::<7>(&bytes);
-        check::<8>(&bytes);
-    }
 }
