@@ -92,7 +92,8 @@ fn rows_avx2<const B: u8, const N: usize>(c: &Ctx, s: &mut Scratch, first: usize
 /// Row `r`'s scale codes minus the scale bias into `sf` (and its offset codes into `of` unless
 /// `of` is empty); returns `(Σ sf * zsums, Σ of * sums)` as [`each_row`] wants. `sf` and `of`
 /// hold whole blocks of 32 groups; `sums` and `zsums` may be shorter (missing entries are 0).
-/// One instance for every scale width, small enough to inline into the row loops.
+/// One instance for every scale width (a call from the row loops all the same: forcing it
+/// inline, 11% of the `RBE_CPU=avx2` step's samples moved into the caller's closure).
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 pub(super) fn factors(
