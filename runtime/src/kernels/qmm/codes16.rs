@@ -66,45 +66,37 @@ const fn code_of(lanes: usize, l: usize) -> usize {
 
 /// Shuffles by lane order and width (1..=8): 32-bit lane `l` takes the two bytes holding its
 /// code (of the 16 bytes every 128-bit lane holds a copy of; the rest zero).
-const PICK: [[[u8; 64]; 8]; 2] = {
-    let mut t = [[[0x80u8; 64]; 8]; 2];
-    let mut o = 0;
-    while o < 2 {
-        let mut b = 1;
-        while b <= 8 {
-            let mut l = 0;
-            while l < 16 {
-                let byte = code_of(o, l) * b / 8;
-                t[o][b - 1][4 * l] = byte as u8;
-                if byte + 1 < 16 {
-                    t[o][b - 1][4 * l + 1] = byte as u8 + 1;
-                }
-                l += 1;
-            }
-            b += 1;
-        }
-        o += 1;
-    }
-    t
-};
-
+const PICK: Pick = TABLES.0;
 /// Shifts by lane order and width (1..=8): lane `l` moves its code down to bit 0.
-const SHIFT: [[[u32; 16]; 8]; 2] = {
-    let mut t = [[[0u32; 16]; 8]; 2];
+const SHIFT: Shift = TABLES.1;
+
+/// Shuffle bytes by lane order, then width.
+type Pick = [[[u8; 64]; 8]; 2];
+/// Shift counts by lane order, then width.
+type Shift = [[[u32; 16]; 8]; 2];
+
+/// [`PICK`] and [`SHIFT`], filled together.
+const TABLES: (Pick, Shift) = {
+    let (mut pick, mut shift) = ([[[0x80u8; 64]; 8]; 2], [[[0u32; 16]; 8]; 2]);
     let mut o = 0;
     while o < 2 {
         let mut b = 1;
         while b <= 8 {
             let mut l = 0;
             while l < 16 {
-                t[o][b - 1][l] = (code_of(o, l) * b % 8) as u32;
+                let bit = code_of(o, l) * b;
+                pick[o][b - 1][4 * l] = (bit / 8) as u8;
+                if bit / 8 + 1 < 16 {
+                    pick[o][b - 1][4 * l + 1] = (bit / 8 + 1) as u8;
+                }
+                shift[o][b - 1][l] = (bit % 8) as u32;
                 l += 1;
             }
             b += 1;
         }
         o += 1;
     }
-    t
+    (pick, shift)
 };
 
 #[cfg(test)]

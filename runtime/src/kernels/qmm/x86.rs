@@ -355,35 +355,26 @@ impl Codes8 {
 
 /// [`Codes8`]'s shuffles, widths 1..=8: 32-bit lane `j` takes the two bytes holding code `j`
 /// (the rest zero).
-const PICK8: [[u8; 32]; 8] = {
-    let mut t = [[0x80u8; 32]; 8];
-    let mut b = 1;
-    while b <= 8 {
-        let mut j = 0;
-        while j < 8 {
-            let byte = (j * b / 8) as u8;
-            t[b - 1][4 * j] = byte;
-            t[b - 1][4 * j + 1] = byte + 1;
-            j += 1;
-        }
-        b += 1;
-    }
-    t
-};
-
+const PICK8: [[u8; 32]; 8] = TABLES8.0;
 /// [`Codes8`]'s shifts, widths 1..=8: lane `j` moves code `j` down to bit 0.
-const SHIFT8: [[u32; 8]; 8] = {
-    let mut t = [[0u32; 8]; 8];
+const SHIFT8: [[u32; 8]; 8] = TABLES8.1;
+
+/// [`PICK8`] and [`SHIFT8`], filled together.
+const TABLES8: ([[u8; 32]; 8], [[u32; 8]; 8]) = {
+    let (mut pick, mut shift) = ([[0x80u8; 32]; 8], [[0u32; 8]; 8]);
     let mut b = 1;
     while b <= 8 {
         let mut j = 0;
         while j < 8 {
-            t[b - 1][j] = (j * b % 8) as u32;
+            let bit = j * b;
+            pick[b - 1][4 * j] = (bit / 8) as u8;
+            pick[b - 1][4 * j + 1] = (bit / 8 + 1) as u8;
+            shift[b - 1][j] = (bit % 8) as u32;
             j += 1;
         }
         b += 1;
     }
-    t
+    (pick, shift)
 };
 
 #[inline]
