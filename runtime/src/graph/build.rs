@@ -409,7 +409,9 @@ impl Builder {
                 frees[*i].push(id);
             }
         }
+        let shape_memo = super::shape_memo::ShapeMemo::plan(&self.nodes, |id| self.constants[id].is_some());
         Ok(Graph {
+            shape_memo,
             names: self.names,
             constants: self.constants,
             inputs: self.inputs,

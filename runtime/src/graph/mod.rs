@@ -8,6 +8,7 @@ mod half;
 mod inputs;
 mod run;
 mod scope;
+mod shape_memo;
 
 pub use build::{build, build_nested, OuterValue};
 pub use half::widen;
@@ -54,6 +55,8 @@ pub struct Graph {
     /// When the model's half-precision values are computed in f32 ([`half`]): per output, the
     /// half type it is declared as (its value is rounded to it); half feeds are widened then.
     half_outputs: Option<Vec<Option<DType>>>,
+    /// The shape-only nodes, and their outputs kept from the last run.
+    shape_memo: shape_memo::ShapeMemo,
 }
 
 impl Graph {

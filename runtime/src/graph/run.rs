@@ -59,6 +59,7 @@ impl Graph {
     ) -> Result<Vec<(String, Tensor)>> {
         let mut slots: Vec<Option<Tensor>> = vec![None; self.names.len()];
         self.place_feeds(feeds, &mut slots)?;
+        let mut memo = self.shape_memo.start();
         for (i, (node, frees)) in self.nodes.iter().zip(&self.frees).enumerate() {
             let first = self.handed_over(node, frees, &mut slots);
             let mut args = Vec::with_capacity(node.inputs.len());
@@ -79,10 +80,13 @@ impl Graph {
                 }
                 Instant::now()
             });
-            let results = match first {
+            if memo.reads_shape(i) {
+                memo.saw(i, first.as_ref().or(args.first().copied().flatten()).map(Tensor::shape));
+            }
+            let results = memo.outputs(i, || match first {
                 Some(first) => node.kernel.run_taking_first(first, &args),
                 None => node.kernel.run(&args),
-            };
+            });
             if let (Some(o), Some(start)) = (observer.as_mut(), start) {
                 o.ran(i, start.elapsed());
             }
@@ -116,11 +120,14 @@ impl Graph {
                 }
             }
         }
-        self.outputs
+        let outputs = self
+            .outputs
             .iter()
             .enumerate()
             .map(|(k, (name, id))| Ok((name.clone(), self.output(k, self.value(&slots, *id)?))))
-            .collect()
+            .collect::<Result<Vec<_>>>()?;
+        memo.finish();
+        Ok(outputs)
     }
 
     /// Input 0 of `node`, taken out of its slot, when the kernel can reuse its buffer and the
