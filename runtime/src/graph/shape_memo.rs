@@ -130,20 +130,12 @@ impl MemoRun<'_> {
 
 #[cfg(test)]
 mod tests {
-    use crate::onnx::proto::{GraphProto, ModelProto, NodeProto, OperatorSetIdProto, ValueInfoProto};
+    use crate::onnx::proto::{GraphProto, ModelProto, OperatorSetIdProto, ValueInfoProto};
     use crate::onnx::{tensor_to_proto, ExternalData};
     use crate::session::Session;
     use crate::tensor::Tensor;
 
-    fn n(op: &str, inputs: &[&str], output: &str) -> NodeProto {
-        NodeProto {
-            name: output.into(),
-            op_type: op.into(),
-            input: inputs.iter().map(|s| s.to_string()).collect(),
-            output: vec![output.into()],
-            ..Default::default()
-        }
-    }
+    use crate::ops::testutil::graph_node as n;
 
     /// `y = Reshape(x, [-1, dim 0 of x])` through Shape, Gather, Unsqueeze and Concat, and
     /// `z = Reshape(x, w)` between the Shape node and the rest, which fails for a bad `w`.

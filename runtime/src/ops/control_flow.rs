@@ -123,15 +123,7 @@ mod tests {
     use crate::session::Session;
     use crate::tensor::Tensor;
 
-    fn n(op: &str, inputs: &[&str], output: &str) -> NodeProto {
-        NodeProto {
-            name: output.into(),
-            op_type: op.into(),
-            input: inputs.iter().map(|s| s.to_string()).collect(),
-            output: vec![output.into()],
-            ..Default::default()
-        }
-    }
+    use crate::ops::testutil::graph_node as n;
 
     fn info(name: &str) -> ValueInfoProto {
         ValueInfoProto { name: name.into(), ..Default::default() }

@@ -36,7 +36,7 @@ mod rotary;
 mod scatter;
 mod shape;
 #[cfg(test)]
-mod testutil;
+pub(crate) mod testutil;
 mod topk;
 mod trilu;
 

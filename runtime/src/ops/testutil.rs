@@ -183,3 +183,14 @@ mod tests {
         assert!(registry.resolve("com.microsoft", "Gather", 17).is_none());
     }
 }
+
+/// A graph node `op(inputs) -> output`, named after its output (for hand-built test models).
+pub(crate) fn graph_node(op: &str, inputs: &[&str], output: &str) -> NodeProto {
+    NodeProto {
+        name: output.into(),
+        op_type: op.into(),
+        input: inputs.iter().map(|s| s.to_string()).collect(),
+        output: vec![output.into()],
+        ..Default::default()
+    }
+}

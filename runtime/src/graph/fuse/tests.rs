@@ -9,15 +9,7 @@ use crate::options::SessionOptions;
 use crate::session::Session;
 use crate::tensor::Tensor;
 
-fn n(op: &str, inputs: &[&str], output: &str) -> NodeProto {
-    NodeProto {
-        name: output.to_string(),
-        op_type: op.into(),
-        input: inputs.iter().map(|s| s.to_string()).collect(),
-        output: vec![output.into()],
-        ..Default::default()
-    }
-}
+use crate::ops::testutil::graph_node as n;
 
 fn seq(shape: &[usize], seed: usize) -> Tensor {
     let len: usize = shape.iter().product();
