@@ -14,7 +14,10 @@ excluded, RAYON_NUM_THREADS=2). onnxruntime: in this process, CPU provider,
 intra_op_num_threads=2, inter_op_num_threads=1, sequential. A side's figure is the median of its R
 round medians; the ratio is ours / onnxruntime (below 1: ours is faster). Peak RSS: each side run
 once more in its own process under `/usr/bin/time -v` ("Maximum resident set size"): rbe-run
-without --bench, onnxruntime a python one-shot (session + one run).
+without --bench, onnxruntime a python one-shot (session + one run). The header's host line says
+how busy the CPUs were in the second before the run (other processes: a warning above 10%) and
+how much CPU time the hypervisor stole during it (/proc/stat), the two things that make a
+shared VM's figures slow and noisy.
 
 Scenarios (default: every one whose model files exist):
   prompt128     models/gpt2-small/legacy_op17.onnx, input_ids [1, 128]; ours on the same fp32 file.
@@ -361,9 +364,48 @@ def cpu_description() -> str:
     return f"{name}{f' ({detail})' if detail else ''}, {len(os.sched_getaffinity(0))} logical CPUs"
 
 
+def cpu_times() -> tuple[int, int, int] | None:
+    """(total, busy, steal) clock ticks of all CPUs so far, from /proc/stat's first line (busy:
+    neither idle, waiting on I/O nor stolen); None where there is no /proc/stat."""
+    try:
+        ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    if len(ticks) < 8:
+        return None
+    total, idle, steal = sum(ticks), ticks[3] + ticks[4], ticks[7]
+    return total, total - idle - steal, steal
+
+
+def share(before: tuple[int, int, int] | None, after: tuple[int, int, int] | None, field: int) -> float | None:
+    """Field `field` of [`cpu_times`]'s tuple between two readings, as a fraction of all ticks."""
+    if before is None or after is None or after[0] <= before[0]:
+        return None
+    return (after[field] - before[field]) / (after[0] - before[0])
+
+
+def busy_before_run(seconds: float = 1.0) -> float | None:
+    """How busy the CPUs were over `seconds` while this script only slept: other processes
+    (a forgotten benchmark, a build) take cores from both sides and make every figure noisy."""
+    before = cpu_times()
+    time.sleep(seconds)
+    busy = share(before, cpu_times(), 1)
+    if busy is not None and busy > 0.1:
+        log(f"warning: the CPUs were {busy:.0%} busy before the run with this script idle: another "
+            "process is running (`ps aux --sort=-%cpu`), the timings will be slow and noisy")
+    return busy
+
+
+def host_line(meta: dict) -> str:
+    pct = lambda v: "unknown" if v is None else f"{v:.0%}"  # noqa: E731
+    return (f"host: CPUs busy in the second before the run (this script idle): {pct(meta['busy_before'])}; "
+            f"CPU time stolen by the hypervisor during the run: {pct(meta['steal'])}")
+
+
 def print_table(scenarios: list[Scenario], meta: dict) -> None:
     print(f"command: {meta['command']}")
     print(f"cpu: {meta['cpu']}")
+    print(host_line(meta))
     print(f"ours: isa {meta['isa'] or 'unknown (rbe-run printed no isa line)'}, RBE_CPU={meta['rbe_cpu'] or 'unset'}")
     print(f"onnxruntime {meta['onnxruntime']}, {meta['threads']} threads, {meta['rounds']} rounds x "
           f"{meta['runs']} runs after a warm-up, ms = median of round medians; RSS = peak, "
@@ -446,15 +488,19 @@ def main() -> None:
 
     bins = find_binaries(args.repo, build=not args.no_build)
 
+    busy = busy_before_run()
+    start = cpu_times()
     with tempfile.TemporaryDirectory(prefix="rbe-bench-") as tmp:
         for sc in scenarios:
             run_scenario(sc, Path(tmp), bins, args)
+    steal = share(start, cpu_times(), 2)
 
     meta = {"command": shlex.join([Path(sys.executable).as_posix(), *sys.argv]),
             "onnxruntime": ort.__version__, "threads": c.ORT_THREADS, "rounds": args.rounds,
             "runs": args.runs, "repo_commit": repo_commit(args.repo),
             "isa": next((sc.ours.isa for sc in scenarios if sc.ours.isa), None),
             "rbe_cpu": os.environ.get("RBE_CPU"), "cpu": cpu_description(),
+            "busy_before": busy, "steal": steal,
             "rbe_run": str(bins["rbe-run"]) if isinstance(bins["rbe-run"], Path) else None}
     if args.json:
         print(json.dumps({**meta, "results": rows(scenarios)}, indent=2))
