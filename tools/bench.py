@@ -377,11 +377,11 @@ def cpu_times() -> tuple[int, int, int] | None:
     return total, total - idle - steal, steal
 
 
-def share(before: tuple[int, int, int] | None, after: tuple[int, int, int] | None, field: int) -> float | None:
-    """Field `field` of [`cpu_times`]'s tuple between two readings, as a fraction of all ticks."""
+def share(before: tuple[int, int, int] | None, after: tuple[int, int, int] | None, index: int) -> float | None:
+    """Entry `index` of [`cpu_times`]'s tuple between two readings, as a fraction of all ticks."""
     if before is None or after is None or after[0] <= before[0]:
         return None
-    return (after[field] - before[field]) / (after[0] - before[0])
+    return (after[index] - before[index]) / (after[0] - before[0])
 
 
 def busy_before_run(seconds: float = 1.0) -> float | None:
@@ -397,6 +397,7 @@ def busy_before_run(seconds: float = 1.0) -> float | None:
 
 
 def host_line(meta: dict) -> str:
+    """The header's line on how quiet the host was (see [`busy_before_run`])."""
     pct = lambda v: "unknown" if v is None else f"{v:.0%}"  # noqa: E731
     return (f"host: CPUs busy in the second before the run (this script idle): {pct(meta['busy_before'])}; "
             f"CPU time stolen by the hypervisor during the run: {pct(meta['steal'])}")
