@@ -19,6 +19,13 @@ how busy the CPUs were in the second before the run (other processes: a warning 
 how much CPU time the hypervisor stole during it (/proc/stat), the two things that make a
 shared VM's figures slow and noisy.
 
+--avx2-only measures both sides as on an AVX2-only CPU: the script builds tools/avx2_only.c with
+gcc into target/avx2_only.so and runs itself again with it in LD_PRELOAD, so CPUID (trapped by the
+kernel's CPUID faulting, /proc/cpuinfo flag `cpuid_fault`) hides AVX-512, VNNI and AMX from
+onnxruntime (MLAS picks its AVX2/FMA3 kernels) and from rbe-run (detects avx2, no RBE_CPU needed).
+The header says what the process saw (numpy's CPU feature probe). The cores, caches and clocks
+stay this host's: it is the instruction set of an AVX2 CPU, not its speed.
+
 Scenarios (default: every one whose model files exist):
   prompt128     models/gpt2-small/legacy_op17.onnx, input_ids [1, 128]; ours on the same fp32 file.
   step_past128  models/gpt2-small/optimum_past.onnx, 1 new token at past length 128 (past N(0,1)
@@ -407,6 +414,9 @@ def print_table(scenarios: list[Scenario], meta: dict) -> None:
     print(f"command: {meta['command']}")
     print(f"cpu: {meta['cpu']}")
     print(host_line(meta))
+    seen = ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in meta["cpu_features_seen"].items())
+    how = f"AVX2-only, LD_PRELOAD {meta['avx2_only']}" if meta["avx2_only"] else "as the CPU reports it"
+    print(f"instruction set both sides see: {how} ({seen})")
     print(f"ours: isa {meta['isa'] or 'unknown (rbe-run printed no isa line)'}, RBE_CPU={meta['rbe_cpu'] or 'unset'}")
     print(f"onnxruntime {meta['onnxruntime']}, {meta['threads']} threads, {meta['rounds']} rounds x "
           f"{meta['runs']} runs after a warm-up, ms = median of round medians; RSS = peak, "
@@ -437,6 +447,52 @@ def repo_commit(repo: Path) -> str:
     return res.stdout.strip() or "unknown"
 
 
+# --------------------------------------------------------------------------- --avx2-only
+
+AVX2_ONLY_SOURCE = Path(__file__).resolve().parent / "avx2_only.c"
+AVX2_ONLY_ENV = "RBE_BENCH_AVX2_ONLY"  # set in the re-executed process: the library's path
+
+
+def avx2_only_library(repo: Path) -> Path:
+    """tools/avx2_only.c built with gcc into target/avx2_only.so (rebuilt when the source is newer)."""
+    out = target_dir(repo).parent / "avx2_only.so"
+    if out.exists() and out.stat().st_mtime >= AVX2_ONLY_SOURCE.stat().st_mtime:
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cmd = ["gcc", "-shared", "-fPIC", "-O2", "-o", str(out), str(AVX2_ONLY_SOURCE)]
+    log("$ " + shlex.join(cmd))
+    try:
+        res = subprocess.run(cmd, capture_output=True, text=True)
+    except OSError as e:
+        c.fail(f"--avx2-only needs gcc: {e}")
+    if res.returncode != 0:
+        c.fail(f"building {AVX2_ONLY_SOURCE.name} failed: {tail(res.stderr)}")
+    return out
+
+
+def rerun_avx2_only(repo: Path) -> None:
+    """Replaces this process with itself under LD_PRELOAD=target/avx2_only.so (never returns)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        flags = ""
+    if "cpuid_fault" not in flags.split():
+        c.fail("--avx2-only needs CPUID faulting (flag cpuid_fault in /proc/cpuinfo), which this "
+               "kernel or CPU does not offer")
+    lib = avx2_only_library(repo)
+    preload = " ".join(x for x in (str(lib), os.environ.get("LD_PRELOAD", "")) if x)
+    env = dict(os.environ, LD_PRELOAD=preload, **{AVX2_ONLY_ENV: str(lib)})
+    sys.stdout.flush()
+    os.execve(sys.executable, [sys.executable, *sys.argv], env)
+
+
+def cpu_features_seen() -> dict[str, bool]:
+    """What this process's CPUID says, as numpy's dispatcher probed it at import."""
+    umath = getattr(getattr(np, "_core", None), "_multiarray_umath", None) or np.core._multiarray_umath
+    found = getattr(umath, "__cpu_features__", {})
+    return {k: bool(found[k]) for k in ("AVX2", "FMA3", "AVX512F", "AVX512VNNI") if k in found}
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -458,9 +514,16 @@ def main() -> None:
     ap.add_argument("--reconvert", action="store_true", help="remake .rbeonnx files even if they exist")
     ap.add_argument("--no-rss", action="store_true", help="skip the peak-RSS runs")
     ap.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
+    ap.add_argument("--avx2-only", action="store_true",
+                    help="both sides see an AVX2-only CPU (tools/avx2_only.c in LD_PRELOAD; see below)")
     args = ap.parse_args()
     if args.rounds < 1 or args.runs < 1:
         c.fail("--rounds and --runs must be at least 1")
+    if args.avx2_only and AVX2_ONLY_ENV not in os.environ:
+        rerun_avx2_only(args.repo)
+    seen = cpu_features_seen()
+    if args.avx2_only and (seen.get("AVX512F", True) or not seen.get("AVX2", False)):
+        c.fail(f"--avx2-only: this process still sees {seen} (LD_PRELOAD={os.environ.get('LD_PRELOAD')})")
 
     if args.model or args.inputs:
         if not (args.model and args.inputs) or args.scenario:
@@ -501,7 +564,8 @@ def main() -> None:
             "runs": args.runs, "repo_commit": repo_commit(args.repo),
             "isa": next((sc.ours.isa for sc in scenarios if sc.ours.isa), None),
             "rbe_cpu": os.environ.get("RBE_CPU"), "cpu": cpu_description(),
-            "busy_before": busy, "steal": steal,
+            "busy_before": busy, "steal": steal, "cpu_features_seen": seen,
+            "avx2_only": os.environ.get(AVX2_ONLY_ENV),
             "rbe_run": str(bins["rbe-run"]) if isinstance(bins["rbe-run"], Path) else None}
     if args.json:
         print(json.dumps({**meta, "results": rows(scenarios)}, indent=2))
