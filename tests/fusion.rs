@@ -205,8 +205,8 @@ fn a_broken_pattern_still_runs_through_the_plain_ops() {
     assert!(worst_relative_gap(&fused, &plain, name) <= 1e-5);
 }
 
-/// `rbe-run --bench N --profile`'s table: its row for `op` as (nodes, ms per run), if any.
-fn profile_row(extra: &[&str], op: &str) -> Option<(usize, f64)> {
+/// `rbe-run --bench 2 --profile` on the tiny GPT-2 (plus `extra` flags): its stdout.
+fn profile_output(extra: &[&str]) -> String {
     let model = fixture("gpt2_legacy_op17");
     let mut args = vec![model.to_str().unwrap(), "--input-ids", "464,68,75", "--bench", "2", "--profile"];
     args.extend_from_slice(extra);
@@ -217,6 +217,12 @@ fn profile_row(extra: &[&str], op: &str) -> Option<(usize, f64)> {
     // The same RBE_CPU reaches the child, so it names this process's level.
     let isa = format!("isa: {}", rbe_runtime::kernels::isa::Isa::current());
     assert!(stdout.lines().any(|line| line == isa), "no {isa:?} line in {stdout}");
+    stdout
+}
+
+/// `rbe-run --bench N --profile`'s table: its row for `op` as (nodes, ms per run), if any.
+fn profile_row(extra: &[&str], op: &str) -> Option<(usize, f64)> {
+    let stdout = profile_output(extra);
     stdout.lines().find_map(|line| {
         let fields: Vec<&str> = line.split_whitespace().collect();
         match fields.as_slice() {
@@ -224,6 +230,30 @@ fn profile_row(extra: &[&str], op: &str) -> Option<(usize, f64)> {
             _ => None,
         }
     })
+}
+
+#[test]
+fn the_profile_names_the_slowest_nodes_slowest_first() {
+    let stdout = profile_output(&[]);
+    let (table, slowest) = stdout.split_once("slowest nodes:\n").expect("a slowest-nodes list");
+    let ops: Vec<&str> = table.lines().filter_map(|line| line.split_whitespace().next()).collect();
+    let rows: Vec<(&str, &str, f64)> = slowest
+        .lines()
+        .skip(1)
+        .map(|line| match line.split_whitespace().collect::<Vec<_>>().as_slice() {
+            [node, op, ms, _share] => (*node, *op, ms.parse().expect("ms per run")),
+            _ => panic!("not a node row: {line:?}"),
+        })
+        .collect();
+    assert_eq!(rows.len(), 8, "{stdout}");
+    let graph = read_model(&fixture("gpt2_legacy_op17")).unwrap();
+    for (node, op, _) in &rows {
+        assert!(ops.contains(op), "{op} is not in the op table:\n{stdout}");
+        // Fused nodes take the name of a node they replace (RbeAttention: the Softmax's, suffixed).
+        let original = node.strip_suffix("/RbeAttention").unwrap_or(node);
+        assert!(graph.graph.as_ref().unwrap().node.iter().any(|n| n.name == original), "{node} is no node of the model");
+    }
+    assert!(rows.windows(2).all(|w| w[0].2 >= w[1].2), "not slowest first:\n{stdout}");
 }
 
 #[test]
