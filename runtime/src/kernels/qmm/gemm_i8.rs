@@ -365,58 +365,94 @@ fn rows_avx2_for<const SYM: bool>(panel: &Panel<8>, pass: &Pass<MR_AVX2>, out: &
 
 /// [`panel_avx2`]'s pass over `R` activation rows: `y = Σ_s step_g(s) (dx_s Σ code · xq - zp
 /// zsub_s) - Σ_g offset_g sums_g` per column. `SYM`: the codes have a zero point
-/// (else the activation scale folds into the group scale).
+/// (else the activation scale folds into the group scale). Groups of one sub-block (the q4
+/// presets') take a flat loop over sub-blocks, without the per-group bookkeeping.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 fn rows_avx2<const R: usize, const SYM: bool>(panel: &Panel<8>, pass: &Pass<MR_AVX2>, out: &mut [[f32; 8]; MR_AVX2]) {
     let (blocks, _) = panel.codes.as_chunks::<32>();
     let b = pass.block;
-    let nibble = _mm256_set1_epi8(0x0f);
-    let ones = _mm256_set1_epi16(1);
-    let zero = _mm256_setzero_ps();
-    let mut acc = [zero; R];
-    for (g, (group, scale)) in blocks.chunks(pass.spg).zip(&panel.scales).enumerate() {
-        // SAFETY: 8 readable f32; unaligned load.
-        let scale = unsafe { _mm256_loadu_ps(scale.as_ptr()) };
-        for (j, block) in group.iter().enumerate() {
-            let s = g * pass.spg + j;
-            let (Some(xs), Some(ds), Some(zs)) = (b.xq.get(s), b.dx.get(s), b.zsub.get(s)) else {
-                break;
-            };
-            let mut w = [_mm256_setzero_si256(); 8];
-            for d in 0..4 {
-                // SAFETY: 8 words = 32 readable bytes; unaligned load; AVX2 is enabled here.
-                let v = unsafe { _mm256_loadu_si256(block[8 * d..].as_ptr().cast()) };
-                w[d] = _mm256_and_si256(v, nibble);
-                w[4 + d] = _mm256_and_si256(_mm256_srli_epi16::<4>(v), nibble);
-            }
-            for i in 0..R {
-                let (x4, _) = xs[i].as_chunks::<4>();
-                let mut p = _mm256_setzero_si256();
-                for (wt, xt) in w.iter().zip(x4) {
-                    p = _mm256_add_epi16(p, _mm256_maddubs_epi16(*wt, _mm256_set1_epi32(word(xt))));
-                }
-                let p = _mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones));
-                let d = _mm256_set1_ps(ds[i]);
-                acc[i] = if SYM {
-                    let f = _mm256_fmadd_ps(p, d, _mm256_set1_ps(-pass.zp * zs[i]));
-                    _mm256_fmadd_ps(f, scale, acc[i])
-                } else {
-                    _mm256_fmadd_ps(p, _mm256_mul_ps(d, scale), acc[i])
-                };
+    let mut acc = [_mm256_setzero_ps(); R];
+    if pass.spg == 1 {
+        let n = blocks.len().min(b.xq.len()).min(b.dx.len()).min(b.zsub.len()).min(panel.scales.len());
+        let offsets = (panel.offsets.len() >= n && b.sums.len() >= n).then(|| (&panel.offsets[..n], &b.sums[..n]));
+        for s in 0..n {
+            // SAFETY: 8 readable f32; unaligned load.
+            let scale = unsafe { _mm256_loadu_ps(panel.scales[s].as_ptr()) };
+            sub_block_avx2::<R, SYM>(&blocks[s], &b.xq[s], &b.dx[s], &b.zsub[s], scale, pass.zp, &mut acc);
+            if let Some((o, su)) = offsets {
+                offset_avx2(&o[s], &su[s], &mut acc);
             }
         }
-        if let (Some(o), Some(su)) = (panel.offsets.get(g), b.sums.get(g)) {
+    } else {
+        for (g, (group, scale)) in blocks.chunks(pass.spg).zip(&panel.scales).enumerate() {
             // SAFETY: 8 readable f32; unaligned load.
-            let o = unsafe { _mm256_loadu_ps(o.as_ptr()) };
-            for i in 0..R {
-                acc[i] = _mm256_fmadd_ps(o, _mm256_set1_ps(su[i]), acc[i]);
+            let scale = unsafe { _mm256_loadu_ps(scale.as_ptr()) };
+            for (j, block) in group.iter().enumerate() {
+                let s = g * pass.spg + j;
+                let (Some(xs), Some(ds), Some(zs)) = (b.xq.get(s), b.dx.get(s), b.zsub.get(s)) else {
+                    break;
+                };
+                sub_block_avx2::<R, SYM>(block, xs, ds, zs, scale, pass.zp, &mut acc);
+            }
+            if let (Some(o), Some(su)) = (panel.offsets.get(g), b.sums.get(g)) {
+                offset_avx2(o, su, &mut acc);
             }
         }
     }
     for i in 0..R {
         // SAFETY: 8 writable f32 behind a unique reference; unaligned store.
         unsafe { _mm256_storeu_ps(out[i].as_mut_ptr(), acc[i]) };
+    }
+}
+
+/// One sub-block of [`rows_avx2`]: 32 depth steps of the panel's 8 columns (`block`) for `R`
+/// rows (`xs`, scales `ds`, zero-point shares `zs`), times the group's `scale`, into `acc`.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn sub_block_avx2<const R: usize, const SYM: bool>(
+    block: &[[u8; 4]; 32],
+    xs: &[[i8; SUB]; MR_AVX2],
+    ds: &[f32; MR_AVX2],
+    zs: &[f32; MR_AVX2],
+    scale: __m256,
+    zp: f32,
+    acc: &mut [__m256; R],
+) {
+    let nibble = _mm256_set1_epi8(0x0f);
+    let ones = _mm256_set1_epi16(1);
+    let mut w = [_mm256_setzero_si256(); 8];
+    for d in 0..4 {
+        // SAFETY: 8 words = 32 readable bytes; unaligned load.
+        let v = unsafe { _mm256_loadu_si256(block[8 * d..].as_ptr().cast()) };
+        w[d] = _mm256_and_si256(v, nibble);
+        w[4 + d] = _mm256_and_si256(_mm256_srli_epi16::<4>(v), nibble);
+    }
+    for i in 0..R {
+        let (x4, _) = xs[i].as_chunks::<4>();
+        let mut p = _mm256_setzero_si256();
+        for (wt, xt) in w.iter().zip(x4) {
+            p = _mm256_add_epi16(p, _mm256_maddubs_epi16(*wt, _mm256_set1_epi32(word(xt))));
+        }
+        let p = _mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones));
+        let d = _mm256_set1_ps(ds[i]);
+        acc[i] = if SYM {
+            let f = _mm256_fmadd_ps(p, d, _mm256_set1_ps(-zp * zs[i]));
+            _mm256_fmadd_ps(f, scale, acc[i])
+        } else {
+            _mm256_fmadd_ps(p, _mm256_mul_ps(d, scale), acc[i])
+        };
+    }
+}
+
+/// A group's offsets `o` times each row's sum `su`, into `acc` (asymmetric codes).
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn offset_avx2<const R: usize>(o: &[f32; 8], su: &[f32; MR_AVX2], acc: &mut [__m256; R]) {
+    // SAFETY: 8 readable f32; unaligned load.
+    let o = unsafe { _mm256_loadu_ps(o.as_ptr()) };
+    for i in 0..R {
+        acc[i] = _mm256_fmadd_ps(o, _mm256_set1_ps(su[i]), acc[i]);
     }
 }
 
