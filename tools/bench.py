@@ -519,7 +519,11 @@ def main() -> None:
     args = ap.parse_args()
     if args.rounds < 1 or args.runs < 1:
         c.fail("--rounds and --runs must be at least 1")
-    if args.avx2_only and AVX2_ONLY_ENV not in os.environ:
+    rerun = AVX2_ONLY_ENV in os.environ  # this process is the --avx2-only re-run
+    if args.avx2_only and not rerun:
+        if not args.no_build:
+            # rustc dies under the library (it replaces its SIGSEGV handler): build before.
+            find_binaries(args.repo, build=True)
         rerun_avx2_only(args.repo)
     seen = cpu_features_seen()
     if args.avx2_only and (seen.get("AVX512F", True) or not seen.get("AVX2", False)):
@@ -550,7 +554,7 @@ def main() -> None:
         if missing_files(sc):
             c.fail(f"{sc.name}: missing " + "; ".join(missing_files(sc)))
 
-    bins = find_binaries(args.repo, build=not args.no_build)
+    bins = find_binaries(args.repo, build=not args.no_build and not rerun)
 
     busy = busy_before_run()
     start = cpu_times()
