@@ -108,6 +108,7 @@ impl Panels {
         let packed_a = pack_left(a, m, k, kernel.mr(), parallel);
         let job = Job { kernel, k, n, a: &packed_a, m, out: Out(out.as_mut_ptr()), bias, act };
         for_panels(n.div_ceil(NR), parallel, || (), |_, p| job.panel(p, self.panel(p)));
+        crate::kernels::buffers::recycle(packed_a);
         // SAFETY: the panels cover all n columns and each writes every row of its columns.
         unsafe { out.assume_written() }
     }
@@ -139,6 +140,7 @@ pub fn matmul_decoded<'o, S>(
         lay_out_panel(kernel, &rows[..cols * k], k, panel);
         job.panel(p, panel.as_ptr().cast());
     });
+    crate::kernels::buffers::recycle(packed_a);
     // SAFETY: the panels cover all n columns and each writes every row of its columns.
     unsafe { out.assume_written() }
 }
@@ -166,15 +168,18 @@ fn lay_out_panel(kernel: Kernel, rows: &[f32], k: usize, panel: &mut [Line]) {
     }
 }
 
-/// The left operand packed k-major in blocks of `mr` rows (zero rows padding the last):
-/// written in order, read from `mr` row streams.
+/// The left operand packed k-major in blocks of `mr` rows (zero rows padding the last),
+/// read from `mr` row streams. The buffer comes from the recycled pool; callers hand it back.
 fn pack_left(a: &[f32], m: usize, k: usize, mr: usize, parallel: bool) -> Vec<f32> {
-    let mut packed = vec![0.0f32; m.div_ceil(mr) * mr * k];
+    let mut packed = crate::kernels::buffers::take(m.div_ceil(mr) * mr * k);
     let pack_block = |(block, dst): (usize, &mut [f32])| {
-        let rows: Vec<&[f32]> = a[block * mr * k..].chunks_exact(k).take(mr).collect();
-        for (kk, step) in dst.chunks_exact_mut(mr).enumerate() {
-            for (v, row) in step.iter_mut().zip(&rows) {
-                *v = row[kk];
+        let mut rows = a[block * mr * k..].chunks_exact(k);
+        // Row by row: reads in order, writes `mr` apart inside a block that stays in L1.
+        for r in 0..mr {
+            let slots = dst[r..].iter_mut().step_by(mr);
+            match rows.next() {
+                Some(row) => slots.zip(row).for_each(|(slot, &v)| *slot = v),
+                None => slots.for_each(|slot| *slot = 0.0),
             }
         }
     };
