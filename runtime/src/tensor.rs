@@ -456,9 +456,12 @@ fn reshape_array<T: Copy + Send + Sync>(a: &Array<T>, shape: &[usize]) -> Result
     if let Some(same) = reshape_unit_axes(a, shape) {
         return Ok(same);
     }
-    let standard = if a.is_standard_layout() { a.clone() } else { row_major(a) };
-    standard
-        .into_shape_with_order(IxDyn(shape))
+    // Strides that allow the new shape without moving an element (a split of a contiguous
+    // axis, a merge of axes laid out one after the other) keep the data in place.
+    let in_place = a.is_standard_layout() || a.to_shape(IxDyn(shape)).is_ok_and(|c| c.is_view());
+    let source = if in_place { a.clone() } else { row_major(a) };
+    source
+        .into_shape_clone(IxDyn(shape))
         .map_err(|e| op_err(format!("cannot reshape to {shape:?}: {e}")))
 }
 
@@ -501,6 +504,22 @@ mod tests {
         assert!(!a.is_standard_layout(), "a view of the transposed buffer, not a copy");
         assert_eq!(a.iter().copied().collect::<Vec<_>>(), vec![0.0, 3.0, 1.0, 4.0, 2.0, 5.0]);
         assert_eq!(transposed.reshape(&[3, 2]).unwrap().as_f32().unwrap().as_ptr(), a.as_ptr());
+    }
+
+    #[test]
+    fn a_reshape_the_strides_allow_keeps_the_data_in_place() {
+        // Columns 2..6 of a 3x8 matrix: rows of 4 contiguous values, 8 apart. Splitting the
+        // row into 2x2 needs no copy; merging the rows does.
+        let t = Tensor::from_vec(&[3, 8], (0..24).map(|v| v as f32).collect()).unwrap();
+        let columns = Tensor::F32(t.as_f32().unwrap().clone().slice_move(ndarray::s![.., 2..6]).into_dyn());
+        let split = columns.reshape(&[3, 2, 2]).unwrap();
+        let a = split.as_f32().unwrap();
+        assert_eq!(a.as_ptr(), columns.as_f32().unwrap().as_ptr(), "a view of the same buffer");
+        assert_eq!(a.strides(), &[8, 2, 1]);
+        assert_eq!(a.iter().copied().collect::<Vec<_>>(), [2., 3., 4., 5., 10., 11., 12., 13., 18., 19., 20., 21.]);
+        let merged = columns.reshape(&[12]).unwrap();
+        assert!(merged.as_f32().unwrap().is_standard_layout());
+        assert_eq!(merged.as_f32().unwrap().iter().copied().collect::<Vec<_>>(), a.iter().copied().collect::<Vec<_>>());
     }
 
     #[test]
