@@ -158,6 +158,11 @@ fn arith_tensors(op: Arith, a: &Tensor, b: &Tensor) -> Result<Tensor> {
     numeric_pair!(a, b, x, y => arith(op, x, y).map(Tensor::from))
 }
 
+/// `a + b` as the Add op computes it (numpy broadcasting, matching types).
+pub(super) fn add(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    arith_tensors(Arith::Add, a, b)
+}
+
 /// A binary op, or with `variadic` a fold over all inputs (Sum, Max, Min).
 fn arith_kernel(op: Arith, variadic: bool) -> Result<Box<dyn Kernel>> {
     kernel(move |inputs| {

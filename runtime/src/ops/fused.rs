@@ -8,7 +8,7 @@ use ndarray::{ArrayView4, Ix2, Ix4, IxDyn};
 use super::broadcast::zip_broadcast;
 use super::cast::cast;
 use super::common::{kernel, model_err};
-use super::rbe::{activation_attr, linear_rows, DOMAIN};
+use super::rbe::{absorbs_linear_input, activation_attr, add_residual, linear_rows, DOMAIN};
 use super::{input, optional_input, Kernel, OpContext, Registry};
 use crate::error::{op_err, Result};
 use crate::kernels::activation::Activation;
@@ -39,7 +39,8 @@ fn gelu(ctx: &OpContext) -> Result<Box<dyn Kernel>> {
 /// `Y = act(X · W + bias)` for a constant float32 or float16 `W` (`[K, N]`, or `[N, K]` with
 /// `trans_b`), widened and packed once for the product kernel. A float16 `X` is widened per run
 /// and `Y` rounded back to float16 (one rounding, where the unfused graph rounded after the
-/// product and again after the bias).
+/// product and again after the bias). A residual folded in by fusion is added last
+/// ([`add_residual`]).
 struct RbeLinear {
     weight: PackedMatrix,
     bias: Option<Vec<f32>>,
@@ -71,7 +72,7 @@ fn linear(ctx: &OpContext) -> Result<Box<dyn Kernel>> {
 
 impl Kernel for RbeLinear {
     fn absorbs(&self, input: usize) -> bool {
-        input >= 1
+        absorbs_linear_input(input)
     }
 
     fn run(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
@@ -80,7 +81,8 @@ impl Kernel for RbeLinear {
         let y = linear_rows(&cast(x, DType::F32), k, n, |x, m, out| {
             self.weight.matmul(x, m, out, self.bias.as_deref(), self.activation)
         })?;
-        Ok(if x.dtype() == DType::F16 { y.iter().map(|t| cast(t, DType::F16)).collect() } else { y })
+        let y = if x.dtype() == DType::F16 { cast(&y, DType::F16) } else { y };
+        Ok(vec![add_residual(y, inputs)?])
     }
 }
 

@@ -11,7 +11,7 @@ use crate::kernels::buffers;
 use crate::kernels::epilogue::bias_activation;
 use crate::kernels::output::Output;
 use crate::kernels::qmm::Activations;
-use crate::ops::{input, Kernel, OpContext, Registry};
+use crate::ops::{input, optional_input, Kernel, OpContext, Registry};
 use crate::rbe::RbeTensor;
 use crate::tensor::Tensor;
 
@@ -89,7 +89,7 @@ pub(super) fn linear_rows(
     k: usize,
     n: usize,
     product: impl for<'o> FnOnce(&[f32], usize, Output<'o>) -> Result<&'o mut [f32]>,
-) -> Result<Vec<Tensor>> {
+) -> Result<Tensor> {
     let (shape, x) = contiguous(x)?;
     if shape.last() != Some(&k) {
         return Err(op_err(format!("input of shape {shape:?} must end in {k}")));
@@ -106,7 +106,40 @@ pub(super) fn linear_rows(
     let out = unsafe { buffers::into_written(slots) };
     let mut out_shape = shape[..shape.len() - 1].to_vec();
     out_shape.push(n);
-    Tensor::from_vec(&out_shape, out).map(|t| vec![t])
+    Tensor::from_vec(&out_shape, out)
+}
+
+/// Inputs of the fused linear ops after the weight and bias: the residual branch of an `Add`
+/// that fusion folded into them, and the shape of the Reshape that stood between.
+pub(super) const RESIDUAL_INPUT: usize = 3;
+
+/// Whether a fused linear op takes input `i` over at load: the weight and the bias (the
+/// residual and the Reshape shape are values of each run).
+pub(super) fn absorbs_linear_input(i: usize) -> bool {
+    matches!(i, 1 | 2)
+}
+
+/// The linear output `y` with the residual `Add` folded into the op, when the node has one
+/// (input [`RESIDUAL_INPUT`], then the optional shape of a Reshape applied to `y` before the
+/// Add): `Reshape(y, shape) + residual`. When the two have one shape, the residual is added
+/// in place into the output buffer the product just wrote; otherwise the Add's broadcasting
+/// computes it.
+pub(super) fn add_residual(y: Tensor, inputs: &[Option<&Tensor>]) -> Result<Tensor> {
+    let Some(residual) = optional_input(inputs, RESIDUAL_INPUT) else { return Ok(y) };
+    let y = match optional_input(inputs, RESIDUAL_INPUT + 1) {
+        Some(shape) => {
+            let target = super::shape::reshape_target(y.shape(), &shape.to_i64_vec()?, false)?;
+            y.reshape(&target)?
+        }
+        None => y,
+    };
+    match (y, residual) {
+        (Tensor::F32(mut y), Tensor::F32(r)) if y.shape() == r.shape() => {
+            y.zip_mut_with(r, |o, v| *o += v);
+            Ok(Tensor::F32(y))
+        }
+        (y, r) => super::elementwise::add(&y, r),
+    }
 }
 
 /// The `activation` attribute of fused linear ops ("" when absent).
@@ -117,7 +150,8 @@ pub(super) fn activation_attr(ctx: &OpContext) -> Result<Activation> {
     })
 }
 
-/// `Y = act(X · Wᵀ + bias)` with `W` encoded as `N` rows of length `K`.
+/// `Y = act(X · Wᵀ + bias)` with `W` encoded as `N` rows of length `K`, plus a folded
+/// residual when fusion gave the node one ([`add_residual`]).
 struct RbeMatMul {
     weight: Arc<RbeTensor>,
     bias: Option<Vec<f32>>,
@@ -134,16 +168,17 @@ fn matmul(ctx: &OpContext) -> Result<Box<dyn Kernel>> {
 
 impl Kernel for RbeMatMul {
     fn absorbs(&self, input: usize) -> bool {
-        input >= 1
+        absorbs_linear_input(input)
     }
 
     fn run(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
         let (k, n) = (self.weight.cols(), self.weight.rows());
-        linear_rows(input(inputs, 0)?, k, n, |x, m, out| {
+        let y = linear_rows(input(inputs, 0)?, k, n, |x, m, out| {
             let out = self.weight.matmul_with(x, m, out, self.activations)?;
             bias_activation(out, n, self.bias.as_deref(), self.activation);
             Ok(out)
-        })
+        })?;
+        Ok(vec![add_residual(y, inputs)?])
     }
 }
 

@@ -25,7 +25,7 @@ fn shape_factory(ctx: &OpContext) -> Result<Box<dyn Kernel>> {
 }
 
 /// The output shape of Reshape: 0 copies the input dim (unless `allow_zero`), -1 is inferred.
-fn reshape_target(input: &[usize], spec: &[i64], allow_zero: bool) -> Result<Vec<usize>> {
+pub(super) fn reshape_target(input: &[usize], spec: &[i64], allow_zero: bool) -> Result<Vec<usize>> {
     let bad = |why: &str| op_err(format!("cannot reshape {input:?} to {spec:?}: {why}"));
     let mut out = Vec::with_capacity(spec.len());
     let mut inferred = None;

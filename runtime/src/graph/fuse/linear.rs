@@ -1,6 +1,6 @@
 //! Linear layers: MatMul or Gemm with a constant float weight (float32, or float16 in fp16
 //! graphs) and their bias, and a GELU after any linear layer -> `RbeLinear`, or `RbeMatMul`
-//! with an `activation`.
+//! with an `activation`; a residual `Add` after any linear layer -> its residual input.
 
 use super::gelu::match_gelu;
 use super::index::{is_op, GraphIndex};
@@ -72,7 +72,8 @@ fn linear_producing(ix: &GraphIndex, value: &str) -> Option<Linear> {
     let node = ix.node(p);
     let attrs = Attrs::new(node);
     if node.domain == DOMAIN && matches!(node.op_type.as_str(), "RbeMatMul" | "RbeLinear") {
-        return (!attrs.has("activation")).then(|| Linear { node: node.clone(), removed: vec![p] });
+        let plain = !attrs.has("activation") && node.input.len() <= 3;
+        return plain.then(|| Linear { node: node.clone(), removed: vec![p] });
     }
     if is_op(node, "Gemm") {
         let trans_b = attrs.int_or("transB", 0) != 0;
@@ -131,6 +132,40 @@ pub fn plan_gelu_linear(ix: &GraphIndex, i: usize) -> Option<Rewrite> {
         }
     };
     Some(Rewrite { removed, added })
+}
+
+/// `Add(linear, residual)`, the linear layer's output possibly through a Reshape, with a
+/// residual that is no constant (a constant is a bias): the Add (and the Reshape) move into
+/// the linear node as inputs 3 (the residual) and 4 (the Reshape's shape), after a bias slot.
+pub fn plan_residual_linear(ix: &GraphIndex, i: usize) -> Option<Rewrite> {
+    let add = ix.node(i);
+    let [a, b] = add.input.as_slice() else { return None };
+    if !is_op(add, "Add") {
+        return None;
+    }
+    for (value, residual) in [(a, b), (b, a)] {
+        if ix.constant(residual).is_some() || ix.sole_consumer(value) != Some(i) {
+            continue;
+        }
+        let reshape = ix.producer_of_type(value, "Reshape").filter(|&r| Attrs::new(ix.node(r)).int_or("allowzero", 0) == 0);
+        let (linear_value, shape) = match reshape {
+            Some(r) => match ix.node(r).input.as_slice() {
+                [x, shape] => (x.as_str(), shape.as_str()),
+                _ => continue,
+            },
+            None => (value.as_str(), ""),
+        };
+        if reshape.is_some() && ix.sole_consumer(linear_value) != reshape {
+            continue;
+        }
+        let Some(mut linear) = linear_producing(ix, linear_value) else { continue };
+        linear.node.input.resize(3, String::new());
+        linear.node.input.extend([residual.clone(), shape.to_string()]);
+        linear.node.output = vec![ix.output(i).to_string()];
+        linear.removed.extend(reshape.into_iter().chain([i]));
+        return Some(Rewrite { removed: linear.removed, added: vec![linear.node] });
+    }
+    None
 }
 
 /// `MatMul(x, W) + bias` with constants, without an activation.

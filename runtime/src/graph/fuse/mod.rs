@@ -1,5 +1,5 @@
 //! Fusion: rewrites recognised op patterns into fused `ai.rbe` ops before planning
-//! (attention cores, linear layers with their bias and GELU, any product by a constant
+//! (attention cores, linear layers with their bias, GELU and residual Add, any product by a constant
 //! weight, decomposed LayerNorms and RMSNorms, KV cache Concats). Patterns are matched on the
 //! producer/consumer index of the node list; a rewrite only fires when every value it stops
 //! producing is read by nothing but its own nodes (and is no graph output). Whatever is not
@@ -31,9 +31,10 @@ pub struct Rewrite {
 type Pattern = fn(&GraphIndex, usize) -> Option<Rewrite>;
 
 /// The patterns, most specific first; each node is claimed by one rewrite at most.
-const PATTERNS: [Pattern; 7] = [
+const PATTERNS: [Pattern; 8] = [
     attention::plan_attention,
     linear::plan_gelu_linear,
+    linear::plan_residual_linear,
     linear::plan_biased_matmul,
     linear::plan_constant_linear,
     layernorm::plan_layernorm,

@@ -184,6 +184,43 @@ fn decomposed_rms_norms_become_one_op_that_does_not_overflow_in_f16() {
     }
 }
 
+/// A residual Add after a linear layer, straight or through the Reshape the exports put after
+/// a 2-D Gemm, folds into the linear node; a residual that broadcasts still gives the Add's
+/// values; a constant addend stays a bias or an Add, and a linear output read twice stays.
+#[test]
+fn residual_adds_fold_into_the_linear_before_or_after_a_reshape() {
+    let shape = Tensor::from_vec(&[3], vec![1i64, 4, 16]).unwrap();
+    let mut gemm = n("Gemm", &["x", "w", "b"], "h");
+    gemm.attribute.push(int_attr("transB", 1));
+    let inits = [("w", seq(&[16, 8], 1)), ("b", seq(&[16], 2)), ("shape", shape)];
+    let reshaped = |residual_first: bool| {
+        let add = if residual_first { n("Add", &["r", "hr"], "y") } else { n("Add", &["hr", "r"], "y") };
+        vec![gemm.clone(), n("Reshape", &["h", "shape"], "hr"), add]
+    };
+    for (residual_first, r_shape) in [(true, vec![1, 4, 16]), (false, vec![1, 4, 16]), (false, vec![2, 1, 16])] {
+        let m = model(reshaped(residual_first), &["x", "r"], &inits);
+        let feeds = vec![("x".into(), seq(&[4, 8], 3)), ("r".into(), seq(&r_shape, 4))];
+        let (ops, gap) = compare(&m, feeds);
+        assert_eq!(ops, ["RbeLinear"], "residual {r_shape:?}");
+        assert!(gap <= 1e-5, "residual {r_shape:?}: gap {gap}");
+    }
+    let straight = vec![n("MatMul", &["x", "w2"], "m"), n("Add", &["m", "b"], "h"), n("Add", &["h", "r"], "y")];
+    let m = model(straight.clone(), &["x", "r"], &[("w2", seq(&[8, 16], 1)), ("b", seq(&[16], 2))]);
+    let (ops, gap) = compare(&m, vec![("x".into(), seq(&[2, 3, 8], 3)), ("r".into(), seq(&[2, 3, 16], 4))]);
+    assert_eq!(ops, ["RbeLinear"]);
+    assert!(gap <= 1e-5, "gap {gap}");
+    let constant = vec![gemm.clone(), n("Add", &["h", "c"], "y")];
+    let (ops, _) = compare(&model(constant, &["x"], &[inits[0].clone(), inits[1].clone(), ("c", seq(&[16], 5))]), vec![("x".into(), seq(&[4, 8], 3))]);
+    assert_eq!(ops, ["RbeLinear", "Add"]);
+    let mut shared = straight;
+    shared.push(n("Mul", &["h", "h"], "y2"));
+    let mut m = model(shared, &["x", "r"], &[("w2", seq(&[8, 16], 1)), ("b", seq(&[16], 2))]);
+    m.graph.as_mut().unwrap().output.push(ValueInfoProto { name: "y2".into(), ..Default::default() });
+    let (ops, gap) = compare(&m, vec![("x".into(), seq(&[2, 3, 8], 3)), ("r".into(), seq(&[2, 3, 16], 4))]);
+    assert!(ops.contains(&"Add".to_string()), "{ops:?}");
+    assert!(gap <= 1e-5, "gap {gap}");
+}
+
 /// An fp16 graph's MatMul + bias by float16 constants fuses too (the weight is widened once at
 /// load, not at every run), and its output stays float16, within f16 rounding of the plain ops.
 #[test]

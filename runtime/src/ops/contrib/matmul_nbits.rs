@@ -194,7 +194,7 @@ impl Kernel for MatMulNBits {
             bias_activation(out, n, bias.as_deref(), Activation::None);
             Ok(out)
         })?;
-        Ok(y.iter().map(|t| cast(t, a.dtype())).collect())
+        Ok(vec![cast(&y, a.dtype())])
     }
 }
 
