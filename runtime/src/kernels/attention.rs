@@ -89,7 +89,8 @@ fn attention_for(isa: Isa, a: &Attention) -> Result<Vec<f32>> {
     let base = Out(out.as_mut_ptr());
     let head = |index: usize| -> Result<()> {
         let (bi, hi) = (index / h, index % h);
-        let mask_row = |ti: usize| a.mask.as_ref().map(|m| m.slice(s![bi, hi, ti, ..]));
+        let head_mask = a.mask.as_ref().map(|m| m.slice(s![bi, hi, .., ..]));
+        let mask_row = |ti: usize| head_mask.as_ref().map(|m| m.row(ti));
         let mut scores = crate::kernels::buffers::take(t * s);
         let mut done = Ok(());
         for t0 in (0..t).step_by(ROW_BLOCK) {
