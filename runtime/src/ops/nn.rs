@@ -11,6 +11,7 @@ use super::numeric::{not_float, pair_err, Float};
 use super::{input, optional_input, Kernel, OpContext, Registry};
 use crate::error::{op_err, Result};
 use crate::kernels::gemm::{gemm, gemm_batch, GemmScalar, GemmTask};
+use crate::kernels::isa::{multiversion, Isa};
 use crate::kernels::lanes::lanes_fold;
 use crate::tensor::{Array, DType, Element, Tensor};
 
@@ -153,6 +154,7 @@ fn per_row<T: Element>(p: &Array<T>, shape: &[usize]) -> Result<Vec<T>> {
 const PARALLEL_MIN_LEN: usize = 1 << 15;
 
 /// Normalizes one row into `y`; returns its mean and `1/√(var + eps)`.
+#[inline(always)]
 fn normalize_row<T: Float>(row: &[T], y: &mut [T], scale: &[T], bias: Option<&[T]>, eps: T) -> (T, T) {
     let count = T::from_usize(row.len());
     let mean = lanes_fold(row, T::ZERO, |a, v| a + v, |a, b| a + b) / count;
@@ -173,14 +175,21 @@ fn normalize_row<T: Float>(row: &[T], y: &mut [T], scale: &[T], bias: Option<&[T
     (mean, inv_std)
 }
 
-/// LayerNormalization over the dims from `axis` on; returns Y, Mean and InvStdDev. Large
-/// tensors split their rows over rayon's threads.
+multiversion! {
+    /// [`normalize_row`] on float32, compiled for `isa` (the rows of transformer LayerNorms
+    /// run at the current level's vector width).
+    fn normalize_row_f32(row: &[f32], y: &mut [f32], scale: &[f32], bias: Option<&[f32]>, eps: f32) -> (f32, f32) => normalize_row::<f32>
+}
+
+/// LayerNormalization over the dims from `axis` on with `normalize` for each row; returns Y,
+/// Mean and InvStdDev. Large tensors split their rows over rayon's threads.
 fn layer_norm_typed<T: Float>(
     x: &Array<T>,
     scale: &Array<T>,
     bias: Option<&Array<T>>,
     axis: usize,
     epsilon: f32,
+    normalize: impl Fn(&[T], &mut [T], &[T], Option<&[T]>, T) -> (T, T) + Sync,
 ) -> Result<[Tensor; 3]> {
     let shape = x.shape();
     let normalized = &shape[axis..];
@@ -193,7 +202,7 @@ fn layer_norm_typed<T: Float>(
     let stats: Vec<(T, T)> = if n == 0 {
         Vec::new()
     } else {
-        let row = |(x, y): (&[T], &mut [T])| normalize_row(x, y, &scale, bias.as_deref(), eps);
+        let row = |(x, y): (&[T], &mut [T])| normalize(x, y, &scale, bias.as_deref(), eps);
         if data.len() >= PARALLEL_MIN_LEN {
             data.par_chunks_exact(n).zip(y.par_chunks_exact_mut(n)).map(row).collect()
         } else {
@@ -213,8 +222,12 @@ fn layer_norm_typed<T: Float>(
 pub(super) fn layer_norm(x: &Tensor, scale: &Tensor, bias: Option<&Tensor>, axis: i64, epsilon: f32) -> Result<[Tensor; 3]> {
     let axis = normalize_axis(axis, x.rank())?;
     match x {
-        Tensor::F32(a) => layer_norm_typed(a, scale.as_f32()?, bias.map(Tensor::as_f32).transpose()?, axis, epsilon),
-        Tensor::F64(a) => layer_norm_typed(a, scale.array()?, bias.map(Tensor::array).transpose()?, axis, epsilon),
+        Tensor::F32(a) => {
+            let isa = Isa::current();
+            let normalize = |x: &[f32], y: &mut [f32], s: &[f32], b: Option<&[f32]>, eps| normalize_row_f32(isa, x, y, s, b, eps);
+            layer_norm_typed(a, scale.as_f32()?, bias.map(Tensor::as_f32).transpose()?, axis, epsilon, normalize)
+        }
+        Tensor::F64(a) => layer_norm_typed(a, scale.array()?, bias.map(Tensor::array).transpose()?, axis, epsilon, normalize_row),
         _ if x.dtype().is_half() => {
             let up = |t: &Tensor| cast(t, DType::F32);
             let [y, mean, inv_std] = layer_norm(&up(x), &up(scale), bias.map(up).as_ref(), axis as i64, epsilon)?;
