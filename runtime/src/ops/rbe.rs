@@ -129,7 +129,10 @@ pub(super) fn add_residual(y: Tensor, inputs: &[Option<&Tensor>]) -> Result<Tens
     let y = match optional_input(inputs, RESIDUAL_INPUT + 1) {
         Some(shape) => {
             let target = super::shape::reshape_target(y.shape(), &shape.to_i64_vec()?, false)?;
-            y.reshape(&target)?
+            let reshaped = y.reshape(&target)?;
+            // The reshaped tensor shares y's buffer: let go of y so the add stays in place.
+            drop(y);
+            reshaped
         }
         None => y,
     };
@@ -244,5 +247,30 @@ impl Kernel for RbeLayerNorm {
     fn run(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
         let [y, _, _] = super::nn::layer_norm(input(inputs, 0)?, &self.scale, self.bias.as_ref(), self.axis, self.epsilon)?;
         Ok(vec![y])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_residual_of_the_reshaped_shape_is_added_in_place_and_one_that_broadcasts_is_not() {
+        let y = || Tensor::from_vec(&[2, 3], vec![1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0]).unwrap();
+        let shape = Tensor::from_vec(&[3], vec![1i64, 2, 3]).unwrap();
+        let residual = Tensor::from_vec(&[1, 2, 3], vec![10.0f32, 20.0, 30.0, 40.0, 50.0, 60.0]).unwrap();
+        let (product, none) = (y(), None);
+        let start = product.as_f32().unwrap().as_ptr();
+        let sum = add_residual(product, &[none, none, none, Some(&residual), Some(&shape)]).unwrap();
+        assert_eq!(sum.shape(), &[1, 2, 3]);
+        assert_eq!(sum.as_f32().unwrap().as_ptr(), start, "added into the product's buffer");
+        assert_eq!(sum.as_f32().unwrap().iter().copied().collect::<Vec<_>>(), [11.0, 22.0, 33.0, 44.0, 55.0, 66.0]);
+        let row = Tensor::from_vec(&[2, 1, 3], vec![0.5f32, 0.5, 0.5, -1.0, -1.0, -1.0]).unwrap();
+        let sum = add_residual(y(), &[none, none, none, Some(&row), Some(&shape)]).unwrap();
+        assert_eq!(sum.shape(), &[2, 2, 3]);
+        assert_eq!(sum.as_f32().unwrap().iter().copied().collect::<Vec<_>>(), [1.5, 2.5, 3.5, 4.5, 5.5, 6.5, 0.0, 1.0, 2.0, 3.0, 4.0, 5.0]);
+        assert_eq!(add_residual(y(), &[none]).unwrap().shape(), &[2, 3], "no residual: the product as it is");
+        let bad = Tensor::from_vec(&[2], vec![4i64, 4]).unwrap();
+        assert!(add_residual(y(), &[none, none, none, Some(&residual), Some(&bad)]).is_err());
     }
 }
