@@ -458,11 +458,45 @@ fn reshape_array<T: Copy + Send + Sync>(a: &Array<T>, shape: &[usize]) -> Result
     }
     // Strides that allow the new shape without moving an element (a split of a contiguous
     // axis, a merge of axes laid out one after the other) keep the data in place.
-    let in_place = a.is_standard_layout() || a.to_shape(IxDyn(shape)).is_ok_and(|c| c.is_view());
+    let in_place = a.is_standard_layout() || reshapes_in_place(a.shape(), a.strides(), shape);
     let source = if in_place { a.clone() } else { row_major(a) };
     source
         .into_shape_clone(IxDyn(shape))
         .map_err(|e| op_err(format!("cannot reshape to {shape:?}: {e}")))
+}
+
+/// Whether `shape` can take the elements of an array of `dims` and `strides` in row-major
+/// order without moving one (the test ndarray's `to_shape` makes, without its copy when the
+/// answer is no): old and new axes (length-1 ones aside) fall into groups of equal size, and
+/// within each old group every axis steps over exactly the next one. The element counts
+/// agree (checked by the caller); an empty array answers no.
+fn reshapes_in_place(dims: &[usize], strides: &[isize], shape: &[usize]) -> bool {
+    let old: Vec<(usize, isize)> = dims.iter().zip(strides).filter(|(&d, _)| d != 1).map(|(&d, &s)| (d, s)).collect();
+    let new: Vec<usize> = shape.iter().copied().filter(|&d| d != 1).collect();
+    if old.iter().any(|&(d, _)| d == 0) {
+        return false;
+    }
+    let (mut i, mut j) = (0, 0);
+    while i < old.len() && j < new.len() {
+        let (first, mut have, mut want) = (i, old[i].0, new[j]);
+        while have != want {
+            if have < want {
+                i += 1;
+                let Some(&(d, _)) = old.get(i) else { return false };
+                have *= d;
+            } else {
+                j += 1;
+                let Some(&d) = new.get(j) else { return false };
+                want *= d;
+            }
+        }
+        if (first..i).any(|a| old[a].1 != old[a + 1].1 * old[a + 1].0 as isize) {
+            return false;
+        }
+        i += 1;
+        j += 1;
+    }
+    i == old.len() && j == new.len()
 }
 
 /// A row-major copy of `a`.
@@ -520,6 +554,28 @@ mod tests {
         let merged = columns.reshape(&[12]).unwrap();
         assert!(merged.as_f32().unwrap().is_standard_layout());
         assert_eq!(merged.as_f32().unwrap().iter().copied().collect::<Vec<_>>(), a.iter().copied().collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn the_in_place_test_agrees_with_ndarrays_reshape() {
+        let base = ndarray::Array::from_shape_vec(IxDyn(&[4, 6, 2]), (0..48).map(|v| v as f32).collect()).unwrap();
+        let views = [
+            base.view(),
+            base.slice(ndarray::s![.., 1..5, ..]).into_dyn(),
+            base.slice(ndarray::s![1..3, .., 0..1]).into_dyn(),
+            base.view().permuted_axes(IxDyn(&[1, 0, 2])),
+            base.slice(ndarray::s![.., ..;2, ..]).into_dyn(),
+        ];
+        for v in views {
+            let len = v.len();
+            for target in [vec![len], vec![len / 2, 2], vec![2, len / 2], vec![1, len / 4, 1, 4], vec![len / 8, 2, 4]] {
+                if target.iter().product::<usize>() != len {
+                    continue;
+                }
+                let ndarray_says = v.to_shape(IxDyn(&target)).unwrap().is_view();
+                assert_eq!(reshapes_in_place(v.shape(), v.strides(), &target), ndarray_says, "{:?} {:?} -> {target:?}", v.shape(), v.strides());
+            }
+        }
     }
 
     #[test]
