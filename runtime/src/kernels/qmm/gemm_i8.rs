@@ -1,22 +1,22 @@
 //! The integer prompt GEMM (AVX2, or AVX-512 VNNI where the CPU has it): `out[m x n] = x[m x
 //! k] · Wᵀ` for 4-bit codes with the activations quantized to int8 per sub-block, as
 //! [`super::gemv`] does for one row (ggml's and onnxruntime's `accuracy_level=4` way), with
-//! each weight unpacked once for 4 (AVX2) or 6 (VNNI) activation rows instead of once per row.
+//! each weight unpacked once for 8 (AVX2) or 6 (VNNI) activation rows instead of once per row.
 //!
 //! Per panel of `NC` weight rows (8 for AVX2, 32 for AVX-512) the codes are interleaved, and
-//! the scales unpacked, once per panel ([`Panel`]; kept for a matrix multiplied again, see
+//! the scales unpacked, once per panel ([`Panel`], and the AVX2 kernel's own
+//! [`Avx2Panel`](super::gemm_i8_avx2::Avx2Panel); kept for a matrix multiplied again, see
 //! [`Panels`]) so that one load holds, for each of 8 or 16 of the panel's rows, 4 codes in its
 //! low nibbles and 4 more in its high nibbles: after a mask (and a shift) each 32-bit lane
-//! belongs to one output column. AVX2: `vpmaddubsw` against 4 broadcast activation bytes adds
-//! 4 products into each lane; a sub-block's 8 such steps add up in i16 without overflow (`8 ·
-//! 2 · 15 · 127 < 2^15`), then one `vpmaddwd` widens them. VNNI: `vpdpbusd` adds the 4
-//! products straight into i32 lanes. Either way the integer sums are exact, and only one
-//! conversion and two float ops are spent per lane and 32 depth steps, the zero point's share
-//! of the sub-block (`zp · dx · Σ xq`) included; group offsets (asymmetric codes) add one
-//! multiply-add per group. Each panel writes its columns of the output in place.
+//! belongs to one output column. VNNI: `vpdpbusd` against 4 broadcast activation bytes adds
+//! the 4 products straight into i32 lanes; AVX2: see [`super::gemm_i8_avx2`]. Either way the
+//! integer sums are exact, and only one conversion and two float ops are spent per lane and 32
+//! depth steps, the zero point's share of the sub-block (`zp · dx · Σ xq`) included; group
+//! offsets (asymmetric codes) add one multiply-add per group. Each panel writes its columns of
+//! the output in place.
 //!
 //! The activation rows are quantized once per call and interleaved by blocks of [`MR_VNNI`]
-//! (or [`MR_AVX2`]) rows ([`RowBlock`]), so that a pass reads one sequential stream rather than
+//! (or 8, AVX2) rows ([`RowBlock`]), so that a pass reads one sequential stream rather than
 //! one per row.
 
 use std::arch::x86_64::*;
@@ -26,13 +26,12 @@ use ndarray::{ArrayViewMut2, Axis};
 use rayon::prelude::*;
 
 use super::act::{place, quantize_fast, Order};
+use super::gemm_i8_avx2::{self as avx2, Avx2Panel};
 use super::matrix::{QuantMatrix, SUB};
 use super::unpack::unpack_f32;
 use crate::error::{Error, Result};
 use crate::kernels::output::Output;
 
-/// Activation rows per pass over a panel: AVX2 (16 ymm registers).
-const MR_AVX2: usize = 4;
 /// Activation rows per pass over a panel: AVX-512 VNNI (32 zmm registers; 12 chains of
 /// `vpdpbusd`, 6 rows by the panel's 2 halves).
 const MR_VNNI: usize = 6;
@@ -40,16 +39,26 @@ const MR_VNNI: usize = 6;
 const NC_VNNI: usize = 32;
 
 /// A panel's kernel: its `NC` columns of the `MR` (or fewer) rows of one [`RowBlock`].
-type PanelFn<const NC: usize, const MR: usize> = fn(&Panel<NC>, &Pass<MR>, &mut [[f32; NC]; MR]);
+type PanelFn<P, const NC: usize, const MR: usize> = fn(&P, &Pass<MR>, &mut [[f32; NC]; MR]);
 
 /// What a pass over one block of activation rows reads besides the panel.
-struct Pass<'a, const MR: usize> {
+pub(super) struct Pass<'a, const MR: usize> {
     /// Sub-blocks per group.
     spg: usize,
     /// The matrix's zero point.
     zp: f32,
     /// The activation rows.
-    block: &'a RowBlock<MR>,
+    pub(super) block: &'a RowBlock<MR>,
+}
+
+/// A kernel's layout of a panel of weight rows.
+pub(super) trait PanelLayout: Clone + Send + Sync {
+    /// A panel of `q`'s size, to [`fill`](Self::fill).
+    fn empty(q: &QuantMatrix) -> Self;
+
+    /// Lays out weight rows `first..` of `q`, as many as a panel holds (rows past the matrix
+    /// repeat its last row).
+    fn fill(&mut self, q: &QuantMatrix, first: usize);
 }
 
 /// A matrix's weights laid out for the kernels, panel after panel, for the kernels this CPU
@@ -59,25 +68,29 @@ pub(super) enum Panels {
     /// Panels of 32 rows for the AVX-512 VNNI kernel.
     Vnni(Vec<Panel<NC_VNNI>>),
     /// Panels of 8 rows for the AVX2 kernel.
-    Avx2(Vec<Panel<8>>),
+    Avx2(Vec<Avx2Panel>),
 }
 
 impl Panels {
     /// Lays out every row of `q` (the caller checked the layout and that the CPU has AVX2).
     pub(super) fn new(q: &QuantMatrix) -> Self {
         if super::vnni::available() {
-            Panels::Vnni(panels(q))
+            Panels::Vnni(panels::<_, NC_VNNI>(q))
         } else {
-            Panels::Avx2(panels(q))
+            Panels::Avx2(panels::<_, { avx2::NC }>(q))
         }
     }
 }
 
 /// `q`'s rows as panels of `NC`.
-fn panels<const NC: usize>(q: &QuantMatrix) -> Vec<Panel<NC>> {
+fn panels<P: PanelLayout, const NC: usize>(q: &QuantMatrix) -> Vec<P> {
     (0..q.rows().div_ceil(NC))
         .into_par_iter()
-        .map(|p| Panel::new(q, p * NC))
+        .map(|p| {
+            let mut panel = P::empty(q);
+            panel.fill(q, p * NC);
+            panel
+        })
         .collect()
 }
 
@@ -86,22 +99,22 @@ fn panels<const NC: usize>(q: &QuantMatrix) -> Vec<Panel<NC>> {
 /// (4-bit codes, groups of whole sub-blocks, no short last group) and that the CPU has AVX2.
 pub(super) fn gemm<'o>(q: &QuantMatrix, panels: Option<&Panels>, x: &[f32], m: usize, out: Output<'o>) -> Result<&'o mut [f32]> {
     match panels {
-        Some(Panels::Vnni(p)) => gemm_with::<NC_VNNI, MR_VNNI>(q, Some(p), x, m, out, panel_vnni),
-        Some(Panels::Avx2(p)) => gemm_with::<8, MR_AVX2>(q, Some(p), x, m, out, panel_avx2),
-        None if super::vnni::available() => gemm_with::<NC_VNNI, MR_VNNI>(q, None, x, m, out, panel_vnni),
-        None => gemm_with::<8, MR_AVX2>(q, None, x, m, out, panel_avx2),
+        Some(Panels::Vnni(p)) => gemm_with::<_, NC_VNNI, MR_VNNI>(q, Some(p), x, m, out, panel_vnni),
+        Some(Panels::Avx2(p)) => gemm_with::<_, { avx2::NC }, { avx2::MR }>(q, Some(p), x, m, out, avx2::panel),
+        None if super::vnni::available() => gemm_with::<Panel<NC_VNNI>, NC_VNNI, MR_VNNI>(q, None, x, m, out, panel_vnni),
+        None => gemm_with::<Avx2Panel, { avx2::NC }, { avx2::MR }>(q, None, x, m, out, avx2::panel),
     }
 }
 
 /// [`gemm`] with panels of `NC` weight rows multiplied by `kernel`, `MR` activation rows at a
 /// time.
-fn gemm_with<'o, const NC: usize, const MR: usize>(
+fn gemm_with<'o, P: PanelLayout, const NC: usize, const MR: usize>(
     q: &QuantMatrix,
-    panels: Option<&[Panel<NC>]>,
+    panels: Option<&[P]>,
     x: &[f32],
     m: usize,
     out: Output<'o>,
-    kernel: PanelFn<NC, MR>,
+    kernel: PanelFn<P, NC, MR>,
 ) -> Result<&'o mut [f32]> {
     let (n, k) = (q.rows(), q.cols());
     if let Some(p) = panels.filter(|p| p.len() != n.div_ceil(NC)) {
@@ -121,7 +134,7 @@ fn gemm_with<'o, const NC: usize, const MR: usize>(
         let panel = match panels.and_then(|all| all.get(p)) {
             Some(kept) => kept,
             None => {
-                let panel = scratch.get_or_insert_with(|| Panel::empty(q));
+                let panel = scratch.get_or_insert_with(|| P::empty(q));
                 panel.fill(q, p * NC);
                 panel
             }
@@ -145,15 +158,16 @@ fn gemm_with<'o, const NC: usize, const MR: usize>(
 /// Up to `MR` activation rows quantized to int8 per sub-block (as
 /// [`Prepared`](super::act::Prepared) does, sub-blocks in [`Order::EvenOdd`]), interleaved in
 /// the order a pass reads them; rows past `rows` are zero.
-struct RowBlock<const MR: usize> {
+pub(super) struct RowBlock<const MR: usize> {
     /// Rows in use (1..=MR).
-    rows: usize,
+    pub(super) rows: usize,
     /// Per sub-block of the full groups, each row's 32 values.
-    xq: Vec<[[i8; SUB]; MR]>,
+    pub(super) xq: Vec<[[i8; SUB]; MR]>,
     /// Per sub-block, each row's scale.
-    dx: Vec<[f32; MR]>,
-    /// Per sub-block, each row's `dx · Σ xq` (what the zero point multiplies).
-    zsub: Vec<[f32; MR]>,
+    pub(super) dx: Vec<[f32; MR]>,
+    /// Per sub-block, each row's `dx · Σ xq` (what the zero point, and the group offsets,
+    /// multiply).
+    pub(super) zsub: Vec<[f32; MR]>,
     /// Per group, each row's sum that the group offsets multiply.
     sums: Vec<[f32; MR]>,
 }
@@ -199,15 +213,7 @@ pub(super) struct Panel<const NC: usize> {
     offsets: Vec<[f32; NC]>,
 }
 
-impl<const NC: usize> Panel<NC> {
-    /// Weight rows `first..first + NC` laid out.
-    fn new(q: &QuantMatrix, first: usize) -> Self {
-        let mut panel = Panel::empty(q);
-        panel.fill(q, first);
-        panel
-    }
-
-    /// A panel of `q`'s size, to [`fill`](Self::fill).
+impl<const NC: usize> PanelLayout for Panel<NC> {
     fn empty(q: &QuantMatrix) -> Self {
         let groups = q.groups_per_row();
         Panel {
@@ -217,7 +223,6 @@ impl<const NC: usize> Panel<NC> {
         }
     }
 
-    /// Lays out weight rows `first..first + NC` (a panel from [`empty`](Self::empty) for `q`).
     fn fill(&mut self, q: &QuantMatrix, first: usize) {
         let groups = q.groups_per_row();
         let row_codes: [&[u8]; NC] = std::array::from_fn(|c| {
@@ -246,7 +251,7 @@ impl<const NC: usize> Panel<NC> {
 /// Lays the sub-blocks of `NC` rows' codes (16 bytes each) out as [`Panel::codes`]: per
 /// sub-block, word `d` of row `c` at `NC d + c`. A 4x4 transpose of words in each 128-bit lane
 /// of `NC / 4` vectors, whose lane `l` of vector `j` holds row `4 l + j`.
-fn interleave<const NC: usize>(rows: &[&[u8]; NC], codes: &mut [[u8; 4]]) {
+pub(super) fn interleave<const NC: usize>(rows: &[&[u8]; NC], codes: &mut [[u8; 4]]) {
     let subs = rows.iter().map(|r| r.len() / 16).min().unwrap_or(0).min(codes.len() / (4 * NC));
     if NC.is_multiple_of(16) && super::vnni::available() {
         // SAFETY: AVX-512F and BW come with the VNNI kernels checked just above.
@@ -333,127 +338,6 @@ fn interleave_avx2<const NC: usize>(rows: &[&[u8]; NC], subs: usize, codes: &mut
 #[inline(always)]
 fn word(xt: &[i8; 4]) -> i32 {
     i32::from_le_bytes(xt.map(|b| b as u8))
-}
-
-/// The AVX2 [`PanelFn`] (panels of 8 rows).
-fn panel_avx2(panel: &Panel<8>, pass: &Pass<MR_AVX2>, out: &mut [[f32; 8]; MR_AVX2]) {
-    // SAFETY: the caller checked AVX2 and FMA before choosing this kernel.
-    unsafe { passes_avx2(panel, pass, out) }
-}
-
-/// [`panel_avx2`] with the features enabled, so the passes inline.
-#[target_feature(enable = "avx2,fma")]
-fn passes_avx2(panel: &Panel<8>, pass: &Pass<MR_AVX2>, out: &mut [[f32; 8]; MR_AVX2]) {
-    if pass.zp != 0.0 {
-        rows_avx2_for::<true>(panel, pass, out)
-    } else {
-        rows_avx2_for::<false>(panel, pass, out)
-    }
-}
-
-/// [`rows_avx2`] for the block's number of rows.
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-fn rows_avx2_for<const SYM: bool>(panel: &Panel<8>, pass: &Pass<MR_AVX2>, out: &mut [[f32; 8]; MR_AVX2]) {
-    match pass.block.rows {
-        4 => rows_avx2::<4, SYM>(panel, pass, out),
-        3 => rows_avx2::<3, SYM>(panel, pass, out),
-        2 => rows_avx2::<2, SYM>(panel, pass, out),
-        _ => rows_avx2::<1, SYM>(panel, pass, out),
-    }
-}
-
-/// [`panel_avx2`]'s pass over `R` activation rows: `y = Σ_s step_g(s) (dx_s Σ code · xq - zp
-/// zsub_s) - Σ_g offset_g sums_g` per column. `SYM`: the codes have a zero point
-/// (else the activation scale folds into the group scale). Groups of one sub-block (the q4
-/// presets') take a flat loop over sub-blocks, without the per-group bookkeeping.
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-fn rows_avx2<const R: usize, const SYM: bool>(panel: &Panel<8>, pass: &Pass<MR_AVX2>, out: &mut [[f32; 8]; MR_AVX2]) {
-    let (blocks, _) = panel.codes.as_chunks::<32>();
-    let b = pass.block;
-    let mut acc = [_mm256_setzero_ps(); R];
-    if pass.spg == 1 {
-        let n = blocks.len().min(b.xq.len()).min(b.dx.len()).min(b.zsub.len()).min(panel.scales.len());
-        let offsets = (panel.offsets.len() >= n && b.sums.len() >= n).then(|| (&panel.offsets[..n], &b.sums[..n]));
-        for s in 0..n {
-            // SAFETY: 8 readable f32; unaligned load.
-            let scale = unsafe { _mm256_loadu_ps(panel.scales[s].as_ptr()) };
-            sub_block_avx2::<R, SYM>(&blocks[s], &b.xq[s], &b.dx[s], &b.zsub[s], scale, pass.zp, &mut acc);
-            if let Some((o, su)) = offsets {
-                offset_avx2(&o[s], &su[s], &mut acc);
-            }
-        }
-    } else {
-        for (g, (group, scale)) in blocks.chunks(pass.spg).zip(&panel.scales).enumerate() {
-            // SAFETY: 8 readable f32; unaligned load.
-            let scale = unsafe { _mm256_loadu_ps(scale.as_ptr()) };
-            for (j, block) in group.iter().enumerate() {
-                let s = g * pass.spg + j;
-                let (Some(xs), Some(ds), Some(zs)) = (b.xq.get(s), b.dx.get(s), b.zsub.get(s)) else {
-                    break;
-                };
-                sub_block_avx2::<R, SYM>(block, xs, ds, zs, scale, pass.zp, &mut acc);
-            }
-            if let (Some(o), Some(su)) = (panel.offsets.get(g), b.sums.get(g)) {
-                offset_avx2(o, su, &mut acc);
-            }
-        }
-    }
-    for i in 0..R {
-        // SAFETY: 8 writable f32 behind a unique reference; unaligned store.
-        unsafe { _mm256_storeu_ps(out[i].as_mut_ptr(), acc[i]) };
-    }
-}
-
-/// One sub-block of [`rows_avx2`]: 32 depth steps of the panel's 8 columns (`block`) for `R`
-/// rows (`xs`, scales `ds`, zero-point shares `zs`), times the group's `scale`, into `acc`.
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-fn sub_block_avx2<const R: usize, const SYM: bool>(
-    block: &[[u8; 4]; 32],
-    xs: &[[i8; SUB]; MR_AVX2],
-    ds: &[f32; MR_AVX2],
-    zs: &[f32; MR_AVX2],
-    scale: __m256,
-    zp: f32,
-    acc: &mut [__m256; R],
-) {
-    let nibble = _mm256_set1_epi8(0x0f);
-    let ones = _mm256_set1_epi16(1);
-    let mut w = [_mm256_setzero_si256(); 8];
-    for d in 0..4 {
-        // SAFETY: 8 words = 32 readable bytes; unaligned load.
-        let v = unsafe { _mm256_loadu_si256(block[8 * d..].as_ptr().cast()) };
-        w[d] = _mm256_and_si256(v, nibble);
-        w[4 + d] = _mm256_and_si256(_mm256_srli_epi16::<4>(v), nibble);
-    }
-    for i in 0..R {
-        let (x4, _) = xs[i].as_chunks::<4>();
-        let mut p = _mm256_setzero_si256();
-        for (wt, xt) in w.iter().zip(x4) {
-            p = _mm256_add_epi16(p, _mm256_maddubs_epi16(*wt, _mm256_set1_epi32(word(xt))));
-        }
-        let p = _mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones));
-        let d = _mm256_set1_ps(ds[i]);
-        acc[i] = if SYM {
-            let f = _mm256_fmadd_ps(p, d, _mm256_set1_ps(-zp * zs[i]));
-            _mm256_fmadd_ps(f, scale, acc[i])
-        } else {
-            _mm256_fmadd_ps(p, _mm256_mul_ps(d, scale), acc[i])
-        };
-    }
-}
-
-/// A group's offsets `o` times each row's sum `su`, into `acc` (asymmetric codes).
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-fn offset_avx2<const R: usize>(o: &[f32; 8], su: &[f32; MR_AVX2], acc: &mut [__m256; R]) {
-    // SAFETY: 8 readable f32; unaligned load.
-    let o = unsafe { _mm256_loadu_ps(o.as_ptr()) };
-    for i in 0..R {
-        acc[i] = _mm256_fmadd_ps(o, _mm256_set1_ps(su[i]), acc[i]);
-    }
 }
 
 /// The AVX-512 VNNI [`PanelFn`] (panels of 32 rows).

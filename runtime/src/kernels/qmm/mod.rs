@@ -21,6 +21,8 @@ mod codes16;
 mod decode;
 #[cfg(target_arch = "x86_64")]
 mod gemm_i8;
+#[cfg(target_arch = "x86_64")]
+mod gemm_i8_avx2;
 mod matrix;
 mod par;
 mod rows;

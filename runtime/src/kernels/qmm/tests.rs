@@ -271,7 +271,7 @@ fn int8_gemv_stays_within_its_quantization_bound() {
 
 /// The int8 GEMM (m > 1) against the int8 GEMV row by row: the same quantized activations
 /// and integer sums, so they differ only by the order of the float operations; m covers the
-/// kernels' blocks of 4 (AVX2) and 6 (VNNI) rows and their tails, the shapes a last panel
+/// kernels' blocks of 8 (AVX2) and 6 (VNNI) rows and their tails, the shapes a last panel
 /// short of its 8 (AVX2) or 32 (VNNI) rows and groups of 1 and 2 sub-blocks.
 #[test]
 fn int8_gemm_matches_the_int8_gemv_row_by_row() {
@@ -296,6 +296,34 @@ fn int8_gemm_matches_the_int8_gemv_row_by_row() {
                     }
                 }
                 assert_rows(&o, &x, m, &got, 1e-5, |_, xi, wr| int8_bound(&q, xi, wr), "int8 gemm");
+            }
+        }
+    }
+}
+
+/// Rows whose scale unit is 0, or so small beside their offsets that the AVX2 kernel drops
+/// their scale codes (their offsets over the unit overflow f32), still give what the int8
+/// GEMV gives.
+#[test]
+fn int8_gemm_takes_rows_with_a_zero_or_vanishing_scale_unit() {
+    for asym in [false, true] {
+        let (rows, cols, m) = (11, 64, 9);
+        let mut o = random(rows, cols, 32, 4, 6, asym, 9);
+        o.row_scale[2] = bf16::ZERO;
+        if asym {
+            (o.row_scale[5], o.row_min[5]) = (bf16::from_f32(1e-40), bf16::from_f32(1e3));
+        }
+        let q = o.view();
+        let x = activations(m * cols, 4);
+        let mut got = vec![f32::NAN; m * rows];
+        gemm(&q, &x, m, (&mut got[..]).into(), Activations::Int8).unwrap();
+        let w = o.dense();
+        for (xi, gi) in x.chunks_exact(cols).zip(got.chunks_exact(rows)) {
+            let mut want = vec![f32::NAN; rows];
+            gemv(&q, xi, &mut want, Activations::Int8).unwrap();
+            for (r, (g, v)) in gi.iter().zip(&want).enumerate() {
+                let (_, scale) = reference_dot(xi, &w[r * cols..(r + 1) * cols]);
+                assert!(((g - v) as f64).abs() <= 1e-5 * scale, "asym {asym} col {r}: gemm {g}, gemv {v}");
             }
         }
     }
