@@ -370,10 +370,11 @@ fn rows_vnni_for<const SYM: bool>(panel: &Panel<NC_VNNI>, pass: &Pass<MR_VNNI>, 
     }
 }
 
-/// [`panel_vnni`]'s pass over `R` activation rows, as [`rows_avx2`] computes, for the panel's
-/// two halves of 16 columns at once: each broadcast activation word feeds both halves, and
-/// the `2 R` chains of 8 `vpdpbusd` a sub-block (low and high nibbles alike) hide the
-/// instruction's latency (BENCHMARKS.md). `SYM`: the codes have a zero point, whose share
+/// [`panel_vnni`]'s pass over `R` activation rows, `y = Σ_s step_g(s) (dx_s Σ code · xq - zp
+/// zsub_s) - Σ_g offset_g sums_g` per column, for the panel's two halves of 16 columns at
+/// once: each broadcast activation word feeds both halves, and the `2 R` chains of 8
+/// `vpdpbusd` a sub-block (low and high nibbles alike) hide the instruction's latency
+/// (BENCHMARKS.md). `SYM`: the codes have a zero point, whose share
 /// each sub-block subtracts (else the per-sub-block activation scale folds into the group
 /// scale).
 #[inline]
