@@ -5,7 +5,7 @@
 //!
 //! Per panel of `NC` weight rows (8 for AVX2, 32 for AVX-512) the codes are interleaved, and
 //! the scales unpacked, once per panel ([`Panel`], and the AVX2 kernel's own
-//! [`Avx2Panel`](super::gemm_i8_avx2::Avx2Panel); kept for a matrix multiplied again, see
+//! [`Avx2Panel`]; kept for a matrix multiplied again, see
 //! [`Panels`]) so that one load holds, for each of 8 or 16 of the panel's rows, 4 codes in its
 //! low nibbles and 4 more in its high nibbles: after a mask (and a shift) each 32-bit lane
 //! belongs to one output column. VNNI: `vpdpbusd` against 4 broadcast activation bytes adds

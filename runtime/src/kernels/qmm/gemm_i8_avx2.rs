@@ -7,13 +7,13 @@
 //! for each nibble half: the sub-block's 8 steps add up in i16 without overflow (`8 · 2 · 15 ·
 //! 127 < 2^15`). The group's scale codes, as integers, then widen the sums in the one
 //! `vpmaddwd` (`(Σ code · xq) · sc`, exact in i32), so a row's sub-block costs one conversion
-//! and two FMAs: `acc += dx · sums + off · zsub`, where `off` folds the zero point's and the
-//! group offset's share (`-zp · sc + offset / unit`) and the row's scale unit multiplies once
-//! at the end. With 8 rows, each unpacked weight vector feeds 16 multiply-adds; 8 sums, 4
-//! vectors of weights and broadcasts, the scale codes and offsets take 15 of the 16 ymm
-//! registers, and the float accumulators live in memory (one load and store a row and
-//! sub-block). Written as `asm!` because the compiler, given the same steps as intrinsics,
-//! spilled sums inside the loop (BENCHMARKS.md).
+//! and two FMAs: `acc += dx · sums + off · zsub`, where `off = -(zp · sc + offset / unit)`
+//! folds the zero point's and the group offset's share and the row's scale unit multiplies
+//! once at the end. With 8 rows, each unpacked weight vector feeds 8 `vpmaddubsw`; the 8 sums, the
+//! two unpacked weight vectors, a broadcast, a product, the nibble mask, the scale codes and
+//! the offsets take 15 of the 16 ymm registers, and the float accumulators live in memory (one
+//! load and store a row and sub-block). Written as `asm!` because the compiler, given the
+//! same steps as intrinsics, spilled sums inside the loop (BENCHMARKS.md).
 
 use std::arch::asm;
 use std::arch::x86_64::*;
@@ -37,8 +37,9 @@ pub(super) struct Avx2Panel {
     /// Per sub-block, each row's scale code (minus the scale bias) twice: the i16 lanes of its
     /// column.
     scales: Vec<[i16; 2 * NC]>,
-    /// Per sub-block, what each row's codes owe besides `scale · code`, in scale units: the
-    /// group's offset over the row's unit, minus the zero point times the scale code.
+    /// Per sub-block, what each weight of a row adds besides `scale · code`, in scale units:
+    /// minus the group's offset over the row's unit, minus the zero point times the scale code
+    /// (each times the sub-block's activation sum in the kernel).
     offsets: Vec<[f32; NC]>,
     /// Each row's scale unit, applied once to its sums (1 for a row whose scale codes are
     /// dropped, see [`fill`](PanelLayout::fill)).
