@@ -225,11 +225,7 @@ impl<const NC: usize> PanelLayout for Panel<NC> {
 
     fn fill(&mut self, q: &QuantMatrix, first: usize) {
         let groups = q.groups_per_row();
-        let row_codes: [&[u8]; NC] = std::array::from_fn(|c| {
-            let codes = q.codes_from((first + c).min(q.rows() - 1));
-            &codes[..(SUB / 2 * q.full_blocks()).min(codes.len())]
-        });
-        interleave(&row_codes, &mut self.codes);
+        interleave_rows::<NC>(q, first, &mut self.codes);
         let mut row = vec![0.0; groups];
         for c in 0..NC {
             let r = (first + c).min(q.rows() - 1);
@@ -248,10 +244,20 @@ impl<const NC: usize> PanelLayout for Panel<NC> {
     }
 }
 
+/// Lays the full sub-blocks of `q`'s rows `first..first + NC` (rows past the matrix repeat its
+/// last row) out as [`interleave`] does.
+pub(super) fn interleave_rows<const NC: usize>(q: &QuantMatrix, first: usize, codes: &mut [[u8; 4]]) {
+    let row_codes: [&[u8]; NC] = std::array::from_fn(|c| {
+        let codes = q.codes_from((first + c).min(q.rows() - 1));
+        &codes[..(SUB / 2 * q.full_blocks()).min(codes.len())]
+    });
+    interleave(&row_codes, codes);
+}
+
 /// Lays the sub-blocks of `NC` rows' codes (16 bytes each) out as [`Panel::codes`]: per
 /// sub-block, word `d` of row `c` at `NC d + c`. A 4x4 transpose of words in each 128-bit lane
 /// of `NC / 4` vectors, whose lane `l` of vector `j` holds row `4 l + j`.
-pub(super) fn interleave<const NC: usize>(rows: &[&[u8]; NC], codes: &mut [[u8; 4]]) {
+fn interleave<const NC: usize>(rows: &[&[u8]; NC], codes: &mut [[u8; 4]]) {
     let subs = rows.iter().map(|r| r.len() / 16).min().unwrap_or(0).min(codes.len() / (4 * NC));
     if NC.is_multiple_of(16) && super::vnni::available() {
         // SAFETY: AVX-512F and BW come with the VNNI kernels checked just above.

@@ -18,7 +18,7 @@
 use std::arch::asm;
 use std::arch::x86_64::*;
 
-use super::gemm_i8::{interleave, Pass, PanelLayout, RowBlock};
+use super::gemm_i8::{interleave_rows, Pass, PanelLayout, RowBlock};
 use super::matrix::{QuantMatrix, SUB};
 use super::unpack::unpack_f32;
 
@@ -61,12 +61,8 @@ impl PanelLayout for Avx2Panel {
     /// offsets over it overflow, keeps unit 1 and drops its scale codes: its `scale · code`
     /// terms are 0, or below f32's resolution beside the offsets.
     fn fill(&mut self, q: &QuantMatrix, first: usize) {
+        interleave_rows::<NC>(q, first, &mut self.codes);
         let last = q.rows() - 1;
-        let row_codes: [&[u8]; NC] = std::array::from_fn(|c| {
-            let codes = q.codes_from((first + c).min(last));
-            &codes[..(SUB / 2 * q.full_blocks()).min(codes.len())]
-        });
-        interleave(&row_codes, &mut self.codes);
         let (spg, zp) = (q.group() / SUB, q.zero_point() as f32);
         let groups = q.groups_per_row();
         let (mut scales, mut mins) = (vec![0.0; groups], vec![0.0; groups]);
