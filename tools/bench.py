@@ -12,7 +12,8 @@ order alternating between rounds (ours first, then onnxruntime first, ...). Ours
 `target/release/rbe-run MODEL --input NAME=@file.npy ... --bench N` (a subprocess, model load
 excluded, RAYON_NUM_THREADS=2). onnxruntime: in this process, CPU provider,
 intra_op_num_threads=2, inter_op_num_threads=1, sequential. A side's figure is the median of its R
-round medians; the ratio is ours / onnxruntime (below 1: ours is faster). Peak RSS: each side run
+round medians; the ratio is ours / onnxruntime (below 1: ours is faster), and "rounds' ratios" the
+lowest and highest ratio of one round's medians (how far the host's noise moves it). Peak RSS: each side run
 once more in its own process under `/usr/bin/time -v` ("Maximum resident set size"): rbe-run
 without --bench, onnxruntime a python one-shot (session + one run). The header's host line says
 how busy the CPUs were in the second before the run (other processes: a warning above 10%) and
@@ -345,8 +346,9 @@ def rows(scenarios: list[Scenario]) -> list[dict]:
         for side in sc.orts:
             r = side.summary()
             ratio = o["median_ms"] / r["median_ms"] if o["median_ms"] and r["median_ms"] else None
+            paired = zip(o["round_medians_ms"], r["round_medians_ms"]) if ratio else []
             out.append({"scenario": sc.name, "description": sc.description, "ours": o, "ort": r,
-                        "ratio_ours_over_ort": ratio})
+                        "ratio_ours_over_ort": ratio, "round_ratios": [a / b for a, b in paired]})
     return out
 
 
@@ -421,12 +423,14 @@ def print_table(scenarios: list[Scenario], meta: dict) -> None:
     print(f"onnxruntime {meta['onnxruntime']}, {meta['threads']} threads, {meta['rounds']} rounds x "
           f"{meta['runs']} runs after a warm-up, ms = median of round medians; RSS = peak, "
           f"one run in its own process; repo {meta['repo_commit']}")
-    head = ["scenario", "onnxruntime model", "ours ms", "ort ms", "ours/ort", "ours RSS MB", "ort RSS MB"]
+    head = ["scenario", "onnxruntime model", "ours ms", "ort ms", "ours/ort", "rounds' ratios", "ours RSS MB",
+            "ort RSS MB"]
     table = [head]
     for r in rows(scenarios):
-        o, t = r["ours"], r["ort"]
+        o, t, rr = r["ours"], r["ort"], r["round_ratios"]
+        spread = f"{min(rr):.2f}-{max(rr):.2f}" if rr else "n/a"
         table.append([r["scenario"], f"{t['label']} ({Path(t['model']).name})", fmt(o["median_ms"], ".2f"),
-                      fmt(t["median_ms"], ".2f"), fmt(r["ratio_ours_over_ort"], ".2f"),
+                      fmt(t["median_ms"], ".2f"), fmt(r["ratio_ours_over_ort"], ".2f"), spread,
                       fmt(o["peak_rss_kb"] and o["peak_rss_kb"] / 1024, ".0f"),
                       fmt(t["peak_rss_kb"] and t["peak_rss_kb"] / 1024, ".0f")])
     widths = [max(len(row[i]) for row in table) for i in range(len(head))]
