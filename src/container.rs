@@ -124,6 +124,11 @@ mod tests {
     /// A container of one tensor: 1000 repeating f32 values zstd packs well, or 4000 noisy bytes
     /// it cannot (stored as they are, like encoded weights).
     fn build(noisy: bool) -> (Vec<u8>, Tensor) {
+        build_noisy_len(noisy, 4000)
+    }
+
+    /// [`build`] with `len` noisy bytes.
+    fn build_noisy_len(noisy: bool, len: usize) -> (Vec<u8>, Tensor) {
         let tensor = if noisy {
             let mut x = 0x2545_f491_4f6c_dd1du64;
             let mut next = || {
@@ -132,8 +137,8 @@ mod tests {
                 x ^= x << 17;
                 (x >> 32) as u8
             };
-            let bytes = (0..4000).map(|_| next()).collect();
-            Tensor::from_vec(&[4000], bytes).unwrap()
+            let bytes = (0..len).map(|_| next()).collect();
+            Tensor::from_vec(&[len], bytes).unwrap()
         } else {
             Tensor::from_vec(&[10, 100], (0..1000).map(|i| (i % 16) as f32 * 0.25).collect()).unwrap()
         };
@@ -173,6 +178,19 @@ mod tests {
         std::fs::write(&path, &bytes).unwrap();
         let c = rbe_runtime::container::read_container(&path).unwrap();
         assert_eq!(c.sections[1].as_ptr() as usize % rbe_runtime::container::STORED_ALIGN as usize, 0, "a slice of the page-aligned mapping");
+        let init = &c.model.graph.as_ref().unwrap().initializer[0];
+        assert_eq!(tensor_from_proto(init, ExternalData::Sections(&c.sections)).unwrap(), tensor);
+    }
+
+    #[test]
+    fn large_stored_sections_read_from_a_file_are_copied_out_whole() {
+        // 3 MiB: past the size from which a stored section leaves the file mapping for a copy.
+        let (bytes, tensor) = build_noisy_len(true, 3 << 20);
+        assert_eq!(packing(&bytes), [Packing::Zstd, Packing::Stored]);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.rbeonnx");
+        std::fs::write(&path, &bytes).unwrap();
+        let c = rbe_runtime::container::read_container(&path).unwrap();
         let init = &c.model.graph.as_ref().unwrap().initializer[0];
         assert_eq!(tensor_from_proto(init, ExternalData::Sections(&c.sections)).unwrap(), tensor);
     }

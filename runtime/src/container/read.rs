@@ -10,7 +10,7 @@ use rayon::prelude::*;
 
 use crate::container::header::{Header, Packing, SectionEntry, MAGIC};
 use crate::error::{Error, Result};
-use crate::onnx::{self, proto::ModelProto};
+use crate::onnx::{self, proto::ModelProto, FileMap};
 
 /// An unpacked container: the model and its data sections.
 pub struct Container {
@@ -29,15 +29,18 @@ pub fn is_container(path: &Path) -> Result<bool> {
     Ok(n == 8 && &magic == MAGIC)
 }
 
+/// Stored sections of at least this many bytes (encoded weights) are copied out of the file
+/// mapping into memory that may use transparent huge pages ([`huge_copy`]).
+const HUGE_COPY_MIN: usize = 2 << 20;
+
 /// Reads and verifies (header and per-section checksums) a container file. The file is
-/// memory-mapped: stored sections are used where they lie, zstd sections unpack from the
-/// mapping in parallel.
+/// memory-mapped: small stored sections are used where they lie, large ones copied into huge
+/// pages when the kernel has them enabled (their file pages then leave the resident set), zstd
+/// sections unpack from the mapping in parallel.
 pub fn read_container(path: &Path) -> Result<Container> {
-    let io = |source| Error::Io { path: path.display().to_string(), source };
-    let file = File::open(path).map_err(io)?;
-    // SAFETY: the mapping is read-only; a file truncated underneath us is the same hazard every
-    // mmap-based model loader accepts.
-    let map = Bytes::from_owner(unsafe { memmap2::Mmap::map(&file) }.map_err(io)?);
+    let pages = FileMap::open(path)?;
+    let map = Bytes::from_owner(pages.clone());
+    let copy_min = if huge_pages_enabled() { HUGE_COPY_MIN } else { usize::MAX };
     let header = Header::parse(&map)?;
     let sections = header
         .sections
@@ -45,7 +48,14 @@ pub fn read_container(path: &Path) -> Result<Container> {
         .enumerate()
         .map(|(i, s)| {
             let range = s.offset as usize..(s.offset + s.stored_len) as usize;
-            open_section(i, s, &map[range.clone()], || map.slice(range))
+            let stored = &map[range.clone()];
+            open_section(i, s, stored, || match (stored.len() >= copy_min).then(|| huge_copy(stored)).flatten() {
+                Some(copy) => {
+                    pages.release(stored);
+                    copy
+                }
+                None => map.slice(range),
+            })
         })
         .collect::<Result<_>>()?;
     with_model(sections)
@@ -65,6 +75,25 @@ pub fn unpack(bytes: &[u8]) -> Result<Container> {
         })
         .collect::<Result<_>>()?;
     with_model(sections)
+}
+
+/// Whether the kernel may give an advised mapping transparent huge pages (THP not `never`;
+/// Linux only).
+fn huge_pages_enabled() -> bool {
+    std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").is_ok_and(|s| !s.contains("[never]"))
+}
+
+/// `bytes` copied into an anonymous mapping advised to use transparent huge pages (Linux
+/// `MADV_HUGEPAGE`, honoured in THP's default `madvise` mode): the kernels stream weights
+/// through one TLB entry per 2 MiB instead of per 4 KiB page of the file's page cache. `None`
+/// if the mapping cannot be made (the caller keeps the file's bytes).
+fn huge_copy(bytes: &[u8]) -> Option<Bytes> {
+    let mut map = memmap2::MmapMut::map_anon(bytes.len()).ok()?;
+    // Advice only: without it the copy still works, on small pages.
+    #[cfg(target_os = "linux")]
+    let _ = map.advise(memmap2::Advice::HugePage);
+    map.copy_from_slice(bytes);
+    Some(Bytes::from_owner(map.make_read_only().ok()?))
 }
 
 /// Checks section `i` from its stored bytes and returns its contents: `in_place` (the stored
@@ -89,4 +118,18 @@ fn with_model(sections: Vec<Bytes>) -> Result<Container> {
     let model = onnx::read_model_bytes(sections[0].clone())
         .map_err(|e| Error::Container(format!("graph section: {e}")))?;
     Ok(Container { model, sections })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_huge_page_copy_holds_the_same_bytes() {
+        let bytes: Vec<u8> = (0..(HUGE_COPY_MIN + 12345) as u32).map(|i| (i.wrapping_mul(2654435761) >> 24) as u8).collect();
+        let copy = huge_copy(&bytes).expect("an anonymous mapping");
+        assert_eq!(copy.len(), bytes.len());
+        assert!(copy[..] == bytes[..], "the copy differs");
+        assert_ne!(copy.as_ptr(), bytes.as_ptr());
+    }
 }

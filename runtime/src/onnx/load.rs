@@ -19,11 +19,7 @@ pub fn read_model(path: &Path) -> Result<ModelProto> {
 /// [`read_model`], also handing back the mapping the model's `raw_data` borrow from, so a
 /// reader can give back the pages of each weight once it has read it ([`FileMap::release`]).
 pub fn read_model_mapped(path: &Path) -> Result<(ModelProto, FileMap)> {
-    let io = |source| Error::Io { path: path.display().to_string(), source };
-    let file = std::fs::File::open(path).map_err(io)?;
-    // SAFETY: the mapping is read-only; a file truncated underneath us is the same hazard every
-    // mmap-based model loader accepts, and we never hand out the mapping itself.
-    let map = FileMap(Arc::new(unsafe { Mmap::map(&file) }.map_err(io)?));
+    let map = FileMap::open(path)?;
     Ok((read_model_bytes(Bytes::from_owner(map.clone()))?, map))
 }
 
@@ -50,6 +46,15 @@ impl AsRef<[u8]> for FileMap {
 }
 
 impl FileMap {
+    /// Maps the file at `path`, read-only.
+    pub fn open(path: &Path) -> Result<FileMap> {
+        let io = |source| Error::Io { path: path.display().to_string(), source };
+        let file = std::fs::File::open(path).map_err(io)?;
+        // SAFETY: the mapping is read-only; a file truncated underneath us is the same hazard
+        // every mmap-based model loader accepts, and we never hand out the mapping itself.
+        Ok(FileMap(Arc::new(unsafe { Mmap::map(&file) }.map_err(io)?)))
+    }
+
     /// Drops the pages under `bytes` from this process's resident memory when `bytes` lie in
     /// this mapping (anything else is left alone); a later read faults them in from the file
     /// again, unchanged. A reader that touches each weight once then keeps the weights it is
