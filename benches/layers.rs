@@ -13,8 +13,8 @@
 //! next one every iteration: what a decode step sees), `gather/32000x768/{format}` (one
 //! embedding row per token) and `gemm_m128/{shape}/{format}` (a 128-token prompt; f32 through
 //! the `gemm` crate and through the weight packed at load, `kernels::packed`; q4 with exact
-//! and with int8 activations), `attention/prompt128` (GPT-2 small's causal attention core over
-//! a 128-token prompt, throughput in multiply-adds).
+//! and with int8 activations), `attention/prompt{128,512}` (GPT-2 small's causal attention
+//! core over a 128- and a 512-token prompt, throughput in multiply-adds).
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use rayon::prelude::*;
@@ -307,28 +307,30 @@ fn gemm_m128(c: &mut Criterion) {
     g.finish();
 }
 
-/// GPT-2 small's causal self-attention over a 128-token prompt (12 heads of 64), the
-/// queries, keys and values read in place from the fused QKV projection `[1, 128, 2304]` as
-/// the exports' head split leaves them.
+/// GPT-2 small's causal self-attention over a prompt of 128 and of 512 tokens (12 heads of
+/// 64), the queries, keys and values read in place from the fused QKV projection `[1, T,
+/// 2304]` as the exports' head split leaves them.
 fn attention_prompt(c: &mut Criterion) {
     use ndarray::{Array4, ArrayView4, ShapeBuilder};
     use rbe_runtime::kernels::attention::{attention, Attention};
-    let (t, heads, d) = (128, 12, 64);
-    let width = 3 * heads * d;
-    let qkv = gaussian(t * width, 5);
-    // Part `i` of each row, as [B, H, T, D]: heads d apart, positions a row apart.
-    let part = |i: usize| ArrayView4::from_shape((1, heads, t, d).strides((t * width, d, width, 1)), &qkv[i * heads * d..]).expect("in bounds");
-    let (q, k, v) = (part(0), part(1), part(2));
-    let mask = Array4::from_shape_fn((1, 1, t, t), |(_, _, i, j)| if j <= i { 0.0 } else { f32::MIN });
-    let mask = mask.broadcast((1, heads, t, t)).expect("broadcast");
     let mut g = c.benchmark_group("attention");
-    g.throughput(Throughput::Elements((heads * t * (t + 1) / 2 * 2 * d) as u64));
-    g.bench_function("prompt128", |b| {
-        b.iter(|| {
-            let out = attention(&Attention { q, k, v, mask: Some(mask), scale: 0.125, zero_nan: false }).expect("shapes agree");
-            black_box(out)
-        })
-    });
+    for t in [128, 512] {
+        let (heads, d) = (12, 64);
+        let width = 3 * heads * d;
+        let qkv = gaussian(t * width, 5);
+        // Part `i` of each row, as [B, H, T, D]: heads d apart, positions a row apart.
+        let part = |i: usize| ArrayView4::from_shape((1, heads, t, d).strides((t * width, d, width, 1)), &qkv[i * heads * d..]).expect("in bounds");
+        let (q, k, v) = (part(0), part(1), part(2));
+        let mask = Array4::from_shape_fn((1, 1, t, t), |(_, _, i, j)| if j <= i { 0.0 } else { f32::MIN });
+        let mask = mask.broadcast((1, heads, t, t)).expect("broadcast");
+        g.throughput(Throughput::Elements((heads * t * (t + 1) / 2 * 2 * d) as u64));
+        g.bench_function(format!("prompt{t}"), |b| {
+            b.iter(|| {
+                let out = attention(&Attention { q, k, v, mask: Some(mask), scale: 0.125, zero_nan: false }).expect("shapes agree");
+                black_box(out)
+            })
+        });
+    }
     g.finish();
 }
 

@@ -1,5 +1,6 @@
 //! The core of scaled dot-product attention, fused: per (batch, head), on rayon's threads,
-//! `softmax(scale·Q·Kᵀ + mask)·V` with the scores held only in per-task scratch.
+//! `softmax(scale·Q·Kᵀ + mask)·V` with the scores held only in per-task scratch, the products
+//! by [`super::head_products`].
 
 use ndarray::{s, ArrayView1, ArrayView4, ArrayViewMut2, ShapeBuilder};
 use rayon::prelude::*;
@@ -7,7 +8,7 @@ use rayon::prelude::*;
 use super::activation::exp;
 use super::isa::{multiversion, Isa};
 use super::lanes::lanes_fold;
-use super::gemm::gemm_serial;
+use super::head_products::{tile_products, with_rows, Panels, Rows, TILE_ROWS};
 use crate::error::{op_err, Result};
 
 /// Work (multiply-adds) below which the heads run on the calling thread.
@@ -70,16 +71,16 @@ impl Out {
 
 /// `softmax(scale·Q·Kᵀ + mask)·V`, row-major `[B, T, H, Dv]`: the heads already merged, as
 /// the exports' `Transpose(0, 2, 1, 3)` + `Reshape` after attention want them, so that
-/// Reshape needs no copy. The softmax rows run at [`Isa::current`].
+/// Reshape needs no copy. The products and softmax rows run at [`Isa::current`].
 ///
-/// Causal block skipping: query rows go in blocks of [`ROW_BLOCK`]; a block multiplies only
-/// the keys up to the last one any of its rows can see ([`visible_keys`]), since the softmax
-/// weight of the keys after it is exactly 0.
+/// Causal skipping: query rows go in tiles of [`TILE_ROWS`]; a tile multiplies only the keys
+/// up to the last one any of its rows can see ([`visible_keys`]), since the softmax weight of
+/// the keys after it is exactly 0.
 pub fn attention(a: &Attention) -> Result<Vec<f32>> {
     attention_for(Isa::current(), a)
 }
 
-/// [`attention`] with the softmax rows compiled for `isa`.
+/// [`attention`] with the products and softmax rows compiled for `isa`.
 fn attention_for(isa: Isa, a: &Attention) -> Result<Vec<f32>> {
     let [b, h, t, s, d, dv] = a.dims()?;
     let mut out = crate::kernels::buffers::take(b * h * t * dv);
@@ -91,33 +92,37 @@ fn attention_for(isa: Isa, a: &Attention) -> Result<Vec<f32>> {
         let (bi, hi) = (index / h, index % h);
         let head_mask = a.mask.as_ref().map(|m| m.slice(s![bi, hi, .., ..]));
         let mask_row = |ti: usize| head_mask.as_ref().map(|m| m.row(ti));
-        let mut scores = crate::kernels::buffers::take(t * s);
-        let mut done = Ok(());
-        for t0 in (0..t).step_by(ROW_BLOCK) {
-            let rows = ROW_BLOCK.min(t - t0);
-            let keys = (t0..t0 + rows).map(|ti| visible_keys(mask_row(ti), s)).max().unwrap_or(s);
-            let block = &mut scores[t0 * s..(t0 + rows) * s];
-            let view = ArrayViewMut2::from_shape((rows, keys).strides((s, 1)), &mut *block).map_err(|e| op_err(e.to_string()))?;
-            let q = a.q.slice(s![bi, hi, t0..t0 + rows, ..]);
-            gemm_serial(q, a.k.slice(s![bi, hi, ..keys, ..]).t(), view)?;
-            for (ti, row) in (t0..).zip(block.chunks_exact_mut(s.max(1))) {
-                let mask = mask_row(ti).map(|m| m.slice_move(s![..keys]));
-                softmax_row(isa, &mut row[..keys], a.scale, mask, a.zero_nan);
+        // Each tile of query rows multiplies the keys up to the last one its rows see.
+        let tiles = t.div_ceil(TILE_ROWS);
+        let keys: Vec<usize> = (0..tiles)
+            .map(|i| (i * TILE_ROWS..((i + 1) * TILE_ROWS).min(t)).map(|ti| visible_keys(mask_row(ti), s)).max().unwrap_or(s))
+            .collect();
+        let seen = keys.iter().copied().max().unwrap_or(0);
+        let keys_t = Panels::pack(a.k.slice(s![bi, hi, ..seen, ..]).t());
+        let values = Panels::pack(a.v.slice(s![bi, hi, ..seen, ..]));
+        // SAFETY: rows `bi·T ..` (T of them) of the [B·T, H·Dv] output, columns `hi·Dv ..
+        // (hi + 1)·Dv`: inside the buffer, and written by this head only.
+        let mut out = unsafe {
+            let first = base.ptr().add(bi * t * h * dv + hi * dv);
+            ArrayViewMut2::from_shape_ptr((t, dv).strides((h * dv, 1)), first)
+        };
+        // A tile at a time, so that its scores stay in the first-level cache.
+        let (mut scores, mut mixed) = (Rows::new(TILE_ROWS, seen), Rows::new(TILE_ROWS, dv));
+        with_rows(a.q.slice(s![bi, hi, .., ..]), |q| {
+            for ((i, q), &seen) in q.chunks(TILE_ROWS).enumerate().zip(&keys) {
+                tile_products(isa, q, &[d], &[seen], &keys_t, &mut scores)?;
+                for r in 0..q.len() {
+                    let mask = mask_row(i * TILE_ROWS + r).map(|m| m.slice_move(s![..seen]));
+                    softmax_row(isa, &mut scores.row_mut(r)[..seen], a.scale, mask, a.zero_nan);
+                }
+                let probs: [&[f32]; TILE_ROWS] = std::array::from_fn(|r| scores.row(r));
+                tile_products(isa, &probs[..q.len()], &[seen], &[dv], &values, &mut mixed)?;
+                for (r, mut out) in out.slice_mut(s![i * TILE_ROWS..i * TILE_ROWS + q.len(), ..]).rows_mut().into_iter().enumerate() {
+                    out.assign(&ArrayView1::from(mixed.row(r)));
+                }
             }
-            let probs = ndarray::ArrayView2::from_shape((rows, keys).strides((s, 1)), &*block).map_err(|e| op_err(e.to_string()))?;
-            // SAFETY: rows `bi·T + t0 ..` (`rows` of them) of the [B·T, H·Dv] output, columns
-            // `hi·Dv .. (hi + 1)·Dv`: inside the buffer, and written by this head only.
-            let out = unsafe {
-                let first = base.ptr().add((bi * t + t0) * h * dv + hi * dv);
-                ArrayViewMut2::from_shape_ptr((rows, dv).strides((h * dv, 1)), first)
-            };
-            done = gemm_serial(probs, a.v.slice(s![bi, hi, ..keys, ..]), out);
-            if done.is_err() {
-                break;
-            }
-        }
-        crate::kernels::buffers::recycle(scores);
-        done
+            Ok(())
+        })
     };
     let work = b * h * t * s * (d + dv);
     if b * h > 1 && work >= PARALLEL_MIN_WORK {
@@ -128,8 +133,6 @@ fn attention_for(isa: Isa, a: &Attention) -> Result<Vec<f32>> {
     Ok(out)
 }
 
-/// Query rows per block of the causal skip.
-const ROW_BLOCK: usize = 32;
 /// A mask value at or below this drops its key (exports write -inf or `f32::MIN`)...
 const MASKED: f32 = -1e30;
 /// ...when the row also has a key whose mask is above this: next to that key a dropped key's
@@ -142,10 +145,14 @@ const OPEN: f32 = -1e29;
 /// value keeps its key.
 fn visible_keys(mask: Option<ArrayView1<f32>>, keys: usize) -> usize {
     let Some(mask) = mask else { return keys };
-    if !mask.iter().any(|&v| v > OPEN) {
-        return keys;
-    }
-    (0..keys).rev().find(|&j| mask[j].is_nan() || mask[j] > MASKED).map_or(keys, |j| j + 1)
+    let kept = |v: &f32| v.is_nan() || *v > MASKED;
+    let last = match mask.as_slice() {
+        Some(m) if !m.iter().any(|&v| v > OPEN) => return keys,
+        Some(m) => m.iter().rposition(kept),
+        None if !mask.iter().any(|&v| v > OPEN) => return keys,
+        None => (0..keys).rev().find(|&j| kept(&mask[j])),
+    };
+    last.map_or(keys, |j| j + 1)
 }
 
 multiversion! {

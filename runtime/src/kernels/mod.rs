@@ -7,6 +7,7 @@ pub mod blockq;
 pub mod epilogue;
 pub mod erf;
 pub mod gemm;
+pub mod head_products;
 pub mod isa;
 pub mod lanes;
 pub mod layout;

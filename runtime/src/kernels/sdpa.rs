@@ -1,14 +1,14 @@
 //! Scaled dot-product attention as the standard ONNX `Attention` op defines it, per
 //! (batch, head) on rayon's threads: grouped key/value heads, a softcap between the scaling
 //! and the bias, a fully-masked-row guard, and an optional copy of the scores at one stage.
-//! The softmax rows are [`super::attention`]'s.
+//! The softmax rows are [`super::attention`]'s, the products [`super::head_products`]'.
 
-use ndarray::{s, ArrayView4, ArrayViewMut2};
+use ndarray::{s, ArrayView4};
 use rayon::prelude::*;
 
 use super::attention::softmax_row;
-use super::buffers::{recycle, take};
-use super::gemm::gemm_serial;
+use super::buffers::take;
+use super::head_products::{tile_products, with_rows, Panels, Rows, TILE_ROWS};
 use super::isa::Isa;
 use crate::error::{op_err, Result};
 
@@ -96,13 +96,15 @@ fn sdpa_for(isa: Isa, a: &Sdpa) -> Result<SdpaOutput> {
     let head = |index: usize, out: &mut [f32], capture: Option<&mut [f32]>| -> Result<()> {
         let (bi, hi) = (index / h, index % h);
         let kv = hi / group;
-        let mut scores = take(t * s);
-        let view = ArrayViewMut2::from_shape((t, s), &mut scores[..]).map_err(|e| op_err(e.to_string()))?;
-        gemm_serial(a.q.slice(s![bi, hi, .., ..]), a.k.slice(s![bi, kv, .., ..]).t(), view)?;
+        let keys_t = Panels::pack(a.k.slice(s![bi, kv, .., ..]).t());
+        let values = Panels::pack(a.v.slice(s![bi, kv, .., ..]));
+        let tiles = t.div_ceil(TILE_ROWS);
+        let mut scores = Rows::new(t, s);
+        with_rows(a.q.slice(s![bi, hi, .., ..]), |q| tile_products(isa, q, &vec![d; tiles], &vec![s; tiles], &keys_t, &mut scores))?;
         let mut capture = capture;
-        for (ti, row) in scores.chunks_exact_mut(s.max(1)).enumerate().take(t) {
+        for ti in 0..t {
             let bias = a.bias.as_ref().map(|m| m.slice(s![bi, hi, ti, ..]));
-            let row = &mut row[..s];
+            let row = scores.row_mut(ti);
             for x in row.iter_mut() {
                 *x *= a.scale;
                 if a.softcap > 0.0 {
@@ -130,11 +132,12 @@ fn sdpa_for(isa: Isa, a: &Sdpa) -> Result<SdpaOutput> {
             }
             keep(Capture::Probs, row);
         }
-        let probs = ndarray::ArrayView2::from_shape((t, s), &scores[..]).map_err(|e| op_err(e.to_string()))?;
-        let out = ArrayViewMut2::from_shape((t, dv), out).map_err(|e| op_err(e.to_string()))?;
-        let done = gemm_serial(probs, a.v.slice(s![bi, kv, .., ..]), out);
-        recycle(scores);
-        done
+        let mut mixed = Rows::new(t, dv);
+        tile_products(isa, &scores.rows(), &vec![s; tiles], &vec![dv; tiles], &values, &mut mixed)?;
+        for (out, row) in out.chunks_exact_mut(dv.max(1)).zip(mixed.rows()) {
+            out.copy_from_slice(row);
+        }
+        Ok(())
     };
     // One task per head: its rows of the output and of the captured scores (none when empty).
     let mut captures: Vec<_> = match captured.as_mut() {
