@@ -1,14 +1,14 @@
 //! Scaled dot-product attention as the standard ONNX `Attention` op defines it, per
 //! (batch, head) on rayon's threads: grouped key/value heads, a softcap between the scaling
 //! and the bias, a fully-masked-row guard, and an optional copy of the scores at one stage.
-//! The softmax rows are [`super::attention`]'s, the products [`super::head_products`]'.
+//! The softmax rows are [`super::attention`]'s; the products are [`super::head_products`]'s.
 
 use ndarray::{s, ArrayView4};
 use rayon::prelude::*;
 
 use super::attention::softmax_row;
 use super::buffers::take;
-use super::head_products::{tile_products, with_rows, Panels, Rows, TILE_ROWS};
+use super::head_products::{product, tile_products, Panels, Rows, TILE_ROWS};
 use super::isa::Isa;
 use crate::error::{op_err, Result};
 
@@ -98,9 +98,7 @@ fn sdpa_for(isa: Isa, a: &Sdpa) -> Result<SdpaOutput> {
         let kv = hi / group;
         let keys_t = Panels::pack(a.k.slice(s![bi, kv, .., ..]).t());
         let values = Panels::pack(a.v.slice(s![bi, kv, .., ..]));
-        let tiles = t.div_ceil(TILE_ROWS);
-        let mut scores = Rows::new(t, s);
-        with_rows(a.q.slice(s![bi, hi, .., ..]), |q| tile_products(isa, q, &vec![d; tiles], &vec![s; tiles], &keys_t, &mut scores))?;
+        let mut scores = product(isa, a.q.slice(s![bi, hi, .., ..]), &keys_t, s)?;
         let mut capture = capture;
         for ti in 0..t {
             let bias = a.bias.as_ref().map(|m| m.slice(s![bi, hi, ti, ..]));
@@ -132,6 +130,7 @@ fn sdpa_for(isa: Isa, a: &Sdpa) -> Result<SdpaOutput> {
             }
             keep(Capture::Probs, row);
         }
+        let tiles = t.div_ceil(TILE_ROWS);
         let mut mixed = Rows::new(t, dv);
         tile_products(isa, &scores.rows(), &vec![s; tiles], &vec![dv; tiles], &values, &mut mixed)?;
         for (out, row) in out.chunks_exact_mut(dv.max(1)).zip(mixed.rows()) {
