@@ -6,6 +6,7 @@ use ndarray::{s, ArrayView1, ArrayView4, ArrayViewMut2, ShapeBuilder};
 use rayon::prelude::*;
 
 use super::activation::exp;
+use super::attention_rows::head_rows;
 use super::isa::{multiversion, Isa};
 use super::lanes::lanes_fold;
 use super::head_products::{tile_products, with_rows, Panels, Rows, TILE_ROWS};
@@ -75,7 +76,8 @@ impl Out {
 ///
 /// Causal skipping: query rows go in tiles of [`TILE_ROWS`]; a tile multiplies only the keys
 /// up to the last one any of its rows can see ([`visible_keys`]), since the softmax weight of
-/// the keys after it is exactly 0.
+/// the keys after it is exactly 0. Fewer query rows than a tile (a generation step) read the
+/// keys and values in place instead ([`super::attention_rows`]).
 pub fn attention(a: &Attention) -> Result<Vec<f32>> {
     attention_for(Isa::current(), a)
 }
@@ -91,6 +93,17 @@ fn attention_for(isa: Isa, a: &Attention) -> Result<Vec<f32>> {
     let head = |index: usize| -> Result<()> {
         let (bi, hi) = (index / h, index % h);
         let head_mask = a.mask.as_ref().map(|m| m.slice(s![bi, hi, .., ..]));
+        // SAFETY: rows `bi·T ..` (T of them) of the [B·T, H·Dv] output, columns `hi·Dv ..
+        // (hi + 1)·Dv`: inside the buffer, and written by this head only.
+        let mut out = unsafe {
+            let first = base.ptr().add(bi * t * h * dv + hi * dv);
+            ArrayViewMut2::from_shape_ptr((t, dv).strides((h * dv, 1)), first)
+        };
+        if t < TILE_ROWS {
+            let (q, k, v) = (a.q.slice(s![bi, hi, .., ..]), a.k.slice(s![bi, hi, .., ..]), a.v.slice(s![bi, hi, .., ..]));
+            head_rows(isa, q, k, v, head_mask, a.scale, a.zero_nan, out);
+            return Ok(());
+        }
         let mask_row = |ti: usize| head_mask.as_ref().map(|m| m.row(ti));
         // Each tile of query rows multiplies the keys up to the last one its rows see.
         let tiles = t.div_ceil(TILE_ROWS);
@@ -100,12 +113,6 @@ fn attention_for(isa: Isa, a: &Attention) -> Result<Vec<f32>> {
         let seen = keys.iter().copied().max().unwrap_or(0);
         let keys_t = Panels::pack(a.k.slice(s![bi, hi, ..seen, ..]).t());
         let values = Panels::pack(a.v.slice(s![bi, hi, ..seen, ..]));
-        // SAFETY: rows `bi·T ..` (T of them) of the [B·T, H·Dv] output, columns `hi·Dv ..
-        // (hi + 1)·Dv`: inside the buffer, and written by this head only.
-        let mut out = unsafe {
-            let first = base.ptr().add(bi * t * h * dv + hi * dv);
-            ArrayViewMut2::from_shape_ptr((t, dv).strides((h * dv, 1)), first)
-        };
         // A tile at a time, so that its scores stay in the first-level cache.
         let (mut scores, mut mixed) = (Rows::new(TILE_ROWS, seen), Rows::new(TILE_ROWS, dv));
         with_rows(a.q.slice(s![bi, hi, .., ..]), |q| {
@@ -143,7 +150,7 @@ const OPEN: f32 = -1e29;
 /// (see [`MASKED`], [`OPEN`]); every key when there is no mask or no open key (a row masked
 /// out entirely keeps its full softmax, NaN or uniform, like the Softmax op). A NaN mask
 /// value keeps its key.
-fn visible_keys(mask: Option<ArrayView1<f32>>, keys: usize) -> usize {
+pub(super) fn visible_keys(mask: Option<ArrayView1<f32>>, keys: usize) -> usize {
     let Some(mask) = mask else { return keys };
     let kept = |v: &f32| v.is_nan() || *v > MASKED;
     let last = match mask.as_slice() {
@@ -164,7 +171,7 @@ multiversion! {
 /// The body of [`softmax_row`], in plain loops (an outlined iterator fold would lose the
 /// caller's target features).
 #[inline(always)]
-fn softmax_row_body(row: &mut [f32], scale: f32, mask: Option<ArrayView1<f32>>, zero_nan: bool) {
+pub(super) fn softmax_row_body(row: &mut [f32], scale: f32, mask: Option<ArrayView1<f32>>, zero_nan: bool) {
     match (mask.as_ref().and_then(|m| m.as_slice()), &mask) {
         (Some(m), _) => {
             for (x, m) in row.iter_mut().zip(m) {
@@ -302,6 +309,32 @@ mod tests {
                 let a = Attention { q: q.view(), k, v: v.view(), mask: Some(mask.view()), scale: 0.5, zero_nan };
                 let got = attention_for(isa, &a).unwrap();
                 assert!(got.iter().all(|x| if zero_nan { *x == 0.0 } else { x.is_nan() }));
+            }
+        }
+    }
+
+    #[test]
+    fn fewer_rows_than_a_tile_read_keys_and_values_in_place() {
+        // 1 to 3 new positions after 6 past ones (generation steps) in a cache of 2 more slots
+        // that no row sees (poisoned with NaN: read, they would turn the outputs NaN), causal +
+        // padding mask, keys stored [B, S, H, D] (strided rows).
+        for t in 1..TILE_ROWS {
+            let (b, h, past, d) = (2, 3, 6, 20);
+            let s = past + t + 2;
+            let q = filled((b, h, t, d), 1);
+            let mut k_stored = filled((b, s, h, d), 2);
+            let mut v = filled((b, h, s, 9), 3);
+            let mask = Array4::from_shape_fn((b, 1, t, s), |(bi, _, ti, j)| {
+                if j <= past + ti && !(bi == 1 && j < 2) { 0.0 } else { f32::NEG_INFINITY }
+            });
+            let full = mask.broadcast((b, h, t, s)).unwrap().to_owned();
+            let want = reference(&q, &k_stored.view().permuted_axes([0, 2, 1, 3]).to_owned(), &v, Some(&full), 0.3);
+            k_stored.slice_mut(s![.., past + t.., .., ..]).fill(f32::NAN);
+            v.slice_mut(s![.., .., past + t.., ..]).fill(f32::NAN);
+            let k = k_stored.view().permuted_axes([0, 2, 1, 3]);
+            for isa in levels() {
+                let a = Attention { q: q.view(), k, v: v.view(), mask: Some(full.view()), scale: 0.3, zero_nan: false };
+                assert_close(&attention_for(isa, &a).unwrap(), &want);
             }
         }
     }

@@ -3,6 +3,7 @@
 pub mod activation;
 pub mod buffers;
 pub mod attention;
+mod attention_rows;
 pub mod blockq;
 pub mod epilogue;
 pub mod erf;
