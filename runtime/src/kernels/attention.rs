@@ -317,23 +317,27 @@ mod tests {
     fn fewer_rows_than_a_tile_read_keys_and_values_in_place() {
         // 1 to 3 new positions after 6 past ones (generation steps) in a cache of 2 more slots
         // that no row sees (poisoned with NaN: read, they would turn the outputs NaN), causal +
-        // padding mask, keys stored [B, S, H, D] (strided rows).
-        for t in 1..TILE_ROWS {
+        // padding mask; keys stored [B, S, H, D] (strided rows) or [B, H, D, S] and values
+        // stored [B, H, Dv, S] (rows not contiguous: the plain loops), or both row-major.
+        for (t, transposed) in (1..TILE_ROWS).flat_map(|t| [(t, false), (t, true)]) {
             let (b, h, past, d) = (2, 3, 6, 20);
             let s = past + t + 2;
             let q = filled((b, h, t, d), 1);
-            let mut k_stored = filled((b, s, h, d), 2);
-            let mut v = filled((b, h, s, 9), 3);
+            let (mut k, mut v) = if transposed {
+                let k = filled((b, h, d, s), 2).permuted_axes([0, 1, 3, 2]);
+                (k, filled((b, h, 9, s), 3).permuted_axes([0, 1, 3, 2]))
+            } else {
+                (filled((b, s, h, d), 2).permuted_axes([0, 2, 1, 3]), filled((b, h, s, 9), 3))
+            };
             let mask = Array4::from_shape_fn((b, 1, t, s), |(bi, _, ti, j)| {
                 if j <= past + ti && !(bi == 1 && j < 2) { 0.0 } else { f32::NEG_INFINITY }
             });
             let full = mask.broadcast((b, h, t, s)).unwrap().to_owned();
-            let want = reference(&q, &k_stored.view().permuted_axes([0, 2, 1, 3]).to_owned(), &v, Some(&full), 0.3);
-            k_stored.slice_mut(s![.., past + t.., .., ..]).fill(f32::NAN);
+            let want = reference(&q, &k.to_owned(), &v.to_owned(), Some(&full), 0.3);
+            k.slice_mut(s![.., .., past + t.., ..]).fill(f32::NAN);
             v.slice_mut(s![.., .., past + t.., ..]).fill(f32::NAN);
-            let k = k_stored.view().permuted_axes([0, 2, 1, 3]);
             for isa in levels() {
-                let a = Attention { q: q.view(), k, v: v.view(), mask: Some(full.view()), scale: 0.3, zero_nan: false };
+                let a = Attention { q: q.view(), k: k.view(), v: v.view(), mask: Some(full.view()), scale: 0.3, zero_nan: false };
                 assert_close(&attention_for(isa, &a).unwrap(), &want);
             }
         }
