@@ -8,9 +8,7 @@ use ndarray::{ArrayView1, ArrayView2};
 
 use super::attention::{softmax_row_body, visible_keys};
 use super::isa::{multiversion, Isa};
-
-/// Lanes of the dot products' partial sums (two AVX2 vectors, one AVX-512 vector).
-const LANES: usize = 16;
+use super::lanes::dot;
 
 /// One head's `softmax(scale·Q·Kᵀ + mask)·V` into `out` (`[T, Dv]`, any row stride), query row
 /// by query row; each row looks at the keys up to the last one its mask leaves open
@@ -76,19 +74,4 @@ fn row_body(q: &[f32], k: ArrayView2<f32>, v: ArrayView2<f32>, mask: Option<Arra
 #[inline(always)]
 fn add_scaled(p: f32, x: &[f32], out: &mut [f32]) {
     out.iter_mut().zip(x).for_each(|(o, x)| *o += p * x);
-}
-
-/// `Σ a·b` in [`LANES`] partial sums.
-#[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let (a_chunks, a_rest) = a.as_chunks::<LANES>();
-    let (b_chunks, b_rest) = b.as_chunks::<LANES>();
-    let mut acc = [0.0f32; LANES];
-    for (x, y) in a_chunks.iter().zip(b_chunks) {
-        for l in 0..LANES {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    let rest: f32 = a_rest.iter().zip(b_rest).map(|(x, y)| x * y).sum();
-    acc.iter().sum::<f32>() + rest
 }

@@ -18,6 +18,20 @@ pub fn lanes_fold<T: Copy>(row: &[T], init: T, step: impl Fn(T, T) -> T, combine
     acc.into_iter().fold(rest, combine)
 }
 
+/// Dot product in [`LANES`] independent partial sums (vectorises).
+#[inline(always)]
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; LANES];
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+    for (x, y) in ca.zip(cb) {
+        for k in 0..LANES {
+            acc[k] += x[k] * y[k];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -40,24 +40,7 @@ impl Scratch {
     }
 }
 
-/// Dot product with 8 independent accumulators (vectorises).
-#[inline(always)]
-pub(super) fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for k in 0..8 {
-            acc[k] += x[k] * y[k];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
-}
+pub(super) use crate::kernels::lanes::dot;
 
 /// `Σ x_j * (q_j - zero_point)` over row `r`'s short last group (0 if it has none).
 pub(super) fn tail_dot(q: &QuantMatrix, r: usize, x: &[f32]) -> f32 {
