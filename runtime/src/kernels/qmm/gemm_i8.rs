@@ -59,6 +59,37 @@ pub(super) trait PanelLayout: Clone + Send + Sync {
     /// Lays out weight rows `first..` of `q`, as many as a panel holds (rows past the matrix
     /// repeat its last row).
     fn fill(&mut self, q: &QuantMatrix, first: usize);
+
+    /// Where each of the panel's buffers starts, and its length in bytes (see [`prefetch`]).
+    fn buffers(&self) -> [(*const u8, usize); 3];
+}
+
+/// The start and byte length of `v`'s elements.
+pub(super) fn bytes_of<T>(v: &[T]) -> (*const u8, usize) {
+    (v.as_ptr().cast(), size_of_val(v))
+}
+
+/// Asks the cache for part `part` of `parts` of `panel`'s bytes (each buffer's share), so that
+/// a panel kept in memory is in cache by the time its first pass reads it: its passes would
+/// otherwise wait on memory at the start of every panel (the kept panels of all the matrices
+/// do not stay in cache from one prompt to the next).
+fn prefetch<P: PanelLayout>(panel: &P, part: usize, parts: usize) {
+    for (start, len) in panel.buffers() {
+        for line in part_lines(start as usize, len, part, parts) {
+            // SAFETY: a prefetch has no architectural effect and never faults, whatever the
+            // address; SSE is part of x86-64.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(start.wrapping_add(line.wrapping_sub(start as usize)).cast()) };
+        }
+    }
+}
+
+/// The addresses of the 64-byte cache lines in part `part` of `parts` of the lines that hold
+/// the `len` bytes from `start`: the parts share the lines out, each line to one part.
+fn part_lines(start: usize, len: usize, part: usize, parts: usize) -> std::iter::StepBy<std::ops::Range<usize>> {
+    let first = start & !63;
+    let lines = (start + len - first).div_ceil(64) * usize::from(len > 0);
+    let line = |p: usize| first + 64 * (lines * p / parts.max(1));
+    (line(part)..line(part + 1)).step_by(64)
 }
 
 /// A matrix's weights laid out for the kernels, panel after panel, for the kernels this CPU
@@ -139,9 +170,14 @@ fn gemm_with<'o, P: PanelLayout, const NC: usize, const MR: usize>(
                 panel
             }
         };
+        // The panel this task most likely takes next (tasks split the panels in ranges).
+        let next = panels.and_then(|all| all.get(p + 1));
         // Zeroed once a panel (a call to memset): each pass writes the rows it copies out.
         let mut y = [[0f32; NC]; MR];
-        for (block, mut dst) in blocks.iter().zip(cols.axis_chunks_iter_mut(Axis(0), MR)) {
+        for (i, (block, mut dst)) in blocks.iter().zip(cols.axis_chunks_iter_mut(Axis(0), MR)).enumerate() {
+            if let Some(next) = next {
+                prefetch(next, i, blocks.len());
+            }
             kernel(panel, &Pass { spg, zp, block }, &mut y);
             for (mut d, y) in dst.rows_mut().into_iter().zip(&y) {
                 match d.as_slice_mut().map(<&mut [MaybeUninit<f32>; NC]>::try_from) {
@@ -241,6 +277,10 @@ impl<const NC: usize> PanelLayout for Panel<NC> {
                 }
             }
         }
+    }
+
+    fn buffers(&self) -> [(*const u8, usize); 3] {
+        [bytes_of(&self.codes), bytes_of(&self.scales), bytes_of(&self.offsets)]
     }
 }
 
@@ -458,6 +498,17 @@ mod tests {
         interleave_scalar(&rows, subs, &mut scalar);
         assert_eq!(simd, scalar);
         assert_eq!(scalar[NC * 2 + 3], bytes[3][8..12]);
+    }
+
+    #[test]
+    fn prefetch_parts_share_out_every_line_once() {
+        for (start, len, parts) in [(0, 4096, 16), (4100, 3072, 16), (63, 2, 3), (1000, 0, 4), (129, 700, 40)] {
+            let mut lines: Vec<usize> = (0..parts).flat_map(|p| part_lines(start, len, p, parts)).collect();
+            let touched = if len == 0 { 0..0 } else { start / 64..(start + len).div_ceil(64) };
+            let expected: Vec<usize> = touched.map(|l| 64 * l).collect();
+            lines.sort();
+            assert_eq!(lines, expected, "start {start}, len {len}, parts {parts}");
+        }
     }
 
     #[test]

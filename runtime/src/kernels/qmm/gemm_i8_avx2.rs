@@ -18,7 +18,7 @@
 use std::arch::asm;
 use std::arch::x86_64::*;
 
-use super::gemm_i8::{interleave_rows, Pass, PanelLayout, RowBlock};
+use super::gemm_i8::{bytes_of, interleave_rows, Pass, PanelLayout, RowBlock};
 use super::matrix::{QuantMatrix, SUB};
 use super::unpack::unpack_f32;
 
@@ -83,6 +83,10 @@ impl PanelLayout for Avx2Panel {
                 off[c] = -mins.get(g).copied().unwrap_or(0.0) * min_unit / u - zp * code;
             }
         }
+    }
+
+    fn buffers(&self) -> [(*const u8, usize); 3] {
+        [bytes_of(&self.codes), bytes_of(&self.scales), bytes_of(&self.offsets)]
     }
 }
 
