@@ -75,11 +75,16 @@ pub(super) fn bytes_of<T>(v: &[T]) -> (*const u8, usize) {
 /// do not stay in cache from one prompt to the next).
 fn prefetch<P: PanelLayout>(panel: &P, part: usize, parts: usize) {
     for (start, len) in panel.buffers() {
-        for line in part_lines(start as usize, len, part, parts) {
-            // SAFETY: a prefetch has no architectural effect and never faults, whatever the
-            // address; SSE is part of x86-64.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(start.wrapping_add(line.wrapping_sub(start as usize)).cast()) };
-        }
+        prefetch_lines(start, len, part, parts);
+    }
+}
+
+/// Asks the cache for part `part` of `parts` of the lines that hold `len` bytes from `start`.
+fn prefetch_lines<T>(start: *const T, len: usize, part: usize, parts: usize) {
+    for line in part_lines(start as usize, len, part, parts) {
+        // SAFETY: a prefetch has no architectural effect and never faults, whatever the
+        // address; SSE is part of x86-64.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(start.cast::<i8>().wrapping_add(line.wrapping_sub(start as usize))) };
     }
 }
 
@@ -174,9 +179,16 @@ fn gemm_with<'o, P: PanelLayout, const NC: usize, const MR: usize>(
         let next = panels.and_then(|all| all.get(p + 1));
         // Zeroed once a panel (a call to memset): each pass writes the rows it copies out.
         let mut y = [[0f32; NC]; MR];
+        // Where the output rows of the panel's columns start: each pass asks for the lines the
+        // next pass writes, so that its stores do not wait on memory (a large output, the
+        // logits, is not in cache).
+        let (row0, stride) = (cols.as_ptr(), cols.strides()[0]);
         for (i, (block, mut dst)) in blocks.iter().zip(cols.axis_chunks_iter_mut(Axis(0), MR)).enumerate() {
             if let Some(next) = next {
                 prefetch(next, i, blocks.len());
+            }
+            for r in (i + 1) * MR..((i + 2) * MR).min(m) {
+                prefetch_lines(row0.wrapping_offset(r as isize * stride), NC * size_of::<f32>(), 0, 1);
             }
             kernel(panel, &Pass { spg, zp, block }, &mut y);
             for (mut d, y) in dst.rows_mut().into_iter().zip(&y) {
