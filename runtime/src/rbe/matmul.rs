@@ -29,9 +29,9 @@ impl RbeTensor {
         let (rows, cols) = (self.rows(), self.cols());
         let decode = |_: &mut (), first: usize, w: &mut [f32]| self.decode_rows_into(first, w);
         let out = match (self.quant_view(), m) {
-            (Some((q, _)), 1) => {
+            (Some((q, cache)), 1) => {
                 let out = out.filled(0.0);
-                qmm::gemv(&q, x, out, act)?;
+                qmm::gemv_cached(&q, cache, x, out, act)?;
                 out
             }
             (Some((q, panels)), _) => qmm::gemm_cached(&q, panels, x, m, out, act)?,

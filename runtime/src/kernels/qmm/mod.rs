@@ -36,6 +36,8 @@ mod unpack;
 #[cfg(target_arch = "x86_64")]
 mod vnni;
 #[cfg(target_arch = "x86_64")]
+mod wide;
+#[cfg(target_arch = "x86_64")]
 mod x86;
 
 #[cfg(test)]
@@ -56,6 +58,17 @@ use rows::{Ctx, RowsFn, Scratch};
 
 /// `out[r] = Σ_c x[c] · W[r, c]` for every row `r` of `q` (`x`: `cols` values, `out`: `rows`).
 pub fn gemv(q: &QuantMatrix, x: &[f32], out: &mut [f32], mode: Activations) -> Result<()> {
+    gemv_with(q, None, x, out, mode)
+}
+
+/// [`gemv`] that keeps, in `cache`, what the row kernels read of `q` in another layout (the
+/// AVX2 kernels' widened group codes): `cache` must only ever be used with this `q`.
+pub fn gemv_cached(q: &QuantMatrix, cache: &PanelCache, x: &[f32], out: &mut [f32], mode: Activations) -> Result<()> {
+    gemv_with(q, Some(cache), x, out, mode)
+}
+
+/// [`gemv`], with `cache` when given.
+fn gemv_with(q: &QuantMatrix, cache: Option<&PanelCache>, x: &[f32], out: &mut [f32], mode: Activations) -> Result<()> {
     par::check(q.rows(), q.cols(), x, 1, out.len())?;
     if !q.has_sub_blocks() {
         return gemv_by(
@@ -68,12 +81,13 @@ pub fn gemv(q: &QuantMatrix, x: &[f32], out: &mut [f32], mode: Activations) -> R
         );
     }
     let (kernel, order) = row_kernel(q, mode);
-    gemv_using(q, x, out, mode, kernel, order)
+    gemv_using(q, cache, x, out, mode, kernel, order)
 }
 
 /// [`gemv`] on the fused path with a given row kernel.
 fn gemv_using(
     q: &QuantMatrix,
+    cache: Option<&PanelCache>,
     x: &[f32],
     out: &mut [f32],
     mode: Activations,
@@ -81,7 +95,7 @@ fn gemv_using(
     order: Order,
 ) -> Result<()> {
     let act = Prepared::new(q, x, mode, order);
-    let ctx = Ctx { q, act: &act, mode };
+    let ctx = Ctx { q, act: &act, mode, cache };
     let chunk = par::gemv_chunk(q.rows(), q.row_bytes());
     par::for_row_chunks(
         out,
@@ -159,11 +173,16 @@ pub fn gemm_cached<'o>(
 /// One matrix's codes and scales as the int8 prompt GEMM reads them (panels of 32 or 8 rows,
 /// interleaved; see `gemm_i8`). A one-off product lays each panel out as it goes; from the
 /// matrix's second int8 GEMM on the panels are laid out once and kept, as many bytes again as
-/// the matrix's codes (and 4 per group and row for the scales).
+/// the matrix's codes (and 4 per group and row for the scales). Also its group codes widened
+/// to bytes for the AVX2 GEMV (see `wide`), 2 bytes a group and row, from its first
+/// [`gemv_cached`] on such a CPU.
 #[derive(Default)]
 pub struct PanelCache {
     #[cfg(target_arch = "x86_64")]
     panels: std::sync::OnceLock<gemm_i8::Panels>,
+    /// The widened group codes (`None` inside: the layout has none).
+    #[cfg(target_arch = "x86_64")]
+    wide: std::sync::OnceLock<Option<Box<wide::WideCodes>>>,
     /// Whether the matrix has had an int8 GEMM.
     #[cfg(target_arch = "x86_64")]
     used: AtomicBool,
@@ -174,6 +193,8 @@ impl Clone for PanelCache {
         PanelCache {
             #[cfg(target_arch = "x86_64")]
             panels: self.panels.clone(),
+            #[cfg(target_arch = "x86_64")]
+            wide: self.wide.clone(),
             #[cfg(target_arch = "x86_64")]
             used: AtomicBool::new(self.used.load(Ordering::Relaxed)),
         }
@@ -187,6 +208,14 @@ impl std::fmt::Debug for PanelCache {
         #[cfg(not(target_arch = "x86_64"))]
         let built = false;
         f.debug_struct("PanelCache").field("built", &built).finish()
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl PanelCache {
+    /// `q`'s widened group codes (widened on the first call; `None` when `q` has none).
+    fn wide(&self, q: &QuantMatrix) -> Option<&wide::WideCodes> {
+        self.wide.get_or_init(|| wide::WideCodes::new(q).map(Box::new)).as_deref()
     }
 }
 

@@ -13,6 +13,8 @@ pub(super) struct Ctx<'a, 'x> {
     pub act: &'a Prepared<'x>,
     /// The mode `act` was prepared for.
     pub mode: Activations,
+    /// Layouts of `q` kept between calls, if the caller keeps them.
+    pub cache: Option<&'a super::PanelCache>,
 }
 
 /// A row kernel: `rows(ctx, scratch, first, out)` fills `out` with rows `first..`.

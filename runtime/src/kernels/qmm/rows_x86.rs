@@ -56,8 +56,11 @@ fn rows_avx2<const B: u8, const N: usize>(c: &Ctx, s: &mut Scratch, first: usize
     // The zero-point correction only exists in int8 mode, when the dot leaves a zero point in.
     let corr = c.mode == Activations::Int8 && q.zero_point() != dot_i8_bias(B);
     let zsums: &[f32] = if corr { &c.act.zsums } else { &[] };
-    let prologue =
-        |r: usize, s: &mut Scratch| factors(q, r, &c.act.sums, zsums, &mut s.sf, &mut []);
+    let wide = c.cache.and_then(|cache| cache.wide(q));
+    let prologue = |r: usize, s: &mut Scratch| match wide {
+        Some(w) => w.factors(q, r, &c.act.sums, zsums, &mut s.sf),
+        None => factors(q, r, &c.act.sums, zsums, &mut s.sf, &mut []),
+    };
     match (c.mode, q.asymmetric()) {
         (Activations::Exact, true) => each_row(
             c,

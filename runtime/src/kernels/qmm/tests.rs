@@ -246,7 +246,7 @@ fn portable_kernels_match_reference() {
         let q = o.view();
         for mode in [Activations::Exact, Activations::Int8] {
             let mut out = vec![f32::NAN; o.rows];
-            gemv_using(&q, x, &mut out, mode, rows::rows_portable, act::Order::Natural).unwrap();
+            gemv_using(&q, None, x, &mut out, mode, rows::rows_portable, act::Order::Natural).unwrap();
             let extra = |_: usize, xi: &[f32], wr: &[f32]| match mode {
                 Activations::Exact => 0.0,
                 Activations::Int8 => int8_bound(&q, xi, wr),
@@ -257,6 +257,36 @@ fn portable_kernels_match_reference() {
         decode::decode_portable(&q, &mut rows::Scratch::new(&q), 0, &mut got);
         assert!(got.iter().zip(o.dense()).all(|(a, b)| a.to_bits() == b.to_bits()));
     });
+}
+
+/// The GEMV with a kept cache (where the AVX2 row prologue reads the group codes widened to
+/// bytes) against the GEMV without one: rows of 8, 16 and 24 groups (widened) and of 3 (not),
+/// every width and mode, twice on one cache.
+#[test]
+fn cached_gemv_matches_the_uncached_one() {
+    for (bits, asym, sb) in cases() {
+        for (k, &(rows, cols, group)) in [(37, 256, 32), (20, 1024, 64), (9, 768, 32), (37, 96, 32)].iter().enumerate() {
+            let o = random(rows, cols, group, bits, sb, asym, 90 + k as u64 + 10 * bits as u64);
+            let (q, w) = (o.view(), o.dense());
+            let x = activations(cols, 5 + k as u64);
+            let cache = PanelCache::default();
+            for mode in [Activations::Exact, Activations::Int8] {
+                let mut want = vec![f32::NAN; rows];
+                gemv(&q, &x, &mut want, mode).unwrap();
+                for call in 0..2 {
+                    let mut got = vec![f32::NAN; rows];
+                    gemv_cached(&q, &cache, &x, &mut got, mode).unwrap();
+                    for (r, (g, v)) in got.iter().zip(&want).enumerate() {
+                        let (_, scale) = reference_dot(&x, &w[r * cols..(r + 1) * cols]);
+                        assert!(
+                            ((g - v) as f64).abs() <= 1e-6 * scale,
+                            "bits {bits} asym {asym} {rows}x{cols}/{group} {mode:?} call {call}: row {r}: cached {g}, uncached {v}"
+                        );
+                    }
+                }
+            }
+        }
+    }
 }
 
 #[test]
@@ -417,7 +447,7 @@ fn avx512_int8_gemv_stays_within_its_quantization_bound() {
                     continue;
                 };
                 let mut out = vec![f32::NAN; rows];
-                gemv_using(&q, &x, &mut out, Activations::Int8, kernel, order).unwrap();
+                gemv_using(&q, None, &x, &mut out, Activations::Int8, kernel, order).unwrap();
                 let what =
                     format!("avx512 int8 bits {bits} asym {asym}/{sb} {rows}x{cols}/{group}");
                 let bound = |_: usize, xi: &[f32], wr: &[f32]| int8_bound(&q, xi, wr);
