@@ -17,13 +17,22 @@ pub enum Activations {
 
 /// Where each activation goes in the order the main loop reads them: the natural order, or
 /// the even positions then the odd ones (what the 4-bit unpackers produce: low nibbles, then
-/// high nibbles), per sub-block (AVX2) or per 4 sub-blocks (AVX-512).
+/// high nibbles), per sub-block (the exact loops), per 2 (AVX2 int8) or 4 sub-blocks (AVX-512
+/// int8).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub(super) enum Order {
     /// Code order.
     Natural,
     /// Even codes, then odd codes, per sub-block.
     EvenOdd,
+    /// [`Order::EvenOdd`] with the values changed (exact mode, 4-bit codes) so that a byte's
+    /// low nibble and the whole byte can be multiplied in place of its two nibbles: each even
+    /// value `x_e` becomes `x_e - x_o / 16` and each odd value `x_o` becomes `x_o / 16`, as
+    /// `lo * (x_e - x_o / 16) + (lo + 16 * hi) * x_o / 16 = lo * x_e + hi * x_o`.
+    NibbleByte,
+    /// The even codes of 2 sub-blocks (16 each, sub-block after sub-block), then their odd
+    /// codes.
+    EvenOdd2,
     /// The even codes of 4 sub-blocks (16 each, sub-block after sub-block), then their odd
     /// codes.
     EvenOdd4,
@@ -46,7 +55,11 @@ pub(super) fn place<T: Copy>(block: &[T; SUB], order: Order, s: usize, out: &mut
             }
             return;
         }
-        Order::EvenOdd => (s * SUB, s * SUB + half),
+        Order::EvenOdd | Order::NibbleByte => (s * SUB, s * SUB + half),
+        Order::EvenOdd2 => {
+            let at = s / 2 * 2 * SUB + s % 2 * half;
+            (at, at + SUB)
+        }
         Order::EvenOdd4 => {
             let at = s / 4 * SPAN + s % 4 * half;
             (at, at + SPAN / 2)
@@ -123,6 +136,9 @@ impl<'x> Prepared<'x> {
             for (s, b) in blocks.iter().enumerate() {
                 place(b, order, s, &mut v);
             }
+            if order == Order::NibbleByte {
+                v.as_chunks_mut::<SUB>().0.iter_mut().for_each(nibble_byte);
+            }
             xk = v.into();
         }
         Prepared {
@@ -133,6 +149,15 @@ impl<'x> Prepared<'x> {
             xq,
             dx,
         }
+    }
+}
+
+/// One sub-block in [`Order::EvenOdd`] rewritten in place to [`Order::NibbleByte`]'s values.
+fn nibble_byte(block: &mut [f32; SUB]) {
+    let (even, odd) = block.split_at_mut(SUB / 2);
+    for (e, o) in even.iter_mut().zip(odd) {
+        *o /= 16.0;
+        *e -= *o;
     }
 }
 
@@ -188,6 +213,29 @@ fn quantize(x: &[f32; SUB]) -> (f32, [i8; SUB], i32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nibble_byte_weights_give_the_two_nibbles_products() {
+        let mut seed = 3u64;
+        let mut next = || {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            seed >> 33
+        };
+        let x: [f32; SUB] = std::array::from_fn(|_| (next() % 2001) as f32 / 100.0 - 10.0);
+        let bytes: [u8; SUB / 2] = std::array::from_fn(|_| next() as u8);
+        let mut placed = [0f32; SUB];
+        place(&x, Order::NibbleByte, 0, &mut placed);
+        nibble_byte(&mut placed);
+        let (lo_w, byte_w) = placed.split_at(SUB / 2);
+        let mut got = 0f64;
+        let mut want = 0f64;
+        for (j, &b) in bytes.iter().enumerate() {
+            got += f64::from(b & 15) * f64::from(lo_w[j]) + f64::from(b) * f64::from(byte_w[j]);
+            // Code 2j is the low nibble, code 2j + 1 the high one.
+            want += f64::from(b & 15) * f64::from(x[2 * j]) + f64::from(b >> 4) * f64::from(x[2 * j + 1]);
+        }
+        assert!((got - want).abs() <= 1e-5 * want.abs().max(1.0), "{got} vs {want}");
+    }
 
     #[test]
     fn simd_quantize_matches_portable() {

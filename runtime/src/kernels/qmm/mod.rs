@@ -119,7 +119,7 @@ fn row_kernel(q: &QuantMatrix, mode: Activations) -> (RowsFn, Order) {
             }
         }
         if rows_x86::available() {
-            return rows_x86::gemv_rows(q.bits());
+            return rows_x86::gemv_rows(q.bits(), mode);
         }
     }
     let _ = (q, mode);

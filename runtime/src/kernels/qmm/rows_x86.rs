@@ -8,8 +8,8 @@ use super::act::{Activations, Order};
 use super::matrix::{QuantMatrix, SUB};
 use super::rows::{block_factors, each_row, exact_block_factors, rows_portable, Ctx, RowsFn, Scratch};
 use super::x86::{
-    centre, decode_block, dot4_f32, dot_f32, dot_i8, dot_i8_bias, hsum, unpack, Codes8,
-    unpack_even_odd4,
+    centre, decode_block, dot4_f32, dot_f32, dot_i8, dot_i8_bias, hsum, load128_i8, load256, load_i8,
+    unpack, unpack_even_odd4, Codes8,
 };
 
 /// How far ahead of the GEMV loops (here and in `rows_vnni`) each row's codes are fetched into
@@ -23,11 +23,16 @@ pub(super) fn available() -> bool {
     crate::kernels::isa::avx2()
 }
 
-/// The AVX2 GEMV row kernel for `bits`-wide codes, and the activation order it reads.
-pub(super) fn gemv_rows(bits: u8) -> (RowsFn, Order) {
+/// The AVX2 GEMV row kernel for `bits`-wide codes in `mode`, and the activation order it
+/// reads (for 4-bit codes in exact mode, the AVX-512 loop's when the CPU runs it).
+pub(super) fn gemv_rows(bits: u8, mode: Activations) -> (RowsFn, Order) {
     let f: RowsFn = match bits {
         2 => rows::<2, 8>,
         3 => rows::<3, 12>,
+        4 if mode == Activations::Exact && !super::rows_avx512::available() => {
+            return (rows::<4, 16>, Order::NibbleByte)
+        }
+        4 if mode == Activations::Int8 => return (rows::<4, 16>, Order::EvenOdd2),
         4 => return (rows::<4, 16>, Order::EvenOdd),
         5 => rows::<5, 20>,
         6 => rows::<6, 24>,
@@ -182,10 +187,62 @@ fn main_f32<const B: u8, const N: usize, const SIGNED: bool>(
 #[target_feature(enable = "avx2,fma")]
 fn main_i8<const B: u8, const N: usize>(c: &Ctx, codes: &[u8], s: &mut Scratch) -> f32 {
     block_factors(c.q, &s.sf, &c.act.dx, &mut s.sd);
+    if B == 4 {
+        return sum_pairs4(codes, &c.act.xq, &s.sd);
+    }
     let (xq, _) = c.act.xq.as_chunks::<SUB>();
     sum_blocks::<N, _>(codes, xq, &s.sd, |w, x| {
         _mm256_cvtepi32_ps(dot_i8::<B>(gemv_unpack::<B, N>(w), x))
     })
+}
+
+/// [`main_i8`] for 4-bit codes, `xq` in [`Order::EvenOdd2`]: two sub-blocks a step, their 32
+/// code bytes in one load, the low nibbles of both against their even activations and the high
+/// nibbles against the odd ones, the two i16 products added before they are widened (so one
+/// `vpmaddwd`, one convert and one FMA per two sub-blocks: on Zen 1 each of those takes its
+/// pipe two cycles a ymm), each half of the 8 sums scaled by its sub-block's `sd`. A last odd
+/// sub-block is done alone.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn sum_pairs4(codes: &[u8], xq: &[i8], sd: &[f32]) -> f32 {
+    let (code_pairs, _) = codes.as_chunks::<32>();
+    let (x_halves, _) = xq.as_chunks::<32>();
+    let (x_pairs, _) = x_halves.as_chunks::<2>();
+    let (sd_pairs, last) = sd.as_chunks::<2>();
+    let (nibble, ones) = (_mm256_set1_epi8(0x0f), _mm256_set1_epi16(1));
+    let half = |x: &[i8]| x.first_chunk::<16>().map_or(_mm_setzero_si128(), |h| load128_i8(h));
+    let pair = |c: &[u8; 32], [x_even, x_odd]: &[[i8; 32]; 2], d: &[f32; 2]| {
+        let v = load256(c);
+        let lo = _mm256_and_si256(v, nibble);
+        let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(v), nibble);
+        let p = _mm256_add_epi16(
+            _mm256_maddubs_epi16(lo, load_i8(x_even)),
+            _mm256_maddubs_epi16(hi, load_i8(x_odd)),
+        );
+        let d = _mm256_set_m128(_mm_broadcast_ss(&d[1]), _mm_broadcast_ss(&d[0]));
+        (_mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones)), d)
+    };
+    let mut steps = code_pairs.iter().zip(x_pairs).zip(sd_pairs);
+    let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+    while let Some(((c, x), d)) = steps.next() {
+        _mm_prefetch::<_MM_HINT_T0>(c.as_ptr().wrapping_add(PREFETCH).cast());
+        let (p, d) = pair(c, x, d);
+        acc0 = _mm256_fmadd_ps(p, d, acc0);
+        let Some(((c, x), d)) = steps.next() else {
+            break;
+        };
+        _mm_prefetch::<_MM_HINT_T0>(c.as_ptr().wrapping_add(PREFETCH).cast());
+        let (p, d) = pair(c, x, d);
+        acc1 = _mm256_fmadd_ps(p, d, acc1);
+    }
+    if let ([d], Some(c)) = (last, codes.get(sd_pairs.len() * 32..).and_then(|c| c.first_chunk::<16>())) {
+        // The last sub-block's even activations open its pair's span, its odd ones its second half.
+        let x = xq.get(sd_pairs.len() * 64..).unwrap_or(&[]);
+        let x = _mm256_set_m128i(half(x.get(32..).unwrap_or(&[])), half(x));
+        let p = _mm256_madd_epi16(_mm256_maddubs_epi16(unpack_even_odd4(c), x), ones);
+        acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_broadcast_ss(d), acc0);
+    }
+    hsum(_mm256_add_ps(acc0, acc1))
 }
 
 /// A row decoder: `decode(q, scratch, first, out)` writes whole rows `first..` into `out`.

@@ -57,7 +57,7 @@ const DUP4: [u8; 32] = {
 
 #[inline]
 #[target_feature(enable = "avx2")]
-fn load256(a: &[u8; 32]) -> __m256i {
+pub(super) fn load256(a: &[u8; 32]) -> __m256i {
     // SAFETY: 32 readable bytes; loadu has no alignment requirement; AVX2 is enabled here.
     unsafe { _mm256_loadu_si256(a.as_ptr().cast()) }
 }
@@ -71,9 +71,16 @@ pub(super) fn load128(a: &[u8; 16]) -> __m128i {
 
 #[inline]
 #[target_feature(enable = "avx2")]
-fn load_i8(a: &[i8; 32]) -> __m256i {
+pub(super) fn load_i8(a: &[i8; 32]) -> __m256i {
     // SAFETY: 32 readable bytes; unaligned load; AVX2 is enabled on this function.
     unsafe { _mm256_loadu_si256(a.as_ptr().cast()) }
+}
+
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(super) fn load128_i8(a: &[i8; 16]) -> __m128i {
+    // SAFETY: 16 readable bytes; unaligned load; SSE2 is implied by AVX2 (enabled here).
+    unsafe { _mm_loadu_si128(a.as_ptr().cast()) }
 }
 
 #[inline]
@@ -204,32 +211,37 @@ pub(super) fn dot_f32<const SIGNED: bool>(w: __m256i, x: &[f32; SUB], acc: __m25
 }
 
 /// `x * (codes - zp)` lane-wise over one sub-block of 4-bit codes (`c`: 16 bytes; `x` in
-/// [`Order::EvenOdd`](super::act::Order::EvenOdd), low nibbles then high): each half of the
-/// bytes widened to dword lanes straight from memory, its nibbles masked and shifted out
-/// there and converted (fewer shuffles than [`unpack_even_odd4`] then [`dot_f32`]). `zp` is
-/// subtracted only when `SIGNED`.
+/// [`Order::NibbleByte`](super::act::Order::NibbleByte)): each half of the bytes spread to
+/// dword lanes by a shuffle, then each byte's low nibble and the whole byte converted and
+/// multiplied, so no lane is shifted (on Zen 1 a ymm shift, like the widening load and the
+/// convert, takes its one pipe two cycles). `zp` is subtracted only when `SIGNED`: from the
+/// low nibble, and `17 * zp` from the byte (`(lo - zp) + 16 * (hi - zp)`).
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 pub(super) fn dot4_f32<const SIGNED: bool>(c: &[u8; 16], x: &[f32; SUB], zp: i32) -> __m256 {
     let (x8, _) = x.as_chunks::<8>();
-    let half = |at: usize| {
-        // SAFETY: bytes `at..at + 8` of 16 are readable; unaligned load; AVX2 is enabled here.
-        _mm256_cvtepu8_epi32(unsafe { _mm_loadl_epi64(c.as_ptr().add(at).cast()) })
-    };
-    let (a, b, nibble) = (half(0), half(8), _mm256_set1_epi32(0x0f));
-    let codes = [
-        _mm256_and_si256(a, nibble),
-        _mm256_and_si256(b, nibble),
-        _mm256_srli_epi32::<4>(a),
-        _mm256_srli_epi32::<4>(b),
-    ];
-    let value = |q: __m256i| _mm256_cvtepi32_ps(if SIGNED { _mm256_sub_epi32(q, _mm256_set1_epi32(zp)) } else { q });
-    let mut acc = _mm256_mul_ps(value(codes[0]), load_ps(&x8[0]));
-    for (q, xk) in codes.into_iter().zip(x8).skip(1) {
-        acc = _mm256_fmadd_ps(value(q), load_ps(xk), acc);
-    }
-    acc
+    let v = _mm256_broadcastsi128_si256(load128(c));
+    let (a, b) = (_mm256_shuffle_epi8(v, load256(&SPREAD4[0])), _mm256_shuffle_epi8(v, load256(&SPREAD4[1])));
+    let value = |q: __m256i, zp: i32| _mm256_cvtepi32_ps(if SIGNED { _mm256_sub_epi32(q, _mm256_set1_epi32(zp)) } else { q });
+    let nibble = _mm256_set1_epi32(0x0f);
+    let acc = _mm256_mul_ps(value(_mm256_and_si256(a, nibble), zp), load_ps(&x8[0]));
+    let acc = _mm256_fmadd_ps(value(_mm256_and_si256(b, nibble), zp), load_ps(&x8[1]), acc);
+    let acc = _mm256_fmadd_ps(value(a, 17 * zp), load_ps(&x8[2]), acc);
+    _mm256_fmadd_ps(value(b, 17 * zp), load_ps(&x8[3]), acc)
 }
+
+/// [`dot4_f32`]'s shuffles: bytes 0..8, then bytes 8..16, of a 16-byte sub-block (in both
+/// 128-bit halves) into the low byte of dword lanes 0..8, the other bytes zero.
+const SPREAD4: [[u8; 32]; 2] = {
+    let mut t = [[0x80u8; 32]; 2];
+    let mut k = 0;
+    while k < 8 {
+        t[0][4 * k] = k as u8;
+        t[1][4 * k] = 8 + k as u8;
+        k += 1;
+    }
+    t
+};
 
 /// `Σ codes * xq` as 8 partial i32 sums. Exact for codes < 128 (`B` <= 7); for `B` == 8 it
 /// returns `Σ (codes - 128) * xq` (see [`dot_i8_bias`]). `|xq|` must be <= 127.
