@@ -130,16 +130,17 @@ fn gemv_unpack<const B: u8, const N: usize>(c: &[u8; N]) -> __m256i {
     }
 }
 
-/// `Σ_s sd[s] * dot(c_s, x_s)` over the sub-blocks `s` of a row (as many as `xs` and `sd`
-/// have), `c_s` the `N` bytes of sub-block `s` in `codes`, `x_s` its activations and `dot`
-/// their 8-lane partial dot product. Two sub-blocks per step into two accumulators; every
-/// length in the loop is known at compile time, so it has no branch but its own.
+/// `Σ_s f_s * p_s` over the steps `s` of a row (as many as `xs` and `sd` have), where
+/// `step(c_s, x_s, sd_s)` returns `(p_s, f_s)`: the 8-lane partial dot product of `c_s`, the
+/// `N` bytes of step `s` in `codes` (a sub-block, or two), with its activations `x_s`, and the
+/// factor lanes that multiply it. Two steps per iteration into two accumulators; every length
+/// in the loop is known at compile time, so it has no branch but its own.
 #[inline(always)]
-fn sum_blocks<const N: usize, X>(
+fn sum_blocks<const N: usize, X, D>(
     codes: &[u8],
     xs: &[X],
-    sd: &[f32],
-    dot: impl Fn(&[u8; N], &X) -> __m256,
+    sd: &[D],
+    step: impl Fn(&[u8; N], &X, &D) -> (__m256, __m256),
 ) -> f32 {
     let (chunks, _) = codes.as_chunks::<N>();
     let mut blocks = chunks.iter().zip(xs).zip(sd);
@@ -148,13 +149,15 @@ fn sum_blocks<const N: usize, X>(
     unsafe {
         let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
         while let Some(((c, x), d)) = blocks.next() {
-            // Once per sub-block (N <= 32 bytes), so every line ahead is asked for.
+            // Once per two steps (N <= 32 bytes each), so every line ahead is asked for.
             _mm_prefetch::<_MM_HINT_T0>(c.as_ptr().wrapping_add(PREFETCH).cast());
-            acc0 = _mm256_fmadd_ps(dot(c, x), _mm256_broadcast_ss(d), acc0);
+            let (p, f) = step(c, x, d);
+            acc0 = _mm256_fmadd_ps(p, f, acc0);
             let Some(((c, x), d)) = blocks.next() else {
                 break;
             };
-            acc1 = _mm256_fmadd_ps(dot(c, x), _mm256_broadcast_ss(d), acc1);
+            let (p, f) = step(c, x, d);
+            acc1 = _mm256_fmadd_ps(p, f, acc1);
         }
         hsum(_mm256_add_ps(acc0, acc1))
     }
@@ -173,12 +176,15 @@ fn main_f32<const B: u8, const N: usize, const SIGNED: bool>(
     let (xs, _) = c.act.xk.as_chunks::<SUB>();
     let sd = exact_block_factors(c.q, s);
     let zero = _mm256_setzero_ps();
-    sum_blocks::<N, _>(codes, xs, sd, |w, x| match w.first_chunk::<16>() {
-        Some(c4) if B == 4 => dot4_f32::<SIGNED>(c4, x, zp),
-        _ => {
-            let w = gemv_unpack::<B, N>(w);
-            dot_f32::<SIGNED>(if SIGNED { centre(w, zp) } else { w }, x, zero)
-        }
+    sum_blocks::<N, _, _>(codes, xs, sd, |w, x, d| {
+        let p = match w.first_chunk::<16>() {
+            Some(c4) if B == 4 => dot4_f32::<SIGNED>(c4, x, zp),
+            _ => {
+                let w = gemv_unpack::<B, N>(w);
+                dot_f32::<SIGNED>(if SIGNED { centre(w, zp) } else { w }, x, zero)
+            }
+        };
+        (p, _mm256_broadcast_ss(d))
     })
 }
 
@@ -191,8 +197,8 @@ fn main_i8<const B: u8, const N: usize>(c: &Ctx, codes: &[u8], s: &mut Scratch) 
         return sum_pairs4(codes, &c.act.xq, &s.sd);
     }
     let (xq, _) = c.act.xq.as_chunks::<SUB>();
-    sum_blocks::<N, _>(codes, xq, &s.sd, |w, x| {
-        _mm256_cvtepi32_ps(dot_i8::<B>(gemv_unpack::<B, N>(w), x))
+    sum_blocks::<N, _, _>(codes, xq, &s.sd, |w, x, d| {
+        (_mm256_cvtepi32_ps(dot_i8::<B>(gemv_unpack::<B, N>(w), x)), _mm256_broadcast_ss(d))
     })
 }
 
@@ -205,13 +211,11 @@ fn main_i8<const B: u8, const N: usize>(c: &Ctx, codes: &[u8], s: &mut Scratch) 
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 fn sum_pairs4(codes: &[u8], xq: &[i8], sd: &[f32]) -> f32 {
-    let (code_pairs, _) = codes.as_chunks::<32>();
     let (x_halves, _) = xq.as_chunks::<32>();
     let (x_pairs, _) = x_halves.as_chunks::<2>();
     let (sd_pairs, last) = sd.as_chunks::<2>();
     let (nibble, ones) = (_mm256_set1_epi8(0x0f), _mm256_set1_epi16(1));
-    let half = |x: &[i8]| x.first_chunk::<16>().map_or(_mm_setzero_si128(), |h| load128_i8(h));
-    let pair = |c: &[u8; 32], [x_even, x_odd]: &[[i8; 32]; 2], d: &[f32; 2]| {
+    let pairs = sum_blocks::<32, _, _>(codes, x_pairs, sd_pairs, |c, [x_even, x_odd], d| {
         let v = load256(c);
         let lo = _mm256_and_si256(v, nibble);
         let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(v), nibble);
@@ -221,28 +225,19 @@ fn sum_pairs4(codes: &[u8], xq: &[i8], sd: &[f32]) -> f32 {
         );
         let d = _mm256_set_m128(_mm_broadcast_ss(&d[1]), _mm_broadcast_ss(&d[0]));
         (_mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones)), d)
+    });
+    let Some(c) = codes.get(sd_pairs.len() * 32..).and_then(|c| c.first_chunk::<16>()) else {
+        return pairs;
     };
-    let mut steps = code_pairs.iter().zip(x_pairs).zip(sd_pairs);
-    let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
-    while let Some(((c, x), d)) = steps.next() {
-        _mm_prefetch::<_MM_HINT_T0>(c.as_ptr().wrapping_add(PREFETCH).cast());
-        let (p, d) = pair(c, x, d);
-        acc0 = _mm256_fmadd_ps(p, d, acc0);
-        let Some(((c, x), d)) = steps.next() else {
-            break;
-        };
-        _mm_prefetch::<_MM_HINT_T0>(c.as_ptr().wrapping_add(PREFETCH).cast());
-        let (p, d) = pair(c, x, d);
-        acc1 = _mm256_fmadd_ps(p, d, acc1);
-    }
-    if let ([d], Some(c)) = (last, codes.get(sd_pairs.len() * 32..).and_then(|c| c.first_chunk::<16>())) {
-        // The last sub-block's even activations open its pair's span, its odd ones its second half.
-        let x = xq.get(sd_pairs.len() * 64..).unwrap_or(&[]);
-        let x = _mm256_set_m128i(half(x.get(32..).unwrap_or(&[])), half(x));
-        let p = _mm256_madd_epi16(_mm256_maddubs_epi16(unpack_even_odd4(c), x), ones);
-        acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_broadcast_ss(d), acc0);
-    }
-    hsum(_mm256_add_ps(acc0, acc1))
+    let [d] = last else {
+        return pairs;
+    };
+    // The last sub-block's even activations open its pair's span, its odd ones its second half.
+    let half = |x: &[i8]| x.first_chunk::<16>().map_or(_mm_setzero_si128(), |h| load128_i8(h));
+    let x = xq.get(sd_pairs.len() * 64..).unwrap_or(&[]);
+    let x = _mm256_set_m128i(half(x.get(32..).unwrap_or(&[])), half(x));
+    let p = _mm256_madd_epi16(_mm256_maddubs_epi16(unpack_even_odd4(c), x), ones);
+    pairs + hsum(_mm256_mul_ps(_mm256_cvtepi32_ps(p), _mm256_broadcast_ss(d)))
 }
 
 /// A row decoder: `decode(q, scratch, first, out)` writes whole rows `first..` into `out`.
