@@ -24,6 +24,8 @@ mod gemm_i8;
 #[cfg(target_arch = "x86_64")]
 mod gemm_i8_avx2;
 mod matrix;
+#[cfg(target_arch = "x86_64")]
+mod octets;
 mod par;
 mod rows;
 #[cfg(target_arch = "x86_64")]

@@ -260,8 +260,9 @@ fn portable_kernels_match_reference() {
 }
 
 /// The GEMV with a kept cache (where the AVX2 row prologue reads the group codes widened to
-/// bytes) against the GEMV without one: rows of 8, 16 and 24 groups (widened) and of 3 (not),
-/// every width and mode, twice on one cache.
+/// bytes, and the AVX2 int8 GEMV of 4-bit codes in groups of 32 takes 8 sub-blocks a step,
+/// `octets`) against the GEMV without one: rows of 8, 16 and 24 groups (widened) and of 3
+/// (not), every width and mode, twice on one cache.
 #[test]
 fn cached_gemv_matches_the_uncached_one() {
     for (bits, asym, sb) in cases() {

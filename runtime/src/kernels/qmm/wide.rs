@@ -60,6 +60,11 @@ impl WideCodes {
         (hsum(corr), hsum(off))
     }
 
+    /// Row `r`'s scale codes and offset codes (empty when symmetric) onwards, in runs of 8.
+    pub(super) fn row_codes(&self, r: usize) -> (&[[u8; 8]], &[[u8; 8]]) {
+        (self.row(&self.scales, r), self.row(&self.mins, r))
+    }
+
     /// Row `r`'s codes in `codes` (one of this matrix's arrays), in runs of 8.
     fn row<'c>(&self, codes: &'c [u8], r: usize) -> &'c [[u8; 8]] {
         codes.get(r * self.groups..).unwrap_or(&[]).as_chunks::<8>().0
@@ -79,7 +84,7 @@ fn widen_rows<'a>(q: &QuantMatrix<'a>, from: impl Fn(usize) -> &'a [u8]) -> Vec<
 /// 8 bytes as 8 i32 lanes.
 #[inline]
 #[target_feature(enable = "avx2")]
-fn widen(c: &[u8; 8]) -> __m256i {
+pub(super) fn widen(c: &[u8; 8]) -> __m256i {
     // SAFETY: 8 readable bytes; unaligned load; AVX2 is enabled here.
     _mm256_cvtepu8_epi32(unsafe { _mm_loadl_epi64(c.as_ptr().cast()) })
 }
