@@ -25,29 +25,20 @@ use super::x86::{dot4_f32, hsum, load256, load_i8, load_ps, store_ps};
 /// Sub-blocks (and groups) a step.
 const STEP: usize = 8;
 
-/// Whether [`rows`] computes the GEMV of `q`: 4-bit codes, groups of one sub-block, rows of
-/// whole steps (no short group), its group codes widened.
-pub(super) fn fits(q: &QuantMatrix, wide: Option<&WideCodes>) -> bool {
-    wide.is_some()
-        && q.bits() == 4
-        && q.group() == SUB
-        && q.full_groups() == q.groups_per_row()
-        && q.groups_per_row().is_multiple_of(STEP)
+/// Whether [`rows`] computes the GEMV of `q` (given its widened group codes): 4-bit codes,
+/// groups of one sub-block, rows of whole steps (no short group).
+pub(super) fn fits(q: &QuantMatrix) -> bool {
+    q.bits() == 4 && q.group() == SUB && q.full_groups() == q.groups_per_row() && q.groups_per_row().is_multiple_of(STEP)
 }
 
 /// Rows `first..first + out.len()` of the GEMV of `c.q` (which [`fits`]), its group codes
 /// widened in `wide`; the activations in [`Order::EvenOdd2`](super::act::Order::EvenOdd2)
 /// (int8) or [`Order::NibbleByte`](super::act::Order::NibbleByte) (exact).
+#[target_feature(enable = "avx2,fma")]
 pub(super) fn rows(c: &Ctx, wide: &WideCodes, first: usize, out: &mut [f32]) {
-    if !super::rows_x86::available() {
-        return;
-    }
-    // SAFETY: AVX2 and FMA are present (checked just above).
-    unsafe {
-        match c.mode {
-            Activations::Int8 => rows_int8(c, wide, first, out),
-            Activations::Exact => rows_exact(c, wide, first, out),
-        }
+    match c.mode {
+        Activations::Int8 => rows_int8(c, wide, first, out),
+        Activations::Exact => rows_exact(c, wide, first, out),
     }
 }
 
@@ -109,7 +100,7 @@ fn each_row(
     let steps = q.groups_per_row() / STEP;
     let (sums, _) = c.act.sums.as_chunks::<STEP>();
     // SAFETY: `#[inline(always)]` puts this body inside its callers, which enable AVX2 and FMA
-    // and run only after `rows` checked for both.
+    // (so run only where both are present).
     unsafe {
         let bias = _mm256_set1_epi32(q.scale_bias());
         for (k, y) in out.iter_mut().enumerate() {

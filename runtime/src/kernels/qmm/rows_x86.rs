@@ -62,7 +62,7 @@ fn rows_avx2<const B: u8, const N: usize>(c: &Ctx, s: &mut Scratch, first: usize
     let corr = c.mode == Activations::Int8 && q.zero_point() != dot_i8_bias(B);
     let zsums: &[f32] = if corr { &c.act.zsums } else { &[] };
     let wide = c.cache.and_then(|cache| cache.wide(q));
-    if let Some(w) = wide.filter(|_| super::octets::fits(q, wide)) {
+    if let Some(w) = wide.filter(|_| super::octets::fits(q)) {
         return super::octets::rows(c, w, first, out);
     }
     let prologue = |r: usize, s: &mut Scratch| match wide {
