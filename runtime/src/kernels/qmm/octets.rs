@@ -20,7 +20,7 @@ use super::matrix::{QuantMatrix, SUB};
 use super::rows::Ctx;
 use super::rows_x86::PREFETCH;
 use super::wide::{widen, WideCodes};
-use super::x86::{dot4_f32, hsum, load256, load_i8, load_ps, store_ps};
+use super::x86::{dot4_f32, hsum, load_ps, pair_sums4, store_ps};
 
 /// Sub-blocks (and groups) a step.
 const STEP: usize = 8;
@@ -134,19 +134,7 @@ fn each_row(
 fn step_dots(c: &[[u8; 32]; 4], x: &[[i8; 32]; STEP]) -> __m256i {
     let [c0, c1, c2, c3] = c;
     let [x0, x1, x2, x3, x4, x5, x6, x7] = x;
-    let p01 = _mm256_hadd_epi16(pair_sums(c0, x0, x1), pair_sums(c1, x2, x3));
-    let p23 = _mm256_hadd_epi16(pair_sums(c2, x4, x5), pair_sums(c3, x6, x7));
+    let p01 = _mm256_hadd_epi16(pair_sums4(c0, x0, x1), pair_sums4(c1, x2, x3));
+    let p23 = _mm256_hadd_epi16(pair_sums4(c2, x4, x5), pair_sums4(c3, x6, x7));
     _mm256_madd_epi16(_mm256_hadd_epi16(p01, p23), _mm256_set1_epi16(1))
-}
-
-/// A pair of sub-blocks' 16 i16 sums of two products (low lanes: the first sub-block): the
-/// low nibbles of `c` against `x_even`, the high ones against `x_odd`.
-#[inline]
-#[target_feature(enable = "avx2")]
-fn pair_sums(c: &[u8; 32], x_even: &[i8; 32], x_odd: &[i8; 32]) -> __m256i {
-    let nibble = _mm256_set1_epi8(0x0f);
-    let v = load256(c);
-    let lo = _mm256_and_si256(v, nibble);
-    let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(v), nibble);
-    _mm256_add_epi16(_mm256_maddubs_epi16(lo, load_i8(x_even)), _mm256_maddubs_epi16(hi, load_i8(x_odd)))
 }

@@ -8,7 +8,7 @@ use super::act::{Activations, Order};
 use super::matrix::{QuantMatrix, SUB};
 use super::rows::{block_factors, each_row, exact_block_factors, rows_portable, Ctx, RowsFn, Scratch};
 use super::x86::{
-    centre, decode_block, dot4_f32, dot_f32, dot_i8, dot_i8_bias, hsum, load128_i8, load256, load_i8,
+    centre, decode_block, dot4_f32, dot_f32, dot_i8, dot_i8_bias, hsum, load128_i8, pair_sums4,
     unpack, unpack_even_odd4, Codes8,
 };
 
@@ -217,15 +217,9 @@ fn sum_pairs4(codes: &[u8], xq: &[i8], sd: &[f32]) -> f32 {
     let (x_halves, _) = xq.as_chunks::<32>();
     let (x_pairs, _) = x_halves.as_chunks::<2>();
     let (sd_pairs, last) = sd.as_chunks::<2>();
-    let (nibble, ones) = (_mm256_set1_epi8(0x0f), _mm256_set1_epi16(1));
+    let ones = _mm256_set1_epi16(1);
     let pairs = sum_blocks::<32, _, _>(codes, x_pairs, sd_pairs, |c, [x_even, x_odd], d| {
-        let v = load256(c);
-        let lo = _mm256_and_si256(v, nibble);
-        let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(v), nibble);
-        let p = _mm256_add_epi16(
-            _mm256_maddubs_epi16(lo, load_i8(x_even)),
-            _mm256_maddubs_epi16(hi, load_i8(x_odd)),
-        );
+        let p = pair_sums4(c, x_even, x_odd);
         let d = _mm256_set_m128(_mm_broadcast_ss(&d[1]), _mm_broadcast_ss(&d[0]));
         (_mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones)), d)
     });

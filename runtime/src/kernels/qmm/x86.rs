@@ -230,6 +230,19 @@ pub(super) fn dot4_f32<const SIGNED: bool>(c: &[u8; 16], x: &[f32; SUB], zp: i32
     _mm256_fmadd_ps(value(b, 17 * zp), load_ps(&x8[3]), acc)
 }
 
+/// A pair of 4-bit sub-blocks' 16 i16 sums of two products each (`c`: their 32 code bytes;
+/// low lanes: the first sub-block): the low nibbles against `x_even`, the high ones against
+/// `x_odd` ([`Order::EvenOdd2`](super::act::Order::EvenOdd2)).
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(super) fn pair_sums4(c: &[u8; 32], x_even: &[i8; 32], x_odd: &[i8; 32]) -> __m256i {
+    let nibble = _mm256_set1_epi8(0x0f);
+    let v = load256(c);
+    let lo = _mm256_and_si256(v, nibble);
+    let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(v), nibble);
+    _mm256_add_epi16(_mm256_maddubs_epi16(lo, load_i8(x_even)), _mm256_maddubs_epi16(hi, load_i8(x_odd)))
+}
+
 /// [`dot4_f32`]'s shuffles: bytes 0..8, then bytes 8..16, of a 16-byte sub-block (in both
 /// 128-bit halves) into the low byte of dword lanes 0..8, the other bytes zero.
 const SPREAD4: [[u8; 32]; 2] = {
