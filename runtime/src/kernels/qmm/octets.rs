@@ -6,12 +6,16 @@
 //!
 //! Int8: a step's 4 pairs of sub-blocks give 4 registers of 16 i16 sums (low lanes: the first
 //! sub-block of the pair, high lanes: the second). Three `vphaddw` and one `vpmaddwd` fold them
-//! into the 8 sub-blocks' dot products (in the order 0 2 4 6 1 3 5 7), converted and scaled by
-//! one FMA, where the pair loop paid a `vpmaddwd`, a convert, an FMA and two broadcasts a pair.
-//! The i16 sums cannot overflow: a pair's lane adds 4 products of at most `15 * 127`, 7620,
-//! and the two `vphaddw` four such lanes, 30480. Exact: the sub-blocks' products of
-//! [`dot4_f32`] scaled by their factors, the codes unsigned (the zero point of symmetric codes
-//! goes with the offsets).
+//! into the 8 sub-blocks' dot products (in the order 0 2 4 6 1 3 5 7), the `vpmaddwd`
+//! multiplying each by its scale code (one `vpshufb` puts the step's 8 code bytes in that order),
+//! then converted and scaled by the activation scales (permuted once a call) in one FMA; where
+//! the pair loop paid a `vpmaddwd`, a convert, an FMA and two broadcasts a pair. Rows go by
+//! pairs, which share the activations' loads and one horizontal add. The i16 sums cannot
+//! overflow: a pair's lane adds 4 products of at most `15 * 127`, 7620, and the two `vphaddw`
+//! four such lanes, 30480; times a scale code, two of those stay below 2^24, so the convert is
+//! exact. Exact: the sub-blocks' products of [`dot4_f32`] scaled by their factors, the codes
+//! unsigned (the zero point of symmetric codes goes with the offsets), a row at a time (two
+//! rows' registers do not fit in 16).
 
 use std::arch::x86_64::*;
 
@@ -20,7 +24,7 @@ use super::matrix::{QuantMatrix, SUB};
 use super::rows::Ctx;
 use super::rows_x86::PREFETCH;
 use super::wide::{widen, WideCodes};
-use super::x86::{dot4_f32, hsum, load_ps, pair_sums4, store_ps};
+use super::x86::{dot4_f32, hsum, hsum2, load_ps, pair_sums4, store_ps};
 
 /// Sub-blocks (and groups) a step.
 const STEP: usize = 8;
@@ -42,19 +46,35 @@ pub(super) fn rows(c: &Ctx, wide: &WideCodes, first: usize, out: &mut [f32]) {
     }
 }
 
-/// [`rows`] with int8 activations: a step's 8 integer dot products scaled by one FMA.
+/// [`rows`] with int8 activations: a step's 8 integer dot products times their scale codes,
+/// scaled by one FMA.
 #[target_feature(enable = "avx2,fma")]
 fn rows_int8(c: &Ctx, wide: &WideCodes, first: usize, out: &mut [f32]) {
     let (x_halves, _) = c.act.xq.as_chunks::<32>();
     let (xs, _) = x_halves.as_chunks::<STEP>();
-    let (dx, _) = c.act.dx.as_chunks::<STEP>();
+    // The activation scales in the order the dot products come out in.
     let perm = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
-    each_row(c, wide, first, out, |j, codes, sf, acc| {
+    let dx: Vec<[f32; STEP]> = (c.act.dx.as_chunks::<STEP>().0.iter())
+        .map(|d| {
+            let mut f = [0f32; STEP];
+            store_ps(&mut f, _mm256_permutevar8x32_ps(load_ps(d), perm));
+            f
+        })
+        .collect();
+    // Each scale code as both i16 halves of its dot product's lane, in the lanes' order.
+    let z = -128;
+    #[rustfmt::skip]
+    let dup = _mm256_setr_epi8(
+        0, z, 0, z, 2, z, 2, z, 4, z, 4, z, 6, z, 6, z,
+        1, z, 1, z, 3, z, 3, z, 5, z, 5, z, 7, z, 7, z,
+    );
+    let bias = _mm256_set1_epi16(c.q.scale_bias() as i16);
+    each_row::<true>(c, wide, first, out, |j, codes, scales, acc| {
         let (Some(x), Some(d)) = (xs.get(j), dx.get(j)) else {
             return acc;
         };
-        let f = _mm256_permutevar8x32_ps(_mm256_mul_ps(sf, load_ps(d)), perm);
-        _mm256_fmadd_ps(_mm256_cvtepi32_ps(step_dots(codes, x)), f, acc)
+        let sf = _mm256_sub_epi16(_mm256_shuffle_epi8(_mm256_set1_epi64x(i64::from_le_bytes(*scales)), dup), bias);
+        _mm256_fmadd_ps(_mm256_cvtepi32_ps(step_dots(codes, x, sf)), load_ps(d), acc)
     });
 }
 
@@ -65,12 +85,13 @@ fn rows_exact(c: &Ctx, wide: &WideCodes, first: usize, out: &mut [f32]) {
     let (x_blocks, _) = c.act.xk.as_chunks::<SUB>();
     let (x_pairs, _) = x_blocks.as_chunks::<2>();
     let (xs, _) = x_pairs.as_chunks::<{ STEP / 2 }>();
-    each_row(c, wide, first, out, |j, codes, sf, acc| {
+    let bias = c.q.scale_bias();
+    each_row::<false>(c, wide, first, out, |j, codes, scales, acc| {
         let Some(x) = xs.get(j) else {
             return acc;
         };
         let mut f = [0f32; STEP];
-        store_ps(&mut f, sf);
+        store_ps(&mut f, scale_factors(scales, bias));
         let (blocks, _) = codes.as_flattened().as_chunks::<16>();
         let (block_pairs, _) = blocks.as_chunks::<2>();
         let (f_pairs, _) = f.as_chunks::<2>();
@@ -83,58 +104,137 @@ fn rows_exact(c: &Ctx, wide: &WideCodes, first: usize, out: &mut [f32]) {
     });
 }
 
-/// Runs the GEMV row by row: `step(j, codes, sf, acc)` adds step `j`'s products to `acc`
-/// (`codes`: its 8 sub-blocks' code bytes, by pairs; `sf`: their groups' scale codes minus the
-/// scale bias). The codes are unsigned: the offset codes (asymmetric) or the zero point
-/// times the scale codes (symmetric) are dotted with the group sums of the activations on
-/// the way, and one horizontal sum ends a row.
+/// Runs the GEMV row by row, or two rows at a time when `PAIRS` (a last odd row alone):
+/// `step(j, codes, scales, acc)` adds step `j`'s products to `acc` (`codes`: its 8 sub-blocks'
+/// code bytes, by pairs; `scales`: their groups' scale codes). The codes are unsigned: the
+/// offset codes (asymmetric) or the zero point times the scale codes (symmetric) are dotted
+/// with the group sums of the activations on the way, and one horizontal add ends a row or a
+/// pair.
 #[inline(always)]
-fn each_row(
+fn each_row<const PAIRS: bool>(
     c: &Ctx,
     wide: &WideCodes,
     first: usize,
     out: &mut [f32],
-    step: impl Fn(usize, &[[u8; 32]; 4], __m256, __m256) -> __m256,
+    step: impl Fn(usize, &[[u8; 32]; 4], &[u8; 8], __m256) -> __m256,
+) {
+    if c.q.asymmetric() {
+        each_row_as::<PAIRS, true>(c, wide, first, out, step)
+    } else {
+        each_row_as::<PAIRS, false>(c, wide, first, out, step)
+    }
+}
+
+/// [`each_row`] for symmetric or asymmetric (`ASYM`) codes.
+#[inline(always)]
+fn each_row_as<const PAIRS: bool, const ASYM: bool>(
+    c: &Ctx,
+    wide: &WideCodes,
+    first: usize,
+    out: &mut [f32],
+    step: impl Fn(usize, &[[u8; 32]; 4], &[u8; 8], __m256) -> __m256,
 ) {
     let q = c.q;
-    let steps = q.groups_per_row() / STEP;
     let (sums, _) = c.act.sums.as_chunks::<STEP>();
-    // SAFETY: `#[inline(always)]` puts this body inside its callers, which enable AVX2 and FMA
-    // (so run only where both are present).
+    let steps = (q.groups_per_row() / STEP).min(sums.len());
+    let sums = &sums[..steps];
+    let done = if PAIRS { out.len() / 2 * 2 } else { 0 };
+    let (paired, single) = out.split_at_mut(done);
+    // SAFETY: `#[inline(always)]` puts this body inside the callers of `each_row`, which enable
+    // AVX2 and FMA (so run only where both are present).
     unsafe {
-        let bias = _mm256_set1_epi32(q.scale_bias());
-        for (k, y) in out.iter_mut().enumerate() {
-            let r = first + k;
-            let (unit, min_unit) = q.units(r);
-            let (codes, _) = q.codes_from(r).as_chunks::<32>().0.as_chunks::<4>();
-            let (scales, mins) = wide.row_codes(r);
-            let (mut acc, mut extra) = (_mm256_setzero_ps(), _mm256_setzero_ps());
-            for (j, ((c, sc), s)) in codes.iter().zip(scales).zip(sums).take(steps).enumerate() {
-                let at = c.as_ptr().cast::<i8>();
-                _mm_prefetch::<_MM_HINT_T0>(at.wrapping_add(PREFETCH));
-                _mm_prefetch::<_MM_HINT_T0>(at.wrapping_add(PREFETCH + 64));
-                let sf = _mm256_cvtepi32_ps(_mm256_sub_epi32(widen(sc), bias));
-                acc = step(j, c, sf, acc);
-                let by = match mins.get(j) {
-                    Some(m) => _mm256_cvtepi32_ps(widen(m)),
-                    None => sf,
-                };
-                extra = _mm256_fmadd_ps(by, load_ps(s), extra);
+        for (k, pair) in paired.chunks_exact_mut(2).enumerate() {
+            let (a, b) = (Row::<ASYM>::new(q, wide, first + 2 * k, steps), Row::<ASYM>::new(q, wide, first + 2 * k + 1, steps));
+            let (mut acc, mut extra) = ([_mm256_setzero_ps(); 2], [_mm256_setzero_ps(); 2]);
+            for (j, s) in sums.iter().enumerate() {
+                let s = load_ps(s);
+                (acc[0], extra[0]) = a.step(j, s, acc[0], extra[0], &step);
+                (acc[1], extra[1]) = b.step(j, s, acc[1], extra[1], &step);
             }
-            let extra_unit = if q.asymmetric() { min_unit } else { unit * q.zero_point() as f32 };
-            *y = hsum(_mm256_fnmadd_ps(_mm256_set1_ps(extra_unit), extra, _mm256_mul_ps(_mm256_set1_ps(unit), acc)));
+            let [y0, y1] = hsum2(a.end(acc[0], extra[0]), b.end(acc[1], extra[1]));
+            pair.copy_from_slice(&[y0, y1]);
+        }
+        for (k, y) in single.iter_mut().enumerate() {
+            let a = Row::<ASYM>::new(q, wide, first + done + k, steps);
+            let (mut acc, mut extra) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+            for (j, s) in sums.iter().enumerate() {
+                (acc, extra) = a.step(j, load_ps(s), acc, extra, &step);
+            }
+            *y = hsum(a.end(acc, extra));
         }
     }
 }
 
-/// The 8 sub-blocks' integer dot products of one step (`c`: their code bytes by pairs, `x`:
-/// their activations, each pair's even halves then odd halves), in the order 0 2 4 6 1 3 5 7.
+/// What a row's steps read: its codes, its widened group codes, its units.
+struct Row<'a, const ASYM: bool> {
+    codes: &'a [[[u8; 32]; 4]],
+    scales: &'a [[u8; 8]],
+    mins: &'a [[u8; 8]],
+    bias: i32,
+    unit: f32,
+    extra_unit: f32,
+}
+
+impl<'a, const ASYM: bool> Row<'a, ASYM> {
+    /// Row `r` of `q`, `steps` steps long.
+    #[inline(always)]
+    fn new(q: &'a QuantMatrix, wide: &'a WideCodes, r: usize, steps: usize) -> Self {
+        let (codes, _) = q.codes_from(r).as_chunks::<32>().0.as_chunks::<4>();
+        let (scales, mins) = wide.row_codes(r);
+        let (unit, min_unit) = q.units(r);
+        let extra_unit = if ASYM { min_unit } else { unit * q.zero_point() as f32 };
+        let cut = |v: &'a [[u8; 8]]| &v[..steps.min(v.len())];
+        Row { codes: &codes[..steps.min(codes.len())], scales: cut(scales), mins: cut(mins), bias: q.scale_bias(), unit, extra_unit }
+    }
+
+    /// Adds step `j`'s products to `acc` and its offsets term to `extra` (`s`: the step's
+    /// group sums of the activations).
+    #[inline(always)]
+    unsafe fn step(
+        &self,
+        j: usize,
+        s: __m256,
+        acc: __m256,
+        extra: __m256,
+        step: &impl Fn(usize, &[[u8; 32]; 4], &[u8; 8], __m256) -> __m256,
+    ) -> (__m256, __m256) {
+        let (Some(codes), Some(scales)) = (self.codes.get(j), self.scales.get(j)) else {
+            return (acc, extra);
+        };
+        let at = codes.as_ptr().cast::<i8>();
+        _mm_prefetch::<_MM_HINT_T0>(at.wrapping_add(PREFETCH));
+        _mm_prefetch::<_MM_HINT_T0>(at.wrapping_add(PREFETCH + 64));
+        let by = match self.mins.get(j) {
+            Some(m) if ASYM => _mm256_cvtepi32_ps(widen(m)),
+            _ => scale_factors(scales, self.bias),
+        };
+        (step(j, codes, scales, acc), _mm256_fmadd_ps(by, s, extra))
+    }
+
+    /// The row's 8 partial sums from its steps' `acc` and `extra`.
+    #[inline(always)]
+    unsafe fn end(&self, acc: __m256, extra: __m256) -> __m256 {
+        _mm256_fnmadd_ps(_mm256_set1_ps(self.extra_unit), extra, _mm256_mul_ps(_mm256_set1_ps(self.unit), acc))
+    }
+}
+
+/// A step's 8 scale codes minus the scale bias, as floats.
+#[inline(always)]
+fn scale_factors(scales: &[u8; 8], bias: i32) -> __m256 {
+    // SAFETY: inlined into the callers of `each_row`, which enable AVX2.
+    unsafe { _mm256_cvtepi32_ps(_mm256_sub_epi32(widen(scales), _mm256_set1_epi32(bias))) }
+}
+
+/// The 8 sub-blocks' integer dot products of one step times their scale codes (`c`: their
+/// code bytes by pairs, `x`: their activations, each pair's even halves then odd halves;
+/// `sf`: each lane's scale code in both of its i16 halves), in the order 0 2 4 6 1 3 5 7.
+/// A product is at most 2 x 30480 x 255, inside an f32's exact integers.
 #[inline]
 #[target_feature(enable = "avx2")]
-fn step_dots(c: &[[u8; 32]; 4], x: &[[i8; 32]; STEP]) -> __m256i {
+fn step_dots(c: &[[u8; 32]; 4], x: &[[i8; 32]; STEP], sf: __m256i) -> __m256i {
     let [c0, c1, c2, c3] = c;
     let [x0, x1, x2, x3, x4, x5, x6, x7] = x;
     let p01 = _mm256_hadd_epi16(pair_sums4(c0, x0, x1), pair_sums4(c1, x2, x3));
     let p23 = _mm256_hadd_epi16(pair_sums4(c2, x4, x5), pair_sums4(c3, x6, x7));
-    _mm256_madd_epi16(_mm256_hadd_epi16(p01, p23), _mm256_set1_epi16(1))
+    _mm256_madd_epi16(_mm256_hadd_epi16(p01, p23), sf)
 }

@@ -445,6 +445,18 @@ pub(super) fn quantize(x: &[f32; SUB]) -> (f32, [i8; SUB], i32) {
     (amax / 127.0, q, _mm_cvtsi128_si32(s))
 }
 
+/// Sums of the 8 lanes of `a` and of `b`.
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(super) fn hsum2(a: __m256, b: __m256) -> [f32; 2] {
+    // Lanes a01 a23 b01 b23 | a45 a67 b45 b67; the halves added, then one more horizontal
+    // add: a b a b.
+    let h = _mm256_hadd_ps(a, b);
+    let s = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps::<1>(h));
+    let s = _mm_hadd_ps(s, s);
+    [_mm_cvtss_f32(s), _mm_cvtss_f32(_mm_movehdup_ps(s))]
+}
+
 /// Sum of the 8 lanes.
 #[inline]
 #[target_feature(enable = "avx2")]
