@@ -69,7 +69,7 @@ fn rows_int8(c: &Ctx, wide: &WideCodes, first: usize, out: &mut [f32]) {
         1, z, 1, z, 3, z, 3, z, 5, z, 5, z, 7, z, 7, z,
     );
     let bias = _mm256_set1_epi16(c.q.scale_bias() as i16);
-    each_row::<true>(c, wide, first, out, |j, codes, scales, acc| {
+    each_row::<true, __m256>(c, wide, first, out, |j, codes, scales, acc| {
         let (Some(x), Some(d)) = (xs.get(j), dx.get(j)) else {
             return acc;
         };
@@ -79,60 +79,94 @@ fn rows_int8(c: &Ctx, wide: &WideCodes, first: usize, out: &mut [f32]) {
 }
 
 /// [`rows`] with f32 activations: each sub-block's products ([`dot4_f32`]) scaled by its
-/// group's factor, two chains of FMAs.
+/// group's factor, two chains of FMAs that run the length of the row (added once a row, not
+/// once a step: 1-3% fewer ns a sub-block on Zen 1, BENCHMARKS.md).
 #[target_feature(enable = "avx2,fma")]
 fn rows_exact(c: &Ctx, wide: &WideCodes, first: usize, out: &mut [f32]) {
     let (x_blocks, _) = c.act.xk.as_chunks::<SUB>();
     let (x_pairs, _) = x_blocks.as_chunks::<2>();
     let (xs, _) = x_pairs.as_chunks::<{ STEP / 2 }>();
     let bias = c.q.scale_bias();
-    each_row::<false>(c, wide, first, out, |j, codes, scales, acc| {
+    each_row::<false, [__m256; 2]>(c, wide, first, out, |j, codes, scales, [mut a0, mut a1]| {
         let Some(x) = xs.get(j) else {
-            return acc;
+            return [a0, a1];
         };
         let mut f = [0f32; STEP];
         store_ps(&mut f, scale_factors(scales, bias));
         let (blocks, _) = codes.as_flattened().as_chunks::<16>();
         let (block_pairs, _) = blocks.as_chunks::<2>();
         let (f_pairs, _) = f.as_chunks::<2>();
-        let (mut a0, mut a1) = (acc, _mm256_setzero_ps());
         for (([b0, b1], [x0, x1]), [f0, f1]) in block_pairs.iter().zip(x).zip(f_pairs) {
             a0 = _mm256_fmadd_ps(dot4_f32::<false>(b0, x0, 0), _mm256_broadcast_ss(f0), a0);
             a1 = _mm256_fmadd_ps(dot4_f32::<false>(b1, x1, 0), _mm256_broadcast_ss(f1), a1);
         }
-        _mm256_add_ps(a0, a1)
+        [a0, a1]
     });
 }
 
+/// A row's running sums of its steps' products: one register, or two chains of FMAs.
+trait Sums: Copy {
+    /// Nothing summed yet.
+    fn zero() -> Self;
+    /// The 8 partial sums.
+    fn total(self) -> __m256;
+}
+
+impl Sums for __m256 {
+    #[inline(always)]
+    fn zero() -> Self {
+        // SAFETY: inlined into the callers of `each_row`, which enable AVX2.
+        unsafe { _mm256_setzero_ps() }
+    }
+
+    #[inline(always)]
+    fn total(self) -> __m256 {
+        self
+    }
+}
+
+impl Sums for [__m256; 2] {
+    #[inline(always)]
+    fn zero() -> Self {
+        [<__m256 as Sums>::zero(); 2]
+    }
+
+    #[inline(always)]
+    fn total(self) -> __m256 {
+        // SAFETY: inlined into the callers of `each_row`, which enable AVX2.
+        unsafe { _mm256_add_ps(self[0], self[1]) }
+    }
+}
+
 /// Runs the GEMV row by row, or two rows at a time when `PAIRS` (a last odd row alone):
-/// `step(j, codes, scales, acc)` adds step `j`'s products to `acc` (`codes`: its 8 sub-blocks'
-/// code bytes, by pairs; `scales`: their groups' scale codes). The codes are unsigned: the
-/// offset codes (asymmetric) or the zero point times the scale codes (symmetric) are dotted
-/// with the group sums of the activations on the way, and one horizontal add ends a row or a
-/// pair.
+/// `step(j, codes, scales, acc)` adds step `j`'s products to the row's running sums `acc`
+/// (`codes`: its 8 sub-blocks' code bytes, by pairs; `scales`: their groups' scale codes).
+/// The codes are unsigned: the offset codes (asymmetric) or the zero point times the scale
+/// codes (symmetric) are dotted with the group sums of the activations on the way, and one
+/// horizontal add ends a row or a pair.
 #[inline(always)]
-fn each_row<const PAIRS: bool>(
+fn each_row<const PAIRS: bool, A: Sums>(
     c: &Ctx,
     wide: &WideCodes,
     first: usize,
     out: &mut [f32],
-    step: impl Fn(usize, &[[u8; 32]; 4], &[u8; 8], __m256) -> __m256,
+    step: impl Fn(usize, &[[u8; 32]; 4], &[u8; 8], A) -> A,
 ) {
     if c.q.asymmetric() {
-        each_row_as::<PAIRS, true>(c, wide, first, out, step)
+        each_row_as::<PAIRS, true, A>(c, wide, first, out, step)
     } else {
-        each_row_as::<PAIRS, false>(c, wide, first, out, step)
+        each_row_as::<PAIRS, false, A>(c, wide, first, out, step)
     }
 }
 
 /// [`each_row`] for symmetric or asymmetric (`ASYM`) codes.
 #[inline(always)]
-fn each_row_as<const PAIRS: bool, const ASYM: bool>(
+fn each_row_as<const PAIRS: bool, const ASYM: bool, A: Sums>(
     c: &Ctx,
     wide: &WideCodes,
     first: usize,
     out: &mut [f32],
-    step: impl Fn(usize, &[[u8; 32]; 4], &[u8; 8], __m256) -> __m256,
+    step: impl Fn(usize, &[[u8; 32]; 4], &[u8; 8], A) -> A,
 ) {
     let q = c.q;
     let (sums, _) = c.act.sums.as_chunks::<STEP>();
@@ -145,7 +179,7 @@ fn each_row_as<const PAIRS: bool, const ASYM: bool>(
     unsafe {
         for (k, pair) in paired.chunks_exact_mut(2).enumerate() {
             let (a, b) = (Row::<ASYM>::new(q, wide, first + 2 * k, steps), Row::<ASYM>::new(q, wide, first + 2 * k + 1, steps));
-            let (mut acc, mut extra) = ([_mm256_setzero_ps(); 2], [_mm256_setzero_ps(); 2]);
+            let (mut acc, mut extra) = ([A::zero(); 2], [_mm256_setzero_ps(); 2]);
             for (j, s) in sums.iter().enumerate() {
                 let s = load_ps(s);
                 (acc[0], extra[0]) = a.step(j, s, acc[0], extra[0], &step);
@@ -156,7 +190,7 @@ fn each_row_as<const PAIRS: bool, const ASYM: bool>(
         }
         for (k, y) in single.iter_mut().enumerate() {
             let a = Row::<ASYM>::new(q, wide, first + done + k, steps);
-            let (mut acc, mut extra) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+            let (mut acc, mut extra) = (A::zero(), _mm256_setzero_ps());
             for (j, s) in sums.iter().enumerate() {
                 (acc, extra) = a.step(j, load_ps(s), acc, extra, &step);
             }
@@ -190,14 +224,14 @@ impl<'a, const ASYM: bool> Row<'a, ASYM> {
     /// Adds step `j`'s products to `acc` and its offsets term to `extra` (`s`: the step's
     /// group sums of the activations). Safety: AVX2 and FMA must be present.
     #[inline(always)]
-    unsafe fn step(
+    unsafe fn step<A: Sums>(
         &self,
         j: usize,
         s: __m256,
-        acc: __m256,
+        acc: A,
         extra: __m256,
-        step: &impl Fn(usize, &[[u8; 32]; 4], &[u8; 8], __m256) -> __m256,
-    ) -> (__m256, __m256) {
+        step: &impl Fn(usize, &[[u8; 32]; 4], &[u8; 8], A) -> A,
+    ) -> (A, __m256) {
         let (Some(codes), Some(scales)) = (self.codes.get(j), self.scales.get(j)) else {
             return (acc, extra);
         };
@@ -213,8 +247,8 @@ impl<'a, const ASYM: bool> Row<'a, ASYM> {
 
     /// The row's 8 partial sums from its steps' `acc` and `extra`. Safety: FMA must be present.
     #[inline(always)]
-    unsafe fn end(&self, acc: __m256, extra: __m256) -> __m256 {
-        _mm256_fnmadd_ps(_mm256_set1_ps(self.extra_unit), extra, _mm256_mul_ps(_mm256_set1_ps(self.unit), acc))
+    unsafe fn end(&self, acc: impl Sums, extra: __m256) -> __m256 {
+        _mm256_fnmadd_ps(_mm256_set1_ps(self.extra_unit), extra, _mm256_mul_ps(_mm256_set1_ps(self.unit), acc.total()))
     }
 }
 
