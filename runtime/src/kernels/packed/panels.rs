@@ -295,7 +295,7 @@ pub(super) struct Tile {
 }
 
 /// Depth steps between the micro-kernel's prefetches.
-const PREFETCH_EVERY: usize = 8;
+pub(super) const PREFETCH_EVERY: usize = 8;
 
 /// Runs `step(kk)` for each depth step `kk` of `t`, asking for `lines` cache lines of
 /// `t.prefetch` (in order) before every [`PREFETCH_EVERY`] steps.
