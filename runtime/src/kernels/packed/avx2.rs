@@ -122,7 +122,8 @@ macro_rules! depth_step {
 
 /// The depth loop of a full 6-row block on the 16 panel columns at `b`: the 12 accumulators,
 /// low and high 8 columns of each row. Asks for `lines` of the tile's prefetch lines before
-/// each [`PREFETCH_EVERY`] steps, as [`depth_steps`] does.
+/// each [`PREFETCH_EVERY`] steps, as [`depth_steps`] does. Safety: as for [`run`] (the loop
+/// reads `t.depth` steps of the packed rows at `t.a` and of the panel at `b`).
 #[target_feature(enable = "avx2,fma")]
 #[inline]
 unsafe fn six_rows(t: &Tile, b: *const f32, lines: usize) -> ([__m256; MR], [__m256; MR]) {
